@@ -1,0 +1,144 @@
+"""What happens to a connection, as values: lifecycle events, disconnects and the derived state.
+
+``Connection.lifecycle`` emits the events below in order; ``connection_state`` is a ``scan`` of
+them through :func:`next_state` and ``disconnects`` a projection of them, so there is exactly
+one source of truth.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class ConnectionState(enum.Enum):
+    """Where the connection is. Derived from ``lifecycle``; never stored separately."""
+
+    DISCONNECTED = "disconnected"
+    """Not started yet."""
+    CONNECTING = "connecting"
+    """First attempt in progress."""
+    CONNECTED = "connected"
+    """CONNACK accepted; publishes go on the wire."""
+    RECONNECTING = "reconnecting"
+    """Lost or refused; backing off or attempting again."""
+    CLOSED = "closed"
+    """Closed by the application."""
+    FAILED = "failed"
+    """Gave up: a fatal reason code or the attempts ran out."""
+
+
+class DisconnectSource(enum.Enum):
+    """Who ended (or refused) the connection."""
+
+    SERVER = "server"
+    """The broker sent DISCONNECT or refused the CONNACK."""
+    NETWORK = "network"
+    """The socket closed, was reset, or the broker was unreachable (including TLS failures)."""
+    KEEPALIVE = "keepalive"
+    """No PINGRESP (or any traffic) in time: the link is dead though the socket is open."""
+    CLIENT = "client"
+    """This client detected a protocol error or an acknowledgement timeout."""
+    USER = "user"
+    """The application closed the connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    """Why a connection ended or an attempt was refused."""
+
+    reason_code: int
+    reason: str
+    source: DisconnectSource
+    fatal: bool = False
+    session_present: bool | None = None
+    at: float = 0.0
+    """``time.monotonic()`` (the loop's clock) when it was observed."""
+
+    def __str__(self) -> str:
+        fatal = ", fatal" if self.fatal else ""
+        return f"{self.source.value}: 0x{self.reason_code:02X} {self.reason}{fatal}"
+
+
+@dataclass(frozen=True, slots=True)
+class Connecting:
+    """An attempt started. ``attempt`` counts from 1 and restarts after a stable connection."""
+
+    attempt: int
+    endpoint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """The broker accepted the connection."""
+
+    session_present: bool
+    endpoint: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectFailed:
+    """An attempt failed before CONNACK success; ``retry_in`` is the wait before the next one
+    (``None`` when the policy gives up)."""
+
+    reason_code: int
+    reason: str
+    attempt: int
+    retry_in: float | None
+    disconnect: Disconnect
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    """An established connection ended; ``retry_in`` is the wait before reconnecting
+    (``None`` when the policy gives up or the application closed it)."""
+
+    disconnect: Disconnect
+    retry_in: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLost:
+    """A reconnect found no session on the broker (``session_present=False``): subscriptions
+    are being restored by the connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The application closed the connection; every stream completes after this."""
+
+
+@dataclass(frozen=True, slots=True)
+class GaveUp:
+    """The reconnect policy stopped for good (fatal code or attempts exhausted)."""
+
+    reason: str
+    disconnect: Disconnect | None = None
+
+
+LifecycleEvent = Connecting | Connected | ConnectFailed | Disconnected | SessionLost | Closed | GaveUp
+
+
+def next_state(state: ConnectionState, event: LifecycleEvent) -> ConnectionState:
+    """The state after ``event``: the reducer ``connection_state`` scans ``lifecycle`` with."""
+    if state in (ConnectionState.CLOSED, ConnectionState.FAILED) and not isinstance(
+        event, Connecting
+    ):
+        return ConnectionState.CLOSED if isinstance(event, Closed) else state
+    match event:
+        case Connecting():
+            if state in (ConnectionState.DISCONNECTED, ConnectionState.CLOSED,
+                         ConnectionState.FAILED, ConnectionState.CONNECTING):
+                return ConnectionState.CONNECTING
+            return ConnectionState.RECONNECTING
+        case Connected():
+            return ConnectionState.CONNECTED
+        case ConnectFailed() | Disconnected():
+            return ConnectionState.RECONNECTING
+        case GaveUp():
+            return ConnectionState.FAILED
+        case Closed():
+            return ConnectionState.CLOSED
+        case SessionLost():
+            return state
+    return state

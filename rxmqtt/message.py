@@ -1,0 +1,69 @@
+"""Messages going out and coming in, their MQTT 5 properties, and publish results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class PublishProperties:
+    """The MQTT 5 PUBLISH properties an application sets or reads.
+
+    ``message_expiry_interval`` is in seconds; ``None`` means the message never expires.
+    """
+
+    message_expiry_interval: int | None = None
+    content_type: str | None = None
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
+    payload_format_indicator: int | None = None
+    user_properties: tuple[tuple[str, str], ...] = ()
+    subscription_identifiers: tuple[int, ...] = ()
+
+    def encoded_size(self) -> int:
+        """Approximate bytes these properties occupy on the wire (for byte-bounded queues)."""
+        size = 0
+        if self.message_expiry_interval is not None:
+            size += 5
+        if self.content_type is not None:
+            size += 3 + len(self.content_type.encode())
+        if self.response_topic is not None:
+            size += 3 + len(self.response_topic.encode())
+        if self.correlation_data is not None:
+            size += 3 + len(self.correlation_data)
+        if self.payload_format_indicator is not None:
+            size += 2
+        for key, value in self.user_properties:
+            size += 5 + len(key.encode()) + len(value.encode())
+        size += 2 * len(self.subscription_identifiers)
+        return size
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One application message: what ``messages()`` emits and what ``publish()`` sends."""
+
+    topic: str
+    payload: bytes
+    qos: int = 0
+    retain: bool = False
+    properties: PublishProperties = field(default_factory=PublishProperties)
+
+    @property
+    def size(self) -> int:
+        """Bytes counted against queue bounds: topic + payload + properties."""
+        return len(self.topic.encode()) + len(self.payload) + self.properties.encoded_size()
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """The outcome of an acknowledged publish.
+
+    For QoS 0 the message was written to the socket (``reason_code`` 0, nothing acknowledged);
+    for QoS 1 it is the PUBACK's reason code, for QoS 2 the PUBREC's (then PUBCOMP completed).
+    """
+
+    topic: str
+    qos: int
+    reason_code: int = 0
+    reason: str = "Success"
