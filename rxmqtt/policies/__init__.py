@@ -1,0 +1,43 @@
+"""Policies: pure, validated values that say how the connection reacts to failure.
+
+- :class:`Backoff` / :class:`Jitter`: the delays between retries.
+- :class:`ReconnectPolicy`: when and how to reconnect, and when to give up.
+- :class:`PublishRetry`: ack timeouts and re-sending transiently refused publishes.
+- :class:`QueuePolicy` / :class:`Overflow` / :class:`Drain` / :class:`Qos0Offline`: the offline
+  queue.
+- :data:`REASON_CODES` and its helpers: the one table of MQTT 5 reason codes, saying which ones
+  end reconnecting (see :func:`is_fatal_reason_code`).
+
+Nothing here performs I/O or keeps time; the connection and the operators in
+:mod:`rxmqtt.operators` put these values to work.
+"""
+
+from ._backoff import Backoff, Jitter
+from ._publish_retry import PublishRetry
+from ._queue import Drain, Overflow, Qos0Offline, QueuePolicy
+from ._reason_codes import (
+    REASON_CODES,
+    ReasonCodeInfo,
+    ReasonPacket,
+    is_fatal_reason_code,
+    is_retriable_publish_code,
+    reason_name,
+)
+from ._reconnect import ReconnectPolicy
+
+__all__ = [
+    "REASON_CODES",
+    "Backoff",
+    "Drain",
+    "Jitter",
+    "Overflow",
+    "PublishRetry",
+    "Qos0Offline",
+    "QueuePolicy",
+    "ReasonCodeInfo",
+    "ReasonPacket",
+    "ReconnectPolicy",
+    "is_fatal_reason_code",
+    "is_retriable_publish_code",
+    "reason_name",
+]
