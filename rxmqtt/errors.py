@@ -49,3 +49,12 @@ class RetriesExhausted(MqttError):
         super().__init__(f"gave up after {attempts} retries: {last_error}")
         self.attempts = attempts
         self.last_error = last_error
+
+
+class MessageDroppedError(MqttError):
+    """A policy discarded the message (the same event appears on ``Connection.dropped``)."""
+
+    def __init__(self, reason: str, topic: str) -> None:
+        super().__init__(f"publish to {topic!r} dropped: {reason}")
+        self.reason = reason
+        self.topic = topic

@@ -67,6 +67,9 @@ class Connecting:
     attempt: int
     endpoint: str
 
+    def __str__(self) -> str:
+        return f"connecting to {self.endpoint} (attempt {self.attempt})"
+
 
 @dataclass(frozen=True, slots=True)
 class Connected:
@@ -74,6 +77,9 @@ class Connected:
 
     session_present: bool
     endpoint: str
+
+    def __str__(self) -> str:
+        return f"connected to {self.endpoint} (session present: {self.session_present})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +93,9 @@ class ConnectFailed:
     retry_in: float | None
     disconnect: Disconnect
 
+    def __str__(self) -> str:
+        return f"attempt {self.attempt} failed: {self.disconnect}{_retry_text(self.retry_in)}"
+
 
 @dataclass(frozen=True, slots=True)
 class Disconnected:
@@ -96,16 +105,25 @@ class Disconnected:
     disconnect: Disconnect
     retry_in: float | None = None
 
+    def __str__(self) -> str:
+        return f"disconnected: {self.disconnect}{_retry_text(self.retry_in)}"
+
 
 @dataclass(frozen=True, slots=True)
 class SessionLost:
     """A reconnect found no session on the broker (``session_present=False``): subscriptions
     are being restored by the connection."""
 
+    def __str__(self) -> str:
+        return "session lost: the broker kept no session; re-subscribing"
+
 
 @dataclass(frozen=True, slots=True)
 class Closed:
     """The application closed the connection; every stream completes after this."""
+
+    def __str__(self) -> str:
+        return "closed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +133,17 @@ class GaveUp:
     reason: str
     disconnect: Disconnect | None = None
 
+    def __str__(self) -> str:
+        return f"gave up: {self.reason}"
 
-LifecycleEvent = Connecting | Connected | ConnectFailed | Disconnected | SessionLost | Closed | GaveUp
+
+LifecycleEvent = (
+    Connecting | Connected | ConnectFailed | Disconnected | SessionLost | Closed | GaveUp
+)
+
+
+def _retry_text(retry_in: float | None) -> str:
+    return "" if retry_in is None else f"; retrying in {retry_in:.2f}s"
 
 
 def next_state(state: ConnectionState, event: LifecycleEvent) -> ConnectionState:
@@ -127,12 +154,18 @@ def next_state(state: ConnectionState, event: LifecycleEvent) -> ConnectionState
         return ConnectionState.CLOSED if isinstance(event, Closed) else state
     match event:
         case Connecting():
-            if state in (ConnectionState.DISCONNECTED, ConnectionState.CLOSED,
-                         ConnectionState.FAILED, ConnectionState.CONNECTING):
+            if state in (
+                ConnectionState.DISCONNECTED,
+                ConnectionState.CLOSED,
+                ConnectionState.FAILED,
+                ConnectionState.CONNECTING,
+            ):
                 return ConnectionState.CONNECTING
             return ConnectionState.RECONNECTING
         case Connected():
             return ConnectionState.CONNECTED
+        case Disconnected(disconnect=Disconnect(source=DisconnectSource.USER)):
+            return state  # the Closed event that follows decides
         case ConnectFailed() | Disconnected():
             return ConnectionState.RECONNECTING
         case GaveUp():

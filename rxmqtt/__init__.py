@@ -1,0 +1,148 @@
+"""rxmqtt: an MQTT 5 connection that survives the real world, with everything that happens to it
+as ReactiveX streams.
+
+>>> from rxmqtt import Connection, ConnectionSettings
+>>> conn = Connection(ConnectionSettings(host="127.0.0.1", client_id="doc-1"))
+>>> conn.state
+<ConnectionState.DISCONNECTED: 'disconnected'>
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .engine import BrokerLimits
+    from .errors import (
+        ConnectionClosedError,
+        MessageDroppedError,
+        MqttError,
+        PublishError,
+        RetriesExhausted,
+        SubscribeError,
+    )
+    from .lifecycle import (
+        Closed,
+        Connected,
+        ConnectFailed,
+        Connecting,
+        ConnectionState,
+        Disconnect,
+        Disconnected,
+        DisconnectSource,
+        GaveUp,
+        LifecycleEvent,
+        SessionLost,
+    )
+    from .message import Message, PublishProperties, PublishResult
+    from .policies import (
+        Backoff,
+        Drain,
+        Jitter,
+        Overflow,
+        PublishRetry,
+        Qos0Offline,
+        QueuePolicy,
+        ReconnectPolicy,
+    )
+    from .queue import DroppedMessage, DropReason, QueueStats
+    from .settings import ConnectionSettings, Endpoint, TlsSettings, Will
+    from .topics import InvalidTopicError
+
+# Imported on first use, so the pure layers (policies, operators, queue, settings) load without
+# paho and a half-built optional dependency never breaks ``import rxmqtt``.
+_EXPORTS: dict[str, str] = {
+    "Backoff": "policies",
+    "BrokerLimits": "engine",
+    "Closed": "lifecycle",
+    "ConnectFailed": "lifecycle",
+    "Connected": "lifecycle",
+    "Connecting": "lifecycle",
+    "Connection": "connection",
+    "ConnectionClosedError": "errors",
+    "ConnectionSettings": "settings",
+    "ConnectionState": "lifecycle",
+    "Disconnect": "lifecycle",
+    "DisconnectSource": "lifecycle",
+    "Disconnected": "lifecycle",
+    "Drain": "policies",
+    "DropReason": "queue",
+    "DroppedMessage": "queue",
+    "Endpoint": "settings",
+    "GaveUp": "lifecycle",
+    "InvalidTopicError": "topics",
+    "Jitter": "policies",
+    "LifecycleEvent": "lifecycle",
+    "Message": "message",
+    "MessageDroppedError": "errors",
+    "MqttError": "errors",
+    "Overflow": "policies",
+    "PublishError": "errors",
+    "PublishProperties": "message",
+    "PublishResult": "message",
+    "PublishRetry": "policies",
+    "Qos0Offline": "policies",
+    "QueuePolicy": "policies",
+    "QueueStats": "queue",
+    "ReconnectPolicy": "policies",
+    "RetriesExhausted": "errors",
+    "SessionLost": "lifecycle",
+    "SubscribeError": "errors",
+    "TlsSettings": "settings",
+    "Will": "settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rxmqtt' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backoff",
+    "BrokerLimits",
+    "Closed",
+    "ConnectFailed",
+    "Connected",
+    "Connecting",
+    "Connection",
+    "ConnectionClosedError",
+    "ConnectionSettings",
+    "ConnectionState",
+    "Disconnect",
+    "DisconnectSource",
+    "Disconnected",
+    "Drain",
+    "DropReason",
+    "DroppedMessage",
+    "Endpoint",
+    "GaveUp",
+    "InvalidTopicError",
+    "Jitter",
+    "LifecycleEvent",
+    "Message",
+    "MessageDroppedError",
+    "MqttError",
+    "Overflow",
+    "PublishError",
+    "PublishProperties",
+    "PublishResult",
+    "PublishRetry",
+    "Qos0Offline",
+    "QueuePolicy",
+    "QueueStats",
+    "ReconnectPolicy",
+    "RetriesExhausted",
+    "SessionLost",
+    "SubscribeError",
+    "TlsSettings",
+    "Will",
+]

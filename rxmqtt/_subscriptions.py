@@ -1,0 +1,126 @@
+"""Reference-counted subscriptions and trie dispatch for ``Connection.messages()``.
+
+Pure bookkeeping: it decides when a SUBSCRIBE or UNSUBSCRIBE is due and which observers a message
+reaches; the connection does the sending.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from reactivex import abc
+
+from .errors import SubscribeError
+from .message import Message
+from .topics import TopicTrie
+
+log = logging.getLogger("rxmqtt.connection")
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One broker subscription shared by every ``messages()`` subscriber of the same filter."""
+
+    topic_filter: str
+    qos: int
+    observers: list[abc.ObserverBase[Message]] = field(default_factory=list)
+    granted: bool = False
+    """The broker acknowledged it in the current session."""
+
+
+class SubscriptionRegistry:
+    """Live filters, their observers, and a topic trie for dispatch."""
+
+    def __init__(self) -> None:
+        self._by_filter: dict[str, Subscription] = {}
+        self._trie: TopicTrie[Subscription] = TopicTrie()
+        self._pending_acks: dict[int, list[Subscription]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_filter)
+
+    def add(self, topic_filter: str, qos: int, observer: abc.ObserverBase[Message]) -> bool:
+        """Register an observer; True when a SUBSCRIBE is due (new filter or a higher QoS)."""
+        sub = self._by_filter.get(topic_filter)
+        if sub is None:
+            sub = Subscription(topic_filter, qos)
+            self._by_filter[topic_filter] = sub
+            self._trie.add(topic_filter, sub)
+            sub.observers.append(observer)
+            return True
+        sub.observers.append(observer)
+        if qos > sub.qos:
+            sub.qos = qos
+            sub.granted = False
+            return True
+        return False
+
+    def remove(self, topic_filter: str, observer: abc.ObserverBase[Message]) -> bool:
+        """Unregister an observer; True when it was the last one (an UNSUBSCRIBE is due)."""
+        sub = self._by_filter.get(topic_filter)
+        if sub is None:
+            return False
+        if observer in sub.observers:
+            sub.observers.remove(observer)
+        if sub.observers:
+            return False
+        del self._by_filter[topic_filter]
+        self._trie.remove(topic_filter, sub)
+        return True
+
+    def get(self, topic_filter: str) -> Subscription | None:
+        return self._by_filter.get(topic_filter)
+
+    def all(self) -> list[Subscription]:
+        return list(self._by_filter.values())
+
+    def ungranted(self) -> list[Subscription]:
+        """Subscriptions the broker does not know of in this session."""
+        return [sub for sub in self._by_filter.values() if not sub.granted]
+
+    def session_lost(self) -> None:
+        """The broker forgot every subscription (new session)."""
+        for sub in self._by_filter.values():
+            sub.granted = False
+        self._pending_acks.clear()
+
+    def sent(self, mid: int, subs: list[Subscription]) -> None:
+        self._pending_acks[mid] = subs
+
+    def acknowledged(self, mid: int, reason_codes: list[tuple[int, str]]) -> None:
+        """Apply a SUBACK: grant, or error and drop each refused subscription's observers."""
+        subs = self._pending_acks.pop(mid, [])
+        for sub, (code, reason) in zip(subs, reason_codes, strict=False):
+            if code < 0x80:
+                sub.granted = True
+                continue
+            if self._by_filter.get(sub.topic_filter) is not sub:
+                continue
+            error = SubscribeError(code, reason, sub.topic_filter)
+            log.warning("%s", error)
+            observers = list(sub.observers)
+            sub.observers.clear()
+            del self._by_filter[sub.topic_filter]
+            self._trie.remove(sub.topic_filter, sub)
+            for observer in observers:
+                observer.on_error(error)
+
+    def dispatch(self, message: Message) -> int:
+        """Deliver ``message`` to every matching observer; returns how many got it."""
+        delivered = 0
+        for sub in self._trie.match(message.topic):
+            for observer in list(sub.observers):
+                observer.on_next(message)
+                delivered += 1
+        return delivered
+
+    def complete_all(self) -> None:
+        """Complete every observer (the connection closed)."""
+        subs = list(self._by_filter.values())
+        self._by_filter.clear()
+        self._trie = TopicTrie()
+        self._pending_acks.clear()
+        for sub in subs:
+            for observer in list(sub.observers):
+                observer.on_completed()

@@ -1,0 +1,863 @@
+"""``Connection``: the engine, the reconnect policy and the offline queue composed into streams.
+
+Everything runs on one asyncio loop (the Qt GUI thread under qasync); every stream emits there.
+The reconnect loop is an Rx pipeline: one connection attempt is an observable that emits
+``Connected`` and errors when the attempt fails or the link is lost, and
+:func:`rxmqtt.operators.retry_with_backoff` resubscribes to it per the :class:`ReconnectPolicy`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future as ThreadFuture
+from types import TracebackType
+from typing import Any, Self
+
+import reactivex
+from reactivex import Observable, abc
+from reactivex import operators as ops
+from reactivex.disposable import Disposable
+from reactivex.scheduler.eventloop import AsyncIOScheduler
+from reactivex.subject import AsyncSubject, ReplaySubject, Subject
+
+from ._subscriptions import SubscriptionRegistry
+from .engine import BrokerLimits, Engine, EngineNotConnected
+from .errors import ConnectionClosedError, MessageDroppedError, PublishError, RetriesExhausted
+from .lifecycle import (
+    Closed,
+    Connected,
+    ConnectFailed,
+    Connecting,
+    ConnectionState,
+    Disconnect,
+    Disconnected,
+    DisconnectSource,
+    GaveUp,
+    LifecycleEvent,
+    SessionLost,
+    next_state,
+)
+from .message import Message, PublishProperties, PublishResult
+from .operators import RetryAttempt, retry_with_backoff
+from .policies import (
+    PublishRetry,
+    Qos0Offline,
+    QueuePolicy,
+    ReasonPacket,
+    ReconnectPolicy,
+    is_retriable_publish_code,
+)
+from .queue import DroppedMessage, DropReason, OfflineQueue, QueuedMessage, QueueStats
+from .settings import ConnectionSettings
+from .topics import validate_filter, validate_topic
+
+log = logging.getLogger("rxmqtt.connection")
+
+_CLOSE_FLUSH_TIMEOUT = 2.0
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class _InFlight:
+    """A publish handed to the engine and not yet resolved."""
+
+    message: Message
+    result: AsyncSubject[PublishResult]
+    sent_at: float
+    refusals: int = 0
+    """Retriable negative acks so far (PublishRetry.max_attempts bounds them)."""
+    retry_delays: Iterator[float] | None = None
+
+
+class _AttemptEnded(Exception):
+    """The error one attempt observable ends with: the attempt failed or the link was lost."""
+
+    def __init__(self, disconnect: Disconnect, *, was_connected: bool) -> None:
+        super().__init__(str(disconnect))
+        self.disconnect = disconnect
+        self.was_connected = was_connected
+
+
+def _check_qos(qos: object, argument: str = "qos") -> int:
+    if isinstance(qos, bool) or not isinstance(qos, int) or qos not in (0, 1, 2):
+        raise ValueError(f"{argument}: must be 0, 1 or 2, got {qos!r}")
+    return qos
+
+
+def _as_payload(payload: object) -> bytes:
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, bytearray | memoryview):
+        return bytes(payload)
+    if isinstance(payload, str):
+        return payload.encode("utf-8")
+    raise TypeError(
+        f"payload: must be bytes, bytearray, memoryview or str, got {type(payload).__name__}"
+    )
+
+
+class Connection:
+    """One MQTT 5 connection owned by the application, with its whole life as streams.
+
+    Create it, ``start()`` it (or ``async with``), inject it into envoys and widgets, ``close()``
+    it. It reconnects by itself; nothing about the network ever raises into your code.
+    """
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        *,
+        reconnect: ReconnectPolicy | None = None,
+        queue: QueuePolicy | None = None,
+        publish_retry: PublishRetry | None = None,
+    ) -> None:
+        if not isinstance(settings, ConnectionSettings):
+            raise TypeError(
+                f"settings: must be a ConnectionSettings, got {type(settings).__name__}"
+            )
+        if reconnect is not None and not isinstance(reconnect, ReconnectPolicy):
+            raise TypeError(f"reconnect: must be a ReconnectPolicy, got {type(reconnect).__name__}")
+        if queue is not None and not isinstance(queue, QueuePolicy):
+            raise TypeError(f"queue: must be a QueuePolicy, got {type(queue).__name__}")
+        if publish_retry is not None and not isinstance(publish_retry, PublishRetry):
+            raise TypeError(
+                f"publish_retry: must be a PublishRetry, got {type(publish_retry).__name__}"
+            )
+        self._publish_retry = publish_retry or PublishRetry()
+        self._ack_sweep: asyncio.TimerHandle | None = None
+        self._settings = settings
+        self._reconnect = reconnect or ReconnectPolicy()
+        self._queue_policy = queue or QueuePolicy()
+        self._endpoints = settings.all_endpoints()
+
+        self._lifecycle: Subject[LifecycleEvent] = Subject()
+        self._states: ReplaySubject[ConnectionState] = ReplaySubject(1)
+        self._current_state = ConnectionState.DISCONNECTED
+        self._lifecycle.pipe(
+            ops.scan(next_state, ConnectionState.DISCONNECTED),
+            ops.start_with(ConnectionState.DISCONNECTED),
+        ).subscribe(self._states)
+        self._states.subscribe(self._remember_state)
+        self._stats: ReplaySubject[QueueStats] = ReplaySubject(1)
+        self._dropped: Subject[DroppedMessage] = Subject()
+
+        self._queue = OfflineQueue(self._queue_policy, on_drop=self._on_queue_drop)
+        self._subscriptions = SubscriptionRegistry()
+        self._unacked: dict[int, _InFlight] = {}
+        self._window_used = 0
+        """QoS 1/2 publishes awaiting their final ack: bounded by the broker's Receive Maximum."""
+        self._unsubscribe_later: set[str] = set()
+
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._scheduler: AsyncIOScheduler | None = None
+        self._engine: Engine | None = None
+        self._attempt_observer: abc.ObserverBase[Connected] | None = None
+        self._reconnect_subscription: abc.DisposableBase | None = None
+        self._attempts_since_connected = 0
+        self._endpoint_index = 0
+        self._ever_connected = False
+        self._closed = False
+        self._thread_runner: _ThreadRunner | None = None
+        self._publish_stats()
+
+    # ------------------------------------------------------------------ streams
+
+    @property
+    def settings(self) -> ConnectionSettings:
+        return self._settings
+
+    @property
+    def lifecycle(self) -> Observable[LifecycleEvent]:
+        """Every event of the connection's life, in order; the source the other streams derive
+        from. Hot: subscribers see events from the moment they subscribe."""
+        return self._lifecycle
+
+    @property
+    def connection_state(self) -> Observable[ConnectionState]:
+        """The current :class:`ConnectionState` on subscribe, then every change."""
+        return self._states.pipe(ops.distinct_until_changed())
+
+    @property
+    def state(self) -> ConnectionState:
+        """The latest state (a snapshot of ``connection_state``)."""
+        return self._current_state
+
+    @property
+    def disconnects(self) -> Observable[Disconnect]:
+        """Why each connection ended or each attempt was refused."""
+        return self._lifecycle.pipe(ops.flat_map(_disconnect_of))
+
+    @property
+    def queue_stats(self) -> Observable[QueueStats]:
+        """Offline-queue depth, bytes, dropped, drained and in-flight: current value, then
+        every change."""
+        return self._stats.pipe(ops.distinct_until_changed())
+
+    @property
+    def dropped(self) -> Observable[DroppedMessage]:
+        """Every message a policy discarded, with why."""
+        return self._dropped
+
+    @property
+    def broker_limits(self) -> BrokerLimits | None:
+        """What the broker's last CONNACK said about itself, once connected."""
+        return self._engine.limits if self._engine is not None and self._ever_connected else None
+
+    # ------------------------------------------------------------------ life
+
+    def start(self) -> None:
+        """Start connecting on the running asyncio loop; returns at once.
+
+        Outcomes arrive on ``lifecycle``/``connection_state``; use :meth:`wait_for` to await one.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "start: needs a running asyncio loop (use `async with conn:` or "
+                "`conn.start_in_thread()`)"
+            ) from None
+        if self._closed:
+            raise RuntimeError("start: this connection was closed; create a new Connection")
+        if self._loop is not None:
+            raise RuntimeError("start: already started")
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+        self._scheduler = AsyncIOScheduler(loop)
+        self._engine = Engine(self._settings, loop, self)
+        self._start_reconnect_loop()
+
+    def _start_reconnect_loop(self) -> None:
+        policy = self._reconnect
+        self._reconnect_subscription = (
+            self._attempt()
+            .pipe(
+                retry_with_backoff(
+                    policy.backoff,
+                    policy.max_attempts,
+                    self._is_retriable,
+                    self._scheduler,
+                    reset_after=policy.reset_after,
+                    on_retry=self._on_retry,
+                )
+            )
+            .subscribe(on_error=self._on_gave_up, scheduler=self._scheduler)
+        )
+
+    def configure(
+        self, *, reconnect: ReconnectPolicy | None = None, queue: QueuePolicy | None = None
+    ) -> None:
+        """Apply new policies to the live connection, without a restart.
+
+        A new reconnect policy takes over at once: a connection that is up (or an attempt in
+        progress) is kept, a pending backoff wait is cut short and the next attempt starts under
+        the new policy, and a FAILED connection starts trying again. A new queue policy re-bounds
+        the offline queue now (what no longer fits is reported on ``dropped``).
+        """
+        if reconnect is not None and not isinstance(reconnect, ReconnectPolicy):
+            raise TypeError(
+                f"reconnect: must be a ReconnectPolicy, got {type(reconnect).__name__}"
+            )
+        if queue is not None and not isinstance(queue, QueuePolicy):
+            raise TypeError(f"queue: must be a QueuePolicy, got {type(queue).__name__}")
+        self._call_on_loop(self._configure_on_loop, reconnect, queue)
+
+    def _configure_on_loop(
+        self, reconnect: ReconnectPolicy | None, queue: QueuePolicy | None
+    ) -> None:
+        if self._closed:
+            return
+        if queue is not None:
+            self._queue_policy = queue
+            self._queue.set_policy(queue)
+            self._publish_stats()
+        if reconnect is not None:
+            self._reconnect = reconnect
+            if self._reconnect_subscription is not None:
+                self._reconnect_subscription.dispose()
+                self._reconnect_subscription = None
+                self._attempt_observer = None
+            if self._engine is not None:
+                self._start_reconnect_loop()
+
+    async def close(self) -> None:
+        """Close for good: DISCONNECT (so the broker discards the Will), error what is still
+        queued or unacknowledged with :class:`ConnectionClosedError`, complete every stream."""
+        if self._closed:
+            return
+        if self._loop is None:
+            self._finish_close(was_connected=False)
+            return
+        if not self._on_loop_thread():
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.close(), self._loop))
+            return
+        was_connected = self._engine is not None and self._engine.connected
+        self._finish_close(was_connected=was_connected)
+        await asyncio.sleep(0)  # let the DISCONNECT leave before the loop may stop
+
+    def _finish_close(self, *, was_connected: bool) -> None:
+        self._closed = True
+        if self._reconnect_subscription is not None:
+            self._reconnect_subscription.dispose()
+            self._reconnect_subscription = None
+        self._attempt_observer = None
+        if self._engine is not None:
+            self._engine.close(send_disconnect=True)
+            self._engine.forget_in_flight()
+        if was_connected:
+            self._emit(
+                Disconnected(
+                    Disconnect(
+                        0,
+                        "closed by the application",
+                        DisconnectSource.USER,
+                        at=self._now(),
+                    )
+                )
+            )
+        unacked, self._unacked = self._unacked, {}
+        self._window_used = 0
+        if self._ack_sweep is not None:
+            self._ack_sweep.cancel()
+        for entry in unacked.values():
+            entry.result.on_error(
+                ConnectionClosedError(
+                    f"closed before the broker acknowledged the publish to "
+                    f"{entry.message.topic!r}"
+                )
+            )
+        self._queue.close()  # reports CLOSED drops; a persistent store keeps them
+        self._publish_stats()
+        self._emit(Closed())
+        self._subscriptions.complete_all()
+        self._lifecycle.on_completed()
+        self._dropped.on_completed()
+        self._stats.on_completed()
+
+    async def __aenter__(self) -> Self:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def wait_for(
+        self, state: ConnectionState, timeout: float | None = None
+    ) -> ConnectionState:
+        """Wait until ``connection_state`` is ``state``; ``TimeoutError`` after ``timeout``."""
+        loop = asyncio.get_running_loop()
+        reached: asyncio.Future[ConnectionState] = loop.create_future()
+
+        def on_state(value: ConnectionState) -> None:
+            if value is state and not reached.done():
+                reached.set_result(value)
+
+        subscription = self.connection_state.subscribe(on_state)
+        try:
+            return await asyncio.wait_for(reached, timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"state {state.name} not reached within {timeout}s (now {self.state.name})"
+            ) from None
+        finally:
+            subscription.dispose()
+
+    def start_in_thread(self) -> _ThreadRunner:
+        """Run this connection on a private asyncio loop in a daemon thread (for programs that
+        do not use asyncio). Returns a runner whose ``stop()`` closes it; ``publish()`` and
+        subscriptions work from any thread."""
+        if self._thread_runner is not None:
+            raise RuntimeError("start_in_thread: already started")
+        self._thread_runner = _ThreadRunner(self)
+        return self._thread_runner
+
+    # ------------------------------------------------------------------ messages
+
+    def messages(self, topic_filter: str, qos: int = 0) -> Observable[Message]:
+        """Messages matching ``topic_filter``. The first subscriber sends SUBSCRIBE, the last
+        dispose sends UNSUBSCRIBE; overlapping subscribers share one broker subscription.
+        Survives reconnects; completes on ``close()``; errors only if the broker refuses it."""
+        topic_filter = validate_filter(topic_filter)
+        qos = _check_qos(qos)
+
+        def subscribe(
+            observer: abc.ObserverBase[Message], scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            if self._closed:
+                observer.on_completed()
+                return Disposable()
+            self._call_on_loop(self._add_subscriber, topic_filter, qos, observer)
+            return Disposable(
+                lambda: self._call_on_loop(self._remove_subscriber, topic_filter, observer)
+            )
+
+        return reactivex.create(subscribe)
+
+    def _add_subscriber(
+        self, topic_filter: str, qos: int, observer: abc.ObserverBase[Message]
+    ) -> None:
+        if self._closed:
+            observer.on_completed()
+            return
+        self._unsubscribe_later.discard(topic_filter)
+        if self._subscriptions.add(topic_filter, qos, observer):
+            self._send_subscribe()
+
+    def _remove_subscriber(self, topic_filter: str, observer: abc.ObserverBase[Message]) -> None:
+        if self._closed or not self._subscriptions.remove(topic_filter, observer):
+            return
+        engine = self._engine
+        if engine is not None and engine.connected:
+            engine.unsubscribe([topic_filter])
+        else:
+            self._unsubscribe_later.add(topic_filter)
+
+    def _send_subscribe(self) -> None:
+        engine = self._engine
+        if engine is None or not engine.connected:
+            return
+        subs = self._subscriptions.ungranted()
+        if not subs:
+            return
+        mid = engine.subscribe([(sub.topic_filter, sub.qos) for sub in subs])
+        self._subscriptions.sent(mid, subs)
+
+    # ------------------------------------------------------------------ publish
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes | bytearray | memoryview | str = b"",
+        qos: int = 0,
+        retain: bool = False,
+        *,
+        properties: PublishProperties | None = None,
+        message_expiry_interval: int | None = None,
+    ) -> Observable[PublishResult]:
+        """Publish now (eagerly); the returned observable (awaitable) emits the
+        :class:`PublishResult` once acknowledged, or errors with why it was not.
+
+        While offline the message waits in the offline queue. Callable from any thread.
+        """
+        topic = validate_topic(topic)
+        qos = _check_qos(qos)
+        if not isinstance(retain, bool):
+            raise TypeError(f"retain: must be a bool, got {type(retain).__name__}")
+        data = _as_payload(payload)
+        if properties is None:
+            properties = PublishProperties()
+        elif not isinstance(properties, PublishProperties):
+            raise TypeError(
+                f"properties: must be a PublishProperties, got {type(properties).__name__}"
+            )
+        if message_expiry_interval is not None:
+            if (
+                isinstance(message_expiry_interval, bool)
+                or not isinstance(message_expiry_interval, int)
+                or not 0 <= message_expiry_interval <= 0xFFFFFFFF
+            ):
+                raise ValueError(
+                    "message_expiry_interval: must be whole seconds in 0..4294967295, "
+                    f"got {message_expiry_interval!r}"
+                )
+            properties = dataclasses.replace(
+                properties, message_expiry_interval=message_expiry_interval
+            )
+        message = Message(topic, data, qos, retain, properties)
+        limits = self.broker_limits
+        if limits is not None and limits.maximum_packet_size is not None:
+            approx_packet = message.size + 16
+            if approx_packet > limits.maximum_packet_size:
+                raise ValueError(
+                    f"payload: the PUBLISH would be about {approx_packet} bytes, over the "
+                    f"broker's maximum packet size of {limits.maximum_packet_size}"
+                )
+        result: AsyncSubject[PublishResult] = AsyncSubject()
+        self._call_on_loop(self._publish_on_loop, message, result)
+        return result.pipe(ops.take(1))
+
+    def _publish_on_loop(self, message: Message, result: AsyncSubject[PublishResult]) -> None:
+        if self._closed:
+            result.on_error(ConnectionClosedError(f"publish to {message.topic!r}: closed"))
+            return
+        # QoS 0 promises no order relative to queued QoS 1/2, so it never waits behind them.
+        if self._can_send(message) and (message.qos == 0 or len(self._queue) == 0):
+            self._send(message, result)
+            return
+        self._queue.offer(message, token=result)  # (QoS 0 dropped here if the policy says so)
+        self._publish_stats()
+
+    def _can_send(self, message: Message) -> bool:
+        """Connected, and (for QoS 1/2) the broker's Receive Maximum window has room."""
+        engine = self._engine
+        if engine is None or not engine.connected:
+            return False
+        return message.qos == 0 or self._window_used < engine.limits.receive_maximum
+
+    def _send(self, message: Message, result: AsyncSubject[PublishResult]) -> None:
+        assert self._engine is not None
+        try:
+            mid = self._engine.publish(message)
+        except EngineNotConnected:
+            self._queue.offer(message, token=result)
+            return
+        self._track(mid, _InFlight(message, result, self._now()))
+
+    def _track(self, mid: int, entry: _InFlight) -> None:
+        self._unacked[mid] = entry
+        if entry.message.qos > 0:
+            self._window_used += 1
+            self._arm_ack_sweep()
+
+    def _arm_ack_sweep(self) -> None:
+        timeout = self._publish_retry.ack_timeout
+        if timeout is None or self._ack_sweep is not None or self._loop is None:
+            return
+        self._ack_sweep = self._loop.call_later(timeout / 4, self._sweep_acks)
+
+    def _sweep_acks(self) -> None:
+        """An ack later than ``ack_timeout`` means the link is dead though the socket is open:
+        drop it, so the message is re-sent (with DUP) on the next connection, as MQTT 5 requires.
+        """
+        self._ack_sweep = None
+        timeout = self._publish_retry.ack_timeout
+        engine = self._engine
+        if timeout is None or engine is None or self._closed:
+            return
+        now = self._now()
+        overdue = next(
+            (
+                (mid, e)
+                for mid, e in self._unacked.items()
+                if e.message.qos > 0 and now - e.sent_at >= timeout
+            ),
+            None,
+        )
+        if overdue is not None and engine.connected:
+            mid, entry = overdue
+            engine.abort(
+                Disconnect(
+                    0x80,
+                    f"no acknowledgement for the publish to {entry.message.topic!r} "
+                    f"(packet {mid}) within {timeout:g}s",
+                    DisconnectSource.CLIENT,
+                    at=now,
+                )
+            )
+        if any(e.message.qos > 0 for e in self._unacked.values()):
+            self._arm_ack_sweep()
+
+    def _drain_queue(self) -> None:
+        while True:
+            head = self._queue.peek()
+            if head is None or not self._can_send(head.message):
+                break
+            item = self._queue.pop()
+            if item is None:
+                break
+            result = item.token
+            assert isinstance(result, AsyncSubject)
+            self._send(item.message, result)
+            self._queue.acknowledge(item.seq)
+        self._publish_stats()
+
+    def _on_queue_drop(self, dropped: DroppedMessage, item: QueuedMessage) -> None:
+        result = item.token
+        if isinstance(result, AsyncSubject):
+            result.on_error(_drop_error(dropped))
+        self._dropped.on_next(dropped)
+
+    def _report_drop(
+        self, message: Message, result: AsyncSubject[PublishResult], reason: DropReason
+    ) -> None:
+        dropped = DroppedMessage(message, reason, self._now())
+        result.on_error(_drop_error(dropped))
+        self._dropped.on_next(dropped)
+        self._publish_stats()
+
+    def _publish_stats(self) -> None:
+        stats = self._queue.stats()
+        self._stats.on_next(dataclasses.replace(stats, in_flight=len(self._unacked)))
+
+    # ------------------------------------------------------------------ reconnect loop
+
+    def _attempt(self) -> Observable[Connected]:
+        """One connection attempt as an observable: emits ``Connected`` on CONNACK success,
+        errors with ``_AttemptEnded`` when the attempt fails or the link is later lost."""
+
+        def subscribe(
+            observer: abc.ObserverBase[Connected], scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            engine = self._engine
+            assert engine is not None
+            self._attempt_observer = observer
+
+            def dispose() -> None:
+                if self._attempt_observer is observer:
+                    self._attempt_observer = None
+
+            if engine.connected:  # a new policy adopts the live connection
+                observer.on_next(Connected(engine.session_present, str(engine.endpoint)))
+            elif not engine.attempt_in_progress:  # (or adopts the attempt under way)
+                self._attempts_since_connected += 1
+                endpoint = self._endpoints[self._endpoint_index % len(self._endpoints)]
+                self._emit(Connecting(self._attempts_since_connected, str(endpoint)))
+                clean_start = self._settings.clean_start and not self._ever_connected
+                engine.open(endpoint, clean_start=clean_start)
+            return Disposable(dispose)
+
+        return reactivex.create(subscribe)
+
+    def _is_retriable(self, error: Exception) -> bool:
+        if not isinstance(error, _AttemptEnded):
+            return False
+        if error.disconnect.fatal:
+            return False
+        return self._ever_connected or self._reconnect.retry_first_connect
+
+    def _with_fatality(self, disconnect: Disconnect, packet: ReasonPacket) -> Disconnect:
+        fatal = disconnect.fatal or (
+            disconnect.source is DisconnectSource.SERVER
+            and self._reconnect.is_fatal_in(disconnect.reason_code, packet)
+        )
+        return dataclasses.replace(disconnect, fatal=fatal)
+
+    def _on_retry(self, attempt: RetryAttempt) -> None:
+        error = attempt.error
+        assert isinstance(error, _AttemptEnded)
+        self._emit(_failure_event(error, self._attempts_since_connected, attempt.delay))
+
+    def _on_gave_up(self, error: Exception) -> None:
+        if isinstance(error, RetriesExhausted):
+            ended = error.last_error
+            reason = f"gave up after {error.attempts} retries"
+        else:
+            ended = error
+            reason = "fatal"
+        if not isinstance(ended, _AttemptEnded):
+            log.error("reconnect loop failed unexpectedly", exc_info=ended)
+            self._emit(GaveUp(f"internal error: {ended!r}"))
+            return
+        if reason == "fatal" and not ended.disconnect.fatal:
+            reason = "the first connection failed and retry_first_connect is False"
+        self._emit(_failure_event(ended, self._attempts_since_connected, None))
+        self._emit(GaveUp(f"{reason}: {ended.disconnect}", ended.disconnect))
+
+    # ------------------------------------------------------------------ engine handler
+
+    def on_connack(self, session_present: bool, limits: BrokerLimits) -> None:
+        assert self._engine is not None
+        endpoint = self._engine.endpoint
+        had_session = self._ever_connected
+        self._ever_connected = True
+        self._attempts_since_connected = 0
+        self._emit(Connected(session_present, str(endpoint)))
+        if not session_present:
+            self._subscriptions.session_lost()
+            self._unsubscribe_later.clear()
+            if had_session and self._settings.session_expiry > 0:
+                self._emit(SessionLost())
+        if self._unsubscribe_later:
+            self._engine.unsubscribe(sorted(self._unsubscribe_later))
+            self._unsubscribe_later.clear()
+        now = self._now()
+        for entry in self._unacked.values():
+            entry.sent_at = now  # paho re-sends them on this connection
+        self._send_subscribe()
+        self._drain_queue()
+        observer = self._attempt_observer
+        if observer is not None:
+            observer.on_next(Connected(session_present, str(endpoint)))
+
+    def on_connect_failed(self, disconnect: Disconnect) -> None:
+        self._endpoint_index += 1
+        self._end_attempt(
+            _AttemptEnded(self._with_fatality(disconnect, "CONNACK"), was_connected=False)
+        )
+
+    def on_connection_lost(self, disconnect: Disconnect) -> None:
+        self._requeue_unwritten_qos0()
+        self._end_attempt(
+            _AttemptEnded(self._with_fatality(disconnect, "DISCONNECT"), was_connected=True)
+        )
+
+    def _end_attempt(self, error: _AttemptEnded) -> None:
+        observer, self._attempt_observer = self._attempt_observer, None
+        if observer is not None:
+            observer.on_error(error)
+
+    def _requeue_unwritten_qos0(self) -> None:
+        """QoS 0 publishes paho had not written when the link died: paho forgets them, so they
+        go back to the queue (or are reported dropped) instead of vanishing."""
+        assert self._engine is not None
+        still_held = set(self._engine.in_flight_mids())
+        for mid in [m for m, e in self._unacked.items() if e.message.qos == 0]:
+            if mid in still_held:
+                continue
+            entry = self._unacked.pop(mid)
+            message, result = entry.message, entry.result
+            if self._queue_policy.qos0_offline is Qos0Offline.DROP:
+                self._report_drop(message, result, DropReason.QOS0_OFFLINE)
+            else:
+                self._queue.offer(message, token=result)
+        self._publish_stats()
+
+    def on_message(self, message: Message) -> None:
+        self._subscriptions.dispatch(message)
+
+    def on_publish_done(self, mid: int, reason_code: int, reason: str) -> None:
+        entry = self._unacked.pop(mid, None)
+        if entry is None:
+            return
+        message, result = entry.message, entry.result
+        if message.qos > 0:
+            self._window_used -= 1
+        if reason_code >= 0x80 and self._retry_refused(entry, reason_code):
+            pass
+        elif reason_code >= 0x80:
+            result.on_error(PublishError(reason_code, reason, message.topic))
+        else:
+            result.on_next(PublishResult(message.topic, message.qos, reason_code, reason))
+            result.on_completed()
+        self._drain_queue()
+
+    def _retry_refused(self, entry: _InFlight, reason_code: int) -> bool:
+        """Re-publish after backoff when the refusal is transient (quota exceeded, server busy)
+        and attempts remain; True when a retry was scheduled."""
+        policy = self._publish_retry
+        if not is_retriable_publish_code(reason_code) or entry.refusals >= policy.max_attempts:
+            return False
+        if self._loop is None:
+            return False
+        entry.refusals += 1
+        if entry.retry_delays is None:
+            entry.retry_delays = policy.backoff.delays()
+        delay = next(entry.retry_delays)
+        self._loop.call_later(delay, self._republish, entry)
+        return True
+
+    def _republish(self, entry: _InFlight) -> None:
+        if self._closed:
+            entry.result.on_error(
+                ConnectionClosedError(f"publish to {entry.message.topic!r}: closed")
+            )
+            return
+        if self._can_send(entry.message) and len(self._queue) == 0:
+            assert self._engine is not None
+            try:
+                mid = self._engine.publish(entry.message)
+            except EngineNotConnected:
+                pass
+            else:
+                entry.sent_at = self._now()
+                self._track(mid, entry)
+                return
+        self._queue.offer(entry.message, token=entry.result)
+        self._publish_stats()
+
+    def on_suback(self, mid: int, reason_codes: list[tuple[int, str]]) -> None:
+        self._subscriptions.acknowledged(mid, reason_codes)
+
+    def on_unsuback(self, mid: int) -> None:
+        pass
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _emit(self, event: LifecycleEvent) -> None:
+        log.debug("lifecycle: %s", event)
+        self._lifecycle.on_next(event)
+
+    def _remember_state(self, state: ConnectionState) -> None:
+        self._current_state = state
+
+    def _now(self) -> float:
+        return self._loop.time() if self._loop is not None else 0.0
+
+    def _on_loop_thread(self) -> bool:
+        return self._loop_thread is None or self._loop_thread == threading.get_ident()
+
+    def _call_on_loop(self, func: Callable[..., None], *args: Any) -> None:
+        """Run ``func`` on the connection's loop: now if already there (or not started yet),
+        else hop with ``call_soon_threadsafe``."""
+        if self._loop is None or self._on_loop_thread():
+            func(*args)
+        else:
+            self._loop.call_soon_threadsafe(func, *args)
+
+
+def _disconnect_of(event: LifecycleEvent) -> Observable[Disconnect]:
+    if isinstance(event, Disconnected | ConnectFailed):
+        return reactivex.just(event.disconnect)
+    return reactivex.empty()
+
+
+def _failure_event(
+    error: _AttemptEnded, attempt: int, retry_in: float | None
+) -> ConnectFailed | Disconnected:
+    disconnect = error.disconnect
+    if error.was_connected:
+        return Disconnected(disconnect, retry_in)
+    return ConnectFailed(disconnect.reason_code, disconnect.reason, attempt, retry_in, disconnect)
+
+
+def _drop_error(dropped: DroppedMessage) -> Exception:
+    return MessageDroppedError(dropped.reason.value, dropped.message.topic)
+
+
+class _ThreadRunner:
+    """Runs a connection on a private loop in a daemon thread; ``stop()`` closes it."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._loop = asyncio.new_event_loop()
+        started: ThreadFuture[None] = ThreadFuture()
+        self._thread = threading.Thread(
+            target=self._run, args=(started,), name="rxmqtt-loop", daemon=True
+        )
+        self._thread.start()
+        started.result()
+
+    def _run(self, started: ThreadFuture[None]) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        def begin() -> None:
+            try:
+                self._connection.start()
+            except BaseException as exc:
+                started.set_exception(exc)
+            else:
+                started.set_result(None)
+
+        self._loop.call_soon(begin)
+        self._loop.run_forever()
+        self._loop.close()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close the connection and stop the thread."""
+        if not self._thread.is_alive():
+            return
+        future = asyncio.run_coroutine_threadsafe(self._connection.close(), self._loop)
+        try:
+            future.result(timeout)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,819 @@
+"""The protocol engine: paho-mqtt's MQTT 5 client driven by the asyncio loop's socket callbacks.
+
+This is the only module that imports paho. There is no paho network thread: the socket is opened
+asynchronously here (TCP connect and TLS handshake never block the loop), handed to paho, and
+registered with the loop (``add_reader``/``add_writer``); ``loop_misc`` runs on a timer. Every
+callback into the :class:`EngineHandler` therefore runs on the loop's thread.
+
+The engine knows one attempt at a time. It reports each attempt's outcome exactly once: either
+``on_connect_failed`` (before a successful CONNACK) or ``on_connack`` followed, later, by exactly
+one ``on_connection_lost`` — unless the owner ended it with :meth:`Engine.close`, which reports
+nothing. Reconnecting, backoff and queueing are the owner's business (``connection.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import select
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from .lifecycle import Disconnect, DisconnectSource
+from .message import Message, PublishProperties
+from .settings import ConnectionSettings, Endpoint
+
+log = logging.getLogger("rxmqtt.engine")
+
+PAHO_VERSION = (
+    tuple(int(part) for part in paho.__version__.split(".")[:2])
+    if hasattr(paho, "__version__")
+    else (0, 0)
+)
+
+# Reason codes for losses that carry no MQTT packet (socket errors); see Disconnect.reason.
+UNSPECIFIED_ERROR = 0x80
+PROTOCOL_ERROR = 0x82
+KEEP_ALIVE_TIMEOUT = 0x8D
+
+_MAX_READS_PER_EVENT = 256
+"""Packets read per readiness event before yielding to the loop, so one busy socket cannot
+starve everything else on it."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerLimits:
+    """What the broker's CONNACK told us about itself (MQTT 5 CONNACK properties)."""
+
+    receive_maximum: int = 65535
+    maximum_packet_size: int | None = None
+    maximum_qos: int = 2
+    retain_available: bool = True
+    topic_alias_maximum: int = 0
+    wildcard_subscription_available: bool = True
+    shared_subscription_available: bool = True
+    server_keep_alive: int | None = None
+    assigned_client_id: str | None = None
+
+
+class EngineHandler(Protocol):
+    """What the engine reports; every call happens on the loop's thread."""
+
+    def on_connack(self, session_present: bool, limits: BrokerLimits) -> None: ...
+
+    def on_connect_failed(self, disconnect: Disconnect) -> None: ...
+
+    def on_connection_lost(self, disconnect: Disconnect) -> None: ...
+
+    def on_message(self, message: Message) -> None: ...
+
+    def on_publish_done(self, mid: int, reason_code: int, reason: str) -> None: ...
+
+    def on_suback(self, mid: int, reason_codes: list[tuple[int, str]]) -> None: ...
+
+    def on_unsuback(self, mid: int) -> None: ...
+
+
+class EngineNotConnected(RuntimeError):
+    """An operation that needs the wire was called while no connection is up."""
+
+
+class _PahoClient(paho.Client):
+    """paho's client with two seams: the socket comes from us (opened asynchronously), and the
+    PUBREC reason code is kept (paho drops it) so QoS 2 results carry the broker's verdict."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rx_prepared_socket: socket.socket | ssl.SSLSocket | None = None
+        self.rx_pubrec_codes: dict[int, tuple[int, str]] = {}
+
+    def _create_socket(self) -> Any:
+        sock = self.rx_prepared_socket
+        self.rx_prepared_socket = None
+        if sock is None:
+            raise ConnectionError("rxmqtt engine: no prepared socket for this attempt")
+        return sock
+
+    def _handle_pubrec(self) -> Any:
+        from paho.mqtt import _packet
+
+        result = _packet.decode_pubrec(
+            self._in_packet["command"], self._in_packet["packet"], self._protocol
+        )
+        if result.reason is not None:
+            self.rx_pubrec_codes[result.mid] = (result.reason.value, str(result.reason))
+        return super()._handle_pubrec()
+
+
+def paho_seams_present() -> bool:
+    """True when the paho internals the engine relies on still exist (checked by a test)."""
+    try:
+        from paho.mqtt import _packet
+    except ImportError:
+        return False
+    return (
+        hasattr(paho.Client, "_create_socket")
+        and hasattr(paho.Client, "_handle_pubrec")
+        and hasattr(_packet, "decode_pubrec")
+    )
+
+
+def reason_name(code: ReasonCode | int) -> str:
+    """A readable name for a paho reason code."""
+    if isinstance(code, ReasonCode):
+        return str(code)
+    try:
+        return str(ReasonCode(PacketTypes.DISCONNECT, identifier=code))
+    except Exception:
+        return f"Reason code 0x{code:02X}"
+
+
+def _properties(packet_type: int) -> Properties:
+    return Properties(packet_type)  # type: ignore[no-untyped-call]
+
+
+def _to_paho_properties(props: PublishProperties, packet_type: int) -> Properties | None:
+    out = _properties(packet_type)
+    empty = True
+    if props.message_expiry_interval is not None:
+        out.MessageExpiryInterval = props.message_expiry_interval
+        empty = False
+    if props.content_type is not None:
+        out.ContentType = props.content_type
+        empty = False
+    if props.response_topic is not None:
+        out.ResponseTopic = props.response_topic
+        empty = False
+    if props.correlation_data is not None:
+        out.CorrelationData = props.correlation_data
+        empty = False
+    if props.payload_format_indicator is not None:
+        out.PayloadFormatIndicator = props.payload_format_indicator
+        empty = False
+    if props.user_properties:
+        out.UserProperty = list(props.user_properties)
+        empty = False
+    return None if empty else out
+
+
+def _from_paho_properties(props: Properties | None) -> PublishProperties:
+    if props is None:
+        return PublishProperties()
+    raw_ids = getattr(props, "SubscriptionIdentifier", ())
+    sub_ids: tuple[int, ...] = (
+        tuple(raw_ids) if isinstance(raw_ids, list | tuple) else (int(raw_ids),)
+    )
+    user = getattr(props, "UserProperty", ())
+    return PublishProperties(
+        message_expiry_interval=getattr(props, "MessageExpiryInterval", None),
+        content_type=getattr(props, "ContentType", None),
+        response_topic=getattr(props, "ResponseTopic", None),
+        correlation_data=getattr(props, "CorrelationData", None),
+        payload_format_indicator=getattr(props, "PayloadFormatIndicator", None),
+        user_properties=tuple((str(k), str(v)) for k, v in user),
+        subscription_identifiers=sub_ids,
+    )
+
+
+def _limits_from(props: Properties | None) -> BrokerLimits:
+    def get(name: str, default: Any) -> Any:
+        return getattr(props, name, default) if props is not None else default
+
+    return BrokerLimits(
+        receive_maximum=get("ReceiveMaximum", 65535),
+        maximum_packet_size=get("MaximumPacketSize", None),
+        maximum_qos=get("MaximumQoS", 2),
+        retain_available=bool(get("RetainAvailable", 1)),
+        topic_alias_maximum=get("TopicAliasMaximum", 0),
+        wildcard_subscription_available=bool(get("WildcardSubscriptionAvailable", 1)),
+        shared_subscription_available=bool(get("SharedSubscriptionAvailable", 1)),
+        server_keep_alive=get("ServerKeepAlive", None),
+        assigned_client_id=get("AssignedClientIdentifier", None),
+    )
+
+
+def _logged(callback: Callable[..., None]) -> Callable[..., None]:
+    """paho swallows exceptions raised in callbacks; log them with their traceback instead of
+    letting a bug hang a connection silently."""
+
+    def call(*args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("rxmqtt engine: %s failed", callback.__name__)
+
+    return call
+
+
+def _has_buffered_input(sock: Any) -> bool:
+    if isinstance(sock, ssl.SSLSocket) and sock.pending() > 0:
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return bool(readable)
+
+
+class Engine:
+    """One paho client for the life of a connection, one socket per attempt.
+
+    Keeping one paho client across attempts keeps the MQTT session state (unacknowledged QoS 1/2
+    messages, the QoS 2 handshake) so they are re-sent with DUP on the next connection, as MQTT 5
+    requires.
+    """
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        loop: asyncio.AbstractEventLoop,
+        handler: EngineHandler,
+        *,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._loop = loop
+        self._handler = handler
+        self._clock = clock or loop.time
+        self._client = _PahoClient(
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
+            protocol=paho.MQTTv5,
+        )
+        self._client.suppress_exceptions = True
+        self._client.max_queued_messages_set(0)
+        # The Connection keeps the broker's Receive Maximum window itself (it queues beyond it).
+        self._client.max_inflight_messages_set(0)
+        client = self._client
+        client.on_socket_open = _logged(self._on_socket_open)
+        client.on_socket_close = _logged(self._on_socket_close)
+        client.on_socket_register_write = _logged(self._on_register_write)
+        client.on_socket_unregister_write = _logged(self._on_unregister_write)
+        client.on_connect = _logged(self._on_connect)
+        client.on_disconnect = _logged(self._on_disconnect)
+        client.on_message = _logged(self._on_message)
+        client.on_publish = _logged(self._on_publish)
+        client.on_subscribe = _logged(self._on_subscribe)
+        client.on_unsubscribe = _logged(self._on_unsubscribe)
+        if settings.will is not None:
+            will = settings.will
+            will_props = _to_paho_properties(will.properties, PacketTypes.WILLMESSAGE)
+            if will.delay_interval:
+                will_props = will_props or _properties(PacketTypes.WILLMESSAGE)
+                will_props.WillDelayInterval = will.delay_interval
+            self._client.will_set(will.topic, will.payload, will.qos, will.retain, will_props)
+
+        self._phase = "idle"  # idle | opening | awaiting_connack | connected
+        self._generation = 0
+        self._open_task: asyncio.Task[None] | None = None
+        self._connack_timer: asyncio.TimerHandle | None = None
+        self._misc_timer: asyncio.TimerHandle | None = None
+        self._sock: socket.socket | ssl.SSLSocket | None = None
+        self._abort_reason: Disconnect | None = None
+        self._closing = False
+        self._last_inbound = 0.0
+        self._keep_alive = settings.keep_alive
+        self._endpoint: Endpoint | None = None
+        self.limits = BrokerLimits()
+        self.session_present = False
+
+    # ----------------------------------------------------------------- public surface
+
+    @property
+    def connected(self) -> bool:
+        """A CONNACK accepted the current attempt and the link has not been lost since."""
+        return self._phase == "connected"
+
+    @property
+    def attempt_in_progress(self) -> bool:
+        """An attempt is opening the socket or waiting for CONNACK."""
+        return self._phase in ("opening", "awaiting_connack")
+
+    @property
+    def endpoint(self) -> Endpoint | None:
+        """The endpoint of the current or last attempt."""
+        return self._endpoint
+
+    def open(self, endpoint: Endpoint, *, clean_start: bool) -> None:
+        """Start an attempt; the outcome arrives through the handler."""
+        if self._phase != "idle":
+            raise RuntimeError(f"engine: open() while {self._phase}")
+        self._generation += 1
+        self._phase = "opening"
+        self._closing = False
+        self._abort_reason = None
+        self._endpoint = endpoint
+        self._open_task = self._loop.create_task(
+            self._open(self._generation, endpoint, clean_start),
+            name=f"rxmqtt-connect-{endpoint}",
+        )
+
+    def close(self, *, send_disconnect: bool = True) -> None:
+        """End the current attempt or connection without reporting it (the owner knows why).
+
+        With ``send_disconnect`` a DISCONNECT (reason 0, so the broker discards the Will) is sent
+        first when connected.
+        """
+        self._generation += 1
+        self._closing = True
+        self._cancel_timers()
+        if self._open_task is not None and not self._open_task.done():
+            self._open_task.cancel()
+        self._open_task = None
+        phase, self._phase = self._phase, "idle"
+        if phase == "connected" and send_disconnect:
+            try:
+                self._client.disconnect()
+                self._client.loop_write()
+            except Exception:
+                log.debug("DISCONNECT could not be written", exc_info=True)
+        self._drop_socket()
+
+    def abort(self, disconnect: Disconnect) -> None:
+        """Drop the link without DISCONNECT (the broker will publish the Will) and report it."""
+        if self._phase == "idle":
+            return
+        self._abort_reason = disconnect
+        if self._phase == "opening":
+            self._finish_failed(disconnect)
+            return
+        self._drop_socket()
+        if self._phase != "idle":  # paho closed the socket without reporting it
+            self._report_end(disconnect)
+
+    def publish(self, message: Message) -> int:
+        """Hand a message to paho; returns the packet id used to match its acknowledgement."""
+        if self._phase != "connected":
+            raise EngineNotConnected("publish while not connected")
+        info = self._client.publish(
+            message.topic,
+            message.payload,
+            message.qos,
+            message.retain,
+            _to_paho_properties(message.properties, PacketTypes.PUBLISH),
+        )
+        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
+            raise EngineNotConnected(f"paho refused publish: {paho.error_string(info.rc)}")
+        return int(info.mid)
+
+    def subscribe(self, filters: list[tuple[str, int]]) -> int:
+        """Send one SUBSCRIBE for ``(filter, qos)`` pairs; returns its packet id."""
+        if self._phase != "connected":
+            raise EngineNotConnected("subscribe while not connected")
+        rc, mid = self._client.subscribe(
+            [(topic_filter, SubscribeOptions(qos=qos)) for topic_filter, qos in filters]
+        )
+        if rc != paho.MQTT_ERR_SUCCESS or mid is None:
+            raise EngineNotConnected(f"paho refused subscribe: {paho.error_string(rc)}")
+        return int(mid)
+
+    def unsubscribe(self, filters: list[str]) -> int:
+        """Send one UNSUBSCRIBE; returns its packet id."""
+        if self._phase != "connected":
+            raise EngineNotConnected("unsubscribe while not connected")
+        rc, mid = self._client.unsubscribe(filters)
+        if rc != paho.MQTT_ERR_SUCCESS or mid is None:
+            raise EngineNotConnected(f"paho refused unsubscribe: {paho.error_string(rc)}")
+        return int(mid)
+
+    def in_flight_mids(self) -> list[int]:
+        """Packet ids of publishes paho still holds (unacknowledged or waiting for the window)."""
+        return list(self._client._out_messages.keys())
+
+    def forget_in_flight(self) -> None:
+        """Drop every message paho holds (used when the connection closes for good)."""
+        self._client._out_messages.clear()
+        self._client.rx_pubrec_codes.clear()
+
+    # ----------------------------------------------------------------- opening
+
+    async def _open(self, generation: int, endpoint: Endpoint, clean_start: bool) -> None:
+        settings = self._settings
+        try:
+            username, password = settings.credentials()
+            auth_data = settings.resolved_auth_data()
+        except Exception as exc:
+            self._finish_failed(
+                Disconnect(
+                    UNSPECIFIED_ERROR,
+                    f"credential provider failed: {exc}",
+                    DisconnectSource.CLIENT,
+                    at=self._clock(),
+                ),
+                generation,
+            )
+            return
+        try:
+            sock = await asyncio.wait_for(
+                self._open_socket(endpoint), timeout=settings.connect_timeout
+            )
+        except asyncio.CancelledError:
+            raise
+        except ssl.SSLCertVerificationError as exc:
+            self._finish_failed(
+                Disconnect(
+                    UNSPECIFIED_ERROR,
+                    f"TLS certificate verification failed for {endpoint}: "
+                    f"{exc.verify_message or exc}",
+                    DisconnectSource.NETWORK,
+                    fatal=True,
+                    at=self._clock(),
+                ),
+                generation,
+            )
+            return
+        except TimeoutError:
+            self._finish_failed(
+                Disconnect(
+                    UNSPECIFIED_ERROR,
+                    f"connect to {endpoint} timed out after {settings.connect_timeout}s",
+                    DisconnectSource.NETWORK,
+                    at=self._clock(),
+                ),
+                generation,
+            )
+            return
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            self._finish_failed(
+                Disconnect(
+                    UNSPECIFIED_ERROR,
+                    f"cannot reach {endpoint}: {exc}",
+                    DisconnectSource.NETWORK,
+                    at=self._clock(),
+                ),
+                generation,
+            )
+            return
+        if generation != self._generation:
+            sock.close()
+            return
+        self._start_mqtt(sock, endpoint, clean_start, username, password, auth_data)
+
+    async def _open_socket(self, endpoint: Endpoint) -> socket.socket | ssl.SSLSocket:
+        loop = self._loop
+        infos = await loop.getaddrinfo(
+            endpoint.host, endpoint.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )
+        last_error: OSError | None = None
+        for family, type_, proto, _, address in infos:
+            sock = socket.socket(family, type_, proto)
+            sock.setblocking(False)
+            try:
+                await loop.sock_connect(sock, address)
+            except OSError as exc:
+                sock.close()
+                last_error = exc
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._settings.tls is None:
+                return sock
+            try:
+                return await self._tls_handshake(sock, endpoint)
+            except BaseException:
+                sock.close()
+                raise
+        raise last_error or OSError(f"no address for {endpoint.host}")
+
+    async def _tls_handshake(self, sock: socket.socket, endpoint: Endpoint) -> ssl.SSLSocket:
+        tls = self._settings.tls
+        assert tls is not None
+        context = tls.ssl_context()
+        server_hostname = tls.server_hostname or endpoint.host
+        tls_sock = context.wrap_socket(
+            sock, server_hostname=server_hostname, do_handshake_on_connect=False
+        )
+        while True:
+            try:
+                tls_sock.do_handshake()
+                return tls_sock
+            except ssl.SSLWantReadError:
+                await self._wait_fd(tls_sock, readable=True)
+            except ssl.SSLWantWriteError:
+                await self._wait_fd(tls_sock, readable=False)
+
+    async def _wait_fd(self, sock: ssl.SSLSocket, *, readable: bool) -> None:
+        ready: asyncio.Future[None] = self._loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        if readable:
+            self._loop.add_reader(sock, wake)
+        else:
+            self._loop.add_writer(sock, wake)
+        try:
+            await ready
+        finally:
+            if readable:
+                self._loop.remove_reader(sock)
+            else:
+                self._loop.remove_writer(sock)
+
+    def _start_mqtt(
+        self,
+        sock: socket.socket | ssl.SSLSocket,
+        endpoint: Endpoint,
+        clean_start: bool,
+        username: str | None,
+        password: bytes | None,
+        auth_data: bytes | None,
+    ) -> None:
+        settings = self._settings
+        client = self._client
+        # paho is typed for str but sends bytes as they are (a password may be binary).
+        client.username_pw_set(username, password)  # type: ignore[arg-type]
+        props = _properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = settings.session_expiry
+        if settings.receive_maximum is not None:
+            props.ReceiveMaximum = settings.receive_maximum
+        if settings.maximum_packet_size is not None:
+            props.MaximumPacketSize = settings.maximum_packet_size
+        if settings.auth_method is not None:
+            props.AuthenticationMethod = settings.auth_method
+            if auth_data is not None:
+                props.AuthenticationData = auth_data
+        self._phase = "awaiting_connack"
+        self._sock = sock
+        self._keep_alive = settings.keep_alive
+        self._last_inbound = self._clock()
+        client.rx_prepared_socket = sock
+        try:
+            client.connect(
+                endpoint.host,
+                endpoint.port,
+                keepalive=settings.keep_alive,
+                clean_start=clean_start,
+                properties=props,
+            )
+        except Exception as exc:
+            self._finish_failed(
+                Disconnect(
+                    UNSPECIFIED_ERROR,
+                    f"sending CONNECT to {endpoint} failed: {exc}",
+                    DisconnectSource.NETWORK,
+                    at=self._clock(),
+                )
+            )
+            return
+        self._connack_timer = self._loop.call_later(
+            settings.connect_timeout, self._connack_timed_out, self._generation
+        )
+
+    def _connack_timed_out(self, generation: int) -> None:
+        if generation != self._generation or self._phase != "awaiting_connack":
+            return
+        self.abort(
+            Disconnect(
+                UNSPECIFIED_ERROR,
+                f"no CONNACK within {self._settings.connect_timeout}s",
+                DisconnectSource.CLIENT,
+                at=self._clock(),
+            )
+        )
+
+    def _finish_failed(self, disconnect: Disconnect, generation: int | None = None) -> None:
+        if generation is not None and generation != self._generation:
+            return
+        self._generation += 1
+        self._cancel_timers()
+        if self._open_task is not None and self._open_task is not asyncio.current_task():
+            self._open_task.cancel()
+        self._open_task = None
+        self._phase = "idle"
+        self._drop_socket()
+        self._handler.on_connect_failed(disconnect)
+
+    # ----------------------------------------------------------------- socket plumbing
+
+    def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self._loop.add_reader(sock, self._on_readable)
+
+    def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self._forget_fd(sock)
+
+    def _on_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self._loop.add_writer(sock, self._on_writable)
+
+    def _on_unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            self._loop.remove_writer(sock)
+
+    def _forget_fd(self, sock: Any) -> None:
+        for remove in (self._loop.remove_reader, self._loop.remove_writer):
+            with contextlib.suppress(ValueError, OSError):
+                remove(sock)
+
+    def _on_readable(self) -> None:
+        self._last_inbound = self._clock()
+        client = self._client
+        sock: Any = client.socket()
+        for _ in range(_MAX_READS_PER_EVENT):
+            if sock is None or client.socket() is not sock:
+                return
+            rc = client.loop_read()
+            if rc != paho.MQTT_ERR_SUCCESS or not _has_buffered_input(sock):
+                return
+
+    def _on_writable(self) -> None:
+        self._client.loop_write()
+
+    def _drop_socket(self) -> None:
+        """Shut the socket down and let paho observe the EOF (reporting through on_disconnect)."""
+        sock: Any = self._client.socket()
+        if sock is None:
+            self._sock = None
+            return
+        self._forget_fd(sock)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        self._client.loop_read()
+        if self._client.socket() is not None:  # paho did not notice; close it ourselves
+            self._client._sock_close()
+        self._sock = None
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._connack_timer, self._misc_timer):
+            if timer is not None:
+                timer.cancel()
+        self._connack_timer = None
+        self._misc_timer = None
+
+    def _tick(self, generation: int) -> None:
+        """paho's housekeeping (PINGREQ) plus our own keep-alive watchdog."""
+        if generation != self._generation or self._phase != "connected":
+            return
+        self._client.loop_misc()
+        if self._phase != "connected":
+            return
+        keep_alive = self._keep_alive
+        silent_for = self._clock() - self._last_inbound
+        if keep_alive > 0 and silent_for > keep_alive + self._ping_timeout():
+            self.abort(
+                Disconnect(
+                    KEEP_ALIVE_TIMEOUT,
+                    f"Keep alive timeout: nothing from the broker for {silent_for:.1f}s "
+                    f"(keep_alive {keep_alive}s)",
+                    DisconnectSource.KEEPALIVE,
+                    at=self._clock(),
+                )
+            )
+            return
+        self._misc_timer = self._loop.call_later(self._tick_interval(), self._tick, generation)
+
+    def _ping_timeout(self) -> float:
+        """How long a PINGRESP may take: paho pings after ``keep_alive`` of silence, so a link
+        silent for ``keep_alive + ping_timeout`` is dead (raw paho waits ``2 * keep_alive``)."""
+        return min(0.4 * self._keep_alive, 30.0)
+
+    def _tick_interval(self) -> float:
+        return max(0.05, min(1.0, self._keep_alive / 20)) if self._keep_alive else 1.0
+
+    # ----------------------------------------------------------------- paho callbacks
+
+    def _on_connect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: Any,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if self._phase != "awaiting_connack":
+            return
+        if self._connack_timer is not None:
+            self._connack_timer.cancel()
+            self._connack_timer = None
+        if reason_code.is_failure:
+            self._abort_reason = Disconnect(
+                reason_code.value, str(reason_code), DisconnectSource.SERVER, at=self._clock()
+            )
+            # paho closes the socket next and reports through _on_disconnect.
+            return
+        self.limits = _limits_from(properties)
+        self.session_present = bool(flags.session_present)
+        if self.limits.server_keep_alive is not None:
+            self._keep_alive = self.limits.server_keep_alive
+        self._phase = "connected"
+        self._last_inbound = self._clock()
+        self._misc_timer = self._loop.call_later(
+            self._tick_interval(), self._tick, self._generation
+        )
+        self._handler.on_connack(self.session_present, self.limits)
+
+    def _on_disconnect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: Any,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if self._phase == "idle" or self._closing:
+            return
+        self._report_end(self._abort_reason or self._classify(flags, reason_code, properties))
+
+    def _report_end(self, disconnect: Disconnect) -> None:
+        """Report the end of the current attempt or connection, exactly once."""
+        phase = self._phase
+        self._generation += 1
+        self._cancel_timers()
+        self._phase = "idle"
+        self._sock = None
+        self._abort_reason = None
+        if phase == "connected":
+            self._handler.on_connection_lost(disconnect)
+        else:
+            self._handler.on_connect_failed(disconnect)
+
+    def _classify(
+        self, flags: Any, reason_code: ReasonCode, properties: Properties | None
+    ) -> Disconnect:
+        now = self._clock()
+        if flags.is_disconnect_packet_from_server:
+            reason = str(reason_code)
+            server_says = getattr(properties, "ReasonString", None)
+            if server_says:
+                reason = f"{reason}: {server_says}"
+            return Disconnect(reason_code.value, reason, DisconnectSource.SERVER, at=now)
+        if reason_code.value == KEEP_ALIVE_TIMEOUT:
+            return Disconnect(
+                KEEP_ALIVE_TIMEOUT, "Keep alive timeout", DisconnectSource.KEEPALIVE, at=now
+            )
+        if reason_code.value == PROTOCOL_ERROR:
+            return Disconnect(
+                PROTOCOL_ERROR,
+                "Protocol error: the broker sent a packet this client cannot accept",
+                DisconnectSource.CLIENT,
+                at=now,
+            )
+        return Disconnect(
+            UNSPECIFIED_ERROR,
+            "connection lost: the socket was closed or reset",
+            DisconnectSource.NETWORK,
+            at=now,
+        )
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            log.warning("dropping a message whose topic is not valid UTF-8")
+            return
+        message = Message(
+            topic=topic,
+            payload=bytes(msg.payload),
+            qos=msg.qos,
+            retain=bool(msg.retain),
+            properties=_from_paho_properties(getattr(msg, "properties", None)),
+        )
+        self._handler.on_message(message)
+
+    def _on_publish(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        pubrec = self._client.rx_pubrec_codes.pop(mid, None)
+        if pubrec is not None:
+            code, reason = pubrec
+        else:
+            code, reason = reason_code.value, str(reason_code)
+        self._handler.on_publish_done(mid, code, reason)
+
+    def _on_subscribe(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        self._handler.on_suback(mid, [(code.value, str(code)) for code in reason_codes])
+
+    def _on_unsubscribe(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        self._handler.on_unsuback(mid)
