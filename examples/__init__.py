@@ -1,0 +1,1 @@
+"""Runnable examples; each starts an embedded local Mosquitto unless told otherwise."""
