@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future as ThreadFuture
 from types import TracebackType
 from typing import Any, Self
@@ -24,9 +24,10 @@ from reactivex.disposable import Disposable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 from reactivex.subject import AsyncSubject, ReplaySubject, Subject
 
+from ._publisher import Publisher
 from ._subscriptions import SubscriptionRegistry
-from .engine import BrokerLimits, Engine, EngineNotConnected
-from .errors import ConnectionClosedError, MessageDroppedError, PublishError, RetriesExhausted
+from .engine import BrokerLimits, Engine
+from .errors import RetriesExhausted
 from .lifecycle import (
     Closed,
     Connected,
@@ -45,31 +46,18 @@ from .message import Message, PublishProperties, PublishResult
 from .operators import RetryAttempt, retry_with_backoff
 from .policies import (
     PublishRetry,
-    Qos0Offline,
     QueuePolicy,
     ReasonPacket,
     ReconnectPolicy,
-    is_retriable_publish_code,
 )
-from .queue import DroppedMessage, DropReason, OfflineQueue, QueuedMessage, QueueStats
+from .queue import DroppedMessage, QueueStats
 from .settings import ConnectionSettings
 from .topics import validate_filter, validate_topic
 
 log = logging.getLogger("rxmqtt.connection")
 
-_CLOSE_FLUSH_TIMEOUT = 2.0
-
-
-@dataclasses.dataclass(eq=False, slots=True)
-class _InFlight:
-    """A publish handed to the engine and not yet resolved."""
-
-    message: Message
-    result: AsyncSubject[PublishResult]
-    sent_at: float
-    refusals: int = 0
-    """Retriable negative acks so far (PublishRetry.max_attempts bounds them)."""
-    retry_delays: Iterator[float] | None = None
+_HOUSEKEEPING_INTERVAL = 1.0
+"""Seconds between sweeps of expired queued messages and flushes of a persistent store."""
 
 
 class _AttemptEnded(Exception):
@@ -126,11 +114,8 @@ class Connection:
             raise TypeError(
                 f"publish_retry: must be a PublishRetry, got {type(publish_retry).__name__}"
             )
-        self._publish_retry = publish_retry or PublishRetry()
-        self._ack_sweep: asyncio.TimerHandle | None = None
         self._settings = settings
         self._reconnect = reconnect or ReconnectPolicy()
-        self._queue_policy = queue or QueuePolicy()
         self._endpoints = settings.all_endpoints()
 
         self._lifecycle: Subject[LifecycleEvent] = Subject()
@@ -144,11 +129,14 @@ class Connection:
         self._stats: ReplaySubject[QueueStats] = ReplaySubject(1)
         self._dropped: Subject[DroppedMessage] = Subject()
 
-        self._queue = OfflineQueue(self._queue_policy, on_drop=self._on_queue_drop)
+        self._publisher = Publisher(
+            queue or QueuePolicy(),
+            publish_retry or PublishRetry(),
+            clock=self._now,
+            on_dropped=self._dropped.on_next,
+            on_stats=self._stats.on_next,
+        )
         self._subscriptions = SubscriptionRegistry()
-        self._unacked: dict[int, _InFlight] = {}
-        self._window_used = 0
-        """QoS 1/2 publishes awaiting their final ack: bounded by the broker's Receive Maximum."""
         self._unsubscribe_later: set[str] = set()
 
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -161,8 +149,9 @@ class Connection:
         self._endpoint_index = 0
         self._ever_connected = False
         self._closed = False
+        self._housekeeping: asyncio.TimerHandle | None = None
         self._thread_runner: _ThreadRunner | None = None
-        self._publish_stats()
+        self._publisher.publish_stats()
 
     # ------------------------------------------------------------------ streams
 
@@ -229,7 +218,14 @@ class Connection:
         self._loop_thread = threading.get_ident()
         self._scheduler = AsyncIOScheduler(loop)
         self._engine = Engine(self._settings, loop, self)
+        self._publisher.attach(self._engine, loop.call_later)
+        self._housekeeping = loop.call_later(_HOUSEKEEPING_INTERVAL, self._tidy)
         self._start_reconnect_loop()
+
+    def _tidy(self) -> None:
+        self._publisher.housekeeping()
+        assert self._loop is not None
+        self._housekeeping = self._loop.call_later(_HOUSEKEEPING_INTERVAL, self._tidy)
 
     def _start_reconnect_loop(self) -> None:
         policy = self._reconnect
@@ -259,9 +255,7 @@ class Connection:
         the offline queue now (what no longer fits is reported on ``dropped``).
         """
         if reconnect is not None and not isinstance(reconnect, ReconnectPolicy):
-            raise TypeError(
-                f"reconnect: must be a ReconnectPolicy, got {type(reconnect).__name__}"
-            )
+            raise TypeError(f"reconnect: must be a ReconnectPolicy, got {type(reconnect).__name__}")
         if queue is not None and not isinstance(queue, QueuePolicy):
             raise TypeError(f"queue: must be a QueuePolicy, got {type(queue).__name__}")
         self._call_on_loop(self._configure_on_loop, reconnect, queue)
@@ -272,9 +266,7 @@ class Connection:
         if self._closed:
             return
         if queue is not None:
-            self._queue_policy = queue
-            self._queue.set_policy(queue)
-            self._publish_stats()
+            self._publisher.set_policy(queue)
         if reconnect is not None:
             self._reconnect = reconnect
             if self._reconnect_subscription is not None:
@@ -319,19 +311,9 @@ class Connection:
                     )
                 )
             )
-        unacked, self._unacked = self._unacked, {}
-        self._window_used = 0
-        if self._ack_sweep is not None:
-            self._ack_sweep.cancel()
-        for entry in unacked.values():
-            entry.result.on_error(
-                ConnectionClosedError(
-                    f"closed before the broker acknowledged the publish to "
-                    f"{entry.message.topic!r}"
-                )
-            )
-        self._queue.close()  # reports CLOSED drops; a persistent store keeps them
-        self._publish_stats()
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+        self._publisher.close()
         self._emit(Closed())
         self._subscriptions.complete_all()
         self._lifecycle.on_completed()
@@ -482,111 +464,8 @@ class Connection:
                     f"broker's maximum packet size of {limits.maximum_packet_size}"
                 )
         result: AsyncSubject[PublishResult] = AsyncSubject()
-        self._call_on_loop(self._publish_on_loop, message, result)
+        self._call_on_loop(self._publisher.publish, message, result)
         return result.pipe(ops.take(1))
-
-    def _publish_on_loop(self, message: Message, result: AsyncSubject[PublishResult]) -> None:
-        if self._closed:
-            result.on_error(ConnectionClosedError(f"publish to {message.topic!r}: closed"))
-            return
-        # QoS 0 promises no order relative to queued QoS 1/2, so it never waits behind them.
-        if self._can_send(message) and (message.qos == 0 or len(self._queue) == 0):
-            self._send(message, result)
-            return
-        self._queue.offer(message, token=result)  # (QoS 0 dropped here if the policy says so)
-        self._publish_stats()
-
-    def _can_send(self, message: Message) -> bool:
-        """Connected, and (for QoS 1/2) the broker's Receive Maximum window has room."""
-        engine = self._engine
-        if engine is None or not engine.connected:
-            return False
-        return message.qos == 0 or self._window_used < engine.limits.receive_maximum
-
-    def _send(self, message: Message, result: AsyncSubject[PublishResult]) -> None:
-        assert self._engine is not None
-        try:
-            mid = self._engine.publish(message)
-        except EngineNotConnected:
-            self._queue.offer(message, token=result)
-            return
-        self._track(mid, _InFlight(message, result, self._now()))
-
-    def _track(self, mid: int, entry: _InFlight) -> None:
-        self._unacked[mid] = entry
-        if entry.message.qos > 0:
-            self._window_used += 1
-            self._arm_ack_sweep()
-
-    def _arm_ack_sweep(self) -> None:
-        timeout = self._publish_retry.ack_timeout
-        if timeout is None or self._ack_sweep is not None or self._loop is None:
-            return
-        self._ack_sweep = self._loop.call_later(timeout / 4, self._sweep_acks)
-
-    def _sweep_acks(self) -> None:
-        """An ack later than ``ack_timeout`` means the link is dead though the socket is open:
-        drop it, so the message is re-sent (with DUP) on the next connection, as MQTT 5 requires.
-        """
-        self._ack_sweep = None
-        timeout = self._publish_retry.ack_timeout
-        engine = self._engine
-        if timeout is None or engine is None or self._closed:
-            return
-        now = self._now()
-        overdue = next(
-            (
-                (mid, e)
-                for mid, e in self._unacked.items()
-                if e.message.qos > 0 and now - e.sent_at >= timeout
-            ),
-            None,
-        )
-        if overdue is not None and engine.connected:
-            mid, entry = overdue
-            engine.abort(
-                Disconnect(
-                    0x80,
-                    f"no acknowledgement for the publish to {entry.message.topic!r} "
-                    f"(packet {mid}) within {timeout:g}s",
-                    DisconnectSource.CLIENT,
-                    at=now,
-                )
-            )
-        if any(e.message.qos > 0 for e in self._unacked.values()):
-            self._arm_ack_sweep()
-
-    def _drain_queue(self) -> None:
-        while True:
-            head = self._queue.peek()
-            if head is None or not self._can_send(head.message):
-                break
-            item = self._queue.pop()
-            if item is None:
-                break
-            result = item.token
-            assert isinstance(result, AsyncSubject)
-            self._send(item.message, result)
-            self._queue.acknowledge(item.seq)
-        self._publish_stats()
-
-    def _on_queue_drop(self, dropped: DroppedMessage, item: QueuedMessage) -> None:
-        result = item.token
-        if isinstance(result, AsyncSubject):
-            result.on_error(_drop_error(dropped))
-        self._dropped.on_next(dropped)
-
-    def _report_drop(
-        self, message: Message, result: AsyncSubject[PublishResult], reason: DropReason
-    ) -> None:
-        dropped = DroppedMessage(message, reason, self._now())
-        result.on_error(_drop_error(dropped))
-        self._dropped.on_next(dropped)
-        self._publish_stats()
-
-    def _publish_stats(self) -> None:
-        stats = self._queue.stats()
-        self._stats.on_next(dataclasses.replace(stats, in_flight=len(self._unacked)))
 
     # ------------------------------------------------------------------ reconnect loop
 
@@ -669,11 +548,8 @@ class Connection:
         if self._unsubscribe_later:
             self._engine.unsubscribe(sorted(self._unsubscribe_later))
             self._unsubscribe_later.clear()
-        now = self._now()
-        for entry in self._unacked.values():
-            entry.sent_at = now  # paho re-sends them on this connection
         self._send_subscribe()
-        self._drain_queue()
+        self._publisher.connected()
         observer = self._attempt_observer
         if observer is not None:
             observer.on_next(Connected(session_present, str(endpoint)))
@@ -685,7 +561,7 @@ class Connection:
         )
 
     def on_connection_lost(self, disconnect: Disconnect) -> None:
-        self._requeue_unwritten_qos0()
+        self._publisher.link_lost()
         self._end_attempt(
             _AttemptEnded(self._with_fatality(disconnect, "DISCONNECT"), was_connected=True)
         )
@@ -695,74 +571,11 @@ class Connection:
         if observer is not None:
             observer.on_error(error)
 
-    def _requeue_unwritten_qos0(self) -> None:
-        """QoS 0 publishes paho had not written when the link died: paho forgets them, so they
-        go back to the queue (or are reported dropped) instead of vanishing."""
-        assert self._engine is not None
-        still_held = set(self._engine.in_flight_mids())
-        for mid in [m for m, e in self._unacked.items() if e.message.qos == 0]:
-            if mid in still_held:
-                continue
-            entry = self._unacked.pop(mid)
-            message, result = entry.message, entry.result
-            if self._queue_policy.qos0_offline is Qos0Offline.DROP:
-                self._report_drop(message, result, DropReason.QOS0_OFFLINE)
-            else:
-                self._queue.offer(message, token=result)
-        self._publish_stats()
-
     def on_message(self, message: Message) -> None:
         self._subscriptions.dispatch(message)
 
     def on_publish_done(self, mid: int, reason_code: int, reason: str) -> None:
-        entry = self._unacked.pop(mid, None)
-        if entry is None:
-            return
-        message, result = entry.message, entry.result
-        if message.qos > 0:
-            self._window_used -= 1
-        if reason_code >= 0x80 and self._retry_refused(entry, reason_code):
-            pass
-        elif reason_code >= 0x80:
-            result.on_error(PublishError(reason_code, reason, message.topic))
-        else:
-            result.on_next(PublishResult(message.topic, message.qos, reason_code, reason))
-            result.on_completed()
-        self._drain_queue()
-
-    def _retry_refused(self, entry: _InFlight, reason_code: int) -> bool:
-        """Re-publish after backoff when the refusal is transient (quota exceeded, server busy)
-        and attempts remain; True when a retry was scheduled."""
-        policy = self._publish_retry
-        if not is_retriable_publish_code(reason_code) or entry.refusals >= policy.max_attempts:
-            return False
-        if self._loop is None:
-            return False
-        entry.refusals += 1
-        if entry.retry_delays is None:
-            entry.retry_delays = policy.backoff.delays()
-        delay = next(entry.retry_delays)
-        self._loop.call_later(delay, self._republish, entry)
-        return True
-
-    def _republish(self, entry: _InFlight) -> None:
-        if self._closed:
-            entry.result.on_error(
-                ConnectionClosedError(f"publish to {entry.message.topic!r}: closed")
-            )
-            return
-        if self._can_send(entry.message) and len(self._queue) == 0:
-            assert self._engine is not None
-            try:
-                mid = self._engine.publish(entry.message)
-            except EngineNotConnected:
-                pass
-            else:
-                entry.sent_at = self._now()
-                self._track(mid, entry)
-                return
-        self._queue.offer(entry.message, token=entry.result)
-        self._publish_stats()
+        self._publisher.acknowledged(mid, reason_code, reason)
 
     def on_suback(self, mid: int, reason_codes: list[tuple[int, str]]) -> None:
         self._subscriptions.acknowledged(mid, reason_codes)
@@ -807,10 +620,6 @@ def _failure_event(
     if error.was_connected:
         return Disconnected(disconnect, retry_in)
     return ConnectFailed(disconnect.reason_code, disconnect.reason, attempt, retry_in, disconnect)
-
-
-def _drop_error(dropped: DroppedMessage) -> Exception:
-    return MessageDroppedError(dropped.reason.value, dropped.message.topic)
 
 
 class _ThreadRunner:

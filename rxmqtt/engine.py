@@ -30,6 +30,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from .errors import NotConnectedError
 from .lifecycle import Disconnect, DisconnectSource
 from .message import Message, PublishProperties
 from .settings import ConnectionSettings, Endpoint
@@ -83,10 +84,6 @@ class EngineHandler(Protocol):
     def on_suback(self, mid: int, reason_codes: list[tuple[int, str]]) -> None: ...
 
     def on_unsuback(self, mid: int) -> None: ...
-
-
-class EngineNotConnected(RuntimeError):
-    """An operation that needs the wire was called while no connection is up."""
 
 
 class _PahoClient(paho.Client):
@@ -296,6 +293,11 @@ class Engine:
         return self._phase == "connected"
 
     @property
+    def receive_maximum(self) -> int:
+        """How many QoS 1/2 publishes the broker accepts unacknowledged (its Receive Maximum)."""
+        return self.limits.receive_maximum
+
+    @property
     def attempt_in_progress(self) -> bool:
         """An attempt is opening the socket or waiting for CONNACK."""
         return self._phase in ("opening", "awaiting_connack")
@@ -355,7 +357,7 @@ class Engine:
     def publish(self, message: Message) -> int:
         """Hand a message to paho; returns the packet id used to match its acknowledgement."""
         if self._phase != "connected":
-            raise EngineNotConnected("publish while not connected")
+            raise NotConnectedError("publish while not connected")
         info = self._client.publish(
             message.topic,
             message.payload,
@@ -364,27 +366,27 @@ class Engine:
             _to_paho_properties(message.properties, PacketTypes.PUBLISH),
         )
         if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
-            raise EngineNotConnected(f"paho refused publish: {paho.error_string(info.rc)}")
+            raise NotConnectedError(f"paho refused publish: {paho.error_string(info.rc)}")
         return int(info.mid)
 
     def subscribe(self, filters: list[tuple[str, int]]) -> int:
         """Send one SUBSCRIBE for ``(filter, qos)`` pairs; returns its packet id."""
         if self._phase != "connected":
-            raise EngineNotConnected("subscribe while not connected")
+            raise NotConnectedError("subscribe while not connected")
         rc, mid = self._client.subscribe(
             [(topic_filter, SubscribeOptions(qos=qos)) for topic_filter, qos in filters]
         )
         if rc != paho.MQTT_ERR_SUCCESS or mid is None:
-            raise EngineNotConnected(f"paho refused subscribe: {paho.error_string(rc)}")
+            raise NotConnectedError(f"paho refused subscribe: {paho.error_string(rc)}")
         return int(mid)
 
     def unsubscribe(self, filters: list[str]) -> int:
         """Send one UNSUBSCRIBE; returns its packet id."""
         if self._phase != "connected":
-            raise EngineNotConnected("unsubscribe while not connected")
+            raise NotConnectedError("unsubscribe while not connected")
         rc, mid = self._client.unsubscribe(filters)
         if rc != paho.MQTT_ERR_SUCCESS or mid is None:
-            raise EngineNotConnected(f"paho refused unsubscribe: {paho.error_string(rc)}")
+            raise NotConnectedError(f"paho refused unsubscribe: {paho.error_string(rc)}")
         return int(mid)
 
     def in_flight_mids(self) -> list[int]:

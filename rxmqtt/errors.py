@@ -58,3 +58,8 @@ class MessageDroppedError(MqttError):
         super().__init__(f"publish to {topic!r} dropped: {reason}")
         self.reason = reason
         self.topic = topic
+
+
+class NotConnectedError(MqttError):
+    """Internal: an operation that needs the wire was attempted while no connection is up
+    (the caller queues instead; applications never see it)."""

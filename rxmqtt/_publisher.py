@@ -1,0 +1,317 @@
+"""The publish pipeline: offline queue, the broker's Receive Maximum window, acknowledgement
+tracking, ack timeouts and retries of transient refusals.
+
+Every ``publish()`` ends here in exactly one of: acknowledged (``PublishResult``), refused by the
+broker (``PublishError``), dropped by a policy (``MessageDroppedError`` plus an item on
+``dropped``), or closed (``ConnectionClosedError``). The wire (the engine) is behind a small
+protocol, so this module never touches paho or sockets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+from reactivex.subject import AsyncSubject
+
+from .errors import ConnectionClosedError, MessageDroppedError, NotConnectedError, PublishError
+from .lifecycle import Disconnect, DisconnectSource
+from .message import Message, PublishResult
+from .policies import PublishRetry, QueuePolicy, is_retriable_publish_code
+from .queue import DroppedMessage, MemoryStore, OfflineQueue, QueuedMessage, QueueStats
+
+Result = AsyncSubject[PublishResult]
+
+
+class Wire(Protocol):
+    """What the publisher needs from the engine."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def receive_maximum(self) -> int: ...
+
+    def publish(self, message: Message) -> int: ...
+
+    def in_flight_mids(self) -> list[int]: ...
+
+    def abort(self, disconnect: Disconnect) -> None: ...
+
+
+class Timer(Protocol):
+    def cancel(self) -> None: ...
+
+
+CallLater = Callable[[float, Callable[[], None]], Timer]
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class _InFlight:
+    """A publish handed to the wire and not yet resolved."""
+
+    message: Message
+    result: Result
+    sent_at: float
+    item: QueuedMessage | None = None
+    """Its queue entry when it went through the queue (acknowledged there once resolved)."""
+    refusals: int = 0
+    retry_delays: Iterator[float] | None = None
+
+
+def _drop_error(dropped: DroppedMessage) -> Exception:
+    return MessageDroppedError(dropped.reason.value, dropped.message.topic)
+
+
+class Publisher:
+    """Owns every publish from ``publish()`` to its single outcome."""
+
+    def __init__(
+        self,
+        queue_policy: QueuePolicy,
+        publish_retry: PublishRetry,
+        *,
+        clock: Callable[[], float],
+        on_dropped: Callable[[DroppedMessage], None],
+        on_stats: Callable[[QueueStats], None],
+    ) -> None:
+        self._retry = publish_retry
+        self._clock = clock
+        self._on_dropped = on_dropped
+        self._on_stats = on_stats
+        self._queue = OfflineQueue(queue_policy, on_drop=self._queue_dropped)
+        self._persistent = not isinstance(self._queue.store, MemoryStore)
+        self._unacked: dict[int, _InFlight] = {}
+        self._window_used = 0
+        """QoS 1/2 publishes awaiting their final ack: bounded by the broker's Receive Maximum."""
+        self._wire: Wire | None = None
+        self._call_later: CallLater | None = None
+        self._ack_sweep: Timer | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ wiring
+
+    def attach(self, wire: Wire, call_later: CallLater) -> None:
+        """Bind to the engine and the loop's timer (at ``Connection.start()``)."""
+        self._wire = wire
+        self._call_later = call_later
+
+    def set_policy(self, policy: QueuePolicy) -> None:
+        """Re-bound the queue now; what no longer fits is reported dropped."""
+        self._queue.set_policy(policy)
+        self.publish_stats()
+
+    @property
+    def queue_policy(self) -> QueuePolicy:
+        return self._queue.policy
+
+    # ------------------------------------------------------------------ publishing
+
+    def publish(self, message: Message, result: Result) -> None:
+        """Send now if the wire and the window allow, else queue (or drop by policy)."""
+        if self._closed:
+            result.on_error(ConnectionClosedError(f"publish to {message.topic!r}: closed"))
+            return
+        # QoS 0 promises no order relative to queued QoS 1/2, so it never waits behind them.
+        # With a persistent store QoS 1/2 always pass through it, so a crash cannot lose them.
+        direct = message.qos == 0 or (len(self._queue) == 0 and not self._persistent)
+        if direct and self._can_send(message):
+            self._send(message, result, None)
+            return
+        self._queue.offer(message, token=result)  # (QoS 0 dropped here if the policy says so)
+        self.drain()
+
+    def drain(self) -> None:
+        """Move queued messages to the wire while it is up and the window has room."""
+        while True:
+            head = self._queue.peek()
+            if head is None or not self._can_send(head.message):
+                break
+            item = self._queue.pop()
+            if item is None:
+                break
+            result = item.token
+            if not isinstance(result, AsyncSubject):  # reloaded from a store by a new process
+                result = AsyncSubject()
+            self._send(item.message, result, item)
+        self.publish_stats()
+
+    def _can_send(self, message: Message) -> bool:
+        wire = self._wire
+        if wire is None or not wire.connected:
+            return False
+        return message.qos == 0 or self._window_used < wire.receive_maximum
+
+    def _send(self, message: Message, result: Result, item: QueuedMessage | None) -> None:
+        assert self._wire is not None
+        try:
+            mid = self._wire.publish(message)
+        except NotConnectedError:
+            if item is not None:
+                self._queue.requeue_front(item)
+            else:
+                self._queue.offer(message, token=result)
+            return
+        self._track(mid, _InFlight(message, result, self._clock(), item))
+
+    def _track(self, mid: int, entry: _InFlight) -> None:
+        self._unacked[mid] = entry
+        if entry.message.qos > 0:
+            self._window_used += 1
+            self._arm_ack_sweep()
+
+    # ------------------------------------------------------------------ outcomes
+
+    def acknowledged(self, mid: int, reason_code: int, reason: str) -> None:
+        """PUBACK / PUBCOMP (QoS 2 carries the PUBREC's code) or, for QoS 0, written."""
+        entry = self._unacked.pop(mid, None)
+        if entry is None:
+            return
+        message, result = entry.message, entry.result
+        if message.qos > 0:
+            self._window_used -= 1
+        if reason_code >= 0x80 and self._retry_refused(entry, reason_code):
+            pass
+        else:
+            if entry.item is not None:
+                self._queue.acknowledge(entry.item.seq)
+            if reason_code >= 0x80:
+                result.on_error(PublishError(reason_code, reason, message.topic))
+            else:
+                result.on_next(PublishResult(message.topic, message.qos, reason_code, reason))
+                result.on_completed()
+        self.drain()
+
+    def _retry_refused(self, entry: _InFlight, reason_code: int) -> bool:
+        """Re-publish after backoff when the refusal is transient (quota exceeded, server busy)
+        and attempts remain; True when a retry was scheduled."""
+        if not is_retriable_publish_code(reason_code) or entry.refusals >= self._retry.max_attempts:
+            return False
+        if self._call_later is None:
+            return False
+        entry.refusals += 1
+        if entry.retry_delays is None:
+            entry.retry_delays = self._retry.backoff.delays()
+        self._call_later(next(entry.retry_delays), lambda: self._republish(entry))
+        return True
+
+    def _republish(self, entry: _InFlight) -> None:
+        if self._closed:
+            entry.result.on_error(
+                ConnectionClosedError(f"publish to {entry.message.topic!r}: closed")
+            )
+            return
+        if self._can_send(entry.message):
+            assert self._wire is not None
+            try:
+                mid = self._wire.publish(entry.message)
+            except NotConnectedError:
+                pass
+            else:
+                entry.sent_at = self._clock()
+                self._track(mid, entry)
+                return
+        if entry.item is not None:
+            self._queue.requeue_front(entry.item)
+        else:
+            self._queue.offer(entry.message, token=entry.result)
+        self.publish_stats()
+
+    def connected(self) -> None:
+        """A connection is up: restart the ack clocks (the wire re-sends what it holds) and
+        drain the queue."""
+        now = self._clock()
+        for entry in self._unacked.values():
+            entry.sent_at = now
+        self.drain()
+
+    def link_lost(self) -> None:
+        """QoS 0 publishes the wire had not written when the link died are forgotten by paho:
+        they go back to the queue (or are reported dropped by policy) instead of vanishing."""
+        assert self._wire is not None
+        still_held = set(self._wire.in_flight_mids())
+        for mid in [m for m, e in self._unacked.items() if e.message.qos == 0]:
+            if mid in still_held:
+                continue
+            entry = self._unacked.pop(mid)
+            if entry.item is not None:
+                self._queue.requeue_front(entry.item)
+            else:
+                self._queue.offer(entry.message, token=entry.result)
+        self.publish_stats()
+
+    def close(self) -> None:
+        """Error what is unacknowledged and what is queued (a persistent store keeps both)."""
+        self._closed = True
+        if self._ack_sweep is not None:
+            self._ack_sweep.cancel()
+            self._ack_sweep = None
+        unacked, self._unacked = self._unacked, {}
+        self._window_used = 0
+        for entry in unacked.values():
+            entry.result.on_error(
+                ConnectionClosedError(
+                    f"closed before the broker acknowledged the publish to {entry.message.topic!r}"
+                )
+            )
+        self._queue.close()
+        self.publish_stats()
+
+    def housekeeping(self) -> None:
+        """Drop expired queued messages (reported) and flush a persistent store's batch."""
+        if self._queue.expire():
+            self.publish_stats()
+        if self._persistent:
+            self._queue.flush()
+
+    # ------------------------------------------------------------------ ack timeouts
+
+    def _arm_ack_sweep(self) -> None:
+        timeout = self._retry.ack_timeout
+        if timeout is None or self._ack_sweep is not None or self._call_later is None:
+            return
+        self._ack_sweep = self._call_later(timeout / 4, self._sweep_acks)
+
+    def _sweep_acks(self) -> None:
+        """An ack later than ``ack_timeout`` means the link is dead though the socket is open:
+        drop it, so the message is re-sent (with DUP) on the next connection, as MQTT 5 requires.
+        """
+        self._ack_sweep = None
+        timeout = self._retry.ack_timeout
+        wire = self._wire
+        if timeout is None or wire is None or self._closed:
+            return
+        now = self._clock()
+        overdue = next(
+            (
+                (mid, e)
+                for mid, e in self._unacked.items()
+                if e.message.qos > 0 and now - e.sent_at >= timeout
+            ),
+            None,
+        )
+        if overdue is not None and wire.connected:
+            mid, entry = overdue
+            wire.abort(
+                Disconnect(
+                    0x80,
+                    f"no acknowledgement for the publish to {entry.message.topic!r} "
+                    f"(packet {mid}) within {timeout:g}s",
+                    DisconnectSource.CLIENT,
+                    at=now,
+                )
+            )
+        if any(e.message.qos > 0 for e in self._unacked.values()):
+            self._arm_ack_sweep()
+
+    # ------------------------------------------------------------------ accounting
+
+    def _queue_dropped(self, dropped: DroppedMessage, item: QueuedMessage) -> None:
+        if isinstance(item.token, AsyncSubject):
+            item.token.on_error(_drop_error(dropped))
+        self._on_dropped(dropped)
+
+    def publish_stats(self) -> None:
+        stats = self._queue.stats()
+        self._on_stats(dataclasses.replace(stats, in_flight=len(self._unacked)))
