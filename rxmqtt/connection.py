@@ -42,7 +42,7 @@ from .lifecycle import (
     SessionLost,
     next_state,
 )
-from .message import Message, PublishProperties, PublishResult
+from .message import NO_PROPERTIES, Message, PublishProperties, PublishResult
 from .operators import RetryAttempt, retry_with_backoff
 from .policies import (
     PublishRetry,
@@ -436,7 +436,7 @@ class Connection:
             raise TypeError(f"retain: must be a bool, got {type(retain).__name__}")
         data = _as_payload(payload)
         if properties is None:
-            properties = PublishProperties()
+            properties = NO_PROPERTIES
         elif not isinstance(properties, PublishProperties):
             raise TypeError(
                 f"properties: must be a PublishProperties, got {type(properties).__name__}"

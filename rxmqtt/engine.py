@@ -32,7 +32,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .errors import NotConnectedError
 from .lifecycle import Disconnect, DisconnectSource
-from .message import Message, PublishProperties
+from .message import NO_PROPERTIES, Message, PublishProperties
 from .settings import ConnectionSettings, Endpoint
 
 log = logging.getLogger("rxmqtt.engine")
@@ -140,28 +140,27 @@ def _properties(packet_type: int) -> Properties:
     return Properties(packet_type)  # type: ignore[no-untyped-call]
 
 
+_SCALAR_PROPERTIES = (
+    ("message_expiry_interval", "MessageExpiryInterval"),
+    ("content_type", "ContentType"),
+    ("response_topic", "ResponseTopic"),
+    ("correlation_data", "CorrelationData"),
+    ("payload_format_indicator", "PayloadFormatIndicator"),
+)
+"""Our PublishProperties fields and paho's names for them."""
+
+
 def _to_paho_properties(props: PublishProperties, packet_type: int) -> Properties | None:
+    if props is NO_PROPERTIES or props == NO_PROPERTIES:
+        return None
     out = _properties(packet_type)
-    empty = True
-    if props.message_expiry_interval is not None:
-        out.MessageExpiryInterval = props.message_expiry_interval
-        empty = False
-    if props.content_type is not None:
-        out.ContentType = props.content_type
-        empty = False
-    if props.response_topic is not None:
-        out.ResponseTopic = props.response_topic
-        empty = False
-    if props.correlation_data is not None:
-        out.CorrelationData = props.correlation_data
-        empty = False
-    if props.payload_format_indicator is not None:
-        out.PayloadFormatIndicator = props.payload_format_indicator
-        empty = False
+    for ours, theirs in _SCALAR_PROPERTIES:
+        value = getattr(props, ours)
+        if value is not None:
+            setattr(out, theirs, value)
     if props.user_properties:
         out.UserProperty = list(props.user_properties)
-        empty = False
-    return None if empty else out
+    return out
 
 
 def _from_paho_properties(props: Properties | None) -> PublishProperties:

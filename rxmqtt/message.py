@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +39,10 @@ class PublishProperties:
         return size
 
 
+NO_PROPERTIES = PublishProperties()
+"""The shared empty property set (frozen, so one instance serves every message)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """One application message: what ``messages()`` emits and what ``publish()`` sends."""
@@ -47,7 +51,7 @@ class Message:
     payload: bytes
     qos: int = 0
     retain: bool = False
-    properties: PublishProperties = field(default_factory=PublishProperties)
+    properties: PublishProperties = NO_PROPERTIES
 
     @property
     def size(self) -> int:
