@@ -196,6 +196,12 @@ class Connection:
         """What the broker's last CONNACK said about itself, once connected."""
         return self._engine.limits if self._engine is not None and self._ever_connected else None
 
+    @property
+    def scheduler(self) -> AsyncIOScheduler | None:
+        """The scheduler of the loop this connection runs on (``None`` before ``start()``);
+        envoys and operators schedule their timers on it."""
+        return self._scheduler
+
     # ------------------------------------------------------------------ life
 
     def start(self) -> None:

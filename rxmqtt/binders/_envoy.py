@@ -1,0 +1,113 @@
+"""The lifetime every envoy shares: it borrows a connection and gives back only what it took.
+
+An envoy is created with a connection the application owns (started or not, connected or not).
+Disposing it -- ``dispose()``, ``with``/``async with`` -- releases its own subscriptions (the
+connection's reference counting sends UNSUBSCRIBE only when no one else still wants the filter),
+cancels its own timers and work, and never closes or otherwise touches the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Self
+
+from reactivex import abc
+from reactivex.scheduler.eventloop import AsyncIOScheduler
+
+from ._connection import MqttConnection, check_connection
+
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+def scheduler_seconds(scheduler: abc.SchedulerBase) -> float:
+    """``scheduler.now`` as seconds (the loop's monotonic clock for an ``AsyncIOScheduler``,
+    virtual time for a ``TestScheduler``)."""
+    return (scheduler.now - _EPOCH).total_seconds()
+
+
+class Envoy:
+    """Base class: holds the injected connection and implements the dispose protocol."""
+
+    def __init__(self, conn: MqttConnection, *, scheduler: abc.SchedulerBase | None = None) -> None:
+        self._conn = check_connection(conn)
+        if scheduler is not None and not isinstance(scheduler, abc.SchedulerBase):
+            raise TypeError(
+                f"scheduler: must be a reactivex scheduler, got {type(scheduler).__name__}"
+            )
+        self._scheduler = scheduler
+        self._loop_scheduler: tuple[asyncio.AbstractEventLoop, AsyncIOScheduler] | None = None
+        self._disposed = False
+
+    @property
+    def connection(self) -> MqttConnection:
+        """The injected connection (owned by the application, not by this envoy)."""
+        return self._conn
+
+    @property
+    def disposed(self) -> bool:
+        """Whether :meth:`dispose` was called."""
+        return self._disposed
+
+    def dispose(self) -> None:
+        """Release what this envoy subscribed and scheduled; idempotent. The connection, and
+        other envoys on it, keep working."""
+        if self._disposed:
+            return
+        self._disposed = True
+        self._on_dispose()
+
+    def _on_dispose(self) -> None:
+        """Subclasses release their resources here (called once)."""
+
+    def _check_live(self, operation: str) -> None:
+        if self._disposed:
+            raise RuntimeError(f"{operation}: this {type(self).__name__} was disposed")
+
+    def _timer_scheduler(self, operation: str) -> abc.SchedulerBase:
+        """The scheduler for timers: the injected one, else an ``AsyncIOScheduler`` on the
+        running loop -- the connection's, since envoys are driven from its loop thread. Never
+        reactivex's thread-based default scheduler."""
+        if self._scheduler is not None:
+            return self._scheduler
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                f"{operation}: call it on the connection's asyncio loop thread, or create the "
+                f"{type(self).__name__} with scheduler=..."
+            ) from None
+        cached = self._loop_scheduler
+        if cached is None or cached[0] is not loop:
+            cached = self._loop_scheduler = (loop, AsyncIOScheduler(loop))
+        return cached[1]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.dispose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.dispose()
+
+    def __repr__(self) -> str:
+        state = " disposed" if self._disposed else ""
+        return f"<{type(self).__name__}{self._describe()}{state}>"
+
+    def _describe(self) -> str:
+        return ""

@@ -1,0 +1,546 @@
+"""``CommandExecutor``: MQTT 5 request/response from the serving side.
+
+The executor subscribes to a request topic (optionally as one member of a ``$share/{group}/``
+shared subscription, so several executors balance the load), runs a handler per request and
+publishes the outcome to the request's Response Topic with its Correlation Data and a ``status``
+/ ``status-message`` pair in user properties.
+
+Every request must carry a Message Expiry Interval: it is the request's deadline. A request is
+answered only while its deadline has not passed; one still waiting for a free handler slot at
+its deadline is dropped without running; a handler still running at the deadline is cancelled
+(async or observable handlers). A request re-delivered after a reconnect (QoS 1 is "at least
+once") is recognised by its correlation data and answered from a bounded, expiring cache instead
+of running the handler again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import inspect
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final, Generic, TypeVar, overload
+
+from reactivex import Observable, abc
+from reactivex.disposable import Disposable
+from reactivex.subject import Subject
+
+from rxmqtt.message import Message, PublishProperties
+from rxmqtt.topics import InvalidTopicError, validate_filter, validate_topic
+
+from ._connection import MqttConnection
+from ._dedup import DedupCache
+from ._envoy import Envoy, scheduler_seconds
+from ._errors import CommandExecutionError
+from ._protocol import (
+    SOURCE_ID_PROPERTY,
+    STATUS_MESSAGE_PROPERTY,
+    STATUS_PROPERTY,
+    TIMESTAMP_PROPERTY,
+    Status,
+    check_qos,
+    check_timeout,
+    expiry_for,
+    now_timestamp,
+)
+from ._serializers import JSON, Serializer, check_serializer
+
+log = logging.getLogger("rxmqtt.binders")
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+DEFAULT_DEDUP_TTL = 60.0
+DEFAULT_DEDUP_SIZE = 10_000
+
+
+class SkipReason(enum.Enum):
+    """Why a request did not run the handler."""
+
+    NO_RESPONSE_TOPIC = "no_response_topic"
+    """It has no (valid) Response Topic, so it cannot be answered; dropped."""
+    NO_EXPIRY = "no_expiry"
+    """It has no Message Expiry Interval; answered with status 400."""
+    BAD_REQUEST = "bad_request"
+    """Its payload could not be decoded; answered with status 400."""
+    EXPIRED = "expired"
+    """Its expiry passed while it waited for a free handler slot; dropped, no answer."""
+    DUPLICATE = "duplicate"
+    """A re-delivery of a request already executed (answered again from the cache) or still
+    running (its one answer follows)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedRequest:
+    """A request the executor did not hand to the handler, and why."""
+
+    reason: SkipReason
+    message: Message
+    detail: str
+
+    @property
+    def correlation_data(self) -> bytes | None:
+        """The request's Correlation Data."""
+        return self.message.properties.correlation_data
+
+
+@dataclass(frozen=True, slots=True)
+class _Response:
+    """A response as cached for re-sending: its expiry is recomputed from ``deadline``."""
+
+    topic: str
+    payload: bytes
+    properties: PublishProperties
+    deadline: float
+
+
+class _Running:
+    """Cache marker: the handler for this request has not finished yet."""
+
+
+_RUNNING: Final = _Running()
+
+
+@dataclass(eq=False, slots=True)
+class _Job:
+    """One request on its way through the executor."""
+
+    message: Message
+    response_topic: str
+    key: tuple[str, bytes] | None
+    deadline: float
+    timer: abc.DisposableBase | None = None
+    work: abc.DisposableBase | None = None
+    started: bool = False
+    done: bool = False
+
+
+class CommandExecutor(Envoy, Generic[Req, Resp]):
+    """Serves the command at ``request_topic`` (a topic filter) with ``handler``.
+
+    ``handler(request)`` may return the response, an awaitable of it (``async def``), or an
+    observable whose last value is it. Raising :class:`CommandExecutionError` answers with that
+    status; any other exception answers 500. Sync handlers run on the connection's loop thread:
+    hand blocking work to ``asyncio.to_thread``.
+
+    - ``serializer`` decodes requests; ``response_serializer`` encodes responses (default: the
+      same serializer; both default to JSON).
+    - ``shared_group`` subscribes to ``$share/{shared_group}/{request_topic}`` so the broker
+      gives each request to one of the group's executors.
+    - ``max_concurrency`` bounds how many handlers run at once; further requests wait (and are
+      dropped if their expiry passes meanwhile). ``None``: no bound.
+    - ``dedup_ttl`` / ``dedup_size``: how long (at least; a request's own expiry extends it) and
+      how many executed requests are remembered to answer re-deliveries from the cache.
+    """
+
+    @overload
+    def __init__(
+        self,
+        conn: MqttConnection,
+        request_topic: str,
+        handler: Callable[[Req], Observable[Resp]],
+        *,
+        serializer: Serializer[Req] | None = None,
+        response_serializer: Serializer[Resp] | None = None,
+        shared_group: str | None = None,
+        qos: int = 1,
+        max_concurrency: int | None = None,
+        dedup_ttl: float = DEFAULT_DEDUP_TTL,
+        dedup_size: int = DEFAULT_DEDUP_SIZE,
+        scheduler: abc.SchedulerBase | None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        conn: MqttConnection,
+        request_topic: str,
+        handler: Callable[[Req], Awaitable[Resp]],
+        *,
+        serializer: Serializer[Req] | None = None,
+        response_serializer: Serializer[Resp] | None = None,
+        shared_group: str | None = None,
+        qos: int = 1,
+        max_concurrency: int | None = None,
+        dedup_ttl: float = DEFAULT_DEDUP_TTL,
+        dedup_size: int = DEFAULT_DEDUP_SIZE,
+        scheduler: abc.SchedulerBase | None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        conn: MqttConnection,
+        request_topic: str,
+        handler: Callable[[Req], Resp],
+        *,
+        serializer: Serializer[Req] | None = None,
+        response_serializer: Serializer[Resp] | None = None,
+        shared_group: str | None = None,
+        qos: int = 1,
+        max_concurrency: int | None = None,
+        dedup_ttl: float = DEFAULT_DEDUP_TTL,
+        dedup_size: int = DEFAULT_DEDUP_SIZE,
+        scheduler: abc.SchedulerBase | None = None,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        conn: MqttConnection,
+        request_topic: str,
+        handler: Callable[[Req], Any],
+        *,
+        serializer: Serializer[Any] | None = None,
+        response_serializer: Serializer[Any] | None = None,
+        shared_group: str | None = None,
+        qos: int = 1,
+        max_concurrency: int | None = None,
+        dedup_ttl: float = DEFAULT_DEDUP_TTL,
+        dedup_size: int = DEFAULT_DEDUP_SIZE,
+        scheduler: abc.SchedulerBase | None = None,
+    ) -> None:
+        super().__init__(conn, scheduler=scheduler)
+        if isinstance(request_topic, str) and request_topic.startswith("$share/"):
+            raise ValueError(
+                "request_topic: give the plain filter and shared_group=... instead of a "
+                f"'$share/' filter, got {request_topic!r}"
+            )
+        self._request_topic = validate_filter(request_topic, argument="request_topic")
+        if not callable(handler):
+            raise TypeError(f"handler: must be callable, got {type(handler).__name__}")
+        self._handler = handler
+        if serializer is None:
+            serializer = JSON
+        check_serializer(serializer, "serializer")
+        if response_serializer is None:
+            response_serializer = serializer
+        check_serializer(response_serializer, "response_serializer")
+        self._serializer: Serializer[Req] = serializer
+        self._response_serializer: Serializer[Resp] = response_serializer
+        if shared_group is not None:
+            if not isinstance(shared_group, str):
+                raise TypeError(f"shared_group: must be a str, got {type(shared_group).__name__}")
+            if not shared_group or any(c in shared_group for c in "/+#"):
+                raise ValueError(
+                    f"shared_group: must be non-empty without '/', '+' or '#', got {shared_group!r}"
+                )
+            subscription_filter = f"$share/{shared_group}/{self._request_topic}"
+        else:
+            subscription_filter = self._request_topic
+        self._filter = validate_filter(subscription_filter, argument="shared_group")
+        self._qos = check_qos(qos)
+        if max_concurrency is not None and (
+            isinstance(max_concurrency, bool)
+            or not isinstance(max_concurrency, int)
+            or max_concurrency < 1
+        ):
+            raise ValueError(
+                f"max_concurrency: must be an int >= 1 or None, got {max_concurrency!r}"
+            )
+        self._max_concurrency = max_concurrency
+        self._dedup_ttl = check_timeout(dedup_ttl, "dedup_ttl")
+        if isinstance(dedup_size, bool) or not isinstance(dedup_size, int) or dedup_size < 1:
+            raise ValueError(f"dedup_size: must be an int >= 1, got {dedup_size!r}")
+        self._cache: DedupCache[tuple[str, bytes], _Response | _Running] = DedupCache(
+            dedup_size, self._dedup_ttl, self._now
+        )
+        self._waiting: deque[_Job] = deque()
+        self._jobs: set[_Job] = set()
+        self._running = 0
+        self._executed = 0
+        self._skipped: Subject[SkippedRequest] = Subject()
+        self._subscription: abc.DisposableBase | None = self._conn.messages(
+            self._filter, self._qos
+        ).subscribe(self._on_request, self._on_subscription_error)
+
+    @property
+    def request_topic(self) -> str:
+        """The request topic filter served (without the ``$share/`` prefix)."""
+        return self._request_topic
+
+    @property
+    def subscription_filter(self) -> str:
+        """What the executor subscribes to (with ``$share/{group}/`` when shared)."""
+        return self._filter
+
+    @property
+    def executed(self) -> int:
+        """How many requests were handed to the handler."""
+        return self._executed
+
+    @property
+    def running(self) -> int:
+        """Handlers running now."""
+        return self._running
+
+    @property
+    def skipped(self) -> Observable[SkippedRequest]:
+        """Requests that did not run the handler, with why. Completes on dispose."""
+        return self._skipped
+
+    # ------------------------------------------------------------------ requests
+
+    def _now(self) -> float:
+        return scheduler_seconds(self._timer_scheduler("executor"))
+
+    def _on_subscription_error(self, error: Exception) -> None:
+        log.error("executor for %r lost its subscription: %s", self._filter, error)
+
+    def _on_request(self, message: Message) -> None:
+        if self._disposed:
+            return
+        try:
+            self._accept(message)
+        except Exception:  # never let a bug here reach the connection's dispatch
+            log.exception("executor for %r failed on a request to %r", self._filter, message.topic)
+
+    def _accept(self, message: Message) -> None:
+        properties = message.properties
+        response_topic = properties.response_topic
+        if response_topic is None:
+            self._skip(SkipReason.NO_RESPONSE_TOPIC, message, "the request has no response topic")
+            return
+        try:
+            validate_topic(response_topic, argument="response_topic")
+        except (InvalidTopicError, TypeError) as exc:
+            self._skip(SkipReason.NO_RESPONSE_TOPIC, message, str(exc))
+            return
+        now = self._now()
+        expiry = properties.message_expiry_interval
+        if expiry is None:
+            detail = "the request has no message expiry interval"
+            deadline = now + self._dedup_ttl  # the invoker is unknown: answer for a while
+            self._publish(self._response(message, Status.BAD_REQUEST, detail, b"", deadline))
+            self._skip(SkipReason.NO_EXPIRY, message, detail)
+            return
+        correlation = properties.correlation_data
+        key = (response_topic, correlation) if correlation is not None else None
+        if key is not None:
+            cached = self._cache.get(key)
+            if isinstance(cached, _Response):
+                self._publish(cached)
+                self._skip(SkipReason.DUPLICATE, message, "already executed: answered again")
+                return
+            if cached is not None:
+                self._skip(SkipReason.DUPLICATE, message, "in progress: one answer follows")
+                return
+            self._cache.put(key, _RUNNING, ttl=max(self._dedup_ttl, float(expiry)))
+        job = _Job(message, response_topic, key, deadline=now + expiry)
+        self._jobs.add(job)
+        job.timer = self._timer_scheduler("executor").schedule_relative(
+            float(expiry), lambda _scheduler, _state: self._on_deadline(job)
+        )
+        if self._max_concurrency is not None and self._running >= self._max_concurrency:
+            self._waiting.append(job)
+        else:
+            self._start(job)
+
+    def _start(self, job: _Job) -> None:
+        job.started = True
+        self._running += 1
+        try:
+            request = self._serializer.deserialize(job.message.payload)
+        except Exception as exc:
+            detail = f"the request cannot be decoded: {exc}"
+            self._skip(SkipReason.BAD_REQUEST, job.message, detail)
+            self._complete(job, Status.BAD_REQUEST, detail, b"")
+            return
+        self._executed += 1
+        try:
+            outcome = self._handler(request)
+        except Exception as exc:
+            self._fail(job, exc)
+            return
+        try:
+            if isinstance(outcome, Observable):
+                self._follow_observable(job, outcome)
+            elif inspect.isawaitable(outcome):
+                self._follow_awaitable(job, outcome)
+            else:
+                self._succeed(job, outcome)
+        except Exception as exc:  # e.g. an async handler but no running loop
+            if inspect.iscoroutine(outcome):
+                outcome.close()
+            self._fail(job, exc)
+
+    def _follow_observable(self, job: _Job, outcome: Observable[Resp]) -> None:
+        last: list[Resp] = []
+
+        def on_next(value: Resp) -> None:
+            last[:] = [value]
+
+        def on_completed() -> None:
+            if last:
+                self._succeed(job, last[-1])
+            else:
+                self._fail(job, ValueError("the handler's observable completed without a value"))
+
+        subscription = outcome.subscribe(
+            on_next=on_next,
+            on_error=lambda error: self._fail(job, error),
+            on_completed=on_completed,
+            scheduler=self._timer_scheduler("executor"),
+        )
+        if job.done:
+            subscription.dispose()
+        else:
+            job.work = subscription
+
+    def _follow_awaitable(self, job: _Job, outcome: Awaitable[Resp]) -> None:
+        future = asyncio.ensure_future(outcome)
+
+        def done(finished: asyncio.Future[Resp]) -> None:
+            if finished.cancelled():
+                return
+            error = finished.exception()
+            if error is None:
+                self._succeed(job, finished.result())
+            elif isinstance(error, Exception):
+                self._fail(job, error)
+            else:  # KeyboardInterrupt/SystemExit: answer, then let it propagate in its task
+                self._fail(job, RuntimeError(repr(error)))
+
+        future.add_done_callback(done)
+        job.work = Disposable(lambda: _cancel(future))
+
+    def _succeed(self, job: _Job, value: Resp) -> None:
+        if job.done:
+            return
+        try:
+            payload = self._response_serializer.serialize(value)
+        except Exception as exc:
+            self._fail(job, TypeError(f"the handler's response cannot be serialized: {exc}"))
+            return
+        self._complete(job, Status.OK, "OK", payload)
+
+    def _fail(self, job: _Job, error: Exception) -> None:
+        if job.done:
+            return
+        if isinstance(error, CommandExecutionError):
+            status, detail = error.status, error.status_message
+        else:
+            log.warning("command handler for %r failed", job.message.topic, exc_info=error)
+            status, detail = Status.INTERNAL_ERROR, f"{type(error).__name__}: {error}"
+        self._complete(job, status, detail, b"")
+
+    def _complete(self, job: _Job, status: int, detail: str, payload: bytes) -> None:
+        """Answer ``job`` (once), remember the answer for re-deliveries, start the next."""
+        if job.done:
+            return
+        self._finish(job)
+        response = self._response(job.message, status, detail, payload, job.deadline)
+        if job.key is not None:
+            self._cache.update(job.key, response)
+        self._publish(response)
+        self._start_waiting()
+
+    def _finish(self, job: _Job) -> None:
+        job.done = True
+        self._jobs.discard(job)
+        if job.timer is not None:
+            job.timer.dispose()
+        if job.started:
+            self._running -= 1
+
+    def _on_deadline(self, job: _Job) -> None:
+        """The request's expiry passed before it was answered: nobody waits any more."""
+        if job.done:
+            return
+        started = job.started
+        self._finish(job)
+        if job.key is not None:
+            self._cache.discard(job.key)
+        if not started:
+            self._waiting.remove(job)
+            self._skip(SkipReason.EXPIRED, job.message, "expired while waiting to run")
+            return
+        if job.work is not None:
+            job.work.dispose()
+        log.warning(
+            "command handler for %r still running at the request's expiry: cancelled, no answer",
+            job.message.topic,
+        )
+        self._start_waiting()
+
+    def _start_waiting(self) -> None:
+        limit = self._max_concurrency
+        while self._waiting and (limit is None or self._running < limit) and not self._disposed:
+            job = self._waiting.popleft()
+            if job.done:
+                continue
+            if self._now() >= job.deadline:
+                self._finish(job)
+                if job.key is not None:
+                    self._cache.discard(job.key)
+                self._skip(SkipReason.EXPIRED, job.message, "expired while waiting to run")
+                continue
+            self._start(job)
+
+    # ------------------------------------------------------------------ responses
+
+    def _response(
+        self, request: Message, status: int, detail: str, payload: bytes, deadline: float
+    ) -> _Response:
+        properties = PublishProperties(
+            correlation_data=request.properties.correlation_data,
+            content_type=self._response_serializer.content_type if payload else None,
+            payload_format_indicator=(
+                self._response_serializer.payload_format_indicator if payload else None
+            ),
+            user_properties=(
+                (STATUS_PROPERTY, str(int(status))),
+                (STATUS_MESSAGE_PROPERTY, detail),
+                (SOURCE_ID_PROPERTY, self._conn.settings.client_id),
+                (TIMESTAMP_PROPERTY, now_timestamp()),
+            ),
+        )
+        topic = request.properties.response_topic
+        assert topic is not None
+        return _Response(topic, payload, properties, deadline)
+
+    def _publish(self, response: _Response) -> None:
+        """Send ``response`` with the time its request has left as its expiry (none left: the
+        invoker gave up, so nothing is sent)."""
+        remaining = response.deadline - self._now()
+        if remaining <= 0:
+            log.debug("too late to answer on %r: the request expired", response.topic)
+            return
+        properties = dataclasses.replace(
+            response.properties, message_expiry_interval=expiry_for(remaining)
+        )
+        try:
+            outcome = self._conn.publish(
+                response.topic, response.payload, self._qos, properties=properties
+            )
+        except (TypeError, ValueError) as exc:  # e.g. over the broker's maximum packet size
+            log.error("cannot send the response on %r: %s", response.topic, exc)
+            return
+        outcome.subscribe(on_error=lambda error: log.warning("response not delivered: %s", error))
+
+    def _skip(self, reason: SkipReason, message: Message, detail: str) -> None:
+        log.debug("request on %r not executed (%s): %s", message.topic, reason.value, detail)
+        self._skipped.on_next(SkippedRequest(reason, message, detail))
+
+    def _on_dispose(self) -> None:
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            subscription.dispose()
+        self._waiting.clear()
+        for job in list(self._jobs):
+            work = job.work
+            self._finish(job)
+            if work is not None:
+                work.dispose()
+        self._cache.clear()
+        self._skipped.on_completed()
+
+    def _describe(self) -> str:
+        return f" {self._filter!r}"
+
+
+def _cancel(future: asyncio.Future[Any]) -> None:
+    future.cancel()
