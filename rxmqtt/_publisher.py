@@ -19,7 +19,7 @@ from .errors import ConnectionClosedError, MessageDroppedError, NotConnectedErro
 from .lifecycle import Disconnect, DisconnectSource
 from .message import Message, PublishResult
 from .policies import PublishRetry, QueuePolicy, is_retriable_publish_code
-from .queue import DroppedMessage, MemoryStore, OfflineQueue, QueuedMessage, QueueStats
+from .queue import DroppedMessage, DropReason, MemoryStore, OfflineQueue, QueuedMessage, QueueStats
 
 Result = AsyncSubject[PublishResult]
 
@@ -61,6 +61,11 @@ class _InFlight:
 
 
 def _drop_error(dropped: DroppedMessage) -> Exception:
+    if dropped.reason is DropReason.CLOSED:
+        return ConnectionClosedError(
+            f"closed before the publish to {dropped.message.topic!r} was sent "
+            "(a persistent queue store keeps it for the next start)"
+        )
     return MessageDroppedError(dropped.reason.value, dropped.message.topic)
 
 
@@ -152,6 +157,11 @@ class Publisher:
                 self._queue.requeue_front(item)
             else:
                 self._queue.offer(message, token=result)
+            return
+        except Exception as exc:  # the wire cannot encode it: this publish fails, alone
+            if item is not None:
+                self._queue.acknowledge(item.seq)
+            result.on_error(exc)
             return
         self._track(mid, _InFlight(message, result, self._clock(), item))
 

@@ -21,9 +21,11 @@ import reactivex
 from reactivex import Observable, abc
 from reactivex import operators as ops
 from reactivex.disposable import Disposable
+from reactivex.scheduler import ImmediateScheduler
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 from reactivex.subject import AsyncSubject, ReplaySubject, Subject
 
+from ._isolate import isolated
 from ._publisher import Publisher
 from ._subscriptions import SubscriptionRegistry
 from .engine import BrokerLimits, Engine
@@ -70,7 +72,9 @@ class _AttemptEnded(Exception):
 
 
 def _check_qos(qos: object, argument: str = "qos") -> int:
-    if isinstance(qos, bool) or not isinstance(qos, int) or qos not in (0, 1, 2):
+    if isinstance(qos, bool) or not isinstance(qos, int):
+        raise TypeError(f"{argument}: must be an int 0, 1 or 2, got {type(qos).__name__} {qos!r}")
+    if qos not in (0, 1, 2):
         raise ValueError(f"{argument}: must be 0, 1 or 2, got {qos!r}")
     return qos
 
@@ -119,14 +123,17 @@ class Connection:
         self._endpoints = settings.all_endpoints()
 
         self._lifecycle: Subject[LifecycleEvent] = Subject()
-        self._states: ReplaySubject[ConnectionState] = ReplaySubject(1)
+        # Immediate delivery: the state is current before any other lifecycle subscriber runs.
+        self._states: ReplaySubject[ConnectionState] = ReplaySubject(
+            1, scheduler=ImmediateScheduler()
+        )
         self._current_state = ConnectionState.DISCONNECTED
         self._lifecycle.pipe(
             ops.scan(next_state, ConnectionState.DISCONNECTED),
             ops.start_with(ConnectionState.DISCONNECTED),
         ).subscribe(self._states)
         self._states.subscribe(self._remember_state)
-        self._stats: ReplaySubject[QueueStats] = ReplaySubject(1)
+        self._stats: ReplaySubject[QueueStats] = ReplaySubject(1, scheduler=ImmediateScheduler())
         self._dropped: Subject[DroppedMessage] = Subject()
 
         self._publisher = Publisher(
@@ -147,6 +154,9 @@ class Connection:
         self._reconnect_subscription: abc.DisposableBase | None = None
         self._attempts_since_connected = 0
         self._endpoint_index = 0
+        self._round_failures = 0
+        """Endpoints that failed since the retry loop last (re)subscribed: a backoff step is a
+        round over every endpoint, so failing over to the next one costs no extra wait."""
         self._ever_connected = False
         self._closed = False
         self._housekeeping: asyncio.TimerHandle | None = None
@@ -163,12 +173,12 @@ class Connection:
     def lifecycle(self) -> Observable[LifecycleEvent]:
         """Every event of the connection's life, in order; the source the other streams derive
         from. Hot: subscribers see events from the moment they subscribe."""
-        return self._lifecycle
+        return isolated(self._lifecycle)
 
     @property
     def connection_state(self) -> Observable[ConnectionState]:
         """The current :class:`ConnectionState` on subscribe, then every change."""
-        return self._states.pipe(ops.distinct_until_changed())
+        return isolated(self._states.pipe(ops.distinct_until_changed()))
 
     @property
     def state(self) -> ConnectionState:
@@ -178,18 +188,18 @@ class Connection:
     @property
     def disconnects(self) -> Observable[Disconnect]:
         """Why each connection ended or each attempt was refused."""
-        return self._lifecycle.pipe(ops.flat_map(_disconnect_of))
+        return isolated(self._lifecycle.pipe(ops.flat_map(_disconnect_of)))
 
     @property
     def queue_stats(self) -> Observable[QueueStats]:
         """Offline-queue depth, bytes, dropped, drained and in-flight: current value, then
         every change."""
-        return self._stats.pipe(ops.distinct_until_changed())
+        return isolated(self._stats.pipe(ops.distinct_until_changed()))
 
     @property
     def dropped(self) -> Observable[DroppedMessage]:
         """Every message a policy discarded, with why."""
-        return self._dropped
+        return isolated(self._dropped)
 
     @property
     def broker_limits(self) -> BrokerLimits | None:
@@ -388,7 +398,7 @@ class Connection:
                 lambda: self._call_on_loop(self._remove_subscriber, topic_filter, observer)
             )
 
-        return reactivex.create(subscribe)
+        return isolated(reactivex.create(subscribe))
 
     def _add_subscriber(
         self, topic_filter: str, qos: int, observer: abc.ObserverBase[Message]
@@ -448,11 +458,14 @@ class Connection:
                 f"properties: must be a PublishProperties, got {type(properties).__name__}"
             )
         if message_expiry_interval is not None:
-            if (
-                isinstance(message_expiry_interval, bool)
-                or not isinstance(message_expiry_interval, int)
-                or not 0 <= message_expiry_interval <= 0xFFFFFFFF
+            if isinstance(message_expiry_interval, bool) or not isinstance(
+                message_expiry_interval, int
             ):
+                raise TypeError(
+                    "message_expiry_interval: must be an int (whole seconds), "
+                    f"got {type(message_expiry_interval).__name__}"
+                )
+            if not 0 <= message_expiry_interval <= 0xFFFFFFFF:
                 raise ValueError(
                     "message_expiry_interval: must be whole seconds in 0..4294967295, "
                     f"got {message_expiry_interval!r}"
@@ -471,7 +484,7 @@ class Connection:
                 )
         result: AsyncSubject[PublishResult] = AsyncSubject()
         self._call_on_loop(self._publisher.publish, message, result)
-        return result.pipe(ops.take(1))
+        return isolated(result.pipe(ops.take(1)))
 
     # ------------------------------------------------------------------ reconnect loop
 
@@ -493,14 +506,20 @@ class Connection:
             if engine.connected:  # a new policy adopts the live connection
                 observer.on_next(Connected(engine.session_present, str(engine.endpoint)))
             elif not engine.attempt_in_progress:  # (or adopts the attempt under way)
-                self._attempts_since_connected += 1
-                endpoint = self._endpoints[self._endpoint_index % len(self._endpoints)]
-                self._emit(Connecting(self._attempts_since_connected, str(endpoint)))
-                clean_start = self._settings.clean_start and not self._ever_connected
-                engine.open(endpoint, clean_start=clean_start)
+                self._round_failures = 0
+                self._open_attempt()
             return Disposable(dispose)
 
         return reactivex.create(subscribe)
+
+    def _open_attempt(self) -> None:
+        engine = self._engine
+        assert engine is not None
+        self._attempts_since_connected += 1
+        endpoint = self._endpoints[self._endpoint_index % len(self._endpoints)]
+        self._emit(Connecting(self._attempts_since_connected, str(endpoint)))
+        clean_start = self._settings.clean_start and not self._ever_connected
+        engine.open(endpoint, clean_start=clean_start)
 
     def _is_retriable(self, error: Exception) -> bool:
         if not isinstance(error, _AttemptEnded):
@@ -562,9 +581,18 @@ class Connection:
 
     def on_connect_failed(self, disconnect: Disconnect) -> None:
         self._endpoint_index += 1
-        self._end_attempt(
-            _AttemptEnded(self._with_fatality(disconnect, "CONNACK"), was_connected=False)
-        )
+        self._round_failures += 1
+        ended = _AttemptEnded(self._with_fatality(disconnect, "CONNACK"), was_connected=False)
+        if (
+            not ended.disconnect.fatal
+            and self._round_failures < len(self._endpoints)
+            and self._attempt_observer is not None
+        ):
+            # Fail over at once: the backoff waits between rounds over all endpoints.
+            self._emit(_failure_event(ended, self._attempts_since_connected, 0.0))
+            self._open_attempt()
+            return
+        self._end_attempt(ended)
 
     def on_connection_lost(self, disconnect: Disconnect) -> None:
         self._publisher.link_lost()

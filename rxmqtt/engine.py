@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import select
 import socket
@@ -37,9 +38,14 @@ from .settings import ConnectionSettings, Endpoint
 
 log = logging.getLogger("rxmqtt.engine")
 
+try:
+    PAHO_VERSION_TEXT = importlib.metadata.version("paho-mqtt")
+except importlib.metadata.PackageNotFoundError:  # pragma: no cover - vendored copies
+    PAHO_VERSION_TEXT = "unknown"
+_PAHO_PARTS = PAHO_VERSION_TEXT.split(".")[:2]
 PAHO_VERSION = (
-    tuple(int(part) for part in paho.__version__.split(".")[:2])
-    if hasattr(paho, "__version__")
+    tuple(int(part) for part in _PAHO_PARTS)
+    if all(part.isdigit() for part in _PAHO_PARTS)
     else (0, 0)
 )
 
@@ -94,6 +100,26 @@ class _PahoClient(paho.Client):
         super().__init__(*args, **kwargs)
         self.rx_prepared_socket: socket.socket | ssl.SSLSocket | None = None
         self.rx_pubrec_codes: dict[int, tuple[int, str]] = {}
+        self.rx_socket_error: OSError | None = None
+        """The last error of paho's socket I/O (paho logs it and reports only "conn lost")."""
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        try:
+            return super()._sock_recv(bufsize)
+        except BlockingIOError:
+            raise
+        except OSError as exc:
+            self.rx_socket_error = exc
+            raise
+
+    def _sock_send(self, buf: bytes | bytearray) -> int:
+        try:
+            return super()._sock_send(buf)
+        except BlockingIOError:
+            raise
+        except OSError as exc:
+            self.rx_socket_error = exc
+            raise
 
     def _create_socket(self) -> Any:
         sock = self.rx_prepared_socket
@@ -113,6 +139,22 @@ class _PahoClient(paho.Client):
         return super()._handle_pubrec()
 
 
+_CERTIFICATE_ALERTS = frozenset(
+    {
+        "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+        "TLSV1_ALERT_UNKNOWN_CA",
+        "TLSV1_ALERT_ACCESS_DENIED",
+        "SSLV3_ALERT_BAD_CERTIFICATE",
+        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+        "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+        "SSLV3_ALERT_CERTIFICATE_REVOKED",
+        "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
+    }
+)
+"""TLS alerts by which a broker refuses this client's certificate. Under TLS 1.3 the client's
+handshake completes first, so they arrive on the first read, not in ``do_handshake``."""
+
+
 def paho_seams_present() -> bool:
     """True when the paho internals the engine relies on still exist (checked by a test)."""
     try:
@@ -122,6 +164,8 @@ def paho_seams_present() -> bool:
     return (
         hasattr(paho.Client, "_create_socket")
         and hasattr(paho.Client, "_handle_pubrec")
+        and hasattr(paho.Client, "_sock_recv")
+        and hasattr(paho.Client, "_sock_send")
         and hasattr(_packet, "decode_pubrec")
     )
 
@@ -238,6 +282,13 @@ class Engine:
         *,
         clock: Callable[[], float] | None = None,
     ) -> None:
+        if not paho_seams_present():
+            raise RuntimeError(
+                "rxmqtt.engine relies on paho-mqtt internals (Client._create_socket, "
+                "Client._handle_pubrec, _packet.decode_pubrec) that paho-mqtt "
+                f"{PAHO_VERSION_TEXT} does not have; install a paho-mqtt 2.x release rxmqtt "
+                "supports"
+            )
         self._settings = settings
         self._loop = loop
         self._handler = handler
@@ -497,14 +548,18 @@ class Engine:
         tls_sock = context.wrap_socket(
             sock, server_hostname=server_hostname, do_handshake_on_connect=False
         )
-        while True:
-            try:
-                tls_sock.do_handshake()
-                return tls_sock
-            except ssl.SSLWantReadError:
-                await self._wait_fd(tls_sock, readable=True)
-            except ssl.SSLWantWriteError:
-                await self._wait_fd(tls_sock, readable=False)
+        try:
+            while True:
+                try:
+                    tls_sock.do_handshake()
+                    return tls_sock
+                except ssl.SSLWantReadError:
+                    await self._wait_fd(tls_sock, readable=True)
+                except ssl.SSLWantWriteError:
+                    await self._wait_fd(tls_sock, readable=False)
+        except BaseException:
+            tls_sock.close()  # wrap_socket() detached ``sock``: closing that closes nothing
+            raise
 
     async def _wait_fd(self, sock: ssl.SSLSocket, *, readable: bool) -> None:
         ready: asyncio.Future[None] = self._loop.create_future()
@@ -552,6 +607,7 @@ class Engine:
         self._sock = sock
         self._keep_alive = settings.keep_alive
         self._last_inbound = self._clock()
+        client.rx_socket_error = None
         client.rx_prepared_socket = sock
         try:
             client.connect(
@@ -762,9 +818,20 @@ class Engine:
                 DisconnectSource.CLIENT,
                 at=now,
             )
+        error = self._client.rx_socket_error
+        if isinstance(error, ssl.SSLError) and error.reason in _CERTIFICATE_ALERTS:
+            return Disconnect(
+                UNSPECIFIED_ERROR,
+                f"TLS: the broker refused this client's certificate ({error.reason}); "
+                "check cert_file/key_file and the CA the broker trusts",
+                DisconnectSource.NETWORK,
+                fatal=True,
+                at=now,
+            )
         return Disconnect(
             UNSPECIFIED_ERROR,
-            "connection lost: the socket was closed or reset",
+            "connection lost: the socket was closed or reset"
+            + (f" ({error})" if error is not None else ""),
             DisconnectSource.NETWORK,
             at=now,
         )

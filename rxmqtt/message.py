@@ -20,6 +20,50 @@ class PublishProperties:
     user_properties: tuple[tuple[str, str], ...] = ()
     subscription_identifiers: tuple[int, ...] = ()
 
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        expiry = self.message_expiry_interval
+        if expiry is not None:
+            if isinstance(expiry, bool) or not isinstance(expiry, int):
+                raise TypeError(
+                    f"message_expiry_interval: must be an int or None, got {type(expiry).__name__}"
+                )
+            if not 0 <= expiry <= 0xFFFFFFFF:
+                raise ValueError(
+                    f"message_expiry_interval: must be in 0..4294967295 seconds, got {expiry}"
+                )
+        for name in ("content_type", "response_topic"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name}: must be a str or None, got {type(value).__name__}")
+        data = self.correlation_data
+        if isinstance(data, bytearray | memoryview):
+            set_(self, "correlation_data", bytes(data))
+        elif data is not None and not isinstance(data, bytes):
+            raise TypeError(f"correlation_data: must be bytes or None, got {type(data).__name__}")
+        indicator = self.payload_format_indicator
+        if indicator is not None and (
+            isinstance(indicator, bool) or not isinstance(indicator, int) or indicator not in (0, 1)
+        ):
+            raise ValueError(f"payload_format_indicator: must be 0, 1 or None, got {indicator!r}")
+        pairs = tuple(self.user_properties)
+        for pair in pairs:
+            if not (
+                isinstance(pair, tuple)
+                and len(pair) == 2
+                and isinstance(pair[0], str)
+                and isinstance(pair[1], str)
+            ):
+                raise TypeError(f"user_properties: must be (str, str) pairs, got {pair!r}")
+        set_(self, "user_properties", pairs)
+        ids = tuple(self.subscription_identifiers)
+        for sid in ids:
+            if isinstance(sid, bool) or not isinstance(sid, int) or not 1 <= sid <= 268_435_455:
+                raise ValueError(
+                    f"subscription_identifiers: each must be in 1..268435455, got {sid!r}"
+                )
+        set_(self, "subscription_identifiers", ids)
+
     def encoded_size(self) -> int:
         """Approximate bytes these properties occupy on the wire (for byte-bounded queues)."""
         size = 0

@@ -388,3 +388,55 @@ async def test_start_in_thread_for_programs_without_asyncio(mosquitto: Mosquitto
     code = await asyncio.wait_for(asyncio.to_thread(in_thread), 10)
     assert code in (0, 0x10)
     assert conn.state is ConnectionState.CLOSED
+
+
+async def test_a_raising_subscriber_cannot_break_the_connection(
+    mosquitto: MosquittoBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = Connection(broker_settings(mosquitto), reconnect=FAST)
+
+    def explode(_: object) -> None:
+        raise BrokenPipeError("the app's stdout went away")
+
+    for stream in (conn.lifecycle, conn.connection_state, conn.disconnects, conn.queue_stats):
+        stream.subscribe(explode)
+    async with conn:
+        await conn.wait_for(ConnectionState.CONNECTED, 5)
+        conn.messages("boom/#").subscribe(explode)
+        conn.publish("boom/x", b"1", qos=1).subscribe(explode)
+        mosquitto.restart()
+        await conn.wait_for(ConnectionState.RECONNECTING, 5)
+        await conn.wait_for(ConnectionState.CONNECTED, 10)
+        assert (await conn.publish("boom/y", b"2", qos=1)).reason_code in (0, 0x10)
+    assert "raised in on_next; ignored" in caplog.text
+
+
+async def test_state_is_current_when_lifecycle_subscribers_run(mosquitto: MosquittoBroker) -> None:
+    conn = Connection(broker_settings(mosquitto), reconnect=FAST)
+    seen: list[tuple[str, ConnectionState]] = []
+    conn.lifecycle.subscribe(lambda e: seen.append((type(e).__name__, conn.state)))
+    async with conn:
+        await conn.wait_for(ConnectionState.CONNECTED, 5)
+    assert seen[:2] == [
+        ("Connecting", ConnectionState.CONNECTING),
+        ("Connected", ConnectionState.CONNECTED),
+    ]
+    assert seen[-1] == ("Closed", ConnectionState.CLOSED)
+
+
+async def test_publishes_still_queued_at_close_fail_with_connection_closed(
+    fault_proxy: FaultProxy,
+) -> None:
+    from rxmqtt import ConnectionClosedError, DropReason
+
+    conn = Connection(proxy_settings(fault_proxy), reconnect=FAST)
+    dropped = Recorder(conn.dropped)
+    async with conn:
+        await conn.wait_for(ConnectionState.CONNECTED, 5)
+        fault_proxy.refuse()
+        fault_proxy.reset()
+        await conn.wait_for(ConnectionState.RECONNECTING, 5)
+        pending = Recorder(conn.publish("late/x", b"queued", qos=1))
+    await pending.wait_done(5)
+    assert isinstance(pending.error, ConnectionClosedError)
+    assert [d.reason for d in dropped.items] == [DropReason.CLOSED]

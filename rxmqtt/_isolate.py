@@ -1,0 +1,45 @@
+"""Keep an application's faulty subscriber from breaking the connection that feeds it."""
+
+from __future__ import annotations
+
+import logging
+from typing import TypeVar
+
+from reactivex import Observable, abc
+from reactivex.disposable import Disposable
+
+log = logging.getLogger("rxmqtt")
+
+T = TypeVar("T")
+
+
+def isolated(source: Observable[T]) -> Observable[T]:
+    """``source`` with each subscriber's callbacks fenced off: an exception raised by one is
+    logged with its traceback and goes no further, so it can never unwind into the engine, the
+    reconnect loop or another subscriber. (reactivex ends that one subscription, as it would.)"""
+
+    def subscribe(
+        observer: abc.ObserverBase[T], scheduler: abc.SchedulerBase | None = None
+    ) -> abc.DisposableBase:
+        def on_next(value: T) -> None:
+            try:
+                observer.on_next(value)
+            except Exception:
+                log.exception("a subscriber of an rxmqtt stream raised in on_next; ignored")
+
+        def on_error(error: Exception) -> None:
+            try:
+                observer.on_error(error)
+            except Exception:
+                log.exception("a subscriber of an rxmqtt stream raised in on_error; ignored")
+
+        def on_completed() -> None:
+            try:
+                observer.on_completed()
+            except Exception:
+                log.exception("a subscriber of an rxmqtt stream raised in on_completed; ignored")
+
+        subscription = source.subscribe(on_next, on_error, on_completed, scheduler=scheduler)
+        return Disposable(subscription.dispose)
+
+    return Observable(subscribe)
