@@ -1,0 +1,192 @@
+"""The paho internals the engine hooks into are present, and they do what the engine needs.
+
+The engine subclasses paho's client in two places (``_create_socket``: the socket is opened by
+us, asynchronously, TLS included; ``_handle_pubrec``: the PUBREC reason code paho throws away is
+kept, so a refused QoS 2 publish errors with the broker's code). A paho upgrade that moves them
+must fail loudly, naming the paho version, not degrade silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import itertools
+import threading
+
+import pytest
+
+from rxmqtt import (
+    Connection,
+    ConnectionSettings,
+    ConnectionState,
+    LifecycleEvent,
+    Message,
+    PublishError,
+)
+from rxmqtt import engine as rx_engine
+from rxmqtt.testing import BrokerConfig, MosquittoBroker
+from rxmqtt.testing.plugin import BrokerFactory
+from rxmqtt.testing.recorder import Recorder
+
+PAHO_VERSION = importlib.metadata.version("paho-mqtt")
+
+_ids = itertools.count()
+
+NOT_AUTHORIZED = 0x87
+
+# user "writer" may write only allowed/#; everyone may read everything.
+ACL = """\
+user writer
+topic write allowed/#
+topic read #
+"""
+
+
+def test_paho_seams_present() -> None:
+    assert rx_engine.paho_seams_present(), (
+        f"paho-mqtt {PAHO_VERSION}: the internals rxmqtt.engine relies on "
+        "(Client._create_socket, Client._handle_pubrec, paho.mqtt._packet.decode_pubrec) are "
+        "gone or renamed; adapt rxmqtt/engine.py or pin paho-mqtt to a version that has them"
+    )
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "paho.mqtt.client.Client._create_socket",
+        "paho.mqtt.client.Client._handle_pubrec",
+        "paho.mqtt._packet.decode_pubrec",
+    ],
+)
+def test_paho_seams_present_notices_a_missing_seam(
+    monkeypatch: pytest.MonkeyPatch, target: str
+) -> None:
+    monkeypatch.delattr(target)
+    assert not rx_engine.paho_seams_present()
+
+
+def test_engine_knows_the_paho_version() -> None:
+    major, minor = (int(part) for part in PAHO_VERSION.split(".")[:2])
+    assert (major, minor) == rx_engine.PAHO_VERSION
+
+
+async def test_starting_without_the_seams_fails_loudly_naming_the_paho_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delattr("paho.mqtt.client.Client._create_socket")
+    conn = Connection(ConnectionSettings(host="127.0.0.1", port=1, client_id="seamless"))
+    try:
+        with pytest.raises(RuntimeError, match=rf"paho-mqtt {PAHO_VERSION}"):
+            conn.start()
+    finally:
+        await conn.close()
+
+
+# ---------------------------------------------------------------- behaviour through the seams
+
+
+def _writer(broker: MosquittoBroker) -> ConnectionSettings:
+    return ConnectionSettings(
+        host=broker.host,
+        port=broker.port,
+        client_id=f"seams-{next(_ids)}",
+        username="writer",
+        password="pw",
+    )
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("qos", [1, 2])
+async def test_publish_refused_by_acl_errors_with_not_authorized(
+    mosquitto_factory: BrokerFactory, qos: int
+) -> None:
+    """Mosquitto 2.0 answers an MQTT 5 PUBLISH to a topic the ACL denies with PUBACK (QoS 1) or
+    PUBREC (QoS 2) 0x87 Not authorized. paho ignores the PUBREC code; the engine's seam keeps it."""
+    broker = mosquitto_factory(BrokerConfig(users={"writer": "pw"}, acl=ACL))
+    conn = Connection(_writer(broker))
+    events: Recorder[LifecycleEvent] = Recorder(conn.lifecycle)
+    async with conn:
+        await conn.wait_for(ConnectionState.CONNECTED, 5)
+        with pytest.raises(PublishError) as info:
+            await asyncio.wait_for(conn.publish("denied/x", b"no", qos=qos), 5)
+        assert info.value.reason_code == NOT_AUTHORIZED, info.value
+        assert info.value.topic == "denied/x"
+        assert "0x87" in str(info.value)
+
+        ok = await asyncio.wait_for(conn.publish("allowed/x", b"yes", qos=qos), 5)
+        assert ok.reason_code in (0x00, 0x10)
+        assert conn.state is ConnectionState.CONNECTED, "a refused publish is not a lost link"
+    kinds = [type(e).__name__ for e in events.items]
+    assert kinds == ["Connecting", "Connected", "Disconnected", "Closed"], kinds
+
+
+@pytest.mark.broker
+async def test_refused_qos2_publish_is_not_delivered_and_later_ones_are(
+    mosquitto_factory: BrokerFactory,
+) -> None:
+    broker = mosquitto_factory(BrokerConfig(users={"writer": "pw"}, acl=ACL))
+    async with Connection(_writer(broker)) as pub, Connection(_writer(broker)) as sub:
+        got: Recorder[Message] = Recorder(sub.messages("#", qos=2))
+        await sub.wait_for(ConnectionState.CONNECTED, 5)
+        await pub.wait_for(ConnectionState.CONNECTED, 5)
+        for attempt in range(50):  # until the subscription is live
+            await pub.publish("allowed/probe", str(attempt).encode(), qos=1)
+            try:
+                await got.wait_for_item(lambda m: m.topic == "allowed/probe", 0.1)
+                break
+            except TimeoutError:
+                continue
+        results = await asyncio.gather(
+            *(pub.publish("denied/q2", str(i).encode(), qos=2) for i in range(5)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, PublishError) and r.reason_code == 0x87 for r in results), results
+        done = await asyncio.wait_for(pub.publish("allowed/after", b"after", qos=2), 5)
+        assert done.reason_code == 0
+        await got.wait_for_item(lambda m: m.topic == "allowed/after", 5)
+        assert not [m for m in got.items if m.topic.startswith("denied/")]
+        assert sum(m.topic == "allowed/after" for m in got.items) == 1
+
+
+@pytest.mark.broker
+async def test_qos0_publish_to_a_denied_topic_resolves_as_written(
+    mosquitto_factory: BrokerFactory,
+) -> None:
+    """QoS 0 has no acknowledgement: Mosquitto drops it silently, so the result is 'written'."""
+    broker = mosquitto_factory(BrokerConfig(users={"writer": "pw"}, acl=ACL))
+    async with Connection(_writer(broker)) as conn:
+        await conn.wait_for(ConnectionState.CONNECTED, 5)
+        result = await asyncio.wait_for(conn.publish("denied/q0", b"lost", qos=0), 5)
+        assert (result.qos, result.reason_code) == (0, 0)
+
+
+@pytest.mark.broker
+async def test_no_paho_thread_and_everything_on_the_loop_thread(mosquitto: MosquittoBroker) -> None:
+    """The socket seam means paho never runs its own network thread: every stream emits on the
+    loop's thread, and connecting adds no thread."""
+    loop_thread = threading.get_ident()
+    threads_before = {t.ident for t in threading.enumerate()}
+    seen: set[int] = set()
+    conn = Connection(
+        ConnectionSettings(host=mosquitto.host, port=mosquitto.port, client_id="seams-thread")
+    )
+    conn.lifecycle.subscribe(lambda _: seen.add(threading.get_ident()))
+    async with conn:
+        got: Recorder[Message] = Recorder(conn.messages("loop/#", qos=1))
+        await conn.wait_for(ConnectionState.CONNECTED, 5)
+        conn.messages("loop/#", qos=1).subscribe(lambda _: seen.add(threading.get_ident()))
+        for _ in range(50):
+            await conn.publish("loop/x", b"1", qos=1)
+            try:
+                await got.wait_for_item(lambda m: True, 0.1)
+                break
+            except TimeoutError:
+                continue
+        await got.wait_for_item(lambda m: True, 1)
+        new_threads = [
+            t.name
+            for t in threading.enumerate()
+            if t.ident not in threads_before and not t.name.startswith("asyncio_")
+        ]
+        assert new_threads == [], f"unexpected threads: {new_threads}"
+    assert seen == {loop_thread}

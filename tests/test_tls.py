@@ -1,0 +1,258 @@
+"""TLS against a real Mosquitto: CA-signed server certificates, refusals, client certificates."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import itertools
+import logging
+import warnings
+
+import pytest
+
+from rxmqtt import (
+    Backoff,
+    Connected,
+    ConnectFailed,
+    Connecting,
+    Connection,
+    ConnectionSettings,
+    ConnectionState,
+    DisconnectSource,
+    GaveUp,
+    Jitter,
+    LifecycleEvent,
+    Message,
+    ReconnectPolicy,
+    TlsSettings,
+)
+from rxmqtt.testing import BrokerConfig, MosquittoBroker, TlsFiles
+from rxmqtt.testing.plugin import BrokerFactory
+from rxmqtt.testing.recorder import Recorder
+
+pytestmark = pytest.mark.broker
+
+_ids = itertools.count()
+
+FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.3, jitter=Jitter.FULL))
+
+
+def tls_settings(broker: MosquittoBroker, tls: TlsSettings) -> ConnectionSettings:
+    return ConnectionSettings(
+        host=broker.host, port=broker.port, client_id=f"tls-{next(_ids)}", tls=tls
+    )
+
+
+async def roundtrip(conn: Connection, topic: str) -> None:
+    """Subscribe and publish to ``topic`` on ``conn`` until the message comes back."""
+    got: Recorder[Message] = Recorder(conn.messages(topic, qos=1))
+    try:
+        for _ in range(50):
+            result = await conn.publish(topic, b"over tls", qos=1)
+            assert result.reason_code in (0x00, 0x10)
+            try:
+                await got.wait_for_item(lambda m: True, 0.2)
+                break
+            except TimeoutError:
+                continue
+        msg = await got.wait_for_item(lambda m: True, 1)
+        assert msg.payload == b"over tls"
+    finally:
+        got.dispose()
+
+
+async def fails_once(conn: Connection) -> tuple[list[LifecycleEvent], float]:
+    """Run ``conn`` until FAILED; return its lifecycle and how long that took."""
+    events: Recorder[LifecycleEvent] = Recorder(conn.lifecycle)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with conn:
+        await conn.wait_for(ConnectionState.FAILED, 2)
+        took = loop.time() - started
+    return events.items, took
+
+
+def assert_fatal_network_failure(events: list[LifecycleEvent], *words: str) -> str:
+    attempts = [e for e in events if isinstance(e, Connecting)]
+    failed = [e for e in events if isinstance(e, ConnectFailed)]
+    assert len(attempts) == 1, f"exactly one attempt, got {events!r}"
+    assert len(failed) == 1, events
+    assert not any(isinstance(e, Connected) for e in events)
+    assert any(isinstance(e, GaveUp) for e in events)
+    failure = failed[0]
+    assert failure.disconnect.fatal
+    assert failure.disconnect.source is DisconnectSource.NETWORK
+    assert failure.retry_in is None
+    reason = failure.reason.lower()
+    assert any(word in reason for word in words), f"reason {failure.reason!r} names none of {words}"
+    return failure.reason
+
+
+# ---------------------------------------------------------------- good certificates
+
+
+async def test_connects_with_ca_signed_server_certificate(
+    mosquitto_factory: BrokerFactory, tls_files: TlsFiles
+) -> None:
+    broker = mosquitto_factory(BrokerConfig(tls=tls_files))
+    conn = Connection(tls_settings(broker, TlsSettings(ca_file=tls_files.ca_file)), reconnect=FAST)
+    events: Recorder[LifecycleEvent] = Recorder(conn.lifecycle)
+    async with conn:
+        await conn.wait_for(ConnectionState.CONNECTED, 5)
+        await roundtrip(conn, "tls/roundtrip")
+    connected = next(e for e in events.items if isinstance(e, Connected))
+    assert connected.endpoint == f"127.0.0.1:{broker.port}"
+    assert not any(isinstance(e, ConnectFailed) for e in events.items)
+
+
+async def test_server_hostname_overrides_the_checked_name(
+    mosquitto_factory: BrokerFactory, tls_files: TlsFiles
+) -> None:
+    broker = mosquitto_factory(BrokerConfig(tls=tls_files))
+    tls = TlsSettings(ca_file=tls_files.ca_file, server_hostname="localhost")
+    async with Connection(tls_settings(broker, tls), reconnect=FAST) as conn:
+        await conn.wait_for(ConnectionState.CONNECTED, 5)
+        await roundtrip(conn, "tls/sni")
+
+
+async def test_client_certificate_auth_works(
+    mosquitto_factory: BrokerFactory, tls_files: TlsFiles
+) -> None:
+    broker = mosquitto_factory(BrokerConfig(tls=tls_files, require_certificate=True))
+    tls = TlsSettings(
+        ca_file=tls_files.ca_file, cert_file=tls_files.client_cert, key_file=tls_files.client_key
+    )
+    async with Connection(tls_settings(broker, tls), reconnect=FAST) as conn:
+        await conn.wait_for(ConnectionState.CONNECTED, 5)
+        await roundtrip(conn, "tls/client-cert")
+
+
+async def test_client_certificate_identity_becomes_the_username(
+    mosquitto_factory: BrokerFactory, tls_files: TlsFiles
+) -> None:
+    acl = f"user {tls_files.client_common_name}\ntopic readwrite tls/#\n"
+    broker = mosquitto_factory(
+        BrokerConfig(
+            tls=tls_files, require_certificate=True, use_identity_as_username=True, acl=acl
+        )
+    )
+    tls = TlsSettings(
+        ca_file=tls_files.ca_file, cert_file=tls_files.client_cert, key_file=tls_files.client_key
+    )
+    async with Connection(tls_settings(broker, tls), reconnect=FAST) as conn:
+        await conn.wait_for(ConnectionState.CONNECTED, 5)
+        await roundtrip(conn, "tls/identity")  # the ACL only lets client-1 use tls/#
+
+
+# ---------------------------------------------------------------- refusals
+
+
+async def test_wrong_host_certificate_fails_once_fatal(
+    mosquitto_factory: BrokerFactory, tls_files: TlsFiles
+) -> None:
+    broker = mosquitto_factory(BrokerConfig(tls=tls_files, tls_wrong_host=True))
+    conn = Connection(tls_settings(broker, TlsSettings(ca_file=tls_files.ca_file)), reconnect=FAST)
+    events, took = await fails_once(conn)
+    reason = assert_fatal_network_failure(events, "hostname", "certificate")
+    assert "127.0.0.1" in reason, reason
+    assert took < 2.0, f"FAILED after {took:.3f}s"
+
+
+async def test_unknown_ca_fails_once_fatal(
+    mosquitto_factory: BrokerFactory, tls_files: TlsFiles
+) -> None:
+    broker = mosquitto_factory(BrokerConfig(tls=tls_files))
+    tls = TlsSettings(ca_file=tls_files.other_ca_file)
+    conn = Connection(tls_settings(broker, tls), reconnect=FAST)
+    events, took = await fails_once(conn)
+    reason = assert_fatal_network_failure(events, "certificate")
+    assert "verif" in reason.lower() or "issuer" in reason.lower(), reason
+    assert took < 2.0, f"FAILED after {took:.3f}s"
+
+
+async def test_verify_hostname_off_connects_to_wrong_host_and_warns(
+    mosquitto_factory: BrokerFactory, tls_files: TlsFiles, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = mosquitto_factory(BrokerConfig(tls=tls_files, tls_wrong_host=True))
+    tls = TlsSettings(ca_file=tls_files.ca_file, verify_hostname=False)
+    with caplog.at_level(logging.WARNING, logger="rxmqtt"):
+        async with Connection(tls_settings(broker, tls), reconnect=FAST) as conn:
+            await conn.wait_for(ConnectionState.CONNECTED, 5)
+            await roundtrip(conn, "tls/no-hostname-check")
+    warnings = [
+        r for r in caplog.records if r.levelno == logging.WARNING and r.name.startswith("rxmqtt")
+    ]
+    assert any("hostname verification is OFF" in r.getMessage() for r in warnings), [
+        r.getMessage() for r in warnings
+    ]
+
+
+async def test_verify_hostname_off_still_rejects_an_unknown_ca(
+    mosquitto_factory: BrokerFactory, tls_files: TlsFiles
+) -> None:
+    broker = mosquitto_factory(BrokerConfig(tls=tls_files, tls_wrong_host=True))
+    tls = TlsSettings(ca_file=tls_files.other_ca_file, verify_hostname=False)
+    events, _ = await fails_once(Connection(tls_settings(broker, tls), reconnect=FAST))
+    assert_fatal_network_failure(events, "certificate")
+
+
+async def test_without_a_client_certificate_it_never_connects(
+    mosquitto_factory: BrokerFactory, tls_files: TlsFiles
+) -> None:
+    """The guarantee that holds whatever the classification: the broker lets nobody in."""
+    broker = mosquitto_factory(BrokerConfig(tls=tls_files, require_certificate=True))
+    conn = Connection(tls_settings(broker, TlsSettings(ca_file=tls_files.ca_file)), reconnect=FAST)
+    events: Recorder[LifecycleEvent] = Recorder(conn.lifecycle)
+    async with conn:
+        await events.wait_until(
+            lambda es: (
+                any(isinstance(e, GaveUp) for e in es)
+                or sum(isinstance(e, ConnectFailed) for e in es) >= 3
+            ),
+            5,
+            "a refusal",
+        )
+    assert not any(isinstance(e, Connected) for e in events.items)
+    assert "peer did not return a certificate" in broker.log_text()
+
+
+async def test_missing_client_certificate_is_refused(
+    mosquitto_factory: BrokerFactory, tls_files: TlsFiles
+) -> None:
+    """With TLS 1.3 the client finishes its handshake before the broker checks the client
+    certificate; the broker's refusal (alert "certificate required") arrives on the first read.
+    Retrying cannot help -- the same settings will be refused again -- so the connection must
+    give up (FAILED, fatal) after one attempt and say why, not loop as if the network dropped."""
+    broker = mosquitto_factory(BrokerConfig(tls=tls_files, require_certificate=True))
+    conn = Connection(tls_settings(broker, TlsSettings(ca_file=tls_files.ca_file)), reconnect=FAST)
+    events, took = await fails_once(conn)
+    reason = assert_fatal_network_failure(events, "certificate")
+    assert took < 2.0, f"FAILED after {took:.3f}s ({reason})"
+
+
+async def test_client_certificate_from_an_unknown_ca_is_refused(
+    mosquitto_factory: BrokerFactory, tls_files: TlsFiles
+) -> None:
+    broker = mosquitto_factory(BrokerConfig(tls=tls_files, require_certificate=True))
+    tls = TlsSettings(
+        ca_file=tls_files.ca_file,
+        cert_file=tls_files.other_client_cert,
+        key_file=tls_files.other_client_key,
+    )
+    events, _ = await fails_once(Connection(tls_settings(broker, tls), reconnect=FAST))
+    assert_fatal_network_failure(events, "certificate")
+
+
+@pytest.mark.parametrize("case", ["wrong-host", "unknown-ca"])
+async def test_a_failed_handshake_leaks_no_socket(
+    mosquitto_factory: BrokerFactory, tls_files: TlsFiles, case: str
+) -> None:
+    broker = mosquitto_factory(BrokerConfig(tls=tls_files, tls_wrong_host=case == "wrong-host"))
+    ca_file = tls_files.other_ca_file if case == "unknown-ca" else tls_files.ca_file
+    conn = Connection(tls_settings(broker, TlsSettings(ca_file=ca_file)), reconnect=FAST)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        await fails_once(conn)
+        gc.collect()
+    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert leaks == [], leaks
