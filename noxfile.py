@@ -44,3 +44,11 @@ def bench(session: nox.Session) -> None:
     """Benchmarks against the peers (full run)."""
     session.install("-e", ".[qt,test]")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """The documentation site into site/, with --strict: broken links, anchors, references and
+    unknown generated content fail the build."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})

@@ -94,6 +94,9 @@ class Publisher:
         self._call_later: CallLater | None = None
         self._ack_sweep: Timer | None = None
         self._closed = False
+        self._last_queue_stats = self._queue.stats()
+        self._last_in_flight = 0
+        self._stats_scheduled = False
 
     # ------------------------------------------------------------------ wiring
 
@@ -323,5 +326,20 @@ class Publisher:
         self._on_dropped(dropped)
 
     def publish_stats(self) -> None:
+        """Report ``QueueStats``: at once when the queue changed (depth, bytes, drops, drains),
+        but at most once per loop pass when only the in-flight count moved, so a stream of
+        acknowledgements does not pay for one stats emission each."""
         stats = self._queue.stats()
-        self._on_stats(dataclasses.replace(stats, in_flight=len(self._unacked)))
+        if stats != self._last_queue_stats or self._call_later is None:
+            self._last_queue_stats = stats
+            self._emit_stats()
+        elif len(self._unacked) != self._last_in_flight and not self._stats_scheduled:
+            self._stats_scheduled = True
+            self._call_later(0, self._emit_stats)
+
+    def _emit_stats(self) -> None:
+        self._stats_scheduled = False
+        self._last_in_flight = len(self._unacked)
+        self._on_stats(
+            dataclasses.replace(self._last_queue_stats, in_flight=self._last_in_flight)
+        )

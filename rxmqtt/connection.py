@@ -160,13 +160,14 @@ class Connection:
         self._ever_connected = False
         self._closed = False
         self._housekeeping: asyncio.TimerHandle | None = None
-        self._thread_runner: _ThreadRunner | None = None
+        self._thread_runner: ThreadRunner | None = None
         self._publisher.publish_stats()
 
     # ------------------------------------------------------------------ streams
 
     @property
     def settings(self) -> ConnectionSettings:
+        """The settings this connection was created with."""
         return self._settings
 
     @property
@@ -369,13 +370,15 @@ class Connection:
         finally:
             subscription.dispose()
 
-    def start_in_thread(self) -> _ThreadRunner:
+    def start_in_thread(self) -> ThreadRunner:
         """Run this connection on a private asyncio loop in a daemon thread (for programs that
-        do not use asyncio). Returns a runner whose ``stop()`` closes it; ``publish()`` and
-        subscriptions work from any thread."""
+        do not use asyncio); ``publish()`` and subscriptions then work from any thread.
+
+        Returns a :class:`ThreadRunner`: ``stop(timeout=5.0)`` closes the connection and joins
+        the thread, ``loop`` is the private loop, and it is a context manager."""
         if self._thread_runner is not None:
             raise RuntimeError("start_in_thread: already started")
-        self._thread_runner = _ThreadRunner(self)
+        self._thread_runner = ThreadRunner(self)
         return self._thread_runner
 
     # ------------------------------------------------------------------ messages
@@ -656,8 +659,9 @@ def _failure_event(
     return ConnectFailed(disconnect.reason_code, disconnect.reason, attempt, retry_in, disconnect)
 
 
-class _ThreadRunner:
-    """Runs a connection on a private loop in a daemon thread; ``stop()`` closes it."""
+class ThreadRunner:
+    """Runs a connection on a private loop in a daemon thread (see
+    :meth:`Connection.start_in_thread`); ``stop()`` closes it and joins the thread."""
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection

@@ -17,7 +17,7 @@ class ConnectionState(enum.Enum):
     DISCONNECTED = "disconnected"
     """Not started yet."""
     CONNECTING = "connecting"
-    """First attempt in progress."""
+    """The first attempt (or the first after FAILED) is in progress."""
     CONNECTED = "connected"
     """CONNACK accepted; publishes go on the wire."""
     RECONNECTING = "reconnecting"

@@ -77,4 +77,5 @@ class Recorder(Generic[T]):
         await self.wait_until(lambda _: self.completed or self.error is not None, timeout, "end")
 
     def dispose(self) -> None:
+        """Stop recording (unsubscribe from the source)."""
         self._subscription.dispose()
