@@ -1,0 +1,136 @@
+"""Credentials are resolved on every attempt: rotated certificates and enhanced-auth tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rxmqtt import (
+    Backoff,
+    ConnectFailed,
+    Connection,
+    ConnectionSettings,
+    ConnectionState,
+    ReconnectPolicy,
+    TlsSettings,
+)
+from rxmqtt.testing import BrokerConfig, TlsFiles
+from rxmqtt.testing.plugin import BrokerFactory
+from rxmqtt.testing.recorder import Recorder
+
+pytestmark = pytest.mark.broker
+
+FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2))
+
+
+async def test_client_certificate_files_are_reread_on_every_attempt(
+    mosquitto_factory: BrokerFactory, tls_files: TlsFiles, tmp_path: Path
+) -> None:
+    """Rotate the client certificate on disk while the broker is down: the next attempt
+    presents the new one. (Rotating to a certificate the broker does not trust proves the files
+    were re-read: the reconnect is refused for the certificate, where the old one was fine.)"""
+    cert, key = tmp_path / "client.pem", tmp_path / "client.key"
+    shutil.copy(tls_files.client_cert, cert)
+    shutil.copy(tls_files.client_key, key)
+    broker = mosquitto_factory(BrokerConfig(tls=tls_files, require_certificate=True))
+    settings = ConnectionSettings(
+        host=broker.host,
+        port=broker.port,
+        client_id="rotating-cert",
+        tls=TlsSettings(ca_file=tls_files.ca_file, cert_file=cert, key_file=key),
+    )
+    conn = Connection(settings, reconnect=FAST)
+    events = Recorder(conn.lifecycle)
+    async with conn:
+        await conn.wait_for(ConnectionState.CONNECTED, 5)
+        broker.stop()
+        shutil.copy(tls_files.other_client_cert, cert)  # signed by a CA the broker ignores
+        shutil.copy(tls_files.other_client_key, key)
+        broker.start()
+        refused = await events.wait_for_item(
+            lambda e: isinstance(e, ConnectFailed) and "certificate" in e.reason, 10
+        )
+        assert isinstance(refused, ConnectFailed)
+        assert refused.disconnect.fatal
+        await conn.wait_for(ConnectionState.FAILED, 5)
+
+
+def _connect_properties(packet: bytes) -> dict[int, bytes]:
+    """The MQTT 5 CONNECT properties we care about, by identifier (raw values)."""
+    pos = 2 + 4 + 1 + 1 + 2  # protocol name, level, flags, keep alive
+    length, shift = 0, 0
+    while True:
+        byte = packet[pos]
+        pos += 1
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    end = pos + length
+    fixed = {0x11: 4, 0x21: 2, 0x27: 4, 0x22: 2, 0x19: 1, 0x17: 1}
+    found: dict[int, bytes] = {}
+    while pos < end:
+        ident = packet[pos]
+        pos += 1
+        if ident in fixed:
+            found[ident] = packet[pos : pos + fixed[ident]]
+            pos += fixed[ident]
+        elif ident in (0x15, 0x16):  # authentication method (string) / data (binary)
+            size = int.from_bytes(packet[pos : pos + 2], "big")
+            found[ident] = packet[pos + 2 : pos + 2 + size]
+            pos += 2 + size
+        elif ident == 0x26:  # user property: two strings
+            for _ in range(2):
+                pos += 2 + int.from_bytes(packet[pos : pos + 2], "big")
+        else:
+            raise AssertionError(f"unexpected CONNECT property 0x{ident:02X}")
+    return found
+
+
+async def test_enhanced_auth_data_is_resolved_on_every_attempt() -> None:
+    """A token provider (e.g. a rotating service-account token) is called for each CONNECT;
+    a broker that is briefly unavailable (CONNACK 0x88) sees the fresh token on the retry."""
+    seen: list[dict[int, bytes]] = []
+
+    async def broker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(1)
+        length, shift = 0, 0
+        while True:
+            byte = (await reader.readexactly(1))[0]
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        seen.append(_connect_properties(await reader.readexactly(length)))
+        code = 0x88 if len(seen) == 1 else 0x00  # Server unavailable, then success
+        writer.write(bytes([0x20, 0x03, 0x00, code, 0x00]))
+        await writer.drain()
+        if code:
+            writer.close()
+            return
+        try:
+            await reader.read()  # until the client disconnects
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(broker, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    tokens = iter([b"token-1", b"token-2", b"token-3"])
+    async with server:
+        conn = Connection(
+            ConnectionSettings(
+                host="127.0.0.1",
+                port=port,
+                client_id="sat",
+                auth_method="K8S-SAT",
+                auth_data=lambda: next(tokens),
+            ),
+            reconnect=FAST,
+        )
+        async with conn:
+            await conn.wait_for(ConnectionState.CONNECTED, 5)
+    assert [s[0x15] for s in seen] == [b"K8S-SAT", b"K8S-SAT"]
+    assert [s[0x16] for s in seen] == [b"token-1", b"token-2"]
