@@ -340,6 +340,4 @@ class Publisher:
     def _emit_stats(self) -> None:
         self._stats_scheduled = False
         self._last_in_flight = len(self._unacked)
-        self._on_stats(
-            dataclasses.replace(self._last_queue_stats, in_flight=self._last_in_flight)
-        )
+        self._on_stats(dataclasses.replace(self._last_queue_stats, in_flight=self._last_in_flight))
