@@ -94,17 +94,20 @@ class SubscriptionRegistry:
         for sub, (code, reason) in zip(subs, reason_codes, strict=False):
             if code < 0x80:
                 sub.granted = True
-                continue
-            if self._by_filter.get(sub.topic_filter) is not sub:
-                continue
-            error = SubscribeError(code, reason, sub.topic_filter)
-            log.warning("%s", error)
-            observers = list(sub.observers)
-            sub.observers.clear()
-            del self._by_filter[sub.topic_filter]
-            self._trie.remove(sub.topic_filter, sub)
-            for observer in observers:
-                observer.on_error(error)
+            else:
+                self.refuse(sub, SubscribeError(code, reason, sub.topic_filter))
+
+    def refuse(self, sub: Subscription, error: SubscribeError) -> None:
+        """The broker will not have this subscription: error its observers and forget it."""
+        if self._by_filter.get(sub.topic_filter) is not sub:
+            return
+        log.warning("%s", error)
+        observers = list(sub.observers)
+        sub.observers.clear()
+        del self._by_filter[sub.topic_filter]
+        self._trie.remove(sub.topic_filter, sub)
+        for observer in observers:
+            observer.on_error(error)
 
     def dispatch(self, message: Message) -> int:
         """Deliver ``message`` to every matching observer; returns how many got it."""

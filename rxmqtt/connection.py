@@ -27,9 +27,9 @@ from reactivex.subject import AsyncSubject, ReplaySubject, Subject
 
 from ._isolate import isolated
 from ._publisher import Publisher
-from ._subscriptions import SubscriptionRegistry
+from ._subscriptions import Subscription, SubscriptionRegistry
 from .engine import BrokerLimits, Engine
-from .errors import RetriesExhausted
+from .errors import RetriesExhausted, SubscribeError
 from .lifecycle import (
     Closed,
     Connected,
@@ -306,7 +306,8 @@ class Connection:
             return
         was_connected = self._engine is not None and self._engine.connected
         self._finish_close(was_connected=was_connected)
-        await asyncio.sleep(0)  # let the DISCONNECT leave before the loop may stop
+        if self._engine is not None:
+            await self._engine.wait_closed()  # the broker got DISCONNECT and closed its side
 
     def _finish_close(self, *, was_connected: bool) -> None:
         self._closed = True
@@ -426,11 +427,27 @@ class Connection:
         engine = self._engine
         if engine is None or not engine.connected:
             return
-        subs = self._subscriptions.ungranted()
+        subs = [sub for sub in self._subscriptions.ungranted() if self._broker_allows(sub)]
         if not subs:
             return
         mid = engine.subscribe([(sub.topic_filter, sub.qos) for sub in subs])
         self._subscriptions.sent(mid, subs)
+
+    def _broker_allows(self, sub: Subscription) -> bool:
+        """Refuse locally what the CONNACK said the broker does not support: sending it anyway
+        gets a DISCONNECT (0x9E / 0xA2), and the reconnect would send it again, forever."""
+        assert self._engine is not None
+        limits = self._engine.limits
+        if sub.topic_filter.startswith("$share/") and not limits.shared_subscription_available:
+            code, reason = 0x9E, "Shared Subscriptions not supported (said the CONNACK)"
+        elif ("+" in sub.topic_filter or "#" in sub.topic_filter) and not (
+            limits.wildcard_subscription_available
+        ):
+            code, reason = 0xA2, "Wildcard Subscriptions not supported (said the CONNACK)"
+        else:
+            return True
+        self._subscriptions.refuse(sub, SubscribeError(code, reason, sub.topic_filter))
+        return False
 
     # ------------------------------------------------------------------ publish
 

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import importlib.metadata
 import logging
+import os
 import select
 import socket
 import ssl
@@ -54,6 +55,9 @@ UNSPECIFIED_ERROR = 0x80
 PROTOCOL_ERROR = 0x82
 KEEP_ALIVE_TIMEOUT = 0x8D
 
+_LINGER_SECONDS = 1.0
+"""How long a graceful close waits for the broker to close its side after our DISCONNECT."""
+
 _MAX_READS_PER_EVENT = 256
 """Packets read per readiness event before yielding to the loop, so one busy socket cannot
 starve everything else on it."""
@@ -72,6 +76,8 @@ class BrokerLimits:
     shared_subscription_available: bool = True
     server_keep_alive: int | None = None
     assigned_client_id: str | None = None
+    session_expiry_interval: int | None = None
+    """The session expiry the broker granted, when it differs from what we asked for."""
 
 
 class EngineHandler(Protocol):
@@ -240,6 +246,7 @@ def _limits_from(props: Properties | None) -> BrokerLimits:
         shared_subscription_available=bool(get("SharedSubscriptionAvailable", 1)),
         server_keep_alive=get("ServerKeepAlive", None),
         assigned_client_id=get("AssignedClientIdentifier", None),
+        session_expiry_interval=get("SessionExpiryInterval", None),
     )
 
 
@@ -332,6 +339,8 @@ class Engine:
         self._last_inbound = 0.0
         self._keep_alive = settings.keep_alive
         self._endpoint: Endpoint | None = None
+        self._lingering = False
+        self._linger_done: asyncio.Future[None] | None = None
         self.limits = BrokerLimits()
         self.session_present = False
 
@@ -385,12 +394,56 @@ class Engine:
         self._open_task = None
         phase, self._phase = self._phase, "idle"
         if phase == "connected" and send_disconnect:
+            self._lingering = True  # paho closes the socket once DISCONNECT is written
             try:
                 self._client.disconnect()
                 self._client.loop_write()
             except Exception:
                 log.debug("DISCONNECT could not be written", exc_info=True)
+            finally:
+                self._lingering = False
         self._drop_socket()
+
+    async def wait_closed(self, timeout: float = _LINGER_SECONDS) -> None:
+        """Wait until a graceful close has finished draining (at most ``timeout``)."""
+        if self._linger_done is not None and not self._linger_done.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._linger_done), timeout)
+
+    def _linger(self, sock: Any) -> None:
+        """Close after DISCONNECT without a reset: closing a socket with unread bytes makes the
+        kernel send RST, and a broker that sees RST may discard our DISCONNECT (then publish the
+        Will) and our last acks. So: keep a duplicate of the descriptor, send FIN, read and
+        discard until the broker closes too (or a second passes), then close."""
+        try:
+            twin = socket.socket(fileno=os.dup(sock.fileno()))
+            twin.setblocking(False)
+            twin.shutdown(socket.SHUT_WR)
+        except OSError:
+            return
+        done: asyncio.Future[None] = self._loop.create_future()
+        self._linger_done = done
+
+        def finish() -> None:
+            with contextlib.suppress(ValueError, OSError):
+                self._loop.remove_reader(twin)
+            twin.close()
+            timer.cancel()
+            if not done.done():
+                done.set_result(None)
+
+        def drain() -> None:
+            try:
+                while twin.recv(65536):
+                    pass
+            except BlockingIOError:
+                return
+            except OSError:
+                pass
+            finish()  # EOF (or an error): the broker has closed its side
+
+        self._loop.add_reader(twin, drain)
+        timer = self._loop.call_later(_LINGER_SECONDS, finish)
 
     def abort(self, disconnect: Disconnect) -> None:
         """Drop the link without DISCONNECT (the broker will publish the Will) and report it."""
@@ -662,6 +715,8 @@ class Engine:
 
     def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         self._forget_fd(sock)
+        if self._lingering:
+            self._linger(sock)
 
     def _on_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         self._loop.add_writer(sock, self._on_writable)

@@ -14,7 +14,9 @@ from rxmqtt.testing.broker import (
     free_port,
 )
 from rxmqtt.testing.certs import TlsFiles, make_tls_files
+from rxmqtt.testing.ejabberd import *  # noqa: F403 -- EjabberdBroker, EjabberdCluster, ...
 from rxmqtt.testing.proxy import FaultProxy, ProxiedConnection
+from rxmqtt.testing.recorder import Recorder
 
 __all__ = [
     "BrokerConfig",
@@ -23,6 +25,7 @@ __all__ = [
     "MosquittoBroker",
     "MosquittoNotFoundError",
     "ProxiedConnection",
+    "Recorder",
     "TlsFiles",
     "find_mosquitto",
     "free_port",

@@ -1,0 +1,1 @@
+"""Core integration tests against several brokers (Mosquitto, ejabberd) and a cluster."""
