@@ -52,3 +52,42 @@ def docs(session: nox.Session) -> None:
     unknown generated content fail the build."""
     session.install("-e", ".[docs]")
     session.run("mkdocs", "build", "--strict", *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})
+
+
+@nox.session(python=PYTHON)
+def soak(session: nox.Session) -> None:
+    """The chaos test, longer: ``nox -s soak -- --minutes N [--seed S] [PYTEST ARGS]``.
+
+    The N minutes (default 10) are split over the two variants (persistent / volatile broker);
+    ``--seed`` (or ``RXMQTT_CHAOS_SEED``) replays a schedule. Each variant's JSON summary --
+    publishes, outcomes, dropped-by-policy, lost, duplicates, faults, reconnects -- is printed
+    and appended to ``soak-report.jsonl`` in the session's temp directory.
+    """
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(prog="nox -s soak --")
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--seed", type=int, default=None)
+    args, pytest_args = parser.parse_known_args(session.posargs)
+    if args.minutes <= 0:
+        session.error(f"--minutes: must be > 0, got {args.minutes}")
+    session.install("-e", ".[test]")
+    report = os.path.join(session.create_tmp(), "soak-report.jsonl")
+    env = {
+        "RXMQTT_CHAOS_SECONDS": f"{args.minutes * 60 / 2:g}",
+        "RXMQTT_CHAOS_REPORT": report,
+    }
+    if args.seed is not None:
+        env["RXMQTT_CHAOS_SEED"] = str(args.seed)
+    session.run(
+        "pytest",
+        "tests/chaos/test_chaos.py",
+        "-p",
+        "no:cacheprovider",
+        "-s",
+        "-q",
+        *pytest_args,
+        env=env,
+    )
+    session.log(f"soak summaries: {report}")

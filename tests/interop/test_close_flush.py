@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-import pytest
-
 from rxmqtt import Connection, ConnectionSettings, ConnectionState, Message
 from rxmqtt.testing.recorder import Recorder
 
