@@ -155,7 +155,8 @@ async def test_persistent_session_survives_a_client_reconnect(
         assert back.session_present is True
         assert not any(isinstance(e, SessionLost) for e in events.items)
         await got.wait_until(lambda ms: sum(m.topic == "ps/queued" for m in ms) >= 5, 10)
-        await asyncio.sleep(0.2)  # room for a duplicate to show up
+        # A marker published after them arrives after any duplicate would (one session, QoS 1).
+        await until_delivered(pub, got, "ps/marker")
         queued = [m.payload for m in got.items if m.topic == "ps/queued"]
         assert queued == [b"0", b"1", b"2", b"3", b"4"]
 
