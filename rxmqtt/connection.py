@@ -83,9 +83,17 @@ def _as_payload(payload: object) -> bytes:
     if isinstance(payload, bytes):
         return payload
     if isinstance(payload, bytearray | memoryview):
-        return bytes(payload)
+        try:
+            return bytes(payload)
+        except ValueError as exc:  # a released memoryview
+            raise ValueError(f"payload: {exc}") from None
     if isinstance(payload, str):
-        return payload.encode("utf-8")
+        try:
+            return payload.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                "payload: a str payload must be valid UTF-8 (lone surrogate)"
+            ) from None
     raise TypeError(
         f"payload: must be bytes, bytearray, memoryview or str, got {type(payload).__name__}"
     )

@@ -106,6 +106,12 @@ class _PahoClient(paho.Client):
         super().__init__(*args, **kwargs)
         self.rx_prepared_socket: socket.socket | ssl.SSLSocket | None = None
         self.rx_pubrec_codes: dict[int, tuple[int, str]] = {}
+        self.rx_after_connack: Callable[[], None] | None = None
+        """Run once paho has handled a CONNACK, after it re-sent the session's messages."""
+        self.rx_maximum_packet_size: int | None = None
+        """The Maximum Packet Size this client announced in CONNECT (enforced on input)."""
+        self.rx_violation: tuple[int, str, DisconnectSource] | None = None
+        """Why this client dropped the link over a packet it refused (code, reason, source)."""
         self.rx_socket_error: OSError | None = None
         """The last error of paho's socket I/O (paho logs it and reports only "conn lost")."""
 
@@ -134,6 +140,90 @@ class _PahoClient(paho.Client):
             raise ConnectionError("rxmqtt engine: no prepared socket for this attempt")
         return sock
 
+    def _handle_connack(self) -> Any:
+        packet = self._in_packet["packet"]
+        if self._protocol == paho.MQTTv5 and len(packet) >= 2 and not _is_connack_code(packet[1]):
+            code = packet[1]
+            if code >= 0x80:  # a refusal MQTT 5 does not define: keep the broker's code
+                return self._refuse(
+                    code,
+                    f"the broker refused the connection with unknown reason code 0x{code:02X}",
+                    DisconnectSource.SERVER,
+                )
+        # paho calls on_connect *before* it re-sends the session's unacknowledged PUBLISH and
+        # PUBREL packets, so anything the owner publishes from on_connect (the offline queue's
+        # drain) would overtake them [MQTT-4.6.0-1]. The owner's CONNACK handling runs after.
+        rc = super()._handle_connack()
+        hook, self.rx_after_connack = self.rx_after_connack, None
+        if hook is not None:
+            hook()
+        return rc
+
+    def _messages_reconnect_reset_out(self) -> None:
+        # paho runs this on every connect() and it is not idempotent: a second run (after an
+        # attempt that failed before CONNACK) turns a QoS 2 message whose PUBREL was sent back
+        # into "re-send the PUBLISH", which the broker, having already forwarded it, forwards
+        # again [MQTT-4.3.3: MUST NOT re-send the PUBLISH once it has sent the PUBREL].
+        owed_pubrel = [
+            m
+            for m in self._out_messages.values()
+            if m.qos == 2 and m.state in (paho.mqtt_ms_wait_for_pubcomp, paho.mqtt_ms_resend_pubrel)
+        ]
+        super()._messages_reconnect_reset_out()
+        if not self._check_clean_session():
+            for m in owed_pubrel:
+                m.state = paho.mqtt_ms_resend_pubrel
+
+    def _refuse(self, code: int, reason: str, source: DisconnectSource) -> Any:
+        self.rx_violation = (code, reason, source)
+        return paho.MQTT_ERR_PROTOCOL
+
+    def _incoming_size(self) -> int:
+        packet = self._in_packet
+        return 1 + len(packet["remaining_count"]) + int(packet["remaining_length"])
+
+    def _incoming_too_large(self) -> bool:
+        limit = self.rx_maximum_packet_size
+        return (
+            limit is not None
+            and bool(self._in_packet["have_remaining"])
+            and self._incoming_size() > limit
+        )
+
+    def _packet_read(self) -> Any:
+        rc = super()._packet_read()
+        if rc == paho.MQTT_ERR_AGAIN and self._incoming_too_large():  # still arriving
+            return self._packet_too_large()
+        return rc
+
+    def _packet_handle(self) -> Any:
+        if self._incoming_too_large():  # arrived whole in one read
+            return self._packet_too_large()
+        return super()._packet_handle()
+
+    def _packet_too_large(self) -> Any:
+        return self._refuse(
+            0x95,
+            f"Packet too large: the broker sent a {self._incoming_size()}-byte packet, over the "
+            f"maximum_packet_size of {self.rx_maximum_packet_size} this client announced",
+            DisconnectSource.CLIENT,
+        )
+
+    def _handle_publish(self) -> Any:
+        # A topic that is not well-formed UTF-8 makes the packet malformed (MQTT 5 1.5.4): close
+        # the connection instead of acknowledging the message and then dropping it.
+        packet = self._in_packet["packet"]
+        topic = bytes(packet[2 : 2 + int.from_bytes(packet[:2], "big")])
+        try:
+            topic.decode("utf-8")
+        except UnicodeDecodeError:
+            return self._refuse(
+                0x81,
+                f"Malformed Packet: a PUBLISH topic is not valid UTF-8: {topic!r}",
+                DisconnectSource.CLIENT,
+            )
+        return super()._handle_publish()
+
     def _handle_pubrec(self) -> Any:
         from paho.mqtt import _packet
 
@@ -161,6 +251,11 @@ _CERTIFICATE_ALERTS = frozenset(
 handshake completes first, so they arrive on the first read, not in ``do_handshake``."""
 
 
+def _is_connack_code(code: int) -> bool:
+    names: Any = ReasonCode.names  # {code: {name: [packet types]}}
+    return any(PacketTypes.CONNACK in packets for packets in names.get(code, {}).values())
+
+
 def paho_seams_present() -> bool:
     """True when the paho internals the engine relies on still exist (checked by a test)."""
     try:
@@ -170,6 +265,13 @@ def paho_seams_present() -> bool:
     return (
         hasattr(paho.Client, "_create_socket")
         and hasattr(paho.Client, "_handle_pubrec")
+        and hasattr(paho.Client, "_handle_connack")
+        and hasattr(paho.Client, "_handle_publish")
+        and hasattr(paho.Client, "_packet_read")
+        and hasattr(paho.Client, "_packet_handle")
+        and hasattr(paho.Client, "_messages_reconnect_reset_out")
+        and hasattr(paho.Client, "_check_clean_session")
+        and hasattr(paho, "mqtt_ms_resend_pubrel")
         and hasattr(paho.Client, "_sock_recv")
         and hasattr(paho.Client, "_sock_send")
         and hasattr(_packet, "decode_pubrec")
@@ -374,6 +476,7 @@ class Engine:
         self._phase = "opening"
         self._closing = False
         self._abort_reason = None
+        self._client.rx_violation = None
         self._endpoint = endpoint
         self._open_task = self._loop.create_task(
             self._open(self._generation, endpoint, clean_start),
@@ -652,6 +755,7 @@ class Engine:
             props.ReceiveMaximum = settings.receive_maximum
         if settings.maximum_packet_size is not None:
             props.MaximumPacketSize = settings.maximum_packet_size
+        client.rx_maximum_packet_size = settings.maximum_packet_size
         if settings.auth_method is not None:
             props.AuthenticationMethod = settings.auth_method
             if auth_data is not None:
@@ -825,7 +929,12 @@ class Engine:
         self._misc_timer = self._loop.call_later(
             self._tick_interval(), self._tick, self._generation
         )
-        self._handler.on_connack(self.session_present, self.limits)
+        # Reported once paho has re-sent the session's in-flight messages (see _PahoClient).
+        self._client.rx_after_connack = _logged(self._after_connack)
+
+    def _after_connack(self) -> None:
+        if self._phase == "connected":
+            self._handler.on_connack(self.session_present, self.limits)
 
     def _on_disconnect(
         self,
@@ -837,6 +946,10 @@ class Engine:
     ) -> None:
         if self._phase == "idle" or self._closing:
             return
+        violation, self._client.rx_violation = self._client.rx_violation, None
+        if self._abort_reason is None and violation is not None:
+            code, reason, source = violation
+            self._abort_reason = Disconnect(code, reason, source, at=self._clock())
         self._report_end(self._abort_reason or self._classify(flags, reason_code, properties))
 
     def _report_end(self, disconnect: Disconnect) -> None:

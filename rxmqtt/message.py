@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
+
+
+def _as_tuple(value: object, argument: str) -> tuple[Any, ...]:
+    if not isinstance(value, Iterable):
+        raise TypeError(f"{argument}: must be a sequence, got {type(value).__name__}")
+    return tuple(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +46,10 @@ class PublishProperties:
                 raise TypeError(f"{name}: must be a str or None, got {type(value).__name__}")
         data = self.correlation_data
         if isinstance(data, bytearray | memoryview):
-            set_(self, "correlation_data", bytes(data))
+            try:
+                set_(self, "correlation_data", bytes(data))
+            except ValueError as exc:  # a released memoryview
+                raise ValueError(f"correlation_data: {exc}") from None
         elif data is not None and not isinstance(data, bytes):
             raise TypeError(f"correlation_data: must be bytes or None, got {type(data).__name__}")
         indicator = self.payload_format_indicator
@@ -46,7 +57,7 @@ class PublishProperties:
             isinstance(indicator, bool) or not isinstance(indicator, int) or indicator not in (0, 1)
         ):
             raise ValueError(f"payload_format_indicator: must be 0, 1 or None, got {indicator!r}")
-        pairs = tuple(self.user_properties)
+        pairs = _as_tuple(self.user_properties, "user_properties")
         for pair in pairs:
             if not (
                 isinstance(pair, tuple)
@@ -56,7 +67,7 @@ class PublishProperties:
             ):
                 raise TypeError(f"user_properties: must be (str, str) pairs, got {pair!r}")
         set_(self, "user_properties", pairs)
-        ids = tuple(self.subscription_identifiers)
+        ids = _as_tuple(self.subscription_identifiers, "subscription_identifiers")
         for sid in ids:
             if isinstance(sid, bool) or not isinstance(sid, int) or not 1 <= sid <= 268_435_455:
                 raise ValueError(

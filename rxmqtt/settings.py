@@ -14,6 +14,7 @@ import math
 import os
 import secrets
 import ssl
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -126,7 +127,7 @@ def _check_host(value: object, argument: str) -> str:
     host = value[1:-1] if value.startswith("[") and value.endswith("]") else value
     if not host:
         raise ValueError(f"{argument}: must not be empty")
-    if any(c.isspace() or c in "/?#@[]" for c in host):
+    if any(c.isspace() or c in "/?#@[]" or unicodedata.category(c) in ("Cc", "Cs") for c in host):
         raise ValueError(f"{argument}: invalid host {value!r}")
     if ":" in host:
         try:

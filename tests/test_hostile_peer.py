@@ -1,0 +1,291 @@
+"""A malformed or hostile peer: a fake MQTT server on loopback misbehaves after the CONNECT.
+
+Every case must end in a ``ConnectFailed`` (before a successful CONNACK) or ``Disconnected``
+(after it) on ``conn.lifecycle`` whose ``Disconnect.source`` says who was at fault -- CLIENT for a
+protocol error this client detected, SERVER for a refusing CONNACK, NETWORK for a closed socket,
+KEEPALIVE for a silent peer -- within a deadline (never a hang), with nothing reaching the event
+loop's exception handler and nothing logged at ERROR by rxmqtt (an exception swallowed by
+paho's callback guard is a crash too).
+
+The client advertises ``maximum_packet_size=1024`` and ``keep_alive=1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from rxmqtt import (
+    Backoff,
+    ConnectFailed,
+    Connection,
+    ConnectionSettings,
+    Disconnect,
+    Disconnected,
+    DisconnectSource,
+    Jitter,
+    LifecycleEvent,
+    Message,
+    ReconnectPolicy,
+)
+from rxmqtt.testing.recorder import Recorder
+
+MAX_PACKET = 1024
+DEADLINE = 15.0
+"""The outcome must arrive well within this (KEEPALIVE takes ~1.4 s; generous for a loaded
+machine)."""
+
+CLOSE = b"<close>"
+RESET = b"<reset>"
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        value, byte = divmod(value, 128)
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _packet(header: int, body: bytes) -> bytes:
+    return bytes([header]) + _varint(len(body)) + body
+
+
+def _publish(topic: bytes, payload: bytes, *, qos: int = 0, packet_id: int = 7) -> bytes:
+    body = len(topic).to_bytes(2, "big") + topic
+    if qos:
+        body += packet_id.to_bytes(2, "big")
+    body += b"\x00" + payload  # no properties
+    return _packet(0x30 | qos << 1, body)
+
+
+CONNACK_OK = _packet(0x20, b"\x00\x00\x00")
+
+
+@dataclass(frozen=True)
+class Case:
+    """What the fake server sends after it read the CONNECT (then it stays silent, reading and
+    discarding whatever the client sends, unless told to close or reset)."""
+
+    script: tuple[bytes, ...]
+    kind: type[ConnectFailed] | type[Disconnected]
+    source: DisconnectSource
+    reason_code: int | None = None
+
+
+CASES = [
+    pytest.param(
+        Case((b"\x00\x05hello",), ConnectFailed, DisconnectSource.CLIENT),
+        id="garbage-after-connect",
+    ),
+    pytest.param(
+        Case((_packet(0x20, b"\x00"),), ConnectFailed, DisconnectSource.CLIENT),
+        id="connack-too-short",
+    ),
+    pytest.param(
+        Case((_packet(0x20, b"\x00\x87\x00"),), ConnectFailed, DisconnectSource.SERVER, 0x87),
+        id="connack-not-authorized",
+    ),
+    pytest.param(
+        Case((_packet(0x20, b"\x00\xa5\x00"),), ConnectFailed, DisconnectSource.SERVER, 0xA5),
+        id="connack-unknown-reason-code",
+    ),
+    pytest.param(
+        Case((CONNACK_OK,), Disconnected, DisconnectSource.KEEPALIVE, 0x8D),
+        id="connack-then-silence",
+    ),
+    pytest.param(
+        Case(
+            (CONNACK_OK, _publish(b"big", b"x" * 2 * MAX_PACKET)),
+            Disconnected,
+            DisconnectSource.CLIENT,
+            0x95,
+        ),
+        id="publish-over-maximum-packet-size",
+    ),
+    pytest.param(
+        Case(
+            (CONNACK_OK, b"\x30" + _varint(10_000_000) + b"\x00\x03big"),
+            Disconnected,
+            DisconnectSource.CLIENT,
+            0x95,
+        ),
+        id="bogus-10mb-remaining-length",
+    ),
+    pytest.param(
+        Case(
+            (CONNACK_OK, _publish(b"t", b"x" * 100)[:20], CLOSE),
+            Disconnected,
+            DisconnectSource.NETWORK,
+        ),
+        id="truncated-publish-then-close",
+    ),
+    pytest.param(
+        Case((CONNACK_OK[:3], CLOSE), ConnectFailed, DisconnectSource.NETWORK),
+        id="truncated-connack-then-close",
+    ),
+    pytest.param(
+        Case((CONNACK_OK, RESET), Disconnected, DisconnectSource.NETWORK),
+        id="reset-after-connack",
+    ),
+    pytest.param(
+        Case((CONNACK_OK, _publish(b"\xff\xfe/t", b"x")), Disconnected, DisconnectSource.CLIENT),
+        id="publish-invalid-utf8-topic-qos0",
+    ),
+    pytest.param(
+        Case(
+            (CONNACK_OK, _publish(b"a/\xc3(", b"x", qos=1)),
+            Disconnected,
+            DisconnectSource.CLIENT,
+        ),
+        id="publish-invalid-utf8-topic-qos1",
+    ),
+]
+
+
+class FakeServer:
+    """``asyncio.start_server`` on 127.0.0.1 playing one script per connection."""
+
+    def __init__(self, script: tuple[bytes, ...]) -> None:
+        self.script = script
+        self.received: list[bytes] = []
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _read_packet(self, reader: asyncio.StreamReader) -> bytes:
+        header = await reader.readexactly(1)
+        length, shift, raw = 0, 0, b""
+        while True:
+            byte = await reader.readexactly(1)
+            raw += byte
+            length |= (byte[0] & 0x7F) << shift
+            shift += 7
+            if not byte[0] & 0x80:
+                break
+        return header + raw + await reader.readexactly(length)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        try:
+            connect = await self._read_packet(reader)
+            assert connect[0] >> 4 == 1, f"expected CONNECT, got {connect!r}"
+            for chunk in self.script:
+                if chunk is CLOSE:
+                    writer.close()
+                    return
+                if chunk is RESET:
+                    writer.transport.abort()
+                    return
+                writer.write(chunk)
+                await writer.drain()
+            while True:  # silence: read and discard (PINGREQ, PUBACK, DISCONNECT, ...)
+                self.received.append(await self._read_packet(reader))
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+
+@contextlib.contextmanager
+def loop_exceptions() -> Iterator[list[dict[str, Any]]]:
+    loop = asyncio.get_running_loop()
+    seen: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: seen.append(context))
+    try:
+        yield seen
+    finally:
+        loop.set_exception_handler(previous)
+
+
+async def _first_failure(
+    script: tuple[bytes, ...], caplog: pytest.LogCaptureFixture
+) -> tuple[ConnectFailed | Disconnected, list[LifecycleEvent], list[Message], FakeServer]:
+    """Connect to a fake server playing ``script``; return the first failure event."""
+    caplog.set_level(logging.WARNING)
+    server = FakeServer(script)
+    port = await server.start()
+    conn = Connection(
+        ConnectionSettings(
+            host="127.0.0.1",
+            port=port,
+            client_id="hostile-peer",
+            keep_alive=1,
+            connect_timeout=5.0,
+            maximum_packet_size=MAX_PACKET,
+        ),
+        reconnect=ReconnectPolicy(backoff=Backoff(initial=0.5, maximum=1.0, jitter=Jitter.NONE)),
+    )
+    events: Recorder[LifecycleEvent] = Recorder(conn.lifecycle)
+    messages: Recorder[Message] = Recorder(conn.messages("#"))
+    try:
+        with loop_exceptions() as crashes:
+            conn.start()
+            failure = await events.wait_for_item(
+                lambda e: isinstance(e, ConnectFailed | Disconnected), DEADLINE, "a failure"
+            )
+            await asyncio.wait_for(conn.close(), DEADLINE)
+            await asyncio.sleep(0)  # let anything scheduled by close() run under the handler
+    finally:
+        await server.stop()
+    assert not crashes, f"exceptions reached the event loop: {crashes}"
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, f"logged at ERROR: {[r.getMessage() for r in errors]}"
+    assert isinstance(failure, ConnectFailed | Disconnected)
+    return failure, events.items, messages.items, server
+
+
+@pytest.mark.parametrize("case", CASES)
+async def test_hostile_peer_ends_in_a_disconnect_with_the_right_source(
+    case: Case, caplog: pytest.LogCaptureFixture
+) -> None:
+    failure, events, messages, server = await _first_failure(case.script, caplog)
+    disconnect: Disconnect = failure.disconnect
+    assert isinstance(failure, case.kind), f"{failure!r} (all events: {events})"
+    assert disconnect.source is case.source, f"{disconnect!r}"
+    if case.reason_code is not None:
+        assert disconnect.reason_code == case.reason_code, f"{disconnect!r}"
+    assert not messages, f"a message from a malformed packet was delivered: {messages}"
+    acks = [p for p in server.received if p[0] >> 4 == 4]
+    assert not acks, f"the client acknowledged a malformed packet: {acks}"
+
+
+@pytest.mark.parametrize("seed", range(20))
+async def test_random_bytes_after_connect_never_crash_or_hang(
+    seed: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Seeded random blobs (some starting like a CONNACK, so the parser goes deeper) and then a
+    close: whatever the bytes, the attempt or the connection ends, no exception escapes."""
+    rng = random.Random(seed)
+    blob = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300)))
+    if seed % 2:
+        blob = bytes([0x20, rng.randrange(2, 40), 0x00, rng.choice([0x00, 0x80, 0x9F])]) + blob
+    failure, _, _, _ = await _first_failure((blob, CLOSE), caplog)
+    assert failure.disconnect.source in (
+        DisconnectSource.CLIENT,
+        DisconnectSource.NETWORK,
+        DisconnectSource.SERVER,
+    ), f"blob {blob!r}: {failure!r}"
