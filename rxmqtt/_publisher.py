@@ -173,6 +173,13 @@ class Publisher:
         if entry.message.qos > 0:
             self._window_used += 1
             self._arm_ack_sweep()
+        self._in_flight_changed()
+
+    def _in_flight_changed(self) -> None:
+        """Report the new in-flight count once per loop pass (the queue did not change)."""
+        if not self._stats_scheduled and self._call_later is not None:
+            self._stats_scheduled = True
+            self._call_later(0, self._emit_stats)
 
     # ------------------------------------------------------------------ outcomes
 

@@ -440,3 +440,14 @@ async def test_publishes_still_queued_at_close_fail_with_connection_closed(
     await pending.wait_done(5)
     assert isinstance(pending.error, ConnectionClosedError)
     assert [d.reason for d in dropped.items] == [DropReason.CLOSED]
+
+
+async def test_queue_stats_count_publishes_in_flight(mosquitto: MosquittoBroker) -> None:
+    async with Connection(broker_settings(mosquitto), reconnect=FAST) as conn:
+        await conn.wait_for(ConnectionState.CONNECTED, 5)
+        stats = Recorder(conn.queue_stats)
+        results = [conn.publish("stats/x", b"v", qos=1) for _ in range(5)]
+        await stats.wait_for_item(lambda s: s.in_flight == 5, 5)
+        for result in results:
+            await result
+        await stats.wait_for_item(lambda s: s.in_flight == 0 and s is stats.items[-1], 5)
