@@ -45,8 +45,8 @@ topic read #
 def test_paho_seams_present() -> None:
     assert rx_engine.paho_seams_present(), (
         f"paho-mqtt {PAHO_VERSION}: the internals rxmqtt.engine relies on "
-        "(Client._create_socket, Client._handle_pubrec, paho.mqtt._packet.decode_pubrec) are "
-        "gone or renamed; adapt rxmqtt/engine.py or pin paho-mqtt to a version that has them"
+        "(see paho_seams_present) are gone or renamed; adapt rxmqtt/engine/_paho_client.py "
+        "or pin paho-mqtt to a version that has them"
     )
 
 

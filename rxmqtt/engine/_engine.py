@@ -1,28 +1,15 @@
-"""The protocol engine: paho-mqtt's MQTT 5 client driven by the asyncio loop's socket callbacks.
-
-This is the only module that imports paho. There is no paho network thread: the socket is opened
-asynchronously here (TCP connect and TLS handshake never block the loop), handed to paho, and
-registered with the loop (``add_reader``/``add_writer``); ``loop_misc`` runs on a timer. Every
-callback into the :class:`EngineHandler` therefore runs on the loop's thread.
-
-The engine knows one attempt at a time. It reports each attempt's outcome exactly once: either
-``on_connect_failed`` (before a successful CONNACK) or ``on_connack`` followed, later, by exactly
-one ``on_connection_lost`` — unless the owner ended it with :meth:`Engine.close`, which reports
-nothing. Reconnecting, backoff and queueing are the owner's business (``connection.py``).
-"""
+"""``Engine``: one paho client for a connection's life, driven by the loop's socket callbacks."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.metadata
 import logging
 import os
 import select
 import socket
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import paho.mqtt.client as paho
@@ -32,28 +19,25 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from .errors import NotConnectedError
-from .lifecycle import Disconnect, DisconnectSource
-from .message import NO_PROPERTIES, Message, PublishProperties
-from .settings import ConnectionSettings, Endpoint
+from ..errors import NotConnectedError
+from ..lifecycle import Disconnect, DisconnectSource
+from ..message import Message
+from ..settings import ConnectionSettings, Endpoint
+from ._convert import (
+    KEEP_ALIVE_TIMEOUT,
+    PROTOCOL_ERROR,
+    UNSPECIFIED_ERROR,
+    BrokerLimits,
+    _from_paho_properties,
+    _limits_from,
+    _properties,
+    _to_paho_properties,
+)
+from ._paho_client import _CERTIFICATE_ALERTS, PAHO_VERSION_TEXT, _PahoClient, paho_seams_present
+from ._sockets import open_socket
 
 log = logging.getLogger("rxmqtt.engine")
 
-try:
-    PAHO_VERSION_TEXT = importlib.metadata.version("paho-mqtt")
-except importlib.metadata.PackageNotFoundError:  # pragma: no cover - vendored copies
-    PAHO_VERSION_TEXT = "unknown"
-_PAHO_PARTS = PAHO_VERSION_TEXT.split(".")[:2]
-PAHO_VERSION = (
-    tuple(int(part) for part in _PAHO_PARTS)
-    if all(part.isdigit() for part in _PAHO_PARTS)
-    else (0, 0)
-)
-
-# Reason codes for losses that carry no MQTT packet (socket errors); see Disconnect.reason.
-UNSPECIFIED_ERROR = 0x80
-PROTOCOL_ERROR = 0x82
-KEEP_ALIVE_TIMEOUT = 0x8D
 
 _LINGER_SECONDS = 1.0
 """How long a graceful close waits for the broker to close its side after our DISCONNECT."""
@@ -61,23 +45,6 @@ _LINGER_SECONDS = 1.0
 _MAX_READS_PER_EVENT = 256
 """Packets read per readiness event before yielding to the loop, so one busy socket cannot
 starve everything else on it."""
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerLimits:
-    """What the broker's CONNACK told us about itself (MQTT 5 CONNACK properties)."""
-
-    receive_maximum: int = 65535
-    maximum_packet_size: int | None = None
-    maximum_qos: int = 2
-    retain_available: bool = True
-    topic_alias_maximum: int = 0
-    wildcard_subscription_available: bool = True
-    shared_subscription_available: bool = True
-    server_keep_alive: int | None = None
-    assigned_client_id: str | None = None
-    session_expiry_interval: int | None = None
-    """The session expiry the broker granted, when it differs from what we asked for."""
 
 
 class EngineHandler(Protocol):
@@ -96,260 +63,6 @@ class EngineHandler(Protocol):
     def on_suback(self, mid: int, reason_codes: list[tuple[int, str]]) -> None: ...
 
     def on_unsuback(self, mid: int) -> None: ...
-
-
-class _PahoClient(paho.Client):
-    """paho's client with two seams: the socket comes from us (opened asynchronously), and the
-    PUBREC reason code is kept (paho drops it) so QoS 2 results carry the broker's verdict."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.rx_prepared_socket: socket.socket | ssl.SSLSocket | None = None
-        self.rx_pubrec_codes: dict[int, tuple[int, str]] = {}
-        self.rx_after_connack: Callable[[], None] | None = None
-        """Run once paho has handled a CONNACK, after it re-sent the session's messages."""
-        self.rx_maximum_packet_size: int | None = None
-        """The Maximum Packet Size this client announced in CONNECT (enforced on input)."""
-        self.rx_violation: tuple[int, str, DisconnectSource] | None = None
-        """Why this client dropped the link over a packet it refused (code, reason, source)."""
-        self.rx_socket_error: OSError | None = None
-        """The last error of paho's socket I/O (paho logs it and reports only "conn lost")."""
-
-    def _sock_recv(self, bufsize: int) -> bytes:
-        try:
-            return super()._sock_recv(bufsize)
-        except BlockingIOError:
-            raise
-        except OSError as exc:
-            self.rx_socket_error = exc
-            raise
-
-    def _sock_send(self, buf: bytes | bytearray) -> int:
-        try:
-            return super()._sock_send(buf)
-        except BlockingIOError:
-            raise
-        except OSError as exc:
-            self.rx_socket_error = exc
-            raise
-
-    def _create_socket(self) -> Any:
-        sock = self.rx_prepared_socket
-        self.rx_prepared_socket = None
-        if sock is None:
-            raise ConnectionError("rxmqtt engine: no prepared socket for this attempt")
-        return sock
-
-    def _handle_connack(self) -> Any:
-        packet = self._in_packet["packet"]
-        if self._protocol == paho.MQTTv5 and len(packet) >= 2 and not _is_connack_code(packet[1]):
-            code = packet[1]
-            if code >= 0x80:  # a refusal MQTT 5 does not define: keep the broker's code
-                return self._refuse(
-                    code,
-                    f"the broker refused the connection with unknown reason code 0x{code:02X}",
-                    DisconnectSource.SERVER,
-                )
-        # paho calls on_connect *before* it re-sends the session's unacknowledged PUBLISH and
-        # PUBREL packets, so anything the owner publishes from on_connect (the offline queue's
-        # drain) would overtake them [MQTT-4.6.0-1]. The owner's CONNACK handling runs after.
-        rc = super()._handle_connack()
-        hook, self.rx_after_connack = self.rx_after_connack, None
-        if hook is not None:
-            hook()
-        return rc
-
-    def _messages_reconnect_reset_out(self) -> None:
-        # paho runs this on every connect() and it is not idempotent: a second run (after an
-        # attempt that failed before CONNACK) turns a QoS 2 message whose PUBREL was sent back
-        # into "re-send the PUBLISH", which the broker, having already forwarded it, forwards
-        # again [MQTT-4.3.3: MUST NOT re-send the PUBLISH once it has sent the PUBREL].
-        owed_pubrel = [
-            m
-            for m in self._out_messages.values()
-            if m.qos == 2 and m.state in (paho.mqtt_ms_wait_for_pubcomp, paho.mqtt_ms_resend_pubrel)
-        ]
-        super()._messages_reconnect_reset_out()
-        if not self._check_clean_session():
-            for m in owed_pubrel:
-                m.state = paho.mqtt_ms_resend_pubrel
-
-    def _refuse(self, code: int, reason: str, source: DisconnectSource) -> Any:
-        self.rx_violation = (code, reason, source)
-        return paho.MQTT_ERR_PROTOCOL
-
-    def _incoming_size(self) -> int:
-        packet = self._in_packet
-        return 1 + len(packet["remaining_count"]) + int(packet["remaining_length"])
-
-    def _incoming_too_large(self) -> bool:
-        limit = self.rx_maximum_packet_size
-        return (
-            limit is not None
-            and bool(self._in_packet["have_remaining"])
-            and self._incoming_size() > limit
-        )
-
-    def _packet_read(self) -> Any:
-        rc = super()._packet_read()
-        if rc == paho.MQTT_ERR_AGAIN and self._incoming_too_large():  # still arriving
-            return self._packet_too_large()
-        return rc
-
-    def _packet_handle(self) -> Any:
-        if self._incoming_too_large():  # arrived whole in one read
-            return self._packet_too_large()
-        return super()._packet_handle()
-
-    def _packet_too_large(self) -> Any:
-        return self._refuse(
-            0x95,
-            f"Packet too large: the broker sent a {self._incoming_size()}-byte packet, over the "
-            f"maximum_packet_size of {self.rx_maximum_packet_size} this client announced",
-            DisconnectSource.CLIENT,
-        )
-
-    def _handle_publish(self) -> Any:
-        # A topic that is not well-formed UTF-8 makes the packet malformed (MQTT 5 1.5.4): close
-        # the connection instead of acknowledging the message and then dropping it.
-        packet = self._in_packet["packet"]
-        topic = bytes(packet[2 : 2 + int.from_bytes(packet[:2], "big")])
-        try:
-            topic.decode("utf-8")
-        except UnicodeDecodeError:
-            return self._refuse(
-                0x81,
-                f"Malformed Packet: a PUBLISH topic is not valid UTF-8: {topic!r}",
-                DisconnectSource.CLIENT,
-            )
-        return super()._handle_publish()
-
-    def _handle_pubrec(self) -> Any:
-        from paho.mqtt import _packet
-
-        result = _packet.decode_pubrec(
-            self._in_packet["command"], self._in_packet["packet"], self._protocol
-        )
-        if result.reason is not None:
-            self.rx_pubrec_codes[result.mid] = (result.reason.value, str(result.reason))
-        return super()._handle_pubrec()
-
-
-_CERTIFICATE_ALERTS = frozenset(
-    {
-        "TLSV13_ALERT_CERTIFICATE_REQUIRED",
-        "TLSV1_ALERT_UNKNOWN_CA",
-        "TLSV1_ALERT_ACCESS_DENIED",
-        "SSLV3_ALERT_BAD_CERTIFICATE",
-        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
-        "SSLV3_ALERT_CERTIFICATE_EXPIRED",
-        "SSLV3_ALERT_CERTIFICATE_REVOKED",
-        "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
-    }
-)
-"""TLS alerts by which a broker refuses this client's certificate. Under TLS 1.3 the client's
-handshake completes first, so they arrive on the first read, not in ``do_handshake``."""
-
-
-def _is_connack_code(code: int) -> bool:
-    names: Any = ReasonCode.names  # {code: {name: [packet types]}}
-    return any(PacketTypes.CONNACK in packets for packets in names.get(code, {}).values())
-
-
-def paho_seams_present() -> bool:
-    """True when the paho internals the engine relies on still exist (checked by a test)."""
-    try:
-        from paho.mqtt import _packet
-    except ImportError:
-        return False
-    return (
-        hasattr(paho.Client, "_create_socket")
-        and hasattr(paho.Client, "_handle_pubrec")
-        and hasattr(paho.Client, "_handle_connack")
-        and hasattr(paho.Client, "_handle_publish")
-        and hasattr(paho.Client, "_packet_read")
-        and hasattr(paho.Client, "_packet_handle")
-        and hasattr(paho.Client, "_messages_reconnect_reset_out")
-        and hasattr(paho.Client, "_check_clean_session")
-        and hasattr(paho, "mqtt_ms_resend_pubrel")
-        and hasattr(paho.Client, "_sock_recv")
-        and hasattr(paho.Client, "_sock_send")
-        and hasattr(_packet, "decode_pubrec")
-    )
-
-
-def reason_name(code: ReasonCode | int) -> str:
-    """A readable name for a paho reason code."""
-    if isinstance(code, ReasonCode):
-        return str(code)
-    try:
-        return str(ReasonCode(PacketTypes.DISCONNECT, identifier=code))
-    except Exception:
-        return f"Reason code 0x{code:02X}"
-
-
-def _properties(packet_type: int) -> Properties:
-    return Properties(packet_type)  # type: ignore[no-untyped-call]
-
-
-_SCALAR_PROPERTIES = (
-    ("message_expiry_interval", "MessageExpiryInterval"),
-    ("content_type", "ContentType"),
-    ("response_topic", "ResponseTopic"),
-    ("correlation_data", "CorrelationData"),
-    ("payload_format_indicator", "PayloadFormatIndicator"),
-)
-"""Our PublishProperties fields and paho's names for them."""
-
-
-def _to_paho_properties(props: PublishProperties, packet_type: int) -> Properties | None:
-    if props is NO_PROPERTIES or props == NO_PROPERTIES:
-        return None
-    out = _properties(packet_type)
-    for ours, theirs in _SCALAR_PROPERTIES:
-        value = getattr(props, ours)
-        if value is not None:
-            setattr(out, theirs, value)
-    if props.user_properties:
-        out.UserProperty = list(props.user_properties)
-    return out
-
-
-def _from_paho_properties(props: Properties | None) -> PublishProperties:
-    if props is None:
-        return PublishProperties()
-    raw_ids = getattr(props, "SubscriptionIdentifier", ())
-    sub_ids: tuple[int, ...] = (
-        tuple(raw_ids) if isinstance(raw_ids, list | tuple) else (int(raw_ids),)
-    )
-    user = getattr(props, "UserProperty", ())
-    return PublishProperties(
-        message_expiry_interval=getattr(props, "MessageExpiryInterval", None),
-        content_type=getattr(props, "ContentType", None),
-        response_topic=getattr(props, "ResponseTopic", None),
-        correlation_data=getattr(props, "CorrelationData", None),
-        payload_format_indicator=getattr(props, "PayloadFormatIndicator", None),
-        user_properties=tuple((str(k), str(v)) for k, v in user),
-        subscription_identifiers=sub_ids,
-    )
-
-
-def _limits_from(props: Properties | None) -> BrokerLimits:
-    def get(name: str, default: Any) -> Any:
-        return getattr(props, name, default) if props is not None else default
-
-    return BrokerLimits(
-        receive_maximum=get("ReceiveMaximum", 65535),
-        maximum_packet_size=get("MaximumPacketSize", None),
-        maximum_qos=get("MaximumQoS", 2),
-        retain_available=bool(get("RetainAvailable", 1)),
-        topic_alias_maximum=get("TopicAliasMaximum", 0),
-        wildcard_subscription_available=bool(get("WildcardSubscriptionAvailable", 1)),
-        shared_subscription_available=bool(get("SharedSubscriptionAvailable", 1)),
-        server_keep_alive=get("ServerKeepAlive", None),
-        assigned_client_id=get("AssignedClientIdentifier", None),
-        session_expiry_interval=get("SessionExpiryInterval", None),
-    )
 
 
 def _logged(callback: Callable[..., None]) -> Callable[..., None]:
@@ -624,7 +337,7 @@ class Engine:
             return
         try:
             sock = await asyncio.wait_for(
-                self._open_socket(endpoint), timeout=settings.connect_timeout
+                open_socket(self._loop, settings, endpoint), timeout=settings.connect_timeout
             )
         except asyncio.CancelledError:
             raise
@@ -667,74 +380,6 @@ class Engine:
             sock.close()
             return
         self._start_mqtt(sock, endpoint, clean_start, username, password, auth_data)
-
-    async def _open_socket(self, endpoint: Endpoint) -> socket.socket | ssl.SSLSocket:
-        loop = self._loop
-        infos = await loop.getaddrinfo(
-            endpoint.host, endpoint.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-        )
-        last_error: OSError | None = None
-        for family, type_, proto, _, address in infos:
-            sock = socket.socket(family, type_, proto)
-            sock.setblocking(False)
-            try:
-                await loop.sock_connect(sock, address)
-            except OSError as exc:
-                sock.close()
-                last_error = exc
-                continue
-            except BaseException:
-                sock.close()
-                raise
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self._settings.tls is None:
-                return sock
-            try:
-                return await self._tls_handshake(sock, endpoint)
-            except BaseException:
-                sock.close()
-                raise
-        raise last_error or OSError(f"no address for {endpoint.host}")
-
-    async def _tls_handshake(self, sock: socket.socket, endpoint: Endpoint) -> ssl.SSLSocket:
-        tls = self._settings.tls
-        assert tls is not None
-        context = tls.ssl_context()
-        server_hostname = tls.server_hostname or endpoint.host
-        tls_sock = context.wrap_socket(
-            sock, server_hostname=server_hostname, do_handshake_on_connect=False
-        )
-        try:
-            while True:
-                try:
-                    tls_sock.do_handshake()
-                    return tls_sock
-                except ssl.SSLWantReadError:
-                    await self._wait_fd(tls_sock, readable=True)
-                except ssl.SSLWantWriteError:
-                    await self._wait_fd(tls_sock, readable=False)
-        except BaseException:
-            tls_sock.close()  # wrap_socket() detached ``sock``: closing that closes nothing
-            raise
-
-    async def _wait_fd(self, sock: ssl.SSLSocket, *, readable: bool) -> None:
-        ready: asyncio.Future[None] = self._loop.create_future()
-
-        def wake() -> None:
-            if not ready.done():
-                ready.set_result(None)
-
-        if readable:
-            self._loop.add_reader(sock, wake)
-        else:
-            self._loop.add_writer(sock, wake)
-        try:
-            await ready
-        finally:
-            if readable:
-                self._loop.remove_reader(sock)
-            else:
-                self._loop.remove_writer(sock)
 
     def _start_mqtt(
         self,

@@ -1,0 +1,38 @@
+"""The protocol engine: paho-mqtt's MQTT 5 client driven by the asyncio loop's socket callbacks.
+
+This package is the only place that imports paho. There is no paho network thread: the socket
+is opened asynchronously (TCP connect and TLS handshake never block the loop), handed to paho,
+and registered with the loop (``add_reader``/``add_writer``); ``loop_misc`` runs on a timer.
+Every callback into the :class:`EngineHandler` therefore runs on the loop's thread.
+
+The engine knows one attempt at a time. It reports each attempt's outcome exactly once: either
+``on_connect_failed`` (before a successful CONNACK) or ``on_connack`` followed, later, by exactly
+one ``on_connection_lost`` -- unless the owner ended it with :meth:`Engine.close`, which reports
+nothing. Reconnecting, backoff and queueing are the owner's business (``connection.py``).
+
+Modules: ``_engine`` (the Engine), ``_paho_client`` (paho's client with the engine's seams),
+``_sockets`` (non-blocking connect and TLS), ``_convert`` (paho types to ours and back).
+"""
+
+from ._convert import (
+    KEEP_ALIVE_TIMEOUT,
+    PROTOCOL_ERROR,
+    UNSPECIFIED_ERROR,
+    BrokerLimits,
+    reason_name,
+)
+from ._engine import Engine, EngineHandler
+from ._paho_client import PAHO_VERSION, PAHO_VERSION_TEXT, paho_seams_present
+
+__all__ = [
+    "KEEP_ALIVE_TIMEOUT",
+    "PAHO_VERSION",
+    "PAHO_VERSION_TEXT",
+    "PROTOCOL_ERROR",
+    "UNSPECIFIED_ERROR",
+    "BrokerLimits",
+    "Engine",
+    "EngineHandler",
+    "paho_seams_present",
+    "reason_name",
+]

@@ -1,0 +1,115 @@
+"""Between paho's types and ours: properties, CONNACK limits, reason names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from ..message import NO_PROPERTIES, PublishProperties
+
+# Reason codes for losses that carry no MQTT packet (socket errors); see Disconnect.reason.
+UNSPECIFIED_ERROR = 0x80
+PROTOCOL_ERROR = 0x82
+KEEP_ALIVE_TIMEOUT = 0x8D
+
+_LINGER_SECONDS = 1.0
+"""How long a graceful close waits for the broker to close its side after our DISCONNECT."""
+
+_MAX_READS_PER_EVENT = 256
+"""Packets read per readiness event before yielding to the loop, so one busy socket cannot
+starve everything else on it."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerLimits:
+    """What the broker's CONNACK told us about itself (MQTT 5 CONNACK properties)."""
+
+    receive_maximum: int = 65535
+    maximum_packet_size: int | None = None
+    maximum_qos: int = 2
+    retain_available: bool = True
+    topic_alias_maximum: int = 0
+    wildcard_subscription_available: bool = True
+    shared_subscription_available: bool = True
+    server_keep_alive: int | None = None
+    assigned_client_id: str | None = None
+    session_expiry_interval: int | None = None
+    """The session expiry the broker granted, when it differs from what we asked for."""
+
+
+def reason_name(code: ReasonCode | int) -> str:
+    """A readable name for a paho reason code."""
+    if isinstance(code, ReasonCode):
+        return str(code)
+    try:
+        return str(ReasonCode(PacketTypes.DISCONNECT, identifier=code))
+    except Exception:
+        return f"Reason code 0x{code:02X}"
+
+
+def _properties(packet_type: int) -> Properties:
+    return Properties(packet_type)  # type: ignore[no-untyped-call]
+
+
+_SCALAR_PROPERTIES = (
+    ("message_expiry_interval", "MessageExpiryInterval"),
+    ("content_type", "ContentType"),
+    ("response_topic", "ResponseTopic"),
+    ("correlation_data", "CorrelationData"),
+    ("payload_format_indicator", "PayloadFormatIndicator"),
+)
+"""Our PublishProperties fields and paho's names for them."""
+
+
+def _to_paho_properties(props: PublishProperties, packet_type: int) -> Properties | None:
+    if props is NO_PROPERTIES or props == NO_PROPERTIES:
+        return None
+    out = _properties(packet_type)
+    for ours, theirs in _SCALAR_PROPERTIES:
+        value = getattr(props, ours)
+        if value is not None:
+            setattr(out, theirs, value)
+    if props.user_properties:
+        out.UserProperty = list(props.user_properties)
+    return out
+
+
+def _from_paho_properties(props: Properties | None) -> PublishProperties:
+    if props is None:
+        return PublishProperties()
+    raw_ids = getattr(props, "SubscriptionIdentifier", ())
+    sub_ids: tuple[int, ...] = (
+        tuple(raw_ids) if isinstance(raw_ids, list | tuple) else (int(raw_ids),)
+    )
+    user = getattr(props, "UserProperty", ())
+    return PublishProperties(
+        message_expiry_interval=getattr(props, "MessageExpiryInterval", None),
+        content_type=getattr(props, "ContentType", None),
+        response_topic=getattr(props, "ResponseTopic", None),
+        correlation_data=getattr(props, "CorrelationData", None),
+        payload_format_indicator=getattr(props, "PayloadFormatIndicator", None),
+        user_properties=tuple((str(k), str(v)) for k, v in user),
+        subscription_identifiers=sub_ids,
+    )
+
+
+def _limits_from(props: Properties | None) -> BrokerLimits:
+    def get(name: str, default: Any) -> Any:
+        return getattr(props, name, default) if props is not None else default
+
+    return BrokerLimits(
+        receive_maximum=get("ReceiveMaximum", 65535),
+        maximum_packet_size=get("MaximumPacketSize", None),
+        maximum_qos=get("MaximumQoS", 2),
+        retain_available=bool(get("RetainAvailable", 1)),
+        topic_alias_maximum=get("TopicAliasMaximum", 0),
+        wildcard_subscription_available=bool(get("WildcardSubscriptionAvailable", 1)),
+        shared_subscription_available=bool(get("SharedSubscriptionAvailable", 1)),
+        server_keep_alive=get("ServerKeepAlive", None),
+        assigned_client_id=get("AssignedClientIdentifier", None),
+        session_expiry_interval=get("SessionExpiryInterval", None),
+    )
