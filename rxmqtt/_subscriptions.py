@@ -36,6 +36,8 @@ class SubscriptionRegistry:
         self._by_filter: dict[str, Subscription] = {}
         self._trie: TopicTrie[Subscription] = TopicTrie()
         self._pending_acks: dict[int, list[Subscription]] = {}
+        self._unsent: dict[str, Subscription] = {}
+        """Due for a SUBSCRIBE on this connection and not yet sent (an ordered set)."""
 
     def __len__(self) -> int:
         return len(self._by_filter)
@@ -48,11 +50,13 @@ class SubscriptionRegistry:
             self._by_filter[topic_filter] = sub
             self._trie.add(topic_filter, sub)
             sub.observers.append(observer)
+            self._unsent[topic_filter] = sub
             return True
         sub.observers.append(observer)
         if qos > sub.qos:
             sub.qos = qos
             sub.granted = False
+            self._unsent[topic_filter] = sub
             return True
         return False
 
@@ -67,6 +71,7 @@ class SubscriptionRegistry:
             return False
         del self._by_filter[topic_filter]
         self._trie.remove(topic_filter, sub)
+        self._unsent.pop(topic_filter, None)
         return True
 
     def get(self, topic_filter: str) -> Subscription | None:
@@ -76,14 +81,28 @@ class SubscriptionRegistry:
         return list(self._by_filter.values())
 
     def ungranted(self) -> list[Subscription]:
-        """Subscriptions the broker does not know of in this session."""
-        return [sub for sub in self._by_filter.values() if not sub.granted]
+        """Subscriptions due for a SUBSCRIBE: those the broker does not know of and that were
+        not already sent on this connection (their SUBACK is pending). Taking them marks them
+        sent, so subscribing N filters one by one costs N, not N²/2, filters on the wire."""
+        subs = list(self._unsent.values())
+        self._unsent.clear()
+        return subs
+
+    def connected(self) -> None:
+        """A new connection: a SUBSCRIBE whose SUBACK never came may not have reached the
+        broker, so what was sent and not acknowledged is due again."""
+        for subs in self._pending_acks.values():
+            for sub in subs:
+                if not sub.granted and self._by_filter.get(sub.topic_filter) is sub:
+                    self._unsent[sub.topic_filter] = sub
+        self._pending_acks.clear()
 
     def session_lost(self) -> None:
         """The broker forgot every subscription (new session)."""
         for sub in self._by_filter.values():
             sub.granted = False
         self._pending_acks.clear()
+        self._unsent = dict(self._by_filter)
 
     def sent(self, mid: int, subs: list[Subscription]) -> None:
         self._pending_acks[mid] = subs
@@ -106,6 +125,7 @@ class SubscriptionRegistry:
         sub.observers.clear()
         del self._by_filter[sub.topic_filter]
         self._trie.remove(sub.topic_filter, sub)
+        self._unsent.pop(sub.topic_filter, None)
         for observer in observers:
             observer.on_error(error)
 
@@ -124,6 +144,7 @@ class SubscriptionRegistry:
         self._by_filter.clear()
         self._trie = TopicTrie()
         self._pending_acks.clear()
+        self._unsent.clear()
         for sub in subs:
             for observer in list(sub.observers):
                 observer.on_completed()

@@ -512,7 +512,9 @@ class Connection:
                 )
         result: AsyncSubject[PublishResult] = AsyncSubject()
         self._call_on_loop(self._publisher.publish, message, result)
-        return isolated(result.pipe(ops.take(1)))
+        # An AsyncSubject emits at most one value and completes, so take(1) added nothing but
+        # an operator chain per publish; isolated() already hides the subject's observer side.
+        return isolated(result)
 
     # ------------------------------------------------------------------ reconnect loop
 
@@ -593,6 +595,7 @@ class Connection:
         self._ever_connected = True
         self._attempts_since_connected = 0
         self._emit(Connected(session_present, str(endpoint)))
+        self._subscriptions.connected()
         if not session_present:
             self._subscriptions.session_lost()
             self._unsubscribe_later.clear()

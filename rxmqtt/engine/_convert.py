@@ -78,9 +78,18 @@ def _to_paho_properties(props: PublishProperties, packet_type: int) -> Propertie
     return out
 
 
+_PROPERTIES_OWN_ATTRIBUTES = frozenset(vars(_properties(PacketTypes.PUBLISH)))
+"""What a paho Properties object holds before any property is set (its lookup tables)."""
+
+
+def _has_any_property(props: Properties) -> bool:
+    """paho stores each property as an attribute beside its own tables."""
+    return len(vars(props)) > len(_PROPERTIES_OWN_ATTRIBUTES)
+
+
 def _from_paho_properties(props: Properties | None) -> PublishProperties:
-    if props is None:
-        return PublishProperties()
+    if props is None or not _has_any_property(props):
+        return NO_PROPERTIES
     raw_ids = getattr(props, "SubscriptionIdentifier", ())
     sub_ids: tuple[int, ...] = (
         tuple(raw_ids) if isinstance(raw_ids, list | tuple) else (int(raw_ids),)

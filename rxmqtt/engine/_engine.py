@@ -21,7 +21,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ..errors import NotConnectedError
 from ..lifecycle import Disconnect, DisconnectSource
-from ..message import Message
+from ..message import NO_PROPERTIES, Message
 from ..settings import ConnectionSettings, Endpoint
 from ._convert import (
     KEEP_ALIVE_TIMEOUT,
@@ -132,6 +132,7 @@ class Engine:
         client.on_connect = _logged(self._on_connect)
         client.on_disconnect = _logged(self._on_disconnect)
         client.on_message = _logged(self._on_message)
+        client.rx_on_publish = self._on_publish_packet
         client.on_publish = _logged(self._on_publish)
         client.on_subscribe = _logged(self._on_subscribe)
         client.on_unsubscribe = _logged(self._on_unsubscribe)
@@ -487,8 +488,14 @@ class Engine:
             if sock is None or client.socket() is not sock:
                 return
             rc = client.loop_read()
-            if rc != paho.MQTT_ERR_SUCCESS or not _has_buffered_input(sock):
+            if rc != paho.MQTT_ERR_SUCCESS:
                 return
+            if not client.rx_buffered and not _has_buffered_input(sock):
+                return
+        if client.socket() is sock and client.rx_buffered:
+            # The budget is spent with packets already read into our buffer: the socket may not
+            # signal readable again (its bytes are with us), so come back by ourselves.
+            self._loop.call_soon(self._on_readable)
 
     def _on_writable(self) -> None:
         self._client.loop_write()
@@ -648,6 +655,23 @@ class Engine:
             DisconnectSource.NETWORK,
             at=now,
         )
+
+    def _on_publish_packet(
+        self, topic: str, payload: bytes, qos: int, retain: bool, props: Properties | None
+    ) -> None:
+        """A QoS 0/1 PUBLISH from the fast path (paho sends the PUBACK after this returns)."""
+        try:
+            self._handler.on_message(
+                Message(
+                    topic,
+                    payload,
+                    qos,
+                    retain,
+                    NO_PROPERTIES if props is None else _from_paho_properties(props),
+                )
+            )
+        except Exception:
+            log.exception("rxmqtt engine: on_message failed")
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         try:
