@@ -1,1 +1,2 @@
-"""Speed and memory benchmarks (run as modules: ``python -m benchmarks.<name>``); not tests."""
+"""Speed and memory benchmarks against the peers: ``python -m benchmarks [--quick]`` prints the
+table (see docs/benchmarks.md); single modules run as ``python -m benchmarks.<name>``. Not tests."""
