@@ -44,7 +44,7 @@ from .lifecycle import (
     SessionLost,
     next_state,
 )
-from .message import NO_PROPERTIES, Message, PublishProperties, PublishResult
+from .message import NO_PROPERTIES, Message, PublishProperties, PublishResult, check_qos
 from .operators import RetryAttempt, retry_with_backoff
 from .policies import (
     PublishRetry,
@@ -69,14 +69,6 @@ class _AttemptEnded(Exception):
         super().__init__(str(disconnect))
         self.disconnect = disconnect
         self.was_connected = was_connected
-
-
-def _check_qos(qos: object, argument: str = "qos") -> int:
-    if isinstance(qos, bool) or not isinstance(qos, int):
-        raise TypeError(f"{argument}: must be an int 0, 1 or 2, got {type(qos).__name__} {qos!r}")
-    if qos not in (0, 1, 2):
-        raise ValueError(f"{argument}: must be 0, 1 or 2, got {qos!r}")
-    return qos
 
 
 def _as_payload(payload: object) -> bytes:
@@ -397,7 +389,7 @@ class Connection:
         dispose sends UNSUBSCRIBE; overlapping subscribers share one broker subscription.
         Survives reconnects; completes on ``close()``; errors only if the broker refuses it."""
         topic_filter = validate_filter(topic_filter)
-        qos = _check_qos(qos)
+        qos = check_qos(qos)
 
         def subscribe(
             observer: abc.ObserverBase[Message], scheduler: abc.SchedulerBase | None = None
@@ -475,7 +467,7 @@ class Connection:
         While offline the message waits in the offline queue. Callable from any thread.
         """
         topic = validate_topic(topic)
-        qos = _check_qos(qos)
+        qos = check_qos(qos)
         if not isinstance(retain, bool):
             raise TypeError(f"retain: must be a bool, got {type(retain).__name__}")
         data = _as_payload(payload)

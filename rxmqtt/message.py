@@ -13,6 +13,16 @@ def _as_tuple(value: object, argument: str) -> tuple[Any, ...]:
     return tuple(value)
 
 
+def check_qos(value: object, argument: str = "qos") -> int:
+    """``value`` if it is an MQTT QoS (0, 1 or 2); else an error naming ``argument``: the one
+    QoS check shared by publish, subscribe, the Will and the envoys."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{argument}: must be an int, got {type(value).__name__}")
+    if value not in (0, 1, 2):
+        raise ValueError(f"{argument}: must be 0, 1 or 2, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class PublishProperties:
     """The MQTT 5 PUBLISH properties an application sets or reads.

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from rxmqtt.message import PublishProperties
+from rxmqtt.message import PublishProperties, check_qos
 from rxmqtt.topics import validate_topic
 
 __all__ = [
@@ -370,10 +370,7 @@ class Will:
                 f"will.payload: must be at most {_MAX_UINT16} bytes, got {len(payload)}"
             )
         object.__setattr__(self, "payload", payload)
-        if isinstance(self.qos, bool) or not isinstance(self.qos, int):
-            raise TypeError(f"will.qos: must be an int, got {type(self.qos).__name__}")
-        if self.qos not in (0, 1, 2):
-            raise ValueError(f"will.qos: must be 0, 1 or 2, got {self.qos}")
+        check_qos(self.qos, "will.qos")
         _check_bool(self.retain, "will.retain")
         _check_int(self.delay_interval, "will.delay_interval", 0, _MAX_UINT32, " seconds")
         if not isinstance(self.properties, PublishProperties):

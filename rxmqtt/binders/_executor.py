@@ -32,6 +32,7 @@ from reactivex.subject import Subject
 from rxmqtt.message import Message, PublishProperties
 from rxmqtt.topics import InvalidTopicError, validate_filter, validate_topic
 
+from ..message import check_qos
 from ._connection import MqttConnection
 from ._dedup import DedupCache
 from ._envoy import Envoy, scheduler_seconds
@@ -42,7 +43,6 @@ from ._protocol import (
     STATUS_PROPERTY,
     TIMESTAMP_PROPERTY,
     Status,
-    check_qos,
     check_timeout,
     expiry_for,
     now_timestamp,

@@ -24,6 +24,7 @@ from rxmqtt.message import Message, PublishProperties
 from rxmqtt.queue import DropReason
 from rxmqtt.topics import validate_topic
 
+from ..message import check_qos
 from ._connection import MqttConnection
 from ._envoy import Envoy
 from ._errors import CommandExecutionError, CommandTimeoutError, EnvoyDisposedError, PayloadError
@@ -33,7 +34,6 @@ from ._protocol import (
     STATUS_PROPERTY,
     TIMESTAMP_PROPERTY,
     Status,
-    check_qos,
     check_timeout,
     expiry_for,
     now_timestamp,

@@ -89,10 +89,3 @@ def check_timeout(value: object, argument: str = "timeout") -> float:
             f"Expiry Interval), got {value!r}"
         )
     return seconds
-
-
-def check_qos(value: object, argument: str = "qos") -> int:
-    """``value`` if it is an MQTT QoS (0, 1 or 2)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value not in (0, 1, 2):
-        raise ValueError(f"{argument}: must be 0, 1 or 2, got {value!r}")
-    return value

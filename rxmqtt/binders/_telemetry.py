@@ -22,6 +22,7 @@ from reactivex.subject import Subject
 from rxmqtt.message import Message, PublishProperties, PublishResult
 from rxmqtt.topics import split_shared, validate_filter, validate_topic
 
+from ..message import check_qos
 from ._connection import MqttConnection
 from ._envoy import Envoy
 from ._errors import PayloadError
@@ -29,7 +30,6 @@ from ._protocol import (
     MAX_EXPIRY_SECONDS,
     SOURCE_ID_PROPERTY,
     TIMESTAMP_PROPERTY,
-    check_qos,
     now_timestamp,
     parse_timestamp,
     user_property,
