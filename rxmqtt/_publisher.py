@@ -94,8 +94,7 @@ class Publisher:
         self._call_later: CallLater | None = None
         self._ack_sweep: Timer | None = None
         self._closed = False
-        self._last_queue_stats = self._queue.stats()
-        self._last_in_flight = 0
+        self._last_stats: QueueStats | None = None
         self._stats_scheduled = False
 
     # ------------------------------------------------------------------ wiring
@@ -173,13 +172,7 @@ class Publisher:
         if entry.message.qos > 0:
             self._window_used += 1
             self._arm_ack_sweep()
-        self._in_flight_changed()
-
-    def _in_flight_changed(self) -> None:
-        """Report the new in-flight count once per loop pass (the queue did not change)."""
-        if not self._stats_scheduled and self._call_later is not None:
-            self._stats_scheduled = True
-            self._call_later(0, self._emit_stats)
+        self.publish_stats()
 
     # ------------------------------------------------------------------ outcomes
 
@@ -276,7 +269,7 @@ class Publisher:
                 )
             )
         self._queue.close()
-        self.publish_stats()
+        self.publish_stats(now=True)
 
     def housekeeping(self) -> None:
         """Drop expired queued messages (reported) and flush a persistent store's batch."""
@@ -332,19 +325,24 @@ class Publisher:
             item.token.on_error(_drop_error(dropped))
         self._on_dropped(dropped)
 
-    def publish_stats(self) -> None:
-        """Report ``QueueStats``: at once when the queue changed (depth, bytes, drops, drains),
-        but at most once per loop pass when only the in-flight count moved, so a stream of
-        acknowledgements does not pay for one stats emission each."""
-        stats = self._queue.stats()
-        if stats != self._last_queue_stats or self._call_later is None:
-            self._last_queue_stats = stats
+    def publish_stats(self, *, now: bool = False) -> None:
+        """Report ``QueueStats`` (depth, bytes, drops, drains, in flight).
+
+        Offline, every change is reported at once, so the stream's current value is exact right
+        after a ``publish()``. Online, a burst of publishes and acknowledgements changes them
+        for every message: they are reported once per loop pass (never more than a pass
+        behind) instead of three times per message. ``now`` reports at once (closing does, so
+        the final numbers precede the stream's completion)."""
+        wire = self._wire
+        if now or wire is None or self._call_later is None or not wire.connected:
             self._emit_stats()
-        elif len(self._unacked) != self._last_in_flight and not self._stats_scheduled:
+        elif not self._stats_scheduled:
             self._stats_scheduled = True
             self._call_later(0, self._emit_stats)
 
     def _emit_stats(self) -> None:
         self._stats_scheduled = False
-        self._last_in_flight = len(self._unacked)
-        self._on_stats(dataclasses.replace(self._last_queue_stats, in_flight=self._last_in_flight))
+        stats = dataclasses.replace(self._queue.stats(), in_flight=len(self._unacked))
+        if stats != self._last_stats:
+            self._last_stats = stats
+            self._on_stats(stats)

@@ -193,8 +193,8 @@ class Connection:
 
     @property
     def queue_stats(self) -> Observable[QueueStats]:
-        """Offline-queue depth, bytes, dropped, drained and in-flight: current value, then
-        every change."""
+        """Offline-queue depth, bytes, dropped, drained and in-flight: the current value, then
+        every change (while connected, coalesced to one per event-loop pass)."""
         return isolated(self._stats.pipe(ops.distinct_until_changed()))
 
     @property

@@ -442,6 +442,34 @@ async def test_publishes_still_queued_at_close_fail_with_connection_closed(
     assert [d.reason for d in dropped.items] == [DropReason.CLOSED]
 
 
+async def test_queue_stats_report_every_change_offline_and_one_per_pass_online(
+    mosquitto: MosquittoBroker, fault_proxy: FaultProxy
+) -> None:
+    """Offline the current value is exact after each publish(); online a burst is reported
+    once per loop pass, not three times per message (queue, send, acknowledgement)."""
+    conn = Connection(proxy_settings(fault_proxy), reconnect=FAST)
+    stats = Recorder(conn.queue_stats)
+    async with conn:
+        await conn.wait_for(ConnectionState.CONNECTED, 5)
+        burst = 300
+        results = [conn.publish("stats/burst", b"v", qos=1) for _ in range(burst)]
+        await asyncio.gather(*results)
+        await stats.wait_for_item(lambda s: s.in_flight == 0 and s.depth == 0, 5)
+        online = list(stats.items)
+        assert len(online) < burst // 3, f"{len(online)} snapshots for {burst} publishes"
+
+        fault_proxy.refuse()
+        fault_proxy.reset()
+        await conn.wait_for(ConnectionState.RECONNECTING, 5)
+        before = len(stats.items)
+        for n in range(1, 6):
+            conn.publish("stats/offline", b"v", qos=1)
+            assert stats.items[-1].depth == n, "exact right after publish() while offline"
+        assert len(stats.items) == before + 5
+        fault_proxy.accept()
+        await stats.wait_for_item(lambda s: s.depth == 0 and s.in_flight == 0, 10)
+
+
 async def test_queue_stats_count_publishes_in_flight(mosquitto: MosquittoBroker) -> None:
     async with Connection(broker_settings(mosquitto), reconnect=FAST) as conn:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
