@@ -12,8 +12,11 @@ import asyncio
 import importlib.metadata
 import itertools
 import threading
+from typing import Any
 
 import pytest
+from paho.mqtt import _packet as paho_packet
+from paho.mqtt.packettypes import PacketTypes
 
 from rxmqtt import (
     Connection,
@@ -24,6 +27,7 @@ from rxmqtt import (
     PublishError,
 )
 from rxmqtt import engine as rx_engine
+from rxmqtt.engine._paho_client import _plain_puback_code
 from rxmqtt.testing import BrokerConfig, MosquittoBroker
 from rxmqtt.testing.plugin import BrokerFactory
 from rxmqtt.testing.recorder import Recorder
@@ -56,6 +60,8 @@ def test_paho_seams_present() -> None:
         "paho.mqtt.client.Client._create_socket",
         "paho.mqtt.client.Client._handle_pubrec",
         "paho.mqtt._packet.decode_pubrec",
+        "paho.mqtt.client.Client._handle_pubackcomp",
+        "paho.mqtt.client.Client._do_on_publish",
     ],
 )
 def test_paho_seams_present_notices_a_missing_seam(
@@ -190,3 +196,68 @@ async def test_no_paho_thread_and_everything_on_the_loop_thread(mosquitto: Mosqu
         ]
         assert new_threads == [], f"unexpected threads: {new_threads}"
     assert seen == {loop_thread}
+
+
+# ---------------------------------------------------------------- the PUBACK fast path
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"\x00\x07", 0x00),  # packet id only: success
+        (b"\x00\x07\x10", 0x10),  # No matching subscribers
+        (b"\x00\x07\x87\x00", 0x87),  # Not authorized, empty properties
+        (b"\x00\x07\x00\x00", 0x00),
+    ],
+)
+def test_plain_puback_bodies_are_decoded_without_paho(body: bytes, code: int) -> None:
+    reason = _plain_puback_code(body)
+    assert reason is not None
+    assert reason.value == code
+    assert reason.packetType == PacketTypes.PUBACK
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\x00\x07\x00\x03\x1f\x00\x00",  # a Reason String property: paho decodes it
+        b"\x00\x07\x05",  # 0x05 is no PUBACK code: paho's decoder reports it malformed
+        b"\x00\x07\x00\x01",  # a property length with no property
+    ],
+)
+def test_pubacks_with_properties_or_odd_codes_are_left_to_paho(body: bytes) -> None:
+    assert _plain_puback_code(body) is None
+
+
+@pytest.mark.broker
+async def test_pubacks_resolve_publishes_without_paho_decoding_them(
+    mosquitto_factory: BrokerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mosquitto's PUBACKs carry no properties: each is decoded by the fast path (paho's
+    decode_puback, which builds a Properties and two ReasonCodes per ack, is never called), and
+    every code still reaches the publish's outcome."""
+    calls: list[bytes] = []
+    paho_decode = paho_packet.decode_puback
+
+    def counting_decode(header: int, packet: bytes, protocol: Any) -> object:
+        calls.append(bytes(packet))
+        return paho_decode(header, packet, protocol)
+
+    monkeypatch.setattr(paho_packet, "decode_puback", counting_decode)
+    broker = mosquitto_factory(BrokerConfig(users={"writer": "pw"}, acl=ACL))
+    async with Connection(_writer(broker)) as pub, Connection(_writer(broker)) as sub:
+        got: Recorder[Message] = Recorder(sub.messages("allowed/fast", qos=1))
+        await sub.wait_for(ConnectionState.CONNECTED, 5)
+        await pub.wait_for(ConnectionState.CONNECTED, 5)
+        nobody = await asyncio.wait_for(pub.publish("allowed/nobody", b"x", qos=1), 5)
+        assert (nobody.reason_code, nobody.reason) == (0x10, "No matching subscribers")
+        with pytest.raises(PublishError) as refused:
+            await asyncio.wait_for(pub.publish("denied/fast", b"x", qos=1), 5)
+        assert refused.value.reason_code == NOT_AUTHORIZED
+        for attempt in range(50):  # until the subscription is live
+            result = await asyncio.wait_for(pub.publish("allowed/fast", b"%d" % attempt, qos=1), 5)
+            if result.reason_code == 0:
+                break
+        assert (result.reason_code, result.reason) == (0x00, "Success")
+        await got.wait_for_item(lambda m: True, 5)
+    assert calls == [], "a plain PUBACK went through paho's decoder"

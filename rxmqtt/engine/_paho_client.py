@@ -271,7 +271,7 @@ class _PahoClient(paho.Client):
                 out.popleft()
                 if (entry["command"] & 0xF0) == paho.PUBLISH and entry["qos"] == 0:
                     if on_publish is not None:
-                        on_publish(self, self._userdata, entry["mid"], _QOS0_WRITTEN, None)
+                        on_publish(self, self._userdata, entry["mid"], PUBACK_SUCCESS, None)
                     if entry["info"] is not None:
                         entry["info"]._set_as_published()
             if out and out[0]["pos"]:
@@ -281,6 +281,22 @@ class _PahoClient(paho.Client):
         with self._msgtime_mutex:
             self._last_msg_out = paho.time_func()
         return rc
+
+    def _handle_pubackcomp(self, cmd: Any) -> Any:
+        # A PUBACK is usually the packet id alone, or with a reason code and no properties.
+        # paho's decoder builds a Properties object and two ReasonCodes (each copying a
+        # 60-entry table) per ack; the fast path hands on shared, read-only ones instead.
+        packet = self._in_packet["packet"]
+        if cmd != "PUBACK" or not _FAST_PATHS or self._protocol != paho.MQTTv5:
+            return super()._handle_pubackcomp(cmd)
+        reason_code = _plain_puback_code(packet)
+        if reason_code is None:  # properties, or a code PUBACK does not define: paho's way
+            return super()._handle_pubackcomp(cmd)
+        mid = (packet[0] << 8) | packet[1]
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, reason_code, _NO_PUBACK_PROPERTIES)
+        return paho.MQTT_ERR_SUCCESS
 
     def _handle_pubrec(self) -> Any:
         from paho.mqtt import _packet
@@ -309,8 +325,29 @@ _CERTIFICATE_ALERTS = frozenset(
 handshake completes first, so they arrive on the first read, not in ``do_handshake``."""
 
 
-_QOS0_WRITTEN = ReasonCode(PacketTypes.PUBACK)
-"""The "success" code paho passes to on_publish once a QoS 0 PUBLISH is written."""
+_PUBACK_CODES: dict[int, ReasonCode] = {
+    code: ReasonCode(PacketTypes.PUBACK, identifier=code)
+    for code, names in ReasonCode.names.items()
+    if any(PacketTypes.PUBACK in packets for packets in names.values())
+}
+"""One shared, read-only ReasonCode per code a PUBACK may carry."""
+
+PUBACK_SUCCESS = _PUBACK_CODES[0]
+"""Success: a plain PUBACK's code, and the one paho passes to on_publish once a QoS 0 PUBLISH is
+written."""
+
+_NO_PUBACK_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
+
+
+def _plain_puback_code(packet: bytes | bytearray) -> ReasonCode | None:
+    """The reason code of a PUBACK body without properties (packet id, then optionally a code
+    and a zero property length), or None when it has properties or an undefined code."""
+    size = len(packet)
+    if size == 2:
+        return PUBACK_SUCCESS
+    if size == 3 or (size == 4 and packet[3] == 0):
+        return _PUBACK_CODES.get(packet[2])
+    return None
 
 
 def _is_connack_code(code: int) -> bool:
@@ -339,6 +376,9 @@ def paho_seams_present() -> bool:
         and hasattr(paho.Client, "_sock_close")
         and hasattr(paho.Client, "_packet_write")
         and hasattr(paho.Client, "_send_puback")
+        and hasattr(paho.Client, "_handle_pubackcomp")
+        and hasattr(paho.Client, "_do_on_publish")
+        and "_out_message_mutex" in paho.Client.__init__.__code__.co_names
         and hasattr(paho, "time_func")
         and hasattr(paho.MQTTMessageInfo, "_set_as_published")
         and hasattr(_packet, "decode_pubrec")
