@@ -13,15 +13,14 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
-from reactivex.subject import AsyncSubject
-
+from ._outcome import Outcome
 from .errors import ConnectionClosedError, MessageDroppedError, NotConnectedError, PublishError
 from .lifecycle import Disconnect, DisconnectSource
 from .message import Message, PublishResult
 from .policies import PublishRetry, QueuePolicy, is_retriable_publish_code
 from .queue import DroppedMessage, DropReason, MemoryStore, OfflineQueue, QueuedMessage, QueueStats
 
-Result = AsyncSubject[PublishResult]
+Result = Outcome[PublishResult]
 
 
 class Wire(Protocol):
@@ -118,7 +117,7 @@ class Publisher:
     def publish(self, message: Message, result: Result) -> None:
         """Send now if the wire and the window allow, else queue (or drop by policy)."""
         if self._closed:
-            result.on_error(ConnectionClosedError(f"publish to {message.topic!r}: closed"))
+            result._fail(ConnectionClosedError(f"publish to {message.topic!r}: closed"))
             return
         # QoS 0 promises no order relative to queued QoS 1/2, so it never waits behind them.
         # With a persistent store QoS 1/2 always pass through it, so a crash cannot lose them.
@@ -139,8 +138,8 @@ class Publisher:
             if item is None:
                 break
             result = item.token
-            if not isinstance(result, AsyncSubject):  # reloaded from a store by a new process
-                result = AsyncSubject()
+            if not isinstance(result, Outcome):  # reloaded from a store by a new process
+                result = Outcome()
             self._send(item.message, result, item)
         self.publish_stats()
 
@@ -163,7 +162,7 @@ class Publisher:
         except Exception as exc:  # the wire cannot encode it: this publish fails, alone
             if item is not None:
                 self._queue.acknowledge(item.seq)
-            result.on_error(exc)
+            result._fail(exc)
             return
         self._track(mid, _InFlight(message, result, self._clock(), item))
 
@@ -190,10 +189,9 @@ class Publisher:
             if entry.item is not None:
                 self._queue.acknowledge(entry.item.seq)
             if reason_code >= 0x80:
-                result.on_error(PublishError(reason_code, reason, message.topic))
+                result._fail(PublishError(reason_code, reason, message.topic))
             else:
-                result.on_next(PublishResult(message.topic, message.qos, reason_code, reason))
-                result.on_completed()
+                result._resolve(PublishResult(message.topic, message.qos, reason_code, reason))
         self.drain()
 
     def _retry_refused(self, entry: _InFlight, reason_code: int) -> bool:
@@ -211,9 +209,7 @@ class Publisher:
 
     def _republish(self, entry: _InFlight) -> None:
         if self._closed:
-            entry.result.on_error(
-                ConnectionClosedError(f"publish to {entry.message.topic!r}: closed")
-            )
+            entry.result._fail(ConnectionClosedError(f"publish to {entry.message.topic!r}: closed"))
             return
         if self._can_send(entry.message):
             assert self._wire is not None
@@ -263,7 +259,7 @@ class Publisher:
         unacked, self._unacked = self._unacked, {}
         self._window_used = 0
         for entry in unacked.values():
-            entry.result.on_error(
+            entry.result._fail(
                 ConnectionClosedError(
                     f"closed before the broker acknowledged the publish to {entry.message.topic!r}"
                 )
@@ -321,8 +317,8 @@ class Publisher:
     # ------------------------------------------------------------------ accounting
 
     def _queue_dropped(self, dropped: DroppedMessage, item: QueuedMessage) -> None:
-        if isinstance(item.token, AsyncSubject):
-            item.token.on_error(_drop_error(dropped))
+        if isinstance(item.token, Outcome):
+            item.token._fail(_drop_error(dropped))
         self._on_dropped(dropped)
 
     def publish_stats(self, *, now: bool = False) -> None:

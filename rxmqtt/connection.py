@@ -23,9 +23,10 @@ from reactivex import operators as ops
 from reactivex.disposable import Disposable
 from reactivex.scheduler import ImmediateScheduler
 from reactivex.scheduler.eventloop import AsyncIOScheduler
-from reactivex.subject import AsyncSubject, ReplaySubject, Subject
+from reactivex.subject import ReplaySubject, Subject
 
 from ._isolate import isolated
+from ._outcome import Outcome
 from ._publisher import Publisher
 from ._subscriptions import Subscription, SubscriptionRegistry
 from .engine import BrokerLimits, Engine
@@ -502,11 +503,9 @@ class Connection:
                     f"payload: the PUBLISH would be about {approx_packet} bytes, over the "
                     f"broker's maximum packet size of {limits.maximum_packet_size}"
                 )
-        result: AsyncSubject[PublishResult] = AsyncSubject()
+        result: Outcome[PublishResult] = Outcome()
         self._call_on_loop(self._publisher.publish, message, result)
-        # An AsyncSubject emits at most one value and completes, so take(1) added nothing but
-        # an operator chain per publish; isolated() already hides the subject's observer side.
-        return isolated(result)
+        return result
 
     # ------------------------------------------------------------------ reconnect loop
 
