@@ -1,19 +1,13 @@
-"""``Connection``: the engine, the reconnect policy and the offline queue composed into streams.
-
-Everything runs on one asyncio loop (the Qt GUI thread under qasync); every stream emits there.
-The reconnect loop is an Rx pipeline: one connection attempt is an observable that emits
-``Connected`` and errors when the attempt fails or the link is lost, and
-:func:`rxmqtt.operators.retry_with_backoff` resubscribes to it per the :class:`ReconnectPolicy`.
-"""
+"""``Connection``: the engine, the reconnect loop, the subscriptions and the publisher composed
+into streams. Everything runs on one asyncio loop (the Qt GUI thread under qasync); every stream
+emits there; ``lifecycle`` is the source the other streams derive from."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future as ThreadFuture
 from types import TracebackType
 from typing import Any, Self
 
@@ -25,71 +19,41 @@ from reactivex.scheduler import ImmediateScheduler
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 from reactivex.subject import ReplaySubject, Subject
 
-from ._isolate import isolated
-from ._outcome import Outcome
-from ._publisher import Publisher
-from ._subscriptions import Subscription, SubscriptionRegistry
-from .engine import BrokerLimits, Engine
-from .errors import RetriesExhausted, SubscribeError
-from .lifecycle import (
+from .._isolate import isolated
+from .._outcome import Outcome
+from .._publisher import Publisher
+from .._subscriptions import Subscription, SubscriptionRegistry
+from ..engine import BrokerLimits, Engine
+from ..errors import SubscribeError
+from ..lifecycle import (
     Closed,
     Connected,
     ConnectFailed,
-    Connecting,
     ConnectionState,
     Disconnect,
     Disconnected,
     DisconnectSource,
-    GaveUp,
     LifecycleEvent,
     SessionLost,
     next_state,
 )
-from .message import NO_PROPERTIES, Message, PublishProperties, PublishResult, check_qos
-from .operators import RetryAttempt, retry_with_backoff
-from .policies import (
+from ..message import Message, PublishProperties, PublishResult, check_qos
+from ..policies import (
     PublishRetry,
     QueuePolicy,
-    ReasonPacket,
     ReconnectPolicy,
 )
-from .queue import DroppedMessage, QueueStats
-from .settings import ConnectionSettings
-from .topics import validate_filter, validate_topic
+from ..queue import DroppedMessage, QueueStats
+from ..settings import ConnectionSettings
+from ..topics import validate_filter
+from ._publish_arguments import message_from_arguments
+from ._reconnect_loop import ReconnectLoop
+from ._thread_runner import ThreadRunner
 
 log = logging.getLogger("rxmqtt.connection")
 
 _HOUSEKEEPING_INTERVAL = 1.0
 """Seconds between sweeps of expired queued messages and flushes of a persistent store."""
-
-
-class _AttemptEnded(Exception):
-    """The error one attempt observable ends with: the attempt failed or the link was lost."""
-
-    def __init__(self, disconnect: Disconnect, *, was_connected: bool) -> None:
-        super().__init__(str(disconnect))
-        self.disconnect = disconnect
-        self.was_connected = was_connected
-
-
-def _as_payload(payload: object) -> bytes:
-    if isinstance(payload, bytes):
-        return payload
-    if isinstance(payload, bytearray | memoryview):
-        try:
-            return bytes(payload)
-        except ValueError as exc:  # a released memoryview
-            raise ValueError(f"payload: {exc}") from None
-    if isinstance(payload, str):
-        try:
-            return payload.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(
-                "payload: a str payload must be valid UTF-8 (lone surrogate)"
-            ) from None
-    raise TypeError(
-        f"payload: must be bytes, bytearray, memoryview or str, got {type(payload).__name__}"
-    )
 
 
 class Connection:
@@ -120,8 +84,6 @@ class Connection:
                 f"publish_retry: must be a PublishRetry, got {type(publish_retry).__name__}"
             )
         self._settings = settings
-        self._reconnect = reconnect or ReconnectPolicy()
-        self._endpoints = settings.all_endpoints()
 
         self._lifecycle: Subject[LifecycleEvent] = Subject()
         # Immediate delivery: the state is current before any other lifecycle subscriber runs.
@@ -144,6 +106,7 @@ class Connection:
             on_dropped=self._dropped.on_next,
             on_stats=self._stats.on_next,
         )
+        self._reconnect_loop = ReconnectLoop(settings, reconnect or ReconnectPolicy(), self._emit)
         self._subscriptions = SubscriptionRegistry()
         self._unsubscribe_later: set[str] = set()
 
@@ -151,14 +114,6 @@ class Connection:
         self._loop_thread: int | None = None
         self._scheduler: AsyncIOScheduler | None = None
         self._engine: Engine | None = None
-        self._attempt_observer: abc.ObserverBase[Connected] | None = None
-        self._reconnect_subscription: abc.DisposableBase | None = None
-        self._attempts_since_connected = 0
-        self._endpoint_index = 0
-        self._round_failures = 0
-        """Endpoints that failed since the retry loop last (re)subscribed: a backoff step is a
-        round over every endpoint, so failing over to the next one costs no extra wait."""
-        self._ever_connected = False
         self._closed = False
         self._housekeeping: asyncio.TimerHandle | None = None
         self._thread_runner: ThreadRunner | None = None
@@ -206,7 +161,8 @@ class Connection:
     @property
     def broker_limits(self) -> BrokerLimits | None:
         """What the broker's last CONNACK said about itself, once connected."""
-        return self._engine.limits if self._engine is not None and self._ever_connected else None
+        engine = self._engine
+        return engine.limits if engine is not None and self._reconnect_loop.ever_connected else None
 
     @property
     def scheduler(self) -> AsyncIOScheduler | None:
@@ -238,29 +194,12 @@ class Connection:
         self._engine = Engine(self._settings, loop, self)
         self._publisher.attach(self._engine, loop.call_later)
         self._housekeeping = loop.call_later(_HOUSEKEEPING_INTERVAL, self._tidy)
-        self._start_reconnect_loop()
+        self._reconnect_loop.start(self._engine, self._scheduler)
 
     def _tidy(self) -> None:
         self._publisher.housekeeping()
         assert self._loop is not None
         self._housekeeping = self._loop.call_later(_HOUSEKEEPING_INTERVAL, self._tidy)
-
-    def _start_reconnect_loop(self) -> None:
-        policy = self._reconnect
-        self._reconnect_subscription = (
-            self._attempt()
-            .pipe(
-                retry_with_backoff(
-                    policy.backoff,
-                    policy.max_attempts,
-                    self._is_retriable,
-                    self._scheduler,
-                    reset_after=policy.reset_after,
-                    on_retry=self._on_retry,
-                )
-            )
-            .subscribe(on_error=self._on_gave_up, scheduler=self._scheduler)
-        )
 
     def configure(
         self, *, reconnect: ReconnectPolicy | None = None, queue: QueuePolicy | None = None
@@ -286,13 +225,7 @@ class Connection:
         if queue is not None:
             self._publisher.set_policy(queue)
         if reconnect is not None:
-            self._reconnect = reconnect
-            if self._reconnect_subscription is not None:
-                self._reconnect_subscription.dispose()
-                self._reconnect_subscription = None
-                self._attempt_observer = None
-            if self._engine is not None:
-                self._start_reconnect_loop()
+            self._reconnect_loop.set_policy(reconnect)
 
     async def close(self) -> None:
         """Close for good: DISCONNECT (so the broker discards the Will), error what is still
@@ -312,10 +245,7 @@ class Connection:
 
     def _finish_close(self, *, was_connected: bool) -> None:
         self._closed = True
-        if self._reconnect_subscription is not None:
-            self._reconnect_subscription.dispose()
-            self._reconnect_subscription = None
-        self._attempt_observer = None
+        self._reconnect_loop.stop()
         if self._engine is not None:
             self._engine.close(send_disconnect=True)
             self._engine.forget_in_flight()
@@ -467,165 +397,39 @@ class Connection:
 
         While offline the message waits in the offline queue. Callable from any thread.
         """
-        topic = validate_topic(topic)
-        qos = check_qos(qos)
-        if not isinstance(retain, bool):
-            raise TypeError(f"retain: must be a bool, got {type(retain).__name__}")
-        data = _as_payload(payload)
-        if properties is None:
-            properties = NO_PROPERTIES
-        elif not isinstance(properties, PublishProperties):
-            raise TypeError(
-                f"properties: must be a PublishProperties, got {type(properties).__name__}"
-            )
-        if message_expiry_interval is not None:
-            if isinstance(message_expiry_interval, bool) or not isinstance(
-                message_expiry_interval, int
-            ):
-                raise TypeError(
-                    "message_expiry_interval: must be an int (whole seconds), "
-                    f"got {type(message_expiry_interval).__name__}"
-                )
-            if not 0 <= message_expiry_interval <= 0xFFFFFFFF:
-                raise ValueError(
-                    "message_expiry_interval: must be whole seconds in 0..4294967295, "
-                    f"got {message_expiry_interval!r}"
-                )
-            properties = dataclasses.replace(
-                properties, message_expiry_interval=message_expiry_interval
-            )
-        message = Message(topic, data, qos, retain, properties)
-        limits = self.broker_limits
-        if limits is not None and limits.maximum_packet_size is not None:
-            approx_packet = message.size + 16
-            if approx_packet > limits.maximum_packet_size:
-                raise ValueError(
-                    f"payload: the PUBLISH would be about {approx_packet} bytes, over the "
-                    f"broker's maximum packet size of {limits.maximum_packet_size}"
-                )
+        message = message_from_arguments(
+            topic, payload, qos, retain, properties, message_expiry_interval, self.broker_limits
+        )
         result: Outcome[PublishResult] = Outcome()
         self._call_on_loop(self._publisher.publish, message, result)
         return result
-
-    # ------------------------------------------------------------------ reconnect loop
-
-    def _attempt(self) -> Observable[Connected]:
-        """One connection attempt as an observable: emits ``Connected`` on CONNACK success,
-        errors with ``_AttemptEnded`` when the attempt fails or the link is later lost."""
-
-        def subscribe(
-            observer: abc.ObserverBase[Connected], scheduler: abc.SchedulerBase | None = None
-        ) -> abc.DisposableBase:
-            engine = self._engine
-            assert engine is not None
-            self._attempt_observer = observer
-
-            def dispose() -> None:
-                if self._attempt_observer is observer:
-                    self._attempt_observer = None
-
-            if engine.connected:  # a new policy adopts the live connection
-                observer.on_next(Connected(engine.session_present, str(engine.endpoint)))
-            elif not engine.attempt_in_progress:  # (or adopts the attempt under way)
-                self._round_failures = 0
-                self._open_attempt()
-            return Disposable(dispose)
-
-        return reactivex.create(subscribe)
-
-    def _open_attempt(self) -> None:
-        engine = self._engine
-        assert engine is not None
-        self._attempts_since_connected += 1
-        endpoint = self._endpoints[self._endpoint_index % len(self._endpoints)]
-        self._emit(Connecting(self._attempts_since_connected, str(endpoint)))
-        clean_start = self._settings.clean_start and not self._ever_connected
-        engine.open(endpoint, clean_start=clean_start)
-
-    def _is_retriable(self, error: Exception) -> bool:
-        if not isinstance(error, _AttemptEnded):
-            return False
-        if error.disconnect.fatal:
-            return False
-        return self._ever_connected or self._reconnect.retry_first_connect
-
-    def _with_fatality(self, disconnect: Disconnect, packet: ReasonPacket) -> Disconnect:
-        fatal = disconnect.fatal or (
-            disconnect.source is DisconnectSource.SERVER
-            and self._reconnect.is_fatal_in(disconnect.reason_code, packet)
-        )
-        return dataclasses.replace(disconnect, fatal=fatal)
-
-    def _on_retry(self, attempt: RetryAttempt) -> None:
-        error = attempt.error
-        assert isinstance(error, _AttemptEnded)
-        self._emit(_failure_event(error, self._attempts_since_connected, attempt.delay))
-
-    def _on_gave_up(self, error: Exception) -> None:
-        if isinstance(error, RetriesExhausted):
-            ended = error.last_error
-            reason = f"gave up after {error.attempts} retries"
-        else:
-            ended = error
-            reason = "fatal"
-        if not isinstance(ended, _AttemptEnded):
-            log.error("reconnect loop failed unexpectedly", exc_info=ended)
-            self._emit(GaveUp(f"internal error: {ended!r}"))
-            return
-        if reason == "fatal" and not ended.disconnect.fatal:
-            reason = "the first connection failed and retry_first_connect is False"
-        self._emit(_failure_event(ended, self._attempts_since_connected, None))
-        self._emit(GaveUp(f"{reason}: {ended.disconnect}", ended.disconnect))
 
     # ------------------------------------------------------------------ engine handler
 
     def on_connack(self, session_present: bool, limits: BrokerLimits) -> None:
         assert self._engine is not None
-        endpoint = self._engine.endpoint
-        had_session = self._ever_connected
-        self._ever_connected = True
-        self._attempts_since_connected = 0
-        self._emit(Connected(session_present, str(endpoint)))
+        connected = Connected(session_present, str(self._engine.endpoint))
+        had_connected = self._reconnect_loop.connected()
+        self._emit(connected)
         self._subscriptions.connected()
         if not session_present:
             self._subscriptions.session_lost()
             self._unsubscribe_later.clear()
-            if had_session and self._settings.session_expiry > 0:
+            if had_connected and self._settings.session_expiry > 0:
                 self._emit(SessionLost())
         if self._unsubscribe_later:
             self._engine.unsubscribe(sorted(self._unsubscribe_later))
             self._unsubscribe_later.clear()
         self._send_subscribe()
         self._publisher.connected()
-        observer = self._attempt_observer
-        if observer is not None:
-            observer.on_next(Connected(session_present, str(endpoint)))
+        self._reconnect_loop.adopt(connected)
 
     def on_connect_failed(self, disconnect: Disconnect) -> None:
-        self._endpoint_index += 1
-        self._round_failures += 1
-        ended = _AttemptEnded(self._with_fatality(disconnect, "CONNACK"), was_connected=False)
-        if (
-            not ended.disconnect.fatal
-            and self._round_failures < len(self._endpoints)
-            and self._attempt_observer is not None
-        ):
-            # Fail over at once: the backoff waits between rounds over all endpoints.
-            self._emit(_failure_event(ended, self._attempts_since_connected, 0.0))
-            self._open_attempt()
-            return
-        self._end_attempt(ended)
+        self._reconnect_loop.connect_failed(disconnect)
 
     def on_connection_lost(self, disconnect: Disconnect) -> None:
         self._publisher.link_lost()
-        self._end_attempt(
-            _AttemptEnded(self._with_fatality(disconnect, "DISCONNECT"), was_connected=True)
-        )
-
-    def _end_attempt(self, error: _AttemptEnded) -> None:
-        observer, self._attempt_observer = self._attempt_observer, None
-        if observer is not None:
-            observer.on_error(error)
+        self._reconnect_loop.connection_lost(disconnect)
 
     def on_message(self, message: Message) -> None:
         self._subscriptions.dispatch(message)
@@ -667,63 +471,3 @@ def _disconnect_of(event: LifecycleEvent) -> Observable[Disconnect]:
     if isinstance(event, Disconnected | ConnectFailed):
         return reactivex.just(event.disconnect)
     return reactivex.empty()
-
-
-def _failure_event(
-    error: _AttemptEnded, attempt: int, retry_in: float | None
-) -> ConnectFailed | Disconnected:
-    disconnect = error.disconnect
-    if error.was_connected:
-        return Disconnected(disconnect, retry_in)
-    return ConnectFailed(disconnect.reason_code, disconnect.reason, attempt, retry_in, disconnect)
-
-
-class ThreadRunner:
-    """Runs a connection on a private loop in a daemon thread (see
-    :meth:`Connection.start_in_thread`); ``stop()`` closes it and joins the thread."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
-        self._loop = asyncio.new_event_loop()
-        started: ThreadFuture[None] = ThreadFuture()
-        self._thread = threading.Thread(
-            target=self._run, args=(started,), name="rxmqtt-loop", daemon=True
-        )
-        self._thread.start()
-        started.result()
-
-    def _run(self, started: ThreadFuture[None]) -> None:
-        asyncio.set_event_loop(self._loop)
-
-        def begin() -> None:
-            try:
-                self._connection.start()
-            except BaseException as exc:
-                started.set_exception(exc)
-            else:
-                started.set_result(None)
-
-        self._loop.call_soon(begin)
-        self._loop.run_forever()
-        self._loop.close()
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        return self._loop
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Close the connection and stop the thread."""
-        if not self._thread.is_alive():
-            return
-        future = asyncio.run_coroutine_threadsafe(self._connection.close(), self._loop)
-        try:
-            future.result(timeout)
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -1,0 +1,238 @@
+"""The reconnect loop: the :class:`ReconnectPolicy` applied to the engine as an Rx pipeline.
+
+One connection attempt is an observable that emits ``Connected`` on CONNACK success and errors
+with ``AttemptEnded`` when the attempt fails or the link is later lost;
+:func:`rxmqtt.operators.retry_with_backoff` re-subscribes to it as the policy says. Within one
+backoff round every endpoint is tried at once (failover costs no extra wait).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+
+import reactivex
+from reactivex import Observable, abc
+from reactivex.disposable import Disposable
+from reactivex.scheduler.eventloop import AsyncIOScheduler
+
+from ..engine import Engine
+from ..errors import RetriesExhausted
+from ..lifecycle import (
+    Connected,
+    ConnectFailed,
+    Connecting,
+    Disconnect,
+    Disconnected,
+    DisconnectSource,
+    GaveUp,
+    LifecycleEvent,
+)
+from ..operators import RetryAttempt, retry_with_backoff
+from ..policies import ReasonPacket, ReconnectPolicy
+from ..settings import ConnectionSettings
+
+log = logging.getLogger("rxmqtt.connection")
+
+
+class AttemptEnded(Exception):
+    """The error one attempt observable ends with: the attempt failed or the link was lost."""
+
+    def __init__(self, disconnect: Disconnect, *, was_connected: bool) -> None:
+        super().__init__(str(disconnect))
+        self.disconnect = disconnect
+        self.was_connected = was_connected
+
+
+class ReconnectLoop:
+    """Opens connection attempts on the engine and retries them per the policy, reporting each
+    step (``Connecting``, ``ConnectFailed``, ``Disconnected`` with its retry delay, ``GaveUp``)
+    through ``emit``. The connection tells it what the engine reported."""
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        policy: ReconnectPolicy,
+        emit: Callable[[LifecycleEvent], None],
+    ) -> None:
+        self._policy = policy
+        self._endpoints = settings.all_endpoints()
+        self._clean_start = settings.clean_start
+        self._emit = emit
+        self._engine: Engine | None = None
+        self._scheduler: AsyncIOScheduler | None = None
+        self._attempt_observer: abc.ObserverBase[Connected] | None = None
+        self._subscription: abc.DisposableBase | None = None
+        self._attempts_since_connected = 0
+        self._endpoint_index = 0
+        self._round_failures = 0
+        """Endpoints that failed since the retry loop last (re)subscribed: a backoff step is a
+        round over every endpoint, so failing over to the next one costs no extra wait."""
+        self._ever_connected = False
+
+    @property
+    def ever_connected(self) -> bool:
+        """Whether any attempt reached CONNACK success."""
+        return self._ever_connected
+
+    # ------------------------------------------------------------------ control
+
+    def start(self, engine: Engine, scheduler: AsyncIOScheduler) -> None:
+        """Begin attempting on ``engine``; the backoff waits run on ``scheduler``."""
+        self._engine = engine
+        self._scheduler = scheduler
+        self._subscribe()
+
+    def set_policy(self, policy: ReconnectPolicy) -> None:
+        """Take over with ``policy`` now: a live connection or an attempt under way is adopted,
+        a pending backoff wait is cut short, and a loop that gave up starts again."""
+        self._policy = policy
+        self.stop()
+        if self._engine is not None:
+            self._subscribe()
+
+    def stop(self) -> None:
+        """Stop retrying (the engine is left as it is)."""
+        if self._subscription is not None:
+            self._subscription.dispose()
+            self._subscription = None
+        self._attempt_observer = None
+
+    def _subscribe(self) -> None:
+        policy = self._policy
+        self._subscription = (
+            self._attempt()
+            .pipe(
+                retry_with_backoff(
+                    policy.backoff,
+                    policy.max_attempts,
+                    self._is_retriable,
+                    self._scheduler,
+                    reset_after=policy.reset_after,
+                    on_retry=self._on_retry,
+                )
+            )
+            .subscribe(on_error=self._on_gave_up, scheduler=self._scheduler)
+        )
+
+    # ------------------------------------------------------------------ what the engine said
+
+    def connected(self) -> bool:
+        """CONNACK success; returns whether an earlier connection had succeeded. Call
+        :meth:`adopt` once the connection has done its own CONNACK work."""
+        had_connected = self._ever_connected
+        self._ever_connected = True
+        self._attempts_since_connected = 0
+        return had_connected
+
+    def adopt(self, event: Connected) -> None:
+        """Hand the successful attempt to the retry pipeline (which resets its backoff)."""
+        observer = self._attempt_observer
+        if observer is not None:
+            observer.on_next(event)
+
+    def connect_failed(self, disconnect: Disconnect) -> None:
+        """The attempt ended before CONNACK success: fail over, or end the attempt."""
+        self._endpoint_index += 1
+        self._round_failures += 1
+        ended = AttemptEnded(self._with_fatality(disconnect, "CONNACK"), was_connected=False)
+        if (
+            not ended.disconnect.fatal
+            and self._round_failures < len(self._endpoints)
+            and self._attempt_observer is not None
+        ):
+            # Fail over at once: the backoff waits between rounds over all endpoints.
+            self._emit(_failure_event(ended, self._attempts_since_connected, 0.0))
+            self._open_attempt()
+            return
+        self._end_attempt(ended)
+
+    def connection_lost(self, disconnect: Disconnect) -> None:
+        """An established connection ended."""
+        self._end_attempt(
+            AttemptEnded(self._with_fatality(disconnect, "DISCONNECT"), was_connected=True)
+        )
+
+    # ------------------------------------------------------------------ the attempt observable
+
+    def _attempt(self) -> Observable[Connected]:
+        """One connection attempt as an observable: emits ``Connected`` on CONNACK success,
+        errors with ``AttemptEnded`` when the attempt fails or the link is later lost."""
+
+        def subscribe(
+            observer: abc.ObserverBase[Connected], scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            engine = self._engine
+            assert engine is not None
+            self._attempt_observer = observer
+
+            def dispose() -> None:
+                if self._attempt_observer is observer:
+                    self._attempt_observer = None
+
+            if engine.connected:  # a new policy adopts the live connection
+                observer.on_next(Connected(engine.session_present, str(engine.endpoint)))
+            elif not engine.attempt_in_progress:  # (or adopts the attempt under way)
+                self._round_failures = 0
+                self._open_attempt()
+            return Disposable(dispose)
+
+        return reactivex.create(subscribe)
+
+    def _open_attempt(self) -> None:
+        engine = self._engine
+        assert engine is not None
+        self._attempts_since_connected += 1
+        endpoint = self._endpoints[self._endpoint_index % len(self._endpoints)]
+        self._emit(Connecting(self._attempts_since_connected, str(endpoint)))
+        engine.open(endpoint, clean_start=self._clean_start and not self._ever_connected)
+
+    def _end_attempt(self, error: AttemptEnded) -> None:
+        observer, self._attempt_observer = self._attempt_observer, None
+        if observer is not None:
+            observer.on_error(error)
+
+    def _is_retriable(self, error: Exception) -> bool:
+        if not isinstance(error, AttemptEnded):
+            return False
+        if error.disconnect.fatal:
+            return False
+        return self._ever_connected or self._policy.retry_first_connect
+
+    def _with_fatality(self, disconnect: Disconnect, packet: ReasonPacket) -> Disconnect:
+        fatal = disconnect.fatal or (
+            disconnect.source is DisconnectSource.SERVER
+            and self._policy.is_fatal_in(disconnect.reason_code, packet)
+        )
+        return dataclasses.replace(disconnect, fatal=fatal)
+
+    def _on_retry(self, attempt: RetryAttempt) -> None:
+        error = attempt.error
+        assert isinstance(error, AttemptEnded)
+        self._emit(_failure_event(error, self._attempts_since_connected, attempt.delay))
+
+    def _on_gave_up(self, error: Exception) -> None:
+        if isinstance(error, RetriesExhausted):
+            ended = error.last_error
+            reason = f"gave up after {error.attempts} retries"
+        else:
+            ended = error
+            reason = "fatal"
+        if not isinstance(ended, AttemptEnded):
+            log.error("reconnect loop failed unexpectedly", exc_info=ended)
+            self._emit(GaveUp(f"internal error: {ended!r}"))
+            return
+        if reason == "fatal" and not ended.disconnect.fatal:
+            reason = "the first connection failed and retry_first_connect is False"
+        self._emit(_failure_event(ended, self._attempts_since_connected, None))
+        self._emit(GaveUp(f"{reason}: {ended.disconnect}", ended.disconnect))
+
+
+def _failure_event(
+    error: AttemptEnded, attempt: int, retry_in: float | None
+) -> ConnectFailed | Disconnected:
+    disconnect = error.disconnect
+    if error.was_connected:
+        return Disconnected(disconnect, retry_in)
+    return ConnectFailed(disconnect.reason_code, disconnect.reason, attempt, retry_in, disconnect)
