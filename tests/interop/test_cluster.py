@@ -37,6 +37,7 @@ from rxmqtt import (
     ReconnectPolicy,
     SessionLost,
     SubscribeError,
+    Will,
 )
 from rxmqtt.testing import FaultProxy
 from rxmqtt.testing.ejabberd import EjabberdBroker, EjabberdCluster
@@ -172,6 +173,7 @@ async def test_session_moves_to_the_other_node_when_only_the_link_fails(
     px0 = FaultProxy(n0.host, n0.port).start()
     px1 = FaultProxy(n1.host, n1.port).start()
     proxies += [px0, px1]
+    gone_topic = f"mv-gone/{client_id('will')}"
     settings = ConnectionSettings(
         host=px0.host,
         port=px0.port,
@@ -181,20 +183,24 @@ async def test_session_moves_to_the_other_node_when_only_the_link_fails(
         clean_start=False,
         username=n0.username,
         password=n0.password,
+        will=Will(gone_topic, b"gone", qos=1),
     )
     conn = Connection(settings, reconnect=FAST)
     events: Recorder[LifecycleEvent] = Recorder(conn.lifecycle)
     got: Recorder[Message] = Recorder(conn.messages("mv/#", qos=1))
     async with conn, _on(n1, "pub") as pub:
+        gone: Recorder[Message] = Recorder(pub.messages(gone_topic, qos=1))
         await conn.wait_for(ConnectionState.CONNECTED, 10)
         await pub.wait_for(ConnectionState.CONNECTED, 10)
         await until_delivered(pub, got, "mv/before")
+        await until_delivered(conn, gone, gone_topic)
 
         px1.refuse()
         px0.refuse()
         px0.reset()
         await conn.wait_for(ConnectionState.RECONNECTING, 5)
-        await asyncio.sleep(0.2)
+        # n0 publishes the Will once it noticed the link is gone: the session is offline there.
+        await gone.wait_for_item(lambda m: m.payload == b"gone", 10)
         for i in range(5):
             result = await pub.publish("mv/queued", str(i).encode(), qos=1)
             assert result.reason_code == 0x00, "the offline session on n0 matches"

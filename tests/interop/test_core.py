@@ -130,18 +130,26 @@ async def test_persistent_session_survives_a_client_reconnect(
     was queued, once each."""
     proxy = broker.proxy()
     proxies.append(proxy)
-    settings = broker.settings_via(proxy, "ps", session_expiry=60, clean_start=False)
+    gone_topic = f"ps-gone/{client_id('will')}"
+    settings = broker.settings_via(
+        proxy, "ps", session_expiry=60, clean_start=False, will=Will(gone_topic, b"gone", qos=1)
+    )
     async with Connection(settings, reconnect=FAST) as sub, broker.connection("pub") as pub:
         events: Recorder[LifecycleEvent] = Recorder(sub.lifecycle)
         got: Recorder[Message] = Recorder(sub.messages("ps/#", qos=1))
+        gone: Recorder[Message] = Recorder(pub.messages(gone_topic, qos=1))
         await sub.wait_for(ConnectionState.CONNECTED, 10)
         await pub.wait_for(ConnectionState.CONNECTED, 10)
         await until_delivered(pub, got, "ps/probe")
+        await until_delivered(sub, gone, gone_topic)
 
         proxy.refuse()
         proxy.reset()
         await sub.wait_for(ConnectionState.RECONNECTING, 10)
-        await _until_broker_forgets_the_link(broker, pub)
+        # The broker publishes the Will once it has noticed the link is gone: from then on the
+        # session is offline and what is published for it is queued, not written to a dead
+        # socket (the path this test is about).
+        await gone.wait_for_item(lambda m: m.payload == b"gone", 10)
         for i in range(5):
             result = await pub.publish("ps/queued", str(i).encode(), qos=1)
             assert result.reason_code == 0x00, "the offline session still matches"
@@ -159,13 +167,6 @@ async def test_persistent_session_survives_a_client_reconnect(
         await until_delivered(pub, got, "ps/marker")
         queued = [m.payload for m in got.items if m.topic == "ps/queued"]
         assert queued == [b"0", b"1", b"2", b"3", b"4"]
-
-
-async def _until_broker_forgets_the_link(broker: InteropBroker, pub: Connection) -> None:
-    """Give the broker a moment to notice the RST (publishing to a session still marked online
-    would be delivered into a dead socket; both brokers then keep it queued, but we want the
-    offline path)."""
-    await asyncio.sleep(0.2)
 
 
 async def test_will_on_ungraceful_loss_not_on_close(
@@ -240,7 +241,8 @@ async def test_session_taken_over_by_the_same_client_id(broker: InteropBroker) -
             if lost.disconnect.reason_code == 0x8E:
                 assert lost.disconnect.fatal
                 await first.wait_for(ConnectionState.FAILED, 10)
-                await asyncio.sleep(0.3)
+                # a FAILED connection never retries; a round trip shows the second undisturbed
+                await second.publish("twin/alive", b"1", qos=1)
                 assert second.state is ConnectionState.CONNECTED, "no takeover fight"
             else:
                 assert not lost.disconnect.fatal
