@@ -11,19 +11,17 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Self
+from typing import Any, ClassVar, Self
 
+from rxmqtt.testing._process import LOOPBACK as LOOPBACK
+from rxmqtt.testing._process import BrokerProcess, BrokerStartError, Processes, free_port
 from rxmqtt.testing.certs import TlsFiles
 
 __all__ = [
@@ -35,17 +33,12 @@ __all__ = [
     "free_port",
 ]
 
-LOOPBACK = "127.0.0.1"
 _INSTALL_HINT = "install it with: apt-get install -y mosquitto (Debian/Ubuntu package 'mosquitto')"
 _BIND_FAILURE_MARKERS = ("Address already in use", "Error: Unable to bind")
 
 
 class MosquittoNotFoundError(RuntimeError):
     """The ``mosquitto`` (or ``mosquitto_passwd``) executable is not installed."""
-
-
-class BrokerStartError(RuntimeError):
-    """Mosquitto exited or did not accept connections in time; the message carries its log."""
 
 
 @dataclass(frozen=True)
@@ -115,42 +108,16 @@ def find_mosquitto(name: str = "mosquitto") -> str:
     raise MosquittoNotFoundError(f"{name} executable not found; {_INSTALL_HINT}")
 
 
-def free_port(host: str = LOOPBACK) -> int:
-    """A TCP port that was free a moment ago (bind port 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class _Processes:
-    """Mutable holder for the cleanup finalizer (it must not reference the broker itself)."""
-
-    def __init__(self, temp_dir: Path) -> None:
-        self.temp_dir = temp_dir
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.output: IO[bytes] | None = None
-
-    def cleanup(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
-        if self.output is not None:
-            self.output.close()
-            self.output = None
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
-
-
-class MosquittoBroker:
+class MosquittoBroker(BrokerProcess[BrokerConfig]):
     """One Mosquitto process, listening only on 127.0.0.1, with its own temp dir.
 
     ``start()`` picks a free port (retrying if Mosquitto loses the race for it) and returns once
     the port accepts connections; ``restart()`` reuses the port and the data dir. Use as a
     context manager, or call ``close()``, which kills the process and removes the temp dir.
     """
+
+    _program: ClassVar[str] = "mosquitto"
+    _console_name: ClassVar[str] = "mosquitto.out"
 
     def __init__(
         self,
@@ -162,55 +129,19 @@ class MosquittoBroker:
         **config_kwargs: Any,
     ) -> None:
         base = config or BrokerConfig()
-        self._config = replace(base, **config_kwargs) if config_kwargs else base
+        merged = replace(base, **config_kwargs) if config_kwargs else base
         self._executable = executable
-        self._fixed_port = port
-        self._port: int | None = port
-        self._startup_timeout = startup_timeout
-        self._lock = threading.RLock()
-        self._closed = False
         temp_dir = Path(tempfile.mkdtemp(prefix="rxmqtt-mosquitto-"))
-        self._temp_dir = temp_dir
         self._data_dir = temp_dir / "data"
         self._data_dir.mkdir()
-        self._procs = _Processes(temp_dir)
-        self._finalizer = weakref.finalize(self, self._procs.cleanup)
-        self._starts = 0
+        super().__init__(merged, Processes(temp_dir), port=port, startup_timeout=startup_timeout)
 
     # ----------------------------------------------------------------- properties
-
-    @property
-    def config(self) -> BrokerConfig:
-        """The configuration this broker runs with."""
-        return self._config
-
-    @property
-    def host(self) -> str:
-        """Always ``"127.0.0.1"``: the broker never listens on other interfaces."""
-        return LOOPBACK
-
-    @property
-    def port(self) -> int:
-        """The listening port (fixed after the first successful start)."""
-        if self._port is None:
-            raise RuntimeError("the broker has not been started yet; call start()")
-        return self._port
-
-    @property
-    def url(self) -> str:
-        """``mqtt://127.0.0.1:<port>``, or ``mqtts://`` when TLS is configured."""
-        scheme = "mqtts" if self._config.tls is not None else "mqtt"
-        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def tls(self) -> bool:
         """Whether the listener speaks TLS."""
         return self._config.tls is not None
-
-    @property
-    def temp_dir(self) -> Path:
-        """Private directory holding config, log, password file and ``data_dir``."""
-        return self._temp_dir
 
     @property
     def data_dir(self) -> Path:
@@ -233,22 +164,10 @@ class MosquittoBroker:
         proc = self._procs.proc
         return proc.pid if proc is not None and proc.poll() is None else None
 
-    @property
-    def is_running(self) -> bool:
-        """Whether the Mosquitto process is alive."""
-        proc = self._procs.proc
-        return proc is not None and proc.poll() is None
-
-    @property
-    def returncode(self) -> int | None:
-        """Exit code of the last process once it has exited (negative: killed by a signal)."""
-        proc = self._procs.proc
-        return None if proc is None else proc.poll()
-
     def log_text(self) -> str:
         """Mosquitto's log plus anything it wrote to stdout/stderr, for diagnosing failures."""
         parts = []
-        for path in (self.log_path, self._temp_dir / "mosquitto.out"):
+        for path in (self.log_path, self._console_path):
             with contextlib.suppress(OSError):
                 text = path.read_text(errors="replace")
                 if text:
@@ -269,18 +188,17 @@ class MosquittoBroker:
             attempts = 5
             last_error: Exception | None = None
             for _ in range(attempts):
-                if self._port is None or (self._starts == 0 and self._fixed_port is None):
-                    self._port = free_port()
+                self._pick_port()
                 log_offset = self._log_size()
                 self._write_config()
-                self._spawn(executable)
+                self._launch([executable, "-c", str(self.config_path)], cwd=self._temp_dir)
                 try:
                     self.wait_ready(self._startup_timeout)
                 except BrokerStartError as exc:
                     last_error = exc
                     if not self._bind_failed(log_offset):
                         raise
-                    self._reap()
+                    self._procs.kill()
                     if self._starts > 0 or self._fixed_port is not None:
                         # Same port required (restart): give the old socket a moment.
                         time.sleep(0.05)
@@ -295,14 +213,7 @@ class MosquittoBroker:
         """Poll-connect to the port until it accepts, the process dies, or ``timeout`` passes."""
         deadline = time.monotonic() + timeout
         while True:
-            proc = self._procs.proc
-            if proc is None:
-                raise BrokerStartError("mosquitto is not running (start() was not called)")
-            code = proc.poll()
-            if code is not None:
-                raise BrokerStartError(
-                    f"mosquitto exited with code {code} during startup; log:\n{self.log_text()}"
-                )
+            proc = self._started_proc()
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.5):
                     pass
@@ -322,99 +233,14 @@ class MosquittoBroker:
 
         Falls back to SIGKILL after ``timeout``. Returns the exit code (None if not running).
         """
-        with self._lock:
-            proc = self._procs.proc
-            if proc is None:
-                return None
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
-            return proc.returncode
-
-    def kill(self) -> int | None:
-        """Crash the broker: SIGKILL, no persistence save, no goodbye to clients."""
-        with self._lock:
-            proc = self._procs.proc
-            if proc is None:
-                return None
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                proc.wait(timeout=5)
-            return proc.returncode
-
-    def restart(self, graceful: bool = True, timeout: float = 10.0) -> Self:
-        """Stop (SIGTERM) or kill (SIGKILL), then start again on the same port and data dir."""
-        with self._lock:
-            if graceful:
-                self.stop(timeout)
-            else:
-                self.kill()
-            return self.start()
-
-    def close(self) -> None:
-        """Kill any process left and remove the temp dir. Idempotent."""
-        with self._lock:
-            self._closed = True
-            self._finalizer()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        state = "running" if self.is_running else "stopped"
-        port = self._port if self._port is not None else "?"
-        return f"<MosquittoBroker {self.host}:{port} {state} pid={self.pid}>"
+        return self._stop(timeout)
 
     # ----------------------------------------------------------------- internals
 
-    def _log_size(self) -> int:
-        try:
-            return self.log_path.stat().st_size
-        except OSError:
-            return 0
-
     def _bind_failed(self, log_offset: int) -> bool:
-        try:
-            with self.log_path.open("rb") as fh:
-                fh.seek(log_offset)
-                text = fh.read().decode(errors="replace")
-        except OSError:
-            text = ""
-        with contextlib.suppress(OSError):
-            text += (self._temp_dir / "mosquitto.out").read_text(errors="replace")
+        """Whether the failed start lost the race for its port (worth retrying on another)."""
+        text = self._output_since(log_offset)
         return any(marker in text for marker in _BIND_FAILURE_MARKERS)
-
-    def _reap(self) -> None:
-        proc = self._procs.proc
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=5)
-
-    def _spawn(self, executable: str) -> None:
-        if self._procs.output is None:
-            self._procs.output = (self._temp_dir / "mosquitto.out").open("ab")
-        self._procs.proc = subprocess.Popen(
-            [executable, "-c", str(self.config_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=self._procs.output,
-            stderr=subprocess.STDOUT,
-            cwd=self._temp_dir,
-            start_new_session=True,
-        )
 
     def _prepare_files(self) -> None:
         cfg = self._config
