@@ -11,7 +11,9 @@ one ``on_connection_lost`` -- unless the owner ended it with :meth:`Engine.close
 nothing. Reconnecting, backoff and queueing are the owner's business (``connection.py``).
 
 Modules: ``_engine`` (the Engine), ``_paho_client`` (paho's client with the engine's seams),
-``_sockets`` (non-blocking connect and TLS), ``_convert`` (paho types to ours and back).
+``_sockets`` (non-blocking connect and TLS, and a close that does not reset),
+``_disconnects`` (why an attempt or a connection ended), ``_convert`` (paho types to ours and
+back).
 """
 
 from ._convert import (

@@ -10,18 +10,12 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ..message import NO_PROPERTIES, PublishProperties
+from ..settings import ConnectionSettings
 
 # Reason codes for losses that carry no MQTT packet (socket errors); see Disconnect.reason.
 UNSPECIFIED_ERROR = 0x80
 PROTOCOL_ERROR = 0x82
 KEEP_ALIVE_TIMEOUT = 0x8D
-
-_LINGER_SECONDS = 1.0
-"""How long a graceful close waits for the broker to close its side after our DISCONNECT."""
-
-_MAX_READS_PER_EVENT = 256
-"""Packets read per readiness event before yielding to the loop, so one busy socket cannot
-starve everything else on it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,3 +116,18 @@ def _limits_from(props: Properties | None) -> BrokerLimits:
         assigned_client_id=get("AssignedClientIdentifier", None),
         session_expiry_interval=get("SessionExpiryInterval", None),
     )
+
+
+def connect_properties(settings: ConnectionSettings, auth_data: bytes | None) -> Properties:
+    """The CONNECT packet's properties for ``settings`` (``auth_data``: resolved just now)."""
+    props = _properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = settings.session_expiry
+    if settings.receive_maximum is not None:
+        props.ReceiveMaximum = settings.receive_maximum
+    if settings.maximum_packet_size is not None:
+        props.MaximumPacketSize = settings.maximum_packet_size
+    if settings.auth_method is not None:
+        props.AuthenticationMethod = settings.auth_method
+        if auth_data is not None:
+            props.AuthenticationData = auth_data
+    return props

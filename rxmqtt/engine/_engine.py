@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import select
 import socket
 import ssl
@@ -25,16 +24,17 @@ from ..message import NO_PROPERTIES, Message
 from ..settings import ConnectionSettings, Endpoint
 from ._convert import (
     KEEP_ALIVE_TIMEOUT,
-    PROTOCOL_ERROR,
     UNSPECIFIED_ERROR,
     BrokerLimits,
     _from_paho_properties,
     _limits_from,
     _properties,
     _to_paho_properties,
+    connect_properties,
 )
-from ._paho_client import _CERTIFICATE_ALERTS, PAHO_VERSION_TEXT, _PahoClient, paho_seams_present
-from ._sockets import open_socket
+from ._disconnects import connection_end, open_failure
+from ._paho_client import PAHO_VERSION_TEXT, _PahoClient, paho_seams_present
+from ._sockets import close_after_peer, open_socket
 
 log = logging.getLogger("rxmqtt.engine")
 
@@ -227,41 +227,6 @@ class Engine:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._linger_done), timeout)
 
-    def _linger(self, sock: Any) -> None:
-        """Close after DISCONNECT without a reset: closing a socket with unread bytes makes the
-        kernel send RST, and a broker that sees RST may discard our DISCONNECT (then publish the
-        Will) and our last acks. So: keep a duplicate of the descriptor, send FIN, read and
-        discard until the broker closes too (or a second passes), then close."""
-        try:
-            twin = socket.socket(fileno=os.dup(sock.fileno()))
-            twin.setblocking(False)
-            twin.shutdown(socket.SHUT_WR)
-        except OSError:
-            return
-        done: asyncio.Future[None] = self._loop.create_future()
-        self._linger_done = done
-
-        def finish() -> None:
-            with contextlib.suppress(ValueError, OSError):
-                self._loop.remove_reader(twin)
-            twin.close()
-            timer.cancel()
-            if not done.done():
-                done.set_result(None)
-
-        def drain() -> None:
-            try:
-                while twin.recv(65536):
-                    pass
-            except BlockingIOError:
-                return
-            except OSError:
-                pass
-            finish()  # EOF (or an error): the broker has closed its side
-
-        self._loop.add_reader(twin, drain)
-        timer = self._loop.call_later(_LINGER_SECONDS, finish)
-
     def abort(self, disconnect: Disconnect) -> None:
         """Drop the link without DISCONNECT (the broker will publish the Will) and report it."""
         if self._phase == "idle":
@@ -342,40 +307,9 @@ class Engine:
             )
         except asyncio.CancelledError:
             raise
-        except ssl.SSLCertVerificationError as exc:
-            self._finish_failed(
-                Disconnect(
-                    UNSPECIFIED_ERROR,
-                    f"TLS certificate verification failed for {endpoint}: "
-                    f"{exc.verify_message or exc}",
-                    DisconnectSource.NETWORK,
-                    fatal=True,
-                    at=self._clock(),
-                ),
-                generation,
-            )
-            return
-        except TimeoutError:
-            self._finish_failed(
-                Disconnect(
-                    UNSPECIFIED_ERROR,
-                    f"connect to {endpoint} timed out after {settings.connect_timeout}s",
-                    DisconnectSource.NETWORK,
-                    at=self._clock(),
-                ),
-                generation,
-            )
-            return
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            self._finish_failed(
-                Disconnect(
-                    UNSPECIFIED_ERROR,
-                    f"cannot reach {endpoint}: {exc}",
-                    DisconnectSource.NETWORK,
-                    at=self._clock(),
-                ),
-                generation,
-            )
+        except (OSError, ssl.SSLError, ValueError) as exc:  # (TimeoutError is an OSError)
+            failure = open_failure(exc, str(endpoint), settings.connect_timeout, self._clock())
+            self._finish_failed(failure, generation)
             return
         if generation != self._generation:
             sock.close()
@@ -395,17 +329,8 @@ class Engine:
         client = self._client
         # paho is typed for str but sends bytes as they are (a password may be binary).
         client.username_pw_set(username, password)  # type: ignore[arg-type]
-        props = _properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = settings.session_expiry
-        if settings.receive_maximum is not None:
-            props.ReceiveMaximum = settings.receive_maximum
-        if settings.maximum_packet_size is not None:
-            props.MaximumPacketSize = settings.maximum_packet_size
+        props = connect_properties(settings, auth_data)
         client.rx_maximum_packet_size = settings.maximum_packet_size
-        if settings.auth_method is not None:
-            props.AuthenticationMethod = settings.auth_method
-            if auth_data is not None:
-                props.AuthenticationData = auth_data
         self._phase = "awaiting_connack"
         self._sock = sock
         self._keep_alive = settings.keep_alive
@@ -466,7 +391,7 @@ class Engine:
     def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         self._forget_fd(sock)
         if self._lingering:
-            self._linger(sock)
+            self._linger_done = close_after_peer(self._loop, sock, _LINGER_SECONDS)
 
     def _on_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         self._loop.add_writer(sock, self._on_writable)
@@ -602,7 +527,16 @@ class Engine:
         if self._abort_reason is None and violation is not None:
             code, reason, source = violation
             self._abort_reason = Disconnect(code, reason, source, at=self._clock())
-        self._report_end(self._abort_reason or self._classify(flags, reason_code, properties))
+        self._report_end(
+            self._abort_reason
+            or connection_end(
+                bool(flags.is_disconnect_packet_from_server),
+                reason_code,
+                properties,
+                self._client.rx_socket_error,
+                self._clock(),
+            )
+        )
 
     def _report_end(self, disconnect: Disconnect) -> None:
         """Report the end of the current attempt or connection, exactly once."""
@@ -616,45 +550,6 @@ class Engine:
             self._handler.on_connection_lost(disconnect)
         else:
             self._handler.on_connect_failed(disconnect)
-
-    def _classify(
-        self, flags: Any, reason_code: ReasonCode, properties: Properties | None
-    ) -> Disconnect:
-        now = self._clock()
-        if flags.is_disconnect_packet_from_server:
-            reason = str(reason_code)
-            server_says = getattr(properties, "ReasonString", None)
-            if server_says:
-                reason = f"{reason}: {server_says}"
-            return Disconnect(reason_code.value, reason, DisconnectSource.SERVER, at=now)
-        if reason_code.value == KEEP_ALIVE_TIMEOUT:
-            return Disconnect(
-                KEEP_ALIVE_TIMEOUT, "Keep alive timeout", DisconnectSource.KEEPALIVE, at=now
-            )
-        if reason_code.value == PROTOCOL_ERROR:
-            return Disconnect(
-                PROTOCOL_ERROR,
-                "Protocol error: the broker sent a packet this client cannot accept",
-                DisconnectSource.CLIENT,
-                at=now,
-            )
-        error = self._client.rx_socket_error
-        if isinstance(error, ssl.SSLError) and error.reason in _CERTIFICATE_ALERTS:
-            return Disconnect(
-                UNSPECIFIED_ERROR,
-                f"TLS: the broker refused this client's certificate ({error.reason}); "
-                "check cert_file/key_file and the CA the broker trusts",
-                DisconnectSource.NETWORK,
-                fatal=True,
-                at=now,
-            )
-        return Disconnect(
-            UNSPECIFIED_ERROR,
-            "connection lost: the socket was closed or reset"
-            + (f" ({error})" if error is not None else ""),
-            DisconnectSource.NETWORK,
-            at=now,
-        )
 
     def _on_publish_packet(
         self, topic: str, payload: bytes, qos: int, retain: bool, props: Properties | None
