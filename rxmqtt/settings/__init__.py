@@ -1,0 +1,29 @@
+"""Connection settings: where to connect, how to authenticate, TLS, Last Will.
+
+Pure values, validated when built: a bad argument raises ``ValueError``/``TypeError`` whose message
+starts with the argument's name. Secrets that rotate (password files, tokens, client certificates)
+are re-read on every connection attempt through :meth:`ConnectionSettings.credentials`,
+:meth:`ConnectionSettings.resolved_auth_data` and :meth:`TlsSettings.ssl_context`.
+
+Private modules, one concept each: ``_checks`` (argument validation), ``_secrets`` (secret
+providers and secret files), ``_endpoint``, ``_tls``, ``_will``, ``_text`` (parsing URL and
+environment values), ``_url`` and ``_env`` (the :meth:`ConnectionSettings.from_url` and
+:meth:`ConnectionSettings.from_env` parsers) and ``_connection`` (:class:`ConnectionSettings`).
+"""
+
+from ._connection import ConnectionSettings
+from ._endpoint import Endpoint
+from ._env import K8S_SAT_AUTH_METHOD
+from ._secrets import FileSecret
+from ._secrets import SecretProvider as SecretProvider
+from ._tls import TlsSettings
+from ._will import Will
+
+__all__ = [
+    "K8S_SAT_AUTH_METHOD",
+    "ConnectionSettings",
+    "Endpoint",
+    "FileSecret",
+    "TlsSettings",
+    "Will",
+]

@@ -1,0 +1,232 @@
+"""Everything needed to (re)connect: :class:`ConnectionSettings` and its per-attempt secrets."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from ._checks import (
+    _MAX_UINT16,
+    _MAX_UINT32,
+    _check_bool,
+    _check_host,
+    _check_int,
+    _check_path,
+    _check_secret,
+    _check_text,
+)
+from ._endpoint import Endpoint
+from ._env import _env_arguments
+from ._secrets import SecretProvider, _read_secret_file, _to_bytes
+from ._tls import TlsSettings, _path_repr
+from ._url import _url_arguments
+from ._will import Will
+
+__all__ = ["ConnectionSettings"]
+
+_DEFAULT_PORT = 1883
+_DEFAULT_TLS_PORT = 8883
+_MASK = "'***'"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class ConnectionSettings:
+    """Everything needed to (re)connect: endpoints, session, credentials, TLS, Last Will.
+
+    ``port`` defaults to 8883 with ``tls`` and 1883 without. An empty ``client_id`` becomes
+    ``rxmqtt-`` + 12 random hex digits, fixed for this object, so a persistent session resumes
+    on every reconnect. ``password``/``password_file``/``auth_data`` may rotate: they are
+    resolved on each attempt by :meth:`credentials` and :meth:`resolved_auth_data`.
+    ``endpoints`` lists extra brokers for failover (``Endpoint`` or ``"host:port"``), tried
+    after ``host:port`` in order.
+    """
+
+    host: str = "localhost"
+    port: int | None = None
+    client_id: str = ""
+    keep_alive: int = 60
+    session_expiry: int = 3600
+    clean_start: bool = False
+    tls: TlsSettings | None = None
+    username: str | None = None
+    password: str | bytes | SecretProvider | None = None
+    password_file: str | Path | None = None
+    will: Will | None = None
+    endpoints: Sequence[Endpoint | str] = ()
+    connect_timeout: float = 10.0
+    receive_maximum: int | None = None
+    maximum_packet_size: int | None = None
+    auth_method: str | None = None
+    auth_data: bytes | Callable[[], bytes] | None = None
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "host", _check_host(self.host, "host"))
+        if self.tls is not None and not isinstance(self.tls, TlsSettings):
+            raise TypeError(f"tls: must be a TlsSettings or None, got {type(self.tls).__name__}")
+        if self.port is None:
+            set_(self, "port", _DEFAULT_TLS_PORT if self.tls is not None else _DEFAULT_PORT)
+        else:
+            _check_int(self.port, "port", 1, 65535)
+        _check_text(self.client_id, "client_id")
+        if not self.client_id:
+            set_(self, "client_id", "rxmqtt-" + secrets.token_hex(6))
+        _check_int(self.keep_alive, "keep_alive", 0, _MAX_UINT16, " seconds")
+        _check_int(self.session_expiry, "session_expiry", 0, _MAX_UINT32, " seconds")
+        _check_bool(self.clean_start, "clean_start")
+        if self.username is not None:
+            _check_text(self.username, "username")
+        if self.password is not None:
+            set_(self, "password", _check_secret(self.password, "password"))
+        if self.password_file is not None:
+            if self.password is not None:
+                raise ValueError("password_file: cannot be combined with password (give one)")
+            set_(self, "password_file", _check_path(self.password_file, "password_file"))
+        if self.will is not None and not isinstance(self.will, Will):
+            raise TypeError(f"will: must be a Will or None, got {type(self.will).__name__}")
+        set_(self, "endpoints", self._parse_endpoints())
+        self._check_timeout()
+        if self.receive_maximum is not None:
+            _check_int(self.receive_maximum, "receive_maximum", 1, _MAX_UINT16)
+        if self.maximum_packet_size is not None:
+            _check_int(self.maximum_packet_size, "maximum_packet_size", 1, _MAX_UINT32, " bytes")
+        if self.auth_method is not None:
+            _check_text(self.auth_method, "auth_method", allow_empty=False)
+        if self.auth_data is not None:
+            if self.auth_method is None:
+                raise ValueError("auth_data: requires auth_method")
+            data: object = self.auth_data
+            if isinstance(data, bytearray | memoryview):
+                data = bytes(data)
+            if not (isinstance(data, bytes) or callable(data)):
+                raise TypeError(
+                    "auth_data: must be bytes or a callable returning bytes, "
+                    f"got {type(data).__name__}"
+                )
+            set_(self, "auth_data", data)
+
+    def _parse_endpoints(self) -> tuple[Endpoint, ...]:
+        """Validate ``endpoints`` into Endpoints; a port-less string gets this ``port``."""
+        raw: object = self.endpoints
+        if isinstance(raw, str | bytes) or not isinstance(raw, Sequence):
+            raise TypeError(
+                "endpoints: must be a sequence of Endpoint or 'host:port' strings, "
+                f"got {type(raw).__name__}"
+            )
+        parsed: list[Endpoint] = []
+        for index, item in enumerate(raw):
+            if isinstance(item, Endpoint):
+                parsed.append(item)
+            else:
+                parsed.append(
+                    Endpoint.parse(item, default_port=self.port, argument=f"endpoints[{index}]")
+                )
+        return tuple(parsed)
+
+    def _check_timeout(self) -> None:
+        value: object = self.connect_timeout
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"connect_timeout: must be a number, got {type(value).__name__}")
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"connect_timeout: must be > 0 seconds, got {value}")
+        object.__setattr__(self, "connect_timeout", float(value))
+
+    # -- resolved on every connection attempt ---------------------------------------------
+
+    def all_endpoints(self) -> tuple[Endpoint, ...]:
+        """``host:port`` first, then ``endpoints``, without duplicates, in order."""
+        port = self.port if self.port is not None else _DEFAULT_PORT  # resolved in __post_init__
+        first = Endpoint(self.host, port)
+        extra = (e for e in self.endpoints if isinstance(e, Endpoint))
+        return tuple(dict.fromkeys((first, *extra)))
+
+    def credentials(self) -> tuple[str | None, bytes | None]:
+        """``(username, password)`` with the password resolved now.
+
+        Calls the password provider or re-reads ``password_file`` (one trailing newline
+        stripped), so rotating secrets work across reconnects. A file that cannot be read
+        raises an ``OSError`` subclass naming the path.
+        """
+        if self.password_file is not None:
+            return self.username, _read_secret_file(Path(self.password_file), "password_file")
+        password = self.password
+        if password is None:
+            return self.username, None
+        if callable(password):
+            return self.username, _to_bytes(password(), "password")
+        return self.username, _to_bytes(password, "password")
+
+    def resolved_auth_data(self) -> bytes | None:
+        """The enhanced-authentication data for this attempt (provider called now)."""
+        data = self.auth_data
+        if data is None:
+            return None
+        value = data() if callable(data) else data
+        if not isinstance(value, bytes | bytearray):
+            raise TypeError(f"auth_data: provider returned {type(value).__name__}, expected bytes")
+        return bytes(value)
+
+    def __repr__(self) -> str:
+        parts: list[str] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("password", "auth_data") and value is not None:
+                parts.append(f"{f.name}={_MASK}")
+            elif f.name == "password_file":
+                parts.append(f"password_file={_path_repr(value)}")
+            else:
+                parts.append(f"{f.name}={value!r}")
+        return f"ConnectionSettings({', '.join(parts)})"
+
+    # -- constructors ---------------------------------------------------------------------
+
+    @classmethod
+    def from_url(cls, url: str, **overrides: Any) -> ConnectionSettings:
+        """Build settings from ``mqtt[s]://[user[:password]@]host[:port][?key=value&...]``.
+
+        Schemes: ``mqtt``/``tcp`` (port 1883) and ``mqtts``/``ssl``/``tls`` (port 8883, TLS).
+        User and password are URL-decoded. Query parameters: ``client_id``, ``keep_alive``,
+        ``session_expiry``, ``clean_start``, ``connect_timeout``, and with a TLS scheme
+        ``ca_file``, ``cert_file``, ``key_file``, ``verify_hostname``. Keyword ``overrides``
+        win over anything in the URL.
+        """
+        kwargs = _url_arguments(url, overrides)
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> ConnectionSettings:
+        """Build settings from the Azure IoT Operations SDK connection-settings variables.
+
+        ``environ`` defaults to ``os.environ``; empty variables count as unset; keyword
+        ``overrides`` win. The variables:
+
+        - ``AIO_BROKER_HOSTNAME`` (required): broker host name.
+        - ``AIO_BROKER_TCP_PORT``: TCP port (default 8883 with TLS, 1883 without).
+        - ``AIO_MQTT_USE_TLS``: ``true``/``false`` (default ``true``).
+        - ``AIO_TLS_CA_FILE``: PEM file of CAs to trust (default: the system's CAs).
+        - ``AIO_MQTT_CLEAN_START``: ``true``/``false`` (default ``false``).
+        - ``AIO_MQTT_KEEP_ALIVE``: keep-alive, seconds (default 60).
+        - ``AIO_MQTT_CLIENT_ID``: client id (default: generated, stable for these settings).
+        - ``AIO_MQTT_SESSION_EXPIRY``: session expiry interval, seconds (default 3600).
+        - ``AIO_MQTT_USERNAME``: MQTT user name.
+        - ``AIO_MQTT_PASSWORD_FILE``: file holding the password, re-read on every attempt.
+        - ``AIO_TLS_CERT_FILE``: client certificate (PEM) for X.509 authentication.
+        - ``AIO_TLS_KEY_FILE``: its private key (requires ``AIO_TLS_CERT_FILE``).
+        - ``AIO_TLS_KEY_PASSWORD_FILE``: file holding the key's pass-phrase, re-read per attempt.
+        - ``AIO_SAT_FILE``: Kubernetes service-account token file; enables MQTT 5 enhanced
+          authentication with method ``K8S-SAT`` and the token (re-read on every attempt) as
+          authentication data. Not combinable with ``AIO_MQTT_PASSWORD_FILE``.
+
+        A missing host, a malformed number or boolean, or a missing file raises ``ValueError``
+        naming the variable (and its value).
+        """
+        kwargs = _env_arguments(environ, overrides)
+        kwargs.update(overrides)
+        return cls(**kwargs)

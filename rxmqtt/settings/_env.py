@@ -1,0 +1,110 @@
+"""Reading the Azure IoT Operations connection-settings environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ._checks import _MAX_UINT16, _MAX_UINT32, _check_host, _check_path
+from ._secrets import FileSecret
+from ._text import _parse_bool, _parse_int
+from ._tls import TlsSettings
+
+__all__ = ["K8S_SAT_AUTH_METHOD", "_env_arguments"]
+
+K8S_SAT_AUTH_METHOD = "K8S-SAT"
+"""MQTT 5 enhanced-authentication method of Azure IoT Operations' Kubernetes token auth."""
+
+
+def _env_arguments(
+    environ: Mapping[str, str] | None, overrides: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The keyword arguments the variables give (``overrides`` only excuse a missing host)."""
+    env: Mapping[str, str] = os.environ if environ is None else environ
+
+    def get(name: str) -> str | None:
+        value = env.get(name)
+        return value if value else None
+
+    def get_int(name: str, low: int, high: int) -> int | None:
+        text = get(name)
+        if text is None:
+            return None
+        value = _parse_int(text, name)
+        if not low <= value <= high:
+            raise ValueError(f"{name}: must be between {low} and {high}, got {text!r}")
+        return value
+
+    def get_bool(name: str) -> bool | None:
+        text = get(name)
+        return None if text is None else _parse_bool(text, name)
+
+    def get_file(name: str) -> Path | None:
+        text = get(name)
+        return None if text is None else _check_path(text, name)
+
+    kwargs: dict[str, Any] = {}
+    host = get("AIO_BROKER_HOSTNAME")
+    if host is None and "host" not in overrides:
+        raise ValueError("AIO_BROKER_HOSTNAME: required but not set")
+    if host is not None:
+        kwargs["host"] = _check_host(host, "AIO_BROKER_HOSTNAME")
+    kwargs["port"] = get_int("AIO_BROKER_TCP_PORT", 1, 65535)
+    use_tls = get_bool("AIO_MQTT_USE_TLS")
+    use_tls = True if use_tls is None else use_tls
+    clean_start = get_bool("AIO_MQTT_CLEAN_START")
+    if clean_start is not None:
+        kwargs["clean_start"] = clean_start
+    for name, key, high in (
+        ("AIO_MQTT_KEEP_ALIVE", "keep_alive", _MAX_UINT16),
+        ("AIO_MQTT_SESSION_EXPIRY", "session_expiry", _MAX_UINT32),
+    ):
+        number = get_int(name, 0, high)
+        if number is not None:
+            kwargs[key] = number
+    client_id = get("AIO_MQTT_CLIENT_ID")
+    if client_id is not None:
+        kwargs["client_id"] = client_id
+    username = get("AIO_MQTT_USERNAME")
+    if username is not None:
+        kwargs["username"] = username
+    password_file = get_file("AIO_MQTT_PASSWORD_FILE")
+    sat_file = get_file("AIO_SAT_FILE")
+    if password_file is not None and sat_file is not None:
+        raise ValueError("AIO_SAT_FILE: cannot be combined with AIO_MQTT_PASSWORD_FILE")
+    if password_file is not None:
+        kwargs["password_file"] = password_file
+    if sat_file is not None:
+        kwargs["auth_method"] = K8S_SAT_AUTH_METHOD
+        kwargs["auth_data"] = FileSecret(sat_file, "AIO_SAT_FILE")
+
+    tls_vars = {
+        "ca_file": "AIO_TLS_CA_FILE",
+        "cert_file": "AIO_TLS_CERT_FILE",
+        "key_file": "AIO_TLS_KEY_FILE",
+        "key_password_file": "AIO_TLS_KEY_PASSWORD_FILE",
+    }
+    tls_paths = {key: get_file(name) for key, name in tls_vars.items()}
+    if not use_tls:
+        for key, path in tls_paths.items():
+            if path is not None:
+                raise ValueError(f"{tls_vars[key]}: set but AIO_MQTT_USE_TLS is false")
+    else:
+        cert_file = tls_paths["cert_file"]
+        for key in ("key_file", "key_password_file"):
+            if tls_paths[key] is not None and cert_file is None:
+                raise ValueError(f"{tls_vars[key]}: requires AIO_TLS_CERT_FILE")
+        key_password_file = tls_paths["key_password_file"]
+        kwargs["tls"] = TlsSettings(
+            ca_file=tls_paths["ca_file"],
+            cert_file=cert_file,
+            key_file=tls_paths["key_file"],
+            key_password=(
+                None
+                if key_password_file is None
+                else FileSecret(key_password_file, "AIO_TLS_KEY_PASSWORD_FILE")
+            ),
+        )
+    return kwargs

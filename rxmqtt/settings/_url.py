@@ -1,0 +1,73 @@
+"""Parsing ``mqtt[s]://`` URLs into :class:`ConnectionSettings` keyword arguments."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from ._text import _parse_bool, _parse_float, _parse_int
+from ._tls import TlsSettings
+
+__all__ = ["_url_arguments"]
+
+_SCHEMES: dict[str, bool] = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True, "tls": True}
+
+
+def _url_arguments(url: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments ``url`` gives (``overrides`` only decides whether TLS is built)."""
+    if not isinstance(url, str):
+        raise TypeError(f"url: must be a str, got {type(url).__name__}")
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as exc:
+        raise ValueError(f"url: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in _SCHEMES:
+        if not scheme:
+            raise ValueError("url: missing scheme (expected mqtt://, mqtts://, ...)")
+        raise ValueError(
+            f"url: unknown scheme {parts.scheme!r} (expected mqtt, mqtts, tcp, ssl or tls)"
+        )
+    use_tls = _SCHEMES[scheme]
+    hostport = parts.netloc.rpartition("@")[2]  # never echo the userinfo: it holds secrets
+    if not parts.hostname:
+        raise ValueError("url: missing host")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"url: invalid port in {hostport!r}") from None
+    if parts.path not in ("", "/"):
+        raise ValueError(f"url: unexpected path {parts.path!r}")
+    if parts.fragment:
+        raise ValueError(f"url: unexpected fragment {parts.fragment!r}")
+
+    kwargs: dict[str, Any] = {"host": parts.hostname, "port": port}
+    if parts.username:
+        kwargs["username"] = unquote(parts.username)
+    if parts.password:
+        kwargs["password"] = unquote(parts.password)
+    tls_kwargs: dict[str, Any] = {}
+    seen: set[str] = set()
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        name = f"url: query parameter {key!r}"
+        if key in seen:
+            raise ValueError(f"{name} given more than once")
+        seen.add(key)
+        if key == "client_id":
+            kwargs[key] = value
+        elif key in ("keep_alive", "session_expiry"):
+            kwargs[key] = _parse_int(value, name)
+        elif key == "clean_start":
+            kwargs[key] = _parse_bool(value, name)
+        elif key == "connect_timeout":
+            kwargs[key] = _parse_float(value, name)
+        elif key in ("ca_file", "cert_file", "key_file", "verify_hostname"):
+            if not use_tls:
+                raise ValueError(f"{name} needs a TLS scheme (mqtts, ssl or tls)")
+            tls_kwargs[key] = _parse_bool(value, name) if key == "verify_hostname" else value
+        else:
+            raise ValueError(f"url: unknown query parameter {key!r}")
+    if use_tls and "tls" not in overrides:
+        kwargs["tls"] = TlsSettings(**tls_kwargs)
+    return kwargs
