@@ -84,7 +84,10 @@ def end_to_end(sizes: Sizes, qos: int) -> list[Row]:
     name = f"QoS {qos} end to end"
     count = sizes.e2e_messages
     log(f"{name}: {count:,} messages x {sizes.e2e_repeats} runs per client")
-    runners: dict[str, throughput.E2ERunner] = {"rxmqtt": throughput.run_rxmqtt}
+    runners: dict[str, throughput.E2ERunner] = {
+        "rxmqtt": throughput.run_rxmqtt,
+        AWAITED: throughput.run_rxmqtt_awaited,
+    }
     missing: dict[str, str] = {}
     for peer, (runner, module) in throughput.PEERS.items():
         why = try_import(module) if module else None
@@ -132,7 +135,37 @@ def end_to_end(sizes: Sizes, qos: int) -> list[Row]:
             )
         )
         errors = []  # reported once
+    if "aiomqtt" not in missing:
+        rows.append(_awaited_row(name, count, runs[AWAITED], runs["aiomqtt"]))
     return rows
+
+
+AWAITED = "rxmqtt awaited"
+"""rxmqtt awaiting each publish outcome (``asyncio.gather`` of 100), exactly like the aiomqtt
+run: the same application code, so the two compare without the eager-publish advantage."""
+
+
+def _awaited_row(
+    name: str,
+    count: int,
+    awaited: list[Throughput | Exception],
+    aiomqtt: list[Throughput | Exception],
+) -> Row:
+    rx_rate, rx_note = _median_rate(awaited)
+    ref_rate, ref_note = _median_rate(aiomqtt)
+    notes = [n for n in (f"rxmqtt: {rx_note}" if rx_note else "", ref_note) if n]
+    if not notes:
+        notes = [f"all {count:,} received in every run"]
+    notes.insert(0, "both await every publish, gathered 100 at a time")
+    return Row(
+        f"{name}, publishes awaited",
+        "msg/s",
+        rx_rate,
+        "aiomqtt",
+        ref_rate,
+        note="; ".join(notes),
+        errors=[f"{name}, awaited: rxmqtt {rx_note}"] if rx_note or rx_rate is None else [],
+    )
 
 
 # --------------------------------------------------------------------------- scaling

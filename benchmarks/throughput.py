@@ -109,7 +109,9 @@ def rx_settings(host: str, port: int, prefix: str, **overrides: Any) -> Connecti
 UNBOUNDED_QUEUE = QueuePolicy(max_messages=None, max_bytes=None)
 
 
-async def _rxmqtt(host: str, port: int, data: list[bytes], qos: int, timeout: float) -> Throughput:
+async def _rxmqtt(
+    host: str, port: int, data: list[bytes], qos: int, timeout: float, *, awaited: bool = False
+) -> Throughput:
     sink = _Sink(len(data))
     sub = Connection(rx_settings(host, port, "rx-sub"))
     pub = Connection(rx_settings(host, port, "rx-pub"), queue=UNBOUNDED_QUEUE)
@@ -126,10 +128,16 @@ async def _rxmqtt(host: str, port: int, data: list[bytes], qos: int, timeout: fl
             await _warm_up(lambda: pub.publish(TOPIC, b"warm-up", qos=qos), sink)
             publish = pub.publish
             start = time.perf_counter()
-            for index, payload in enumerate(data, 1):
-                publish(TOPIC, payload, qos)
-                if index % BATCH == 0:
-                    await asyncio.sleep(0)
+            if awaited:  # like aiomqtt's run: every outcome awaited, BATCH at a time
+                for offset in range(0, len(data), BATCH):
+                    await asyncio.gather(
+                        *(publish(TOPIC, p, qos) for p in data[offset : offset + BATCH])
+                    )
+            else:
+                for index, payload in enumerate(data, 1):
+                    publish(TOPIC, payload, qos)
+                    if index % BATCH == 0:
+                        await asyncio.sleep(0)
             await sink.wait(timeout)
             return sink.result(start)
         finally:
@@ -139,6 +147,13 @@ async def _rxmqtt(host: str, port: int, data: list[bytes], qos: int, timeout: fl
 def run_rxmqtt(host: str, port: int, data: list[bytes], qos: int, timeout: float) -> Throughput:
     """rxmqtt publisher and subscriber on one asyncio loop."""
     return asyncio.run(_rxmqtt(host, port, data, qos, timeout))
+
+
+def run_rxmqtt_awaited(
+    host: str, port: int, data: list[bytes], qos: int, timeout: float
+) -> Throughput:
+    """rxmqtt awaiting every publish outcome, gathered ``BATCH`` at a time, as aiomqtt does."""
+    return asyncio.run(_rxmqtt(host, port, data, qos, timeout, awaited=True))
 
 
 # --------------------------------------------------------------------------- raw paho
