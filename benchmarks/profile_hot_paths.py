@@ -1,6 +1,6 @@
 """Profile rxmqtt's hot paths, each in isolation, beside raw paho on asyncio (the ceiling).
 
-``python -m benchmarks.profile_hot_paths [--path receive|publish] [--qos 0|1] [--count N]
+``python -m benchmarks.profile_hot_paths [--path receive|publish|e2e] [--qos 0|1] [--count N]
 [--profile] [--top N]``
 
 - **receive** (socket -> paho -> engine -> trie -> observer): the subscriber's session is filled
@@ -10,6 +10,9 @@
 - **publish** (``publish()`` -> publisher/queue -> engine -> paho -> socket): publishes to a topic
   nobody subscribes to; the rate is from the first call to the last outcome (QoS 0: written,
   QoS 1: PUBACK).
+- **e2e** (both): the end-to-end benchmark's publisher and subscriber in one process, after one
+  warm-up run; reported as CPU time per message (``time.process_time()``, steadier than a
+  rate on a shared machine) beside the rate.
 
 ``--profile`` runs rxmqtt under cProfile and prints the ``--top`` functions by own time. The
 numbers it prints are for the machine and load at hand; compare rxmqtt with the paho line of
@@ -221,13 +224,41 @@ class _Profiler:
             stats.sort_stats("tottime").print_stats(top)
 
 
+def _end_to_end(
+    host: str, port: int, count: int, qos: int, profiler: _Profiler
+) -> dict[str, float]:
+    """The end-to-end clients, rxmqtt and raw paho asyncio: msg/s, printing CPU µs/message."""
+    from benchmarks.throughput import _paho_asyncio, _rxmqtt, data_for
+
+    data = data_for(count)
+    rates: dict[str, float] = {}
+    for name, client in (("rxmqtt", _rxmqtt), ("paho asyncio", _paho_asyncio)):
+        asyncio.run(client(host, port, data, qos, 120))  # warm-up: imports, first connections
+        cpu = time.process_time()
+        if name == "rxmqtt" and profiler.profile is not None:
+            profiler.profile.enable()
+        try:
+            result = asyncio.run(client(host, port, data, qos, 120))
+        finally:
+            if profiler.profile is not None:
+                profiler.profile.disable()
+        cpu = time.process_time() - cpu
+        if not result.complete:
+            raise RuntimeError(f"{name}: {result.describe()}")
+        print(f"e2e QoS {qos}: {name:<13} {cpu / count * 1e6:>8.1f} µs CPU per message")
+        rates[name] = result.rate
+    return rates
+
+
 def run(path: str, qos: int, count: int, profile: bool, top: int) -> dict[str, float]:
     """Measure one path for rxmqtt and raw paho asyncio; returns msg/s for each."""
     profiler = _Profiler(profile)
     rates: dict[str, float] = {}
     with _broker() as broker:
         host, port = broker.host, broker.port
-        if path == "receive":
+        if path == "e2e":
+            rates = _end_to_end(host, port, count, qos, profiler)
+        elif path == "receive":
             asyncio.run(_rx_receive(host, port, count, qos, True, profiler))
             asyncio.run(_fill_backlog(host, port, count, qos))
             rates["rxmqtt"] = asyncio.run(_rx_receive(host, port, count, qos, False, profiler))
@@ -248,7 +279,7 @@ def run(path: str, qos: int, count: int, profile: bool, top: int) -> dict[str, f
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--path", choices=("receive", "publish"), default="receive")
+    parser.add_argument("--path", choices=("receive", "publish", "e2e"), default="receive")
     parser.add_argument("--qos", type=int, choices=(0, 1), default=0)
     parser.add_argument("--count", type=int, default=50_000)
     parser.add_argument("--profile", action="store_true", help="cProfile rxmqtt's run")
