@@ -261,3 +261,54 @@ async def test_pubacks_resolve_publishes_without_paho_decoding_them(
         assert (result.reason_code, result.reason) == (0x00, "Success")
         await got.wait_for_item(lambda m: True, 5)
     assert calls == [], "a plain PUBACK went through paho's decoder"
+
+
+# ---------------------------------------------------------------- the whole-packet reader
+
+
+def _publish_packet(topic: str, payload: bytes) -> bytes:
+    """A QoS 0 MQTT 5 PUBLISH without properties."""
+    name = topic.encode()
+    body = len(name).to_bytes(2, "big") + name + b"\x00" + payload
+    assert len(body) < 128
+    return bytes([0x30, len(body)]) + body
+
+
+def _client_with_buffer(data: bytes) -> tuple[Any, list[tuple[str, bytes]]]:
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from rxmqtt.engine._paho_client import _PahoClient
+
+    client = _PahoClient(CallbackAPIVersion.VERSION2, client_id="reader", protocol=paho.MQTTv5)
+    got: list[tuple[str, bytes]] = []
+    client.rx_on_publish = lambda topic, payload, *_: got.append((topic, payload))
+    client._rx_buf, client._rx_pos = data, 0
+    return client, got
+
+
+def test_whole_buffered_packets_are_handled_without_paho_reader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Packets that lie whole in the read buffer skip paho's byte-at-a-time reader; a packet
+    still arriving is left to it, untouched."""
+    first, second = _publish_packet("a/1", b"one"), _publish_packet("a/2", b"two")
+    partial = _publish_packet("a/3", b"three")[:6]
+    client, got = _client_with_buffer(first + second + partial)
+
+    def paho_reader(_self: object) -> int:
+        raise AssertionError("paho's reader was used for a whole buffered packet")
+
+    monkeypatch.setattr("paho.mqtt.client.Client._packet_read", paho_reader)
+    assert client._packet_read() == 0
+    assert client._packet_read() == 0
+    assert got == [("a/1", b"one"), ("a/2", b"two")]
+    assert client._in_packet["command"] == 0, "the packet record is reset after each"
+    assert client._handle_buffered_packet() is None, "a partial packet waits for paho's reader"
+    assert client._rx_buf[client._rx_pos :] == partial
+
+
+def test_a_fifth_length_byte_is_left_to_paho_to_refuse() -> None:
+    client, got = _client_with_buffer(b"\x30\xff\xff\xff\xff\x01" + b"x" * 10)
+    assert client._handle_buffered_packet() is None
+    assert got == []

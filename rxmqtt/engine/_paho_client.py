@@ -10,7 +10,7 @@ import importlib.metadata
 import socket
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.exception import MalformedPacket
@@ -20,6 +20,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from ..lifecycle import DisconnectSource
 from ._convert import _properties
+
+if TYPE_CHECKING:
+    from paho.mqtt.client import _InPacket
 
 try:
     PAHO_VERSION_TEXT = importlib.metadata.version("paho-mqtt")
@@ -170,9 +173,52 @@ class _PahoClient(paho.Client):
         )
 
     def _packet_read(self) -> Any:
+        if _FAST_PATHS and self._in_packet["command"] == 0:
+            rc = self._handle_buffered_packet()
+            if rc is not None:
+                return rc
         rc = super()._packet_read()
         if rc == paho.MQTT_ERR_AGAIN and self._incoming_too_large():  # still arriving
             return self._packet_too_large()
+        return rc
+
+    def _handle_buffered_packet(self) -> Any | None:
+        # A packet that lies whole in the read buffer goes straight to paho's handler. paho's
+        # reader takes it a byte at a time (type, each length byte, then the rest) through a
+        # dict of partial state and two clock reads: about a tenth of the end-to-end profile.
+        # None: no whole packet is buffered; paho's reader takes it from here.
+        data, start = self._rx_buf, self._rx_pos
+        size = len(data)
+        pos = start + 1
+        length, multiplier = 0, 1
+        length_bytes: list[int] = []
+        while True:
+            if pos >= size or len(length_bytes) == 4:
+                return None  # (a fifth length byte is paho's to refuse)
+            byte = data[pos]
+            pos += 1
+            length_bytes.append(byte)
+            length += (byte & 0x7F) * multiplier
+            multiplier *= 128
+            if not byte & 0x80:
+                break
+        end = pos + length
+        if end > size:
+            return None
+        if end == size:
+            self._rx_buf, self._rx_pos = b"", 0
+        else:
+            self._rx_pos = end
+        self._in_packet = _in_packet(
+            data[start], length_bytes, multiplier, length, bytearray(data[pos:end])
+        )
+        try:
+            rc = self._packet_handle()
+        except MalformedPacket:
+            rc = paho.MQTT_ERR_PROTOCOL
+        self._in_packet = _in_packet(0, [], 1, 0, bytearray())
+        with self._msgtime_mutex:
+            self._last_bytes_received = paho.time_func()
         return rc
 
     def _packet_handle(self) -> Any:
@@ -350,6 +396,22 @@ def _plain_puback_code(packet: bytes | bytearray) -> ReasonCode | None:
     return None
 
 
+def _in_packet(
+    command: int, length_bytes: list[int], multiplier: int, length: int, body: bytearray
+) -> _InPacket:
+    """paho's record of the packet being read (``Client._in_packet``), complete."""
+    return {
+        "command": command,
+        "have_remaining": 1 if command else 0,
+        "remaining_count": length_bytes,
+        "remaining_mult": multiplier,
+        "remaining_length": length,
+        "packet": body,
+        "to_process": 0,
+        "pos": 0,
+    }
+
+
 def _is_connack_code(code: int) -> bool:
     names: Any = ReasonCode.names  # {code: {name: [packet types]}}
     return any(PacketTypes.CONNACK in packets for packets in names.get(code, {}).values())
@@ -377,6 +439,9 @@ def paho_seams_present() -> bool:
         and hasattr(paho.Client, "_packet_write")
         and hasattr(paho.Client, "_send_puback")
         and hasattr(paho.Client, "_handle_pubackcomp")
+        and "_in_packet" in paho.Client.__init__.__code__.co_names
+        and "_msgtime_mutex" in paho.Client.__init__.__code__.co_names
+        and "_last_bytes_received" in paho.Client.__init__.__code__.co_names
         and hasattr(paho.Client, "_do_on_publish")
         and "_out_message_mutex" in paho.Client.__init__.__code__.co_names
         and hasattr(paho, "time_func")
