@@ -152,3 +152,19 @@ async def test_a_cancelled_await_does_not_break_settlement() -> None:
         await task
     outcome._resolve(1)  # the cancelled future is skipped, nothing raises
     assert await outcome == 1
+
+
+def test_blocking_run_and_composition_with_reactivex() -> None:
+    """run() (for code without a loop) and ordinary reactivex composition see one value."""
+    import reactivex
+
+    outcome: Outcome[int] = Outcome()
+    outcome._resolve(4)
+    assert outcome.run() == 4
+    merged: list[int] = []
+    reactivex.merge(outcome, reactivex.just(5)).subscribe(merged.append)
+    assert sorted(merged) == [4, 5]
+    failed: Outcome[int] = Outcome()
+    failed._fail(KeyError("nope"))
+    with pytest.raises(KeyError):
+        failed.run()
