@@ -15,6 +15,8 @@ import threading
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from paho.mqtt import _packet as paho_packet
 from paho.mqtt.packettypes import PacketTypes
 
@@ -312,3 +314,57 @@ def test_a_fifth_length_byte_is_left_to_paho_to_refuse() -> None:
     client, got = _client_with_buffer(b"\x30\xff\xff\xff\xff\x01" + b"x" * 10)
     assert client._handle_buffered_packet() is None
     assert got == []
+
+
+def _publish_packet_any_size(topic: str, payload: bytes) -> bytes:
+    """A QoS 0 MQTT 5 PUBLISH without properties, with a 1-3 byte remaining length."""
+    name = topic.encode()
+    body = len(name).to_bytes(2, "big") + name + b"\x00" + payload
+    length, encoded = len(body), bytearray()
+    while True:
+        byte, length = length % 128, length // 128
+        encoded.append(byte | (0x80 if length else 0))
+        if not length:
+            return bytes([0x30]) + bytes(encoded) + body
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    messages=st.lists(
+        st.tuples(
+            st.text(alphabet="abc/xyz", min_size=1, max_size=20).filter(
+                lambda t: "+" not in t and "#" not in t
+            ),
+            st.builds(
+                lambda size, pattern: (pattern * (size // len(pattern) + 1))[:size],
+                st.integers(min_value=0, max_value=20_000),
+                st.binary(min_size=1, max_size=8),
+            ),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    cuts=st.lists(st.integers(min_value=1, max_value=70_000), max_size=20),
+)
+def test_the_reader_delivers_every_packet_however_the_stream_is_cut(
+    messages: list[tuple[str, bytes]], cuts: list[int]
+) -> None:
+    """The byte stream arrives in arbitrary chunks (as recv() returns them): whole packets take
+    the fast path, split ones paho's reader; together they deliver every packet once, in order."""
+    stream = b"".join(_publish_packet_any_size(t, p) for t, p in messages)
+    bounds = sorted({c for c in cuts if c < len(stream)} | {0, len(stream)})
+    chunks = [stream[a:b] for a, b in itertools.pairwise(bounds)]
+    client, got = _client_with_buffer(b"")
+
+    def recv(_bufsize: int) -> bytes:
+        if not chunks:
+            raise BlockingIOError
+        return chunks.pop(0)
+
+    client._sock_recv_raw = recv
+    for _ in range(10 * len(stream)):
+        if client._packet_read() not in (0, -1):  # success, or "wait for more bytes"
+            raise AssertionError("the reader reported an error for a valid stream")
+        if not chunks and not client.rx_buffered and client._in_packet["command"] == 0:
+            break
+    assert got == messages
