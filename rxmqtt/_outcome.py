@@ -46,7 +46,8 @@ class Outcome(Observable[T], Generic[T]):
         self._settled = False
         self._value: T | None = None
         self._error: Exception | None = None
-        self._waiting: list[_Callbacks] = []
+        self._waiting: dict[object, _Callbacks] = {}
+        """Subscribers not yet called, by a token of their own subscription (in order)."""
 
     # ------------------------------------------------------------------ producer side
 
@@ -56,8 +57,8 @@ class Outcome(Observable[T], Generic[T]):
             if self._settled:
                 return
             self._settled, self._value = True, value
-            waiting, self._waiting = self._waiting, []
-        for callbacks in waiting:
+            waiting, self._waiting = self._waiting, {}
+        for callbacks in waiting.values():
             _deliver(callbacks, value, None)
 
     def _fail(self, error: Exception) -> None:
@@ -66,8 +67,8 @@ class Outcome(Observable[T], Generic[T]):
             if self._settled:
                 return
             self._settled, self._error = True, error
-            waiting, self._waiting = self._waiting, []
-        for callbacks in waiting:
+            waiting, self._waiting = self._waiting, {}
+        for callbacks in waiting.values():
             _deliver(callbacks, None, error)
 
     @property
@@ -93,8 +94,9 @@ class Outcome(Observable[T], Generic[T]):
             callbacks = (cast("Callable[[Any], None] | None", on_next), on_error, on_completed)
         with self._settle_lock:
             if not self._settled:
-                self._waiting.append(callbacks)
-                return Disposable(lambda: self._forget(callbacks))
+                token = object()
+                self._waiting[token] = callbacks
+                return Disposable(lambda: self._forget(token))
         _deliver(callbacks, self._value, self._error)
         return _DONE
 
@@ -103,10 +105,9 @@ class Outcome(Observable[T], Generic[T]):
     ) -> abc.DisposableBase:
         return self.subscribe(observer)
 
-    def _forget(self, callbacks: _Callbacks) -> None:
+    def _forget(self, token: object) -> None:
         with self._settle_lock:
-            if callbacks in self._waiting:
-                self._waiting.remove(callbacks)
+            self._waiting.pop(token, None)
 
     def __await__(self) -> Generator[Any, None, T]:
         """The value, or the error raised; resolved from another thread, it is handed over

@@ -168,3 +168,14 @@ def test_blocking_run_and_composition_with_reactivex() -> None:
     failed._fail(KeyError("nope"))
     with pytest.raises(KeyError):
         failed.run()
+
+
+def test_disposing_one_of_two_identical_subscriptions_keeps_the_other() -> None:
+    outcome: Outcome[int] = Outcome()
+    seen: list[int] = []
+    first = outcome.subscribe(seen.append)
+    outcome.subscribe(seen.append)
+    first.dispose()
+    first.dispose()  # (a second dispose changes nothing)
+    outcome._resolve(9)
+    assert seen == [9]
