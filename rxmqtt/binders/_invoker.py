@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
 from reactivex import Observable, abc
-from reactivex import operators as ops
-from reactivex.subject import AsyncSubject, Subject
+from reactivex.subject import Subject
 
 from rxmqtt.errors import ConnectionClosedError, MessageDroppedError
 from rxmqtt.message import Message, PublishProperties
 from rxmqtt.queue import DropReason
 from rxmqtt.topics import validate_topic
 
+from .._outcome import Outcome
 from ..message import check_qos
 from ._connection import MqttConnection
 from ._envoy import Envoy
@@ -54,7 +54,7 @@ DEFAULT_TIMEOUT = 10.0
 class _Pending(Generic[Resp]):
     """One invocation waiting for its response."""
 
-    result: AsyncSubject[Resp]
+    result: Outcome[Resp]
     timeout: float
     correlation: bytes
     timer: abc.DisposableBase | None = None
@@ -227,7 +227,7 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
             ),
         )
         self._ensure_responses()  # SUBSCRIBE leaves before the request, so no response is missed
-        result: AsyncSubject[Resp] = AsyncSubject()
+        result: Outcome[Resp] = Outcome()
         pending = _Pending(result, seconds, correlation)
         self._pending[correlation] = pending
         pending.timer = scheduler.schedule_relative(
@@ -246,7 +246,7 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
         )
         if correlation in self._pending:
             pending.publish = subscription
-        return result.pipe(ops.take(1))
+        return result
 
     # ------------------------------------------------------------------ responses
 
@@ -287,10 +287,9 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
         result = pending.result
         outcome = self._outcome(message)
         if isinstance(outcome, Exception):
-            result.on_error(outcome)
+            result._fail(outcome)
         else:
-            result.on_next(outcome[0])
-            result.on_completed()
+            result._resolve(outcome[0])
 
     def _outcome(self, message: Message) -> tuple[Resp] | Exception:
         """The decoded response, or the error the invocation ends with."""
@@ -327,7 +326,7 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
         if pending is None:
             return
         pending.release()
-        pending.result.on_error(
+        pending.result._fail(
             CommandTimeoutError(
                 pending.timeout, request_topic=self._request_topic, correlation_data=correlation
             )
@@ -343,13 +342,13 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
             error = CommandTimeoutError(
                 pending.timeout, request_topic=self._request_topic, correlation_data=correlation
             )
-        pending.result.on_error(error)
+        pending.result._fail(error)
 
     def _fail_all(self, error: Exception) -> None:
         pending, self._pending = self._pending, {}
         for entry in pending.values():
             entry.release()
-            entry.result.on_error(error)
+            entry.result._fail(error)
 
     def _on_dispose(self) -> None:
         self._responses_token = None
