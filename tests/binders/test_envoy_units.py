@@ -494,6 +494,36 @@ async def test_invoker_matches_responses_and_ignores_duplicates(fake: FakeConnec
     assert fake.subscribers == []
 
 
+async def test_a_raising_result_subscriber_cannot_break_the_invoker(
+    fake: FakeConnection, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The response handler settles the result; a subscriber that raises is logged, and the
+    invoker goes on matching responses for the next invocations."""
+    invoker = CommandInvoker(fake, "cmd", timeout=5)
+
+    def explode(_value: object) -> None:
+        raise ValueError("subscriber bug")
+
+    invoker.invoke({"n": 1}).subscribe(explode)
+
+    def answer(body: bytes) -> Message:
+        return Message(
+            invoker.response_topic,
+            body,
+            properties=PublishProperties(
+                correlation_data=fake.published[-1].properties.correlation_data,
+                user_properties=(("status", "200"),),
+            ),
+        )
+
+    fake.deliver(answer(b"1"))
+    assert "raised in on_next; ignored" in caplog.text
+    second = Recorder(invoker.invoke({"n": 2}))
+    fake.deliver(answer(b"2"))
+    assert second.items == [2]
+    assert second.completed
+
+
 def test_invoker_times_out_on_the_injected_scheduler() -> None:
     fake = FakeConnection()
     scheduler = TestScheduler()
