@@ -27,6 +27,7 @@ from rxmqtt import (
     LifecycleEvent,
     Message,
     PublishError,
+    PublishProperties,
 )
 from rxmqtt import engine as rx_engine
 from rxmqtt.engine._paho_client import _plain_puback_code
@@ -368,3 +369,87 @@ def test_the_reader_delivers_every_packet_however_the_stream_is_cut(
         if not chunks and not client.rx_buffered and client._in_packet["command"] == 0:
             break
     assert got == messages
+
+
+# ---------------------------------------------------------------- the QoS 0 publish encoder
+
+
+class _QueueOnlySocket:
+    def close(self) -> None:
+        pass
+
+
+def _offline_writer() -> Any:
+    """A client that queues packets without a socket to write them to."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from rxmqtt.engine._paho_client import _PahoClient
+
+    client = _PahoClient(CallbackAPIVersion.VERSION2, client_id="writer", protocol=paho.MQTTv5)
+    client._sock = _QueueOnlySocket()  # "connected": packets are queued, never written
+    client.on_socket_register_write = lambda *_: None
+    return client
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    topic=st.text(min_size=1, max_size=300).filter(
+        lambda t: "+" not in t and "#" not in t and "\x00" not in t
+    ),
+    size=st.sampled_from([0, 1, 100, 124, 125, 16_380, 16_383, 20_000, 2_097_150]),
+    retain=st.booleans(),
+)
+def test_plain_qos0_publish_is_encoded_exactly_as_paho_encodes_it(
+    topic: str, size: int, retain: bool
+) -> None:
+    """The fast path writes the very bytes paho would (remaining lengths of 1-4 bytes)."""
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    ours, theirs = _offline_writer(), _offline_writer()
+    mid = ours.rx_publish_plain_qos0(topic, payload, retain)
+    assert mid == 1
+    theirs.publish(topic, payload, 0, retain)
+    assert ours._out_packet[-1]["packet"] == theirs._out_packet[-1]["packet"]
+    assert ours._out_packet[-1]["mid"] == theirs._out_packet[-1]["mid"]
+
+
+@pytest.mark.broker
+async def test_plain_qos0_publishes_skip_paho_publish_and_arrive(
+    mosquitto: MosquittoBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A QoS 0 publish without properties never enters paho's publish(); one with properties
+    still does, and both arrive."""
+    import paho.mqtt.client as paho
+
+    used_paho: list[str] = []
+    paho_publish = paho.Client.publish
+
+    def counting_publish(self: Any, topic: str, *args: Any, **kwargs: Any) -> Any:
+        used_paho.append(topic)
+        return paho_publish(self, topic, *args, **kwargs)
+
+    monkeypatch.setattr(paho.Client, "publish", counting_publish)
+    settings_ = ConnectionSettings(host=mosquitto.host, port=mosquitto.port, client_id="q0-fast")
+    async with Connection(settings_) as conn:
+        got: Recorder[Message] = Recorder(conn.messages("q0/#", qos=0))
+        await conn.wait_for(ConnectionState.CONNECTED, 5)
+        for attempt in range(50):  # until the subscription is live
+            await conn.publish("q0/probe", str(attempt), qos=1)
+            if got.items:
+                break
+            try:
+                await got.wait_for_item(lambda m: True, 0.1)
+                break
+            except TimeoutError:
+                continue
+        await conn.publish("q0/plain", b"fast", qos=0, retain=False)
+        await conn.publish(
+            "q0/typed", b"{}", qos=0, properties=PublishProperties(content_type="json")
+        )
+        await got.wait_for_item(lambda m: m.topic == "q0/typed", 5)
+        plain = next(m for m in got.items if m.topic == "q0/plain")
+        typed = next(m for m in got.items if m.topic == "q0/typed")
+    assert plain.payload == b"fast"
+    assert typed.properties.content_type == "json"
+    assert "q0/plain" not in used_paho
+    assert "q0/typed" in used_paho

@@ -243,6 +243,12 @@ class Engine:
         """Hand a message to paho; returns the packet id used to match its acknowledgement."""
         if self._phase != "connected":
             raise NotConnectedError("publish while not connected")
+        if message.qos == 0 and (
+            message.properties is NO_PROPERTIES or message.properties == NO_PROPERTIES
+        ):
+            mid = self._client.rx_publish_plain_qos0(message.topic, message.payload, message.retain)
+            if mid is not None:
+                return mid
         info = self._client.publish(
             message.topic,
             message.payload,

@@ -46,6 +46,9 @@ _READ_SIZE = 65536
 _WRITE_BATCH = 65536
 """Bytes of queued packets joined into one send()."""
 
+_MAX_REMAINING_LENGTH = 268_435_455
+"""The largest remaining length MQTT can encode (four length bytes)."""
+
 PublishSink = Callable[[str, bytes, int, bool, "Properties | None"], None]
 """(topic, payload, qos, retain, properties or None): where the fast path delivers a PUBLISH."""
 
@@ -276,6 +279,31 @@ class _PahoClient(paho.Client):
             return self._send_puback(mid)
         return paho.MQTT_ERR_SUCCESS
 
+    def rx_publish_plain_qos0(self, topic: str, payload: bytes, retain: bool) -> int | None:
+        """Queue a QoS 0 PUBLISH without properties, encoded here; returns its packet id, or
+        None when paho's ``publish()`` must take it (not connected, another protocol, or a
+        packet too large to encode). paho's path builds an ``MQTTMessageInfo`` (a
+        ``threading.Condition``), re-checks the topic and logs a formatted line per message."""
+        if not _FAST_PATHS or self._protocol != paho.MQTTv5 or self._sock is None:
+            return None
+        name = topic.encode("utf-8")
+        remaining = 3 + len(name) + len(payload)  # topic length, topic, property length 0
+        if remaining > _MAX_REMAINING_LENGTH:
+            return None
+        packet = bytearray((paho.PUBLISH | retain,))
+        while True:
+            byte, remaining = remaining & 0x7F, remaining >> 7
+            packet.append(byte | 0x80 if remaining else byte)
+            if not remaining:
+                break
+        packet += len(name).to_bytes(2, "big")
+        packet += name
+        packet.append(0)
+        packet += payload
+        mid: int = self._mid_generate()
+        self._packet_queue(paho.PUBLISH, packet, mid, 0, _WRITTEN)
+        return mid
+
     def _packet_write(self) -> Any:
         # paho writes one packet per send(): under load one system call per PUBLISH and per
         # PUBACK. Join consecutive queued packets (up to _WRITE_BATCH bytes) into one send()
@@ -384,6 +412,10 @@ written."""
 
 _NO_PUBACK_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
 
+_WRITTEN = paho.MQTTMessageInfo(0)
+"""Stands in for the per-message ``MQTTMessageInfo`` of fast-path QoS 0 packets: paho marks it
+published once the packet is written, which nobody waits on."""
+
 
 def _plain_puback_code(packet: bytes | bytearray) -> ReasonCode | None:
     """The reason code of a PUBACK body without properties (packet id, then optionally a code
@@ -439,6 +471,8 @@ def paho_seams_present() -> bool:
         and hasattr(paho.Client, "_packet_write")
         and hasattr(paho.Client, "_send_puback")
         and hasattr(paho.Client, "_handle_pubackcomp")
+        and hasattr(paho.Client, "_packet_queue")
+        and hasattr(paho.Client, "_mid_generate")
         and "_in_packet" in paho.Client.__init__.__code__.co_names
         and "_msgtime_mutex" in paho.Client.__init__.__code__.co_names
         and "_last_bytes_received" in paho.Client.__init__.__code__.co_names
