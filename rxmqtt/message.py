@@ -121,7 +121,9 @@ class Message:
     @property
     def size(self) -> int:
         """Bytes counted against queue bounds: topic + payload + properties."""
-        return len(self.topic.encode()) + len(self.payload) + self.properties.encoded_size()
+        props = self.properties
+        extra = 0 if props is NO_PROPERTIES else props.encoded_size()
+        return len(self.topic.encode()) + len(self.payload) + extra
 
 
 @dataclass(frozen=True, slots=True)
