@@ -118,9 +118,6 @@ def end_to_end(sizes: Sizes, qos: int) -> list[Row]:
             rows.append(Row(name, "msg/s", rx_rate, peer, None, target=target, note=missing[peer]))
             continue
         ref_rate, ref_note = _median_rate(runs[peer])
-        notes = [n for n in (f"rxmqtt: {rx_note}" if rx_note else "", ref_note) if n]
-        if not notes:
-            notes = [f"all {count:,} received in every run"]
         rows.append(
             Row(
                 name,
@@ -130,7 +127,7 @@ def end_to_end(sizes: Sizes, qos: int) -> list[Row]:
                 ref_rate,
                 target=target,
                 met=_ratio_met(rx_rate, ref_rate, minimum),
-                note="; ".join(notes),
+                note="; ".join(_run_notes(count, rx_note, ref_note)),
                 errors=errors,
             )
         )
@@ -138,6 +135,12 @@ def end_to_end(sizes: Sizes, qos: int) -> list[Row]:
     if "aiomqtt" not in missing:
         rows.append(_awaited_row(name, count, runs[AWAITED], runs["aiomqtt"]))
     return rows
+
+
+def _run_notes(count: int, rx_note: str, ref_note: str) -> list[str]:
+    """What went wrong in either side's runs, or that every message arrived in all of them."""
+    notes = [n for n in (f"rxmqtt: {rx_note}" if rx_note else "", ref_note) if n]
+    return notes or [f"all {count:,} received in every run"]
 
 
 AWAITED = "rxmqtt awaited"
@@ -153,10 +156,8 @@ def _awaited_row(
 ) -> Row:
     rx_rate, rx_note = _median_rate(awaited)
     ref_rate, ref_note = _median_rate(aiomqtt)
-    notes = [n for n in (f"rxmqtt: {rx_note}" if rx_note else "", ref_note) if n]
-    if not notes:
-        notes = [f"all {count:,} received in every run"]
-    notes.insert(0, "both await every publish, gathered 100 at a time")
+    notes = ["both await every publish, gathered 100 at a time"]
+    notes += _run_notes(count, rx_note, ref_note)
     return Row(
         f"{name}, publishes awaited",
         "msg/s",
