@@ -243,18 +243,13 @@ class Engine:
         """Hand a message to paho; returns the packet id used to match its acknowledgement."""
         if self._phase != "connected":
             raise NotConnectedError("publish while not connected")
-        if message.qos == 0 and (
-            message.properties is NO_PROPERTIES or message.properties == NO_PROPERTIES
-        ):
+        properties = _to_paho_properties(message.properties, PacketTypes.PUBLISH)
+        if message.qos == 0 and properties is None:
             mid = self._client.rx_publish_plain_qos0(message.topic, message.payload, message.retain)
             if mid is not None:
                 return mid
         info = self._client.publish(
-            message.topic,
-            message.payload,
-            message.qos,
-            message.retain,
-            _to_paho_properties(message.properties, PacketTypes.PUBLISH),
+            message.topic, message.payload, message.qos, message.retain, properties
         )
         if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
             raise NotConnectedError(f"paho refused publish: {paho.error_string(info.rc)}")

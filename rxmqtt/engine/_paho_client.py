@@ -291,13 +291,8 @@ class _PahoClient(paho.Client):
         if remaining > _MAX_REMAINING_LENGTH:
             return None
         packet = bytearray((paho.PUBLISH | retain,))
-        while True:
-            byte, remaining = remaining & 0x7F, remaining >> 7
-            packet.append(byte | 0x80 if remaining else byte)
-            if not remaining:
-                break
-        packet += len(name).to_bytes(2, "big")
-        packet += name
+        self._pack_remaining_length(packet, remaining)
+        self._pack_str16(packet, name)
         packet.append(0)
         packet += payload
         mid: int = self._mid_generate()
@@ -345,7 +340,7 @@ class _PahoClient(paho.Client):
                 out.popleft()
                 if (entry["command"] & 0xF0) == paho.PUBLISH and entry["qos"] == 0:
                     if on_publish is not None:
-                        on_publish(self, self._userdata, entry["mid"], PUBACK_SUCCESS, None)
+                        on_publish(self, self._userdata, entry["mid"], _PUBACK_SUCCESS, None)
                     if entry["info"] is not None:
                         entry["info"]._set_as_published()
             if out and out[0]["pos"]:
@@ -406,7 +401,7 @@ _PUBACK_CODES: dict[int, ReasonCode] = {
 }
 """One shared, read-only ReasonCode per code a PUBACK may carry."""
 
-PUBACK_SUCCESS = _PUBACK_CODES[0]
+_PUBACK_SUCCESS = _PUBACK_CODES[0]
 """Success: a plain PUBACK's code, and the one paho passes to on_publish once a QoS 0 PUBLISH is
 written."""
 
@@ -422,7 +417,7 @@ def _plain_puback_code(packet: bytes | bytearray) -> ReasonCode | None:
     and a zero property length), or None when it has properties or an undefined code."""
     size = len(packet)
     if size == 2:
-        return PUBACK_SUCCESS
+        return _PUBACK_SUCCESS
     if size == 3 or (size == 4 and packet[3] == 0):
         return _PUBACK_CODES.get(packet[2])
     return None
@@ -472,6 +467,8 @@ def paho_seams_present() -> bool:
         and hasattr(paho.Client, "_send_puback")
         and hasattr(paho.Client, "_handle_pubackcomp")
         and hasattr(paho.Client, "_packet_queue")
+        and hasattr(paho.Client, "_pack_remaining_length")
+        and hasattr(paho.Client, "_pack_str16")
         and hasattr(paho.Client, "_mid_generate")
         and "_in_packet" in paho.Client.__init__.__code__.co_names
         and "_msgtime_mutex" in paho.Client.__init__.__code__.co_names
