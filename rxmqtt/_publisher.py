@@ -93,7 +93,6 @@ class Publisher:
         self._call_later: CallLater | None = None
         self._ack_sweep: Timer | None = None
         self._closed = False
-        self._last_stats: QueueStats | None = None
         self._stats_scheduled = False
 
     # ------------------------------------------------------------------ wiring
@@ -338,7 +337,4 @@ class Publisher:
 
     def _emit_stats(self) -> None:
         self._stats_scheduled = False
-        stats = dataclasses.replace(self._queue.stats(), in_flight=len(self._unacked))
-        if stats != self._last_stats:
-            self._last_stats = stats
-            self._on_stats(stats)
+        self._on_stats(dataclasses.replace(self._queue.stats(), in_flight=len(self._unacked)))
