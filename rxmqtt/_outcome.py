@@ -53,23 +53,20 @@ class Outcome(Observable[T], Generic[T]):
 
     def _resolve(self, value: T) -> None:
         """Settle with ``value`` (then completion); a second settlement is ignored."""
-        with self._settle_lock:
-            if self._settled:
-                return
-            self._settled, self._value = True, value
-            waiting, self._waiting = self._waiting, {}
-        for callbacks in waiting.values():
-            _deliver(callbacks, value, None)
+        self._settle(value, None)
 
     def _fail(self, error: Exception) -> None:
         """Settle with ``error``; a second settlement is ignored."""
+        self._settle(None, error)
+
+    def _settle(self, value: T | None, error: Exception | None) -> None:
         with self._settle_lock:
             if self._settled:
                 return
-            self._settled, self._error = True, error
+            self._settled, self._value, self._error = True, value, error
             waiting, self._waiting = self._waiting, {}
         for callbacks in waiting.values():
-            _deliver(callbacks, None, error)
+            _deliver(callbacks, value, error)
 
     @property
     def settled(self) -> bool:
