@@ -32,6 +32,7 @@ from rxmqtt import (
 from rxmqtt import engine as rx_engine
 from rxmqtt.engine._paho_client import _plain_puback_code
 from rxmqtt.testing import BrokerConfig, MosquittoBroker
+from rxmqtt.testing._raw import mqtt_str, packet
 from rxmqtt.testing.plugin import BrokerFactory
 from rxmqtt.testing.recorder import Recorder
 
@@ -271,10 +272,7 @@ async def test_pubacks_resolve_publishes_without_paho_decoding_them(
 
 def _publish_packet(topic: str, payload: bytes) -> bytes:
     """A QoS 0 MQTT 5 PUBLISH without properties."""
-    name = topic.encode()
-    body = len(name).to_bytes(2, "big") + name + b"\x00" + payload
-    assert len(body) < 128
-    return bytes([0x30, len(body)]) + body
+    return packet(0x30, mqtt_str(topic) + b"\x00" + payload)
 
 
 def _client_with_buffer(data: bytes) -> tuple[Any, list[tuple[str, bytes]]]:
@@ -317,18 +315,6 @@ def test_a_fifth_length_byte_is_left_to_paho_to_refuse() -> None:
     assert got == []
 
 
-def _publish_packet_any_size(topic: str, payload: bytes) -> bytes:
-    """A QoS 0 MQTT 5 PUBLISH without properties, with a 1-3 byte remaining length."""
-    name = topic.encode()
-    body = len(name).to_bytes(2, "big") + name + b"\x00" + payload
-    length, encoded = len(body), bytearray()
-    while True:
-        byte, length = length % 128, length // 128
-        encoded.append(byte | (0x80 if length else 0))
-        if not length:
-            return bytes([0x30]) + bytes(encoded) + body
-
-
 @settings(max_examples=150, deadline=None)
 @given(
     messages=st.lists(
@@ -352,7 +338,7 @@ def test_the_reader_delivers_every_packet_however_the_stream_is_cut(
 ) -> None:
     """The byte stream arrives in arbitrary chunks (as recv() returns them): whole packets take
     the fast path, split ones paho's reader; together they deliver every packet once, in order."""
-    stream = b"".join(_publish_packet_any_size(t, p) for t, p in messages)
+    stream = b"".join(_publish_packet(t, p) for t, p in messages)
     bounds = sorted({c for c in cuts if c < len(stream)} | {0, len(stream)})
     chunks = [stream[a:b] for a, b in itertools.pairwise(bounds)]
     client, got = _client_with_buffer(b"")

@@ -35,6 +35,7 @@ from rxmqtt import (
     Message,
     ReconnectPolicy,
 )
+from rxmqtt.testing._raw import packet, varint
 from rxmqtt.testing.recorder import Recorder
 
 MAX_PACKET = 1024
@@ -46,28 +47,15 @@ CLOSE = b"<close>"
 RESET = b"<reset>"
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        value, byte = divmod(value, 128)
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _packet(header: int, body: bytes) -> bytes:
-    return bytes([header]) + _varint(len(body)) + body
-
-
 def _publish(topic: bytes, payload: bytes, *, qos: int = 0, packet_id: int = 7) -> bytes:
     body = len(topic).to_bytes(2, "big") + topic
     if qos:
         body += packet_id.to_bytes(2, "big")
     body += b"\x00" + payload  # no properties
-    return _packet(0x30 | qos << 1, body)
+    return packet(0x30 | qos << 1, body)
 
 
-CONNACK_OK = _packet(0x20, b"\x00\x00\x00")
+CONNACK_OK = packet(0x20, b"\x00\x00\x00")
 
 
 @dataclass(frozen=True)
@@ -87,15 +75,15 @@ CASES = [
         id="garbage-after-connect",
     ),
     pytest.param(
-        Case((_packet(0x20, b"\x00"),), ConnectFailed, DisconnectSource.CLIENT),
+        Case((packet(0x20, b"\x00"),), ConnectFailed, DisconnectSource.CLIENT),
         id="connack-too-short",
     ),
     pytest.param(
-        Case((_packet(0x20, b"\x00\x87\x00"),), ConnectFailed, DisconnectSource.SERVER, 0x87),
+        Case((packet(0x20, b"\x00\x87\x00"),), ConnectFailed, DisconnectSource.SERVER, 0x87),
         id="connack-not-authorized",
     ),
     pytest.param(
-        Case((_packet(0x20, b"\x00\xa5\x00"),), ConnectFailed, DisconnectSource.SERVER, 0xA5),
+        Case((packet(0x20, b"\x00\xa5\x00"),), ConnectFailed, DisconnectSource.SERVER, 0xA5),
         id="connack-unknown-reason-code",
     ),
     pytest.param(
@@ -113,7 +101,7 @@ CASES = [
     ),
     pytest.param(
         Case(
-            (CONNACK_OK, b"\x30" + _varint(10_000_000) + b"\x00\x03big"),
+            (CONNACK_OK, b"\x30" + varint(10_000_000) + b"\x00\x03big"),
             Disconnected,
             DisconnectSource.CLIENT,
             0x95,

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 
 from rxmqtt import Connection, ConnectionSettings, ConnectionState, Message
+from rxmqtt.testing._raw import packet
 from rxmqtt.testing.recorder import Recorder
 
 from ._tap import split_packets
@@ -28,7 +29,7 @@ async def _read_packet(reader: asyncio.StreamReader, buffer: bytearray) -> tuple
         if packets:
             first, body = packets[0]
             # put back anything after the first packet
-            rest = b"".join(bytes([f]) + _len(len(b)) + b for f, b in packets[1:])
+            rest = b"".join(packet(f, b) for f, b in packets[1:])
             buffer[:0] = rest
             return first, body
         data = await reader.read(65536)
@@ -37,18 +38,9 @@ async def _read_packet(reader: asyncio.StreamReader, buffer: bytearray) -> tuple
         buffer += data
 
 
-def _len(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _publish(packet_id: int, payload: bytes) -> bytes:
     body = b"\x00\x07flood/x" + packet_id.to_bytes(2, "big") + b"\x00" + payload
-    return b"\x32" + _len(len(body)) + body
+    return packet(0x32, body)
 
 
 async def test_close_during_a_burst_still_delivers_the_disconnect() -> None:

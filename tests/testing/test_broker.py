@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from rxmqtt.testing import BrokerConfig, MosquittoBroker, TlsFiles
+from rxmqtt.testing._raw import mqtt_str, packet
 from rxmqtt.testing.broker import BrokerStartError
 from rxmqtt.testing.plugin import BrokerFactory
 
@@ -21,42 +22,24 @@ pytestmark = pytest.mark.broker
 # ---------------------------------------------------------------- raw MQTT 5 helpers
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _str(s: str) -> bytes:
-    raw = s.encode()
-    return len(raw).to_bytes(2, "big") + raw
-
-
-def _packet(header: int, body: bytes) -> bytes:
-    return bytes([header]) + _varint(len(body)) + body
-
-
 def connect_packet(
     client_id: str, username: str | None = None, password: str | None = None
 ) -> bytes:
     flags = 0x02 | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
-    body = b"\x00\x04MQTT\x05" + bytes([flags]) + b"\x00\x3c\x00" + _str(client_id)
+    body = b"\x00\x04MQTT\x05" + bytes([flags]) + b"\x00\x3c\x00" + mqtt_str(client_id)
     if username is not None:
-        body += _str(username)
+        body += mqtt_str(username)
     if password is not None:
-        body += _str(password)
-    return _packet(0x10, body)
+        body += mqtt_str(password)
+    return packet(0x10, body)
 
 
 def publish_packet(topic: str, payload: bytes, *, retain: bool = False) -> bytes:
-    return _packet(0x30 | (0x01 if retain else 0), _str(topic) + b"\x00" + payload)
+    return packet(0x30 | (0x01 if retain else 0), mqtt_str(topic) + b"\x00" + payload)
 
 
 def subscribe_packet(packet_id: int, topic_filter: str) -> bytes:
-    return _packet(0x82, packet_id.to_bytes(2, "big") + b"\x00" + _str(topic_filter) + b"\x00")
+    return packet(0x82, packet_id.to_bytes(2, "big") + b"\x00" + mqtt_str(topic_filter) + b"\x00")
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:

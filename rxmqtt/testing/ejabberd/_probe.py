@@ -10,19 +10,7 @@ import contextlib
 import secrets
 import socket
 
-
-def _mqtt_str(text: str) -> bytes:
-    raw = text.encode()
-    return len(raw).to_bytes(2, "big") + raw
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
+from rxmqtt.testing._raw import mqtt_str, packet
 
 
 def probe_connack(host: str, port: int, username: str, password: str, timeout: float) -> int:
@@ -30,13 +18,13 @@ def probe_connack(host: str, port: int, username: str, password: str, timeout: f
     client_id = f"rxmqtt-probe-{secrets.token_hex(4)}"
     body = (
         b"\x00\x04MQTT\x05\xc2\x00\x0a\x00"  # MQTT 5, user+password+clean start, 10 s, no props
-        + _mqtt_str(client_id)
-        + _mqtt_str(username)
-        + _mqtt_str(password)
+        + mqtt_str(client_id)
+        + mqtt_str(username)
+        + mqtt_str(password)
     )
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.settimeout(timeout)
-        sock.sendall(b"\x10" + _varint(len(body)) + body)
+        sock.sendall(packet(0x10, body))
         head = sock.recv(4)
         if len(head) < 4 or head[0] != 0x20:
             raise ConnectionError(f"no CONNACK (got {head!r})")

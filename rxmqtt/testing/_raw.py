@@ -1,0 +1,25 @@
+"""Raw MQTT 5 bytes, for probing a broker and for tests that play a hostile or scripted peer
+without an MQTT library in between."""
+
+from __future__ import annotations
+
+
+def varint(value: int) -> bytes:
+    """MQTT's Variable Byte Integer (a packet's remaining length): 7 bits a byte, low first."""
+    out = bytearray()
+    while True:
+        value, byte = divmod(value, 128)
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def mqtt_str(text: str | bytes) -> bytes:
+    """A UTF-8 string (or binary data) with its two-byte length prefix."""
+    raw = text.encode() if isinstance(text, str) else text
+    return len(raw).to_bytes(2, "big") + raw
+
+
+def packet(header: int, body: bytes) -> bytes:
+    """A whole control packet: the header byte, the remaining length, the body."""
+    return bytes([header]) + varint(len(body)) + body
