@@ -109,21 +109,21 @@ async def subscribed(cli: Cli, helper: Connection, topic: str, timeout: float = 
 
 @pytest.mark.broker
 async def test_sub_survives_a_broker_restart_showing_why(
-    mosquitto: MosquittoBroker, cleanup: list[Cli]
+    rxmqtt_mosquitto: MosquittoBroker, cleanup: list[Cli]
 ) -> None:
-    cli = await start_cli("sub", "cli/#", "-v", "--qos", "1", "--url", mosquitto.url)
+    cli = await start_cli("sub", "cli/#", "-v", "--qos", "1", "--url", rxmqtt_mosquitto.url)
     cleanup.append(cli)
     await cli.line(cli.err, lambda line: "CONNECTED" in line and "connected to" in line, 10)
-    async with Connection(ConnectionSettings.from_url(mosquitto.url)) as helper:
+    async with Connection(ConnectionSettings.from_url(rxmqtt_mosquitto.url)) as helper:
         await subscribed(cli, helper, "cli/probe")
         await helper.publish("cli/data", b"before restart", qos=1)
         await cli.line(cli.out, lambda line: line == "cli/data before restart", 5)
 
-        mosquitto.stop()
+        rxmqtt_mosquitto.stop()
         lost = await cli.line(cli.err, lambda line: "disconnected: network: 0x80" in line, 5)
         assert "RECONNECTING" in cli.err[lost], "the state column shows the new state"
         assert "retrying in" in cli.err[lost]
-        mosquitto.start()
+        rxmqtt_mosquitto.start()
         back = await cli.line(cli.err, lambda line: "connected to" in line, 10, lost)
         assert "CONNECTED" in cli.err[back]
         await cli.line(cli.err, lambda line: "session lost" in line, 5, lost)
@@ -143,9 +143,9 @@ async def test_sub_survives_a_broker_restart_showing_why(
 
 @pytest.mark.broker
 async def test_pub_series_through_a_broker_restart_is_all_acknowledged(
-    mosquitto_factory: BrokerFactory, cleanup: list[Cli]
+    rxmqtt_mosquitto_factory: BrokerFactory, cleanup: list[Cli]
 ) -> None:
-    broker = mosquitto_factory(persistence=True)
+    broker = rxmqtt_mosquitto_factory(persistence=True)
     listener = Connection(ConnectionSettings.from_url(broker.url, client_id="cli-listener"))
     got = Recorder(listener.messages("series/#", qos=1))
     async with listener:
@@ -181,11 +181,11 @@ async def test_pub_series_through_a_broker_restart_is_all_acknowledged(
 
 @pytest.mark.broker
 async def test_watch_from_the_aio_environment_ends_by_itself(
-    mosquitto: MosquittoBroker, cleanup: list[Cli]
+    rxmqtt_mosquitto: MosquittoBroker, cleanup: list[Cli]
 ) -> None:
     env = {
-        "AIO_BROKER_HOSTNAME": mosquitto.host,
-        "AIO_BROKER_TCP_PORT": str(mosquitto.port),
+        "AIO_BROKER_HOSTNAME": rxmqtt_mosquitto.host,
+        "AIO_BROKER_TCP_PORT": str(rxmqtt_mosquitto.port),
         "AIO_MQTT_USE_TLS": "false",
         "AIO_MQTT_CLIENT_ID": "cli-watch",
     }
@@ -201,10 +201,12 @@ async def test_watch_from_the_aio_environment_ends_by_itself(
 
 
 @pytest.mark.broker
-async def test_sub_count_bounds_the_run(mosquitto: MosquittoBroker, cleanup: list[Cli]) -> None:
-    cli = await start_cli("sub", "c/#", "--count", "2", "-q", "--url", mosquitto.url)
+async def test_sub_count_bounds_the_run(
+    rxmqtt_mosquitto: MosquittoBroker, cleanup: list[Cli]
+) -> None:
+    cli = await start_cli("sub", "c/#", "--count", "2", "-q", "--url", rxmqtt_mosquitto.url)
     cleanup.append(cli)
-    async with Connection(ConnectionSettings.from_url(mosquitto.url)) as helper:
+    async with Connection(ConnectionSettings.from_url(rxmqtt_mosquitto.url)) as helper:
         await helper.wait_for(ConnectionState.CONNECTED, 5)
         exited = asyncio.ensure_future(cli.proc.wait())
         for _ in range(100):  # tick until the CLI has its 2 messages and exits by itself
@@ -218,8 +220,8 @@ async def test_sub_count_bounds_the_run(mosquitto: MosquittoBroker, cleanup: lis
 
 
 @pytest.mark.broker
-def test_giving_up_is_exit_status_1(mosquitto_factory: BrokerFactory) -> None:
-    broker = mosquitto_factory(users={"cli": "secret"})
+def test_giving_up_is_exit_status_1(rxmqtt_mosquitto_factory: BrokerFactory) -> None:
+    broker = rxmqtt_mosquitto_factory(users={"cli": "secret"})
     err = io.StringIO()
     url = f"mqtt://cli:wrong@{broker.host}:{broker.port}"
     assert main(["sub", "x/#", "--url", url, "--run-for", "10"], stderr=err) == 1

@@ -46,8 +46,10 @@ def proxy_settings(proxy: FaultProxy, **overrides: object) -> ConnectionSettings
     return settings_for(proxy.host, proxy.port, **overrides)
 
 
-async def test_connects_and_state_is_derived_from_lifecycle(mosquitto: MosquittoBroker) -> None:
-    conn = Connection(broker_settings(mosquitto), reconnect=FAST)
+async def test_connects_and_state_is_derived_from_lifecycle(
+    rxmqtt_mosquitto: MosquittoBroker,
+) -> None:
+    conn = Connection(broker_settings(rxmqtt_mosquitto), reconnect=FAST)
     states = Recorder(conn.connection_state)
     events = Recorder(conn.lifecycle)
     assert states.items == [ConnectionState.DISCONNECTED]
@@ -71,11 +73,11 @@ async def test_connects_and_state_is_derived_from_lifecycle(mosquitto: Mosquitto
 
 @pytest.mark.parametrize("qos", [0, 1, 2])
 async def test_publish_roundtrip_resolves_with_reason_code(
-    mosquitto: MosquittoBroker, qos: int
+    rxmqtt_mosquitto: MosquittoBroker, qos: int
 ) -> None:
     async with (
-        Connection(broker_settings(mosquitto), reconnect=FAST) as pub,
-        Connection(broker_settings(mosquitto), reconnect=FAST) as sub,
+        Connection(broker_settings(rxmqtt_mosquitto), reconnect=FAST) as pub,
+        Connection(broker_settings(rxmqtt_mosquitto), reconnect=FAST) as sub,
     ):
         got = Recorder(sub.messages("rt/#", qos=2))
         await sub.wait_for(ConnectionState.CONNECTED, 5)
@@ -104,10 +106,10 @@ async def _subscribed(
     raise TimeoutError("subscription never became live")
 
 
-async def test_qos2_is_delivered_exactly_once(mosquitto: MosquittoBroker) -> None:
+async def test_qos2_is_delivered_exactly_once(rxmqtt_mosquitto: MosquittoBroker) -> None:
     async with (
-        Connection(broker_settings(mosquitto), reconnect=FAST) as pub,
-        Connection(broker_settings(mosquitto), reconnect=FAST) as sub,
+        Connection(broker_settings(rxmqtt_mosquitto), reconnect=FAST) as pub,
+        Connection(broker_settings(rxmqtt_mosquitto), reconnect=FAST) as sub,
     ):
         got = Recorder(sub.messages("x2/#", qos=2))
         await sub.wait_for(ConnectionState.CONNECTED, 5)
@@ -124,11 +126,11 @@ async def test_qos2_is_delivered_exactly_once(mosquitto: MosquittoBroker) -> Non
 
 
 async def test_messages_are_refcounted_one_broker_subscription(
-    mosquitto: MosquittoBroker,
+    rxmqtt_mosquitto: MosquittoBroker,
 ) -> None:
     async with (
-        Connection(broker_settings(mosquitto), reconnect=FAST) as pub,
-        Connection(broker_settings(mosquitto, name="rc"), reconnect=FAST) as sub,
+        Connection(broker_settings(rxmqtt_mosquitto), reconnect=FAST) as pub,
+        Connection(broker_settings(rxmqtt_mosquitto, name="rc"), reconnect=FAST) as sub,
     ):
         await sub.wait_for(ConnectionState.CONNECTED, 5)
         a = Recorder(sub.messages("rc/+"))
@@ -140,8 +142,11 @@ async def test_messages_are_refcounted_one_broker_subscription(
         assert all(m.payload != b"one" for m in a.items), "disposed subscriber gets nothing"
         b.dispose()
         # last dispose -> UNSUBSCRIBE: a fresh probe subscriber sees the broker log say so
-        await _wait_log(mosquitto, f"Received UNSUBSCRIBE from {sub.settings.client_id}")
-        assert mosquitto.log_text().count(f"Received SUBSCRIBE from {sub.settings.client_id}") == 1
+        await _wait_log(rxmqtt_mosquitto, f"Received UNSUBSCRIBE from {sub.settings.client_id}")
+        assert (
+            rxmqtt_mosquitto.log_text().count(f"Received SUBSCRIBE from {sub.settings.client_id}")
+            == 1
+        )
 
 
 async def _wait_log(broker: MosquittoBroker, text: str, timeout: float = 5.0) -> None:
@@ -156,19 +161,19 @@ async def _wait_log(broker: MosquittoBroker, text: str, timeout: float = 5.0) ->
 # ---------------------------------------------------------------- the seed's three loss cases
 
 
-async def test_loss_case_1_broker_stopped_and_restarted(mosquitto: MosquittoBroker) -> None:
-    conn = Connection(broker_settings(mosquitto), reconnect=FAST)
+async def test_loss_case_1_broker_stopped_and_restarted(rxmqtt_mosquitto: MosquittoBroker) -> None:
+    conn = Connection(broker_settings(rxmqtt_mosquitto), reconnect=FAST)
     states = Recorder(conn.connection_state)
     disconnects = Recorder(conn.disconnects)
     async with conn:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
-        mosquitto.stop()  # SIGTERM: Mosquitto 2.0.11 just closes the socket
+        rxmqtt_mosquitto.stop()  # SIGTERM: Mosquitto 2.0.11 just closes the socket
         first = await disconnects.wait_for_item(lambda d: True, 5)
         assert first.source is DisconnectSource.NETWORK
         assert first.reason_code == 0x80
         assert not first.fatal
         await conn.wait_for(ConnectionState.RECONNECTING, 5)
-        mosquitto.start()
+        rxmqtt_mosquitto.start()
         await conn.wait_for(ConnectionState.CONNECTED, 10)
     seq = _dedupe(states.items)
     assert seq[:5] == [
@@ -185,15 +190,15 @@ def _dedupe(states: list[ConnectionState]) -> list[ConnectionState]:
 
 
 async def test_loss_case_2_server_disconnects_with_reason_code(
-    mosquitto: MosquittoBroker, fault_proxy: FaultProxy
+    rxmqtt_mosquitto: MosquittoBroker, rxmqtt_fault_proxy: FaultProxy
 ) -> None:
-    conn = Connection(proxy_settings(fault_proxy), reconnect=FAST)
+    conn = Connection(proxy_settings(rxmqtt_fault_proxy), reconnect=FAST)
     events = Recorder(conn.lifecycle)
     async with conn:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
-        fault_proxy.wait_for_connections(1, timeout=5)
+        rxmqtt_fault_proxy.wait_for_connections(1, timeout=5)
         # A PUBLISH with QoS 3 is malformed: Mosquitto answers DISCONNECT with a reason code.
-        fault_proxy.connections[0].inject_to_server(b"\x36\x05\x00\x01a\x00\x00")
+        rxmqtt_fault_proxy.connections[0].inject_to_server(b"\x36\x05\x00\x01a\x00\x00")
         lost = await events.wait_for_item(lambda e: isinstance(e, Disconnected), 5)
         assert isinstance(lost, Disconnected)
         assert lost.disconnect.source is DisconnectSource.SERVER
@@ -206,22 +211,22 @@ async def test_loss_case_2_server_disconnects_with_reason_code(
 
 
 async def test_loss_case_3_blackholed_network_detected_by_keepalive(
-    mosquitto: MosquittoBroker, fault_proxy: FaultProxy
+    rxmqtt_mosquitto: MosquittoBroker, rxmqtt_fault_proxy: FaultProxy
 ) -> None:
     keep_alive = 2
-    conn = Connection(proxy_settings(fault_proxy, keep_alive=keep_alive), reconnect=FAST)
+    conn = Connection(proxy_settings(rxmqtt_fault_proxy, keep_alive=keep_alive), reconnect=FAST)
     disconnects = Recorder(conn.disconnects)
     async with conn:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
         loop = asyncio.get_running_loop()
-        fault_proxy.blackhole()
+        rxmqtt_fault_proxy.blackhole()
         cut_at = loop.time()
         lost = await disconnects.wait_for_item(lambda d: True, 3 * keep_alive)
         detected_after = loop.time() - cut_at
         assert lost.source is DisconnectSource.KEEPALIVE
         assert lost.reason_code == 0x8D
         assert detected_after <= 1.5 * keep_alive, f"took {detected_after:.2f}s"
-        fault_proxy.pass_through()
+        rxmqtt_fault_proxy.pass_through()
         await conn.wait_for(ConnectionState.CONNECTED, 10)
 
 
@@ -257,9 +262,9 @@ async def test_session_taken_over_code_is_fatal_no_takeover_fight() -> None:
 
 
 async def test_wrong_password_fails_after_one_attempt(
-    mosquitto_factory: object,
+    rxmqtt_mosquitto_factory: object,
 ) -> None:
-    broker: MosquittoBroker = mosquitto_factory(BrokerConfig(users={"alice": "secret"}))  # type: ignore[operator]
+    broker: MosquittoBroker = rxmqtt_mosquitto_factory(BrokerConfig(users={"alice": "secret"}))  # type: ignore[operator]
     conn = Connection(broker_settings(broker, username="alice", password="wrong"), reconnect=FAST)
     events = Recorder(conn.lifecycle)
     async with conn:
@@ -278,9 +283,9 @@ async def test_wrong_password_fails_after_one_attempt(
 
 
 async def test_password_provider_is_read_on_every_attempt(
-    mosquitto_factory: object,
+    rxmqtt_mosquitto_factory: object,
 ) -> None:
-    broker: MosquittoBroker = mosquitto_factory(BrokerConfig(users={"bob": "token-2"}))  # type: ignore[operator]
+    broker: MosquittoBroker = rxmqtt_mosquitto_factory(BrokerConfig(users={"bob": "token-2"}))  # type: ignore[operator]
     tokens = iter(["token-1", "token-2", "token-2", "token-2"])
     policy = ReconnectPolicy(
         backoff=Backoff(initial=0.05, maximum=0.1), is_fatal=lambda code: False
@@ -300,9 +305,9 @@ async def test_password_provider_is_read_on_every_attempt(
 
 
 async def test_persistent_session_survives_graceful_restart_without_resubscribing(
-    mosquitto_factory: object,
+    rxmqtt_mosquitto_factory: object,
 ) -> None:
-    broker: MosquittoBroker = mosquitto_factory(BrokerConfig(persistence=True))  # type: ignore[operator]
+    broker: MosquittoBroker = rxmqtt_mosquitto_factory(BrokerConfig(persistence=True))  # type: ignore[operator]
     sub_settings = broker_settings(broker, name="ps", clean_start=False, session_expiry=3600)
     async with (
         Connection(sub_settings, reconnect=FAST) as sub,
@@ -328,54 +333,58 @@ async def test_persistent_session_survives_graceful_restart_without_resubscribin
         assert subscribes == 1, "the session kept the subscription; no re-SUBSCRIBE"
 
 
-async def test_session_lost_resubscribes_live_filters(mosquitto: MosquittoBroker) -> None:
+async def test_session_lost_resubscribes_live_filters(rxmqtt_mosquitto: MosquittoBroker) -> None:
     """Without persistence a broker crash loses the session: SessionLost, then re-subscribe."""
-    sub_settings = broker_settings(mosquitto, name="sl", clean_start=False, session_expiry=3600)
+    sub_settings = broker_settings(
+        rxmqtt_mosquitto, name="sl", clean_start=False, session_expiry=3600
+    )
     async with (
         Connection(sub_settings, reconnect=FAST) as sub,
-        Connection(broker_settings(mosquitto), reconnect=FAST) as pub,
+        Connection(broker_settings(rxmqtt_mosquitto), reconnect=FAST) as pub,
     ):
         events = Recorder(sub.lifecycle)
         got = Recorder(sub.messages("sl/#", qos=1))
         await sub.wait_for(ConnectionState.CONNECTED, 5)
         await pub.wait_for(ConnectionState.CONNECTED, 5)
         await _subscribed(sub, pub, "sl/probe", got)
-        mosquitto.kill()
-        mosquitto.start()
+        rxmqtt_mosquitto.kill()
+        rxmqtt_mosquitto.start()
         await events.wait_for_item(lambda e: isinstance(e, SessionLost), 10)
         await pub.wait_for(ConnectionState.CONNECTED, 10)
         await _subscribed(sub, pub, "sl/probe2", got)
 
 
 async def test_will_is_sent_on_ungraceful_loss_not_on_close(
-    mosquitto: MosquittoBroker, fault_proxy: FaultProxy
+    rxmqtt_mosquitto: MosquittoBroker, rxmqtt_fault_proxy: FaultProxy
 ) -> None:
     will = Will("wills/dev", b"gone", qos=1)
-    async with Connection(broker_settings(mosquitto), reconnect=FAST) as watcher:
+    async with Connection(broker_settings(rxmqtt_mosquitto), reconnect=FAST) as watcher:
         wills = Recorder(watcher.messages("wills/#", qos=1))
         await watcher.wait_for(ConnectionState.CONNECTED, 5)
         await asyncio.sleep(0)  # let SUBSCRIBE go out
 
-        clean = Connection(proxy_settings(fault_proxy, will=will), reconnect=FAST)
+        clean = Connection(proxy_settings(rxmqtt_fault_proxy, will=will), reconnect=FAST)
         async with clean:
             await clean.wait_for(ConnectionState.CONNECTED, 5)
         # closed cleanly: no will. Prove it by sending a marker after and seeing only it.
-        async with Connection(broker_settings(mosquitto)) as marker:
+        async with Connection(broker_settings(rxmqtt_mosquitto)) as marker:
             await marker.wait_for(ConnectionState.CONNECTED, 5)
             await marker.publish("wills/marker", b"m", qos=1)
         await wills.wait_for_item(lambda m: m.topic == "wills/marker", 5)
         assert [m.topic for m in wills.items] == ["wills/marker"]
 
-        dying = Connection(proxy_settings(fault_proxy, will=will), reconnect=FAST)
+        dying = Connection(proxy_settings(rxmqtt_fault_proxy, will=will), reconnect=FAST)
         async with dying:
             await dying.wait_for(ConnectionState.CONNECTED, 5)
-            fault_proxy.reset()
+            rxmqtt_fault_proxy.reset()
             msg = await wills.wait_for_item(lambda m: m.topic == "wills/dev", 5)
             assert msg.payload == b"gone"
 
 
-async def test_start_in_thread_for_programs_without_asyncio(mosquitto: MosquittoBroker) -> None:
-    conn = Connection(broker_settings(mosquitto), reconnect=FAST)
+async def test_start_in_thread_for_programs_without_asyncio(
+    rxmqtt_mosquitto: MosquittoBroker,
+) -> None:
+    conn = Connection(broker_settings(rxmqtt_mosquitto), reconnect=FAST)
 
     def in_thread() -> int:
         with conn.start_in_thread():
@@ -391,9 +400,9 @@ async def test_start_in_thread_for_programs_without_asyncio(mosquitto: Mosquitto
 
 
 async def test_a_raising_subscriber_cannot_break_the_connection(
-    mosquitto: MosquittoBroker, caplog: pytest.LogCaptureFixture
+    rxmqtt_mosquitto: MosquittoBroker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    conn = Connection(broker_settings(mosquitto), reconnect=FAST)
+    conn = Connection(broker_settings(rxmqtt_mosquitto), reconnect=FAST)
 
     def explode(_: object) -> None:
         raise BrokenPipeError("the app's stdout went away")
@@ -404,15 +413,17 @@ async def test_a_raising_subscriber_cannot_break_the_connection(
         await conn.wait_for(ConnectionState.CONNECTED, 5)
         conn.messages("boom/#").subscribe(explode)
         conn.publish("boom/x", b"1", qos=1).subscribe(explode)
-        mosquitto.restart()
+        rxmqtt_mosquitto.restart()
         await conn.wait_for(ConnectionState.RECONNECTING, 5)
         await conn.wait_for(ConnectionState.CONNECTED, 10)
         assert (await conn.publish("boom/y", b"2", qos=1)).reason_code in (0, 0x10)
     assert "raised in on_next; ignored" in caplog.text
 
 
-async def test_state_is_current_when_lifecycle_subscribers_run(mosquitto: MosquittoBroker) -> None:
-    conn = Connection(broker_settings(mosquitto), reconnect=FAST)
+async def test_state_is_current_when_lifecycle_subscribers_run(
+    rxmqtt_mosquitto: MosquittoBroker,
+) -> None:
+    conn = Connection(broker_settings(rxmqtt_mosquitto), reconnect=FAST)
     seen: list[tuple[str, ConnectionState]] = []
     conn.lifecycle.subscribe(lambda e: seen.append((type(e).__name__, conn.state)))
     async with conn:
@@ -425,16 +436,16 @@ async def test_state_is_current_when_lifecycle_subscribers_run(mosquitto: Mosqui
 
 
 async def test_publishes_still_queued_at_close_fail_with_connection_closed(
-    fault_proxy: FaultProxy,
+    rxmqtt_fault_proxy: FaultProxy,
 ) -> None:
     from rxmqtt import ConnectionClosedError, DropReason
 
-    conn = Connection(proxy_settings(fault_proxy), reconnect=FAST)
+    conn = Connection(proxy_settings(rxmqtt_fault_proxy), reconnect=FAST)
     dropped = Recorder(conn.dropped)
     async with conn:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
-        fault_proxy.refuse()
-        fault_proxy.reset()
+        rxmqtt_fault_proxy.refuse()
+        rxmqtt_fault_proxy.reset()
         await conn.wait_for(ConnectionState.RECONNECTING, 5)
         pending = Recorder(conn.publish("late/x", b"queued", qos=1))
     await pending.wait_done(5)
@@ -443,11 +454,11 @@ async def test_publishes_still_queued_at_close_fail_with_connection_closed(
 
 
 async def test_queue_stats_report_every_change_offline_and_one_per_pass_online(
-    mosquitto: MosquittoBroker, fault_proxy: FaultProxy
+    rxmqtt_mosquitto: MosquittoBroker, rxmqtt_fault_proxy: FaultProxy
 ) -> None:
     """Offline the current value is exact after each publish(); online a burst is reported
     once per loop pass, not three times per message (queue, send, acknowledgement)."""
-    conn = Connection(proxy_settings(fault_proxy), reconnect=FAST)
+    conn = Connection(proxy_settings(rxmqtt_fault_proxy), reconnect=FAST)
     stats = Recorder(conn.queue_stats)
     async with conn:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
@@ -460,20 +471,20 @@ async def test_queue_stats_report_every_change_offline_and_one_per_pass_online(
         # each later snapshot covers a loop pass: at most one per acknowledgement, not three
         assert len(stats.items) - before <= burst + 1
 
-        fault_proxy.refuse()
-        fault_proxy.reset()
+        rxmqtt_fault_proxy.refuse()
+        rxmqtt_fault_proxy.reset()
         await conn.wait_for(ConnectionState.RECONNECTING, 5)
         before = len(stats.items)
         for n in range(1, 6):
             conn.publish("stats/offline", b"v", qos=1)
             assert stats.items[-1].depth == n, "exact right after publish() while offline"
         assert len(stats.items) == before + 5
-        fault_proxy.accept()
+        rxmqtt_fault_proxy.accept()
         await stats.wait_for_item(lambda s: s.depth == 0 and s.in_flight == 0, 10)
 
 
-async def test_queue_stats_count_publishes_in_flight(mosquitto: MosquittoBroker) -> None:
-    async with Connection(broker_settings(mosquitto), reconnect=FAST) as conn:
+async def test_queue_stats_count_publishes_in_flight(rxmqtt_mosquitto: MosquittoBroker) -> None:
+    async with Connection(broker_settings(rxmqtt_mosquitto), reconnect=FAST) as conn:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
         stats = Recorder(conn.queue_stats)
         results = [conn.publish("stats/x", b"v", qos=1) for _ in range(5)]

@@ -27,28 +27,28 @@ FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2))
 
 
 async def test_client_certificate_files_are_reread_on_every_attempt(
-    mosquitto_factory: BrokerFactory, tls_files: TlsFiles, tmp_path: Path
+    rxmqtt_mosquitto_factory: BrokerFactory, rxmqtt_tls_files: TlsFiles, tmp_path: Path
 ) -> None:
     """Rotate the client certificate on disk while the broker is down: the next attempt
     presents the new one. (Rotating to a certificate the broker does not trust proves the files
     were re-read: the reconnect is refused for the certificate, where the old one was fine.)"""
     cert, key = tmp_path / "client.pem", tmp_path / "client.key"
-    shutil.copy(tls_files.client_cert, cert)
-    shutil.copy(tls_files.client_key, key)
-    broker = mosquitto_factory(BrokerConfig(tls=tls_files, require_certificate=True))
+    shutil.copy(rxmqtt_tls_files.client_cert, cert)
+    shutil.copy(rxmqtt_tls_files.client_key, key)
+    broker = rxmqtt_mosquitto_factory(BrokerConfig(tls=rxmqtt_tls_files, require_certificate=True))
     settings = ConnectionSettings(
         host=broker.host,
         port=broker.port,
         client_id="rotating-cert",
-        tls=TlsSettings(ca_file=tls_files.ca_file, cert_file=cert, key_file=key),
+        tls=TlsSettings(ca_file=rxmqtt_tls_files.ca_file, cert_file=cert, key_file=key),
     )
     conn = Connection(settings, reconnect=FAST)
     events = Recorder(conn.lifecycle)
     async with conn:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
         broker.stop()
-        shutil.copy(tls_files.other_client_cert, cert)  # signed by a CA the broker ignores
-        shutil.copy(tls_files.other_client_key, key)
+        shutil.copy(rxmqtt_tls_files.other_client_cert, cert)  # signed by a CA the broker ignores
+        shutil.copy(rxmqtt_tls_files.other_client_key, key)
         broker.start()
         refused = await events.wait_for_item(
             lambda e: isinstance(e, ConnectFailed) and "certificate" in e.reason, 10

@@ -6,8 +6,8 @@ An HTML comment on the line right before the fence (invisible on the site) says 
 - no comment: the block is a script, run with this interpreter in a fresh process (working
   directory: a temporary one, ``QT_QPA_PLATFORM=offscreen``); it must exit with status 0 within
   ``SNIPPET_TIMEOUT`` seconds.
-- a block that mentions ``1883`` needs a broker: it runs while the ``mosquitto`` fixture is up,
-  with every ``1883`` replaced by that broker's port (so a page can show the usual
+- a block that mentions ``1883`` needs a broker: it runs while the ``rxmqtt_mosquitto`` fixture
+  is up, with every ``1883`` replaced by that broker's port (so a page can show the usual
   ``mqtt://127.0.0.1:1883``).
 - ``<!-- snippet: continue -->``: the block continues the previous one of the same page; they run
   together as one script (a walkthrough interrupted by prose).
@@ -197,7 +197,7 @@ def test_doc_snippet_runs(snippet: Snippet, tmp_path: Path, request: pytest.Fixt
         compile(code, snippet.id, "exec")
         pytest.skip("illustrative only (marked <!-- snippet: skip -->); compiled")
     if snippet.needs_broker and snippet.mode != "pytest":
-        broker = request.getfixturevalue("mosquitto")
+        broker = request.getfixturevalue("rxmqtt_mosquitto")
         code = BROKER_PORT.sub(str(broker.port), code)
         if expected is not None:
             expected = BROKER_PORT.sub(str(broker.port), expected)
@@ -207,7 +207,16 @@ def test_doc_snippet_runs(snippet: Snippet, tmp_path: Path, request: pytest.Fixt
 
     if snippet.mode == "pytest":
         (tmp_path / "test_snippet.py").write_text(code, encoding="utf-8")
-        args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        args = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "rxmqtt.testing",
+        ]
         args += ["-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function"]
         args += ["-o", f"timeout={int(SNIPPET_TIMEOUT) - 10}", "test_snippet.py"]
         result = _run(args, tmp_path)

@@ -108,11 +108,11 @@ def _writer(broker: MosquittoBroker) -> ConnectionSettings:
 @pytest.mark.broker
 @pytest.mark.parametrize("qos", [1, 2])
 async def test_publish_refused_by_acl_errors_with_not_authorized(
-    mosquitto_factory: BrokerFactory, qos: int
+    rxmqtt_mosquitto_factory: BrokerFactory, qos: int
 ) -> None:
     """Mosquitto 2.0 answers an MQTT 5 PUBLISH to a topic the ACL denies with PUBACK (QoS 1) or
     PUBREC (QoS 2) 0x87 Not authorized. paho ignores the PUBREC code; the engine's seam keeps it."""
-    broker = mosquitto_factory(BrokerConfig(users={"writer": "pw"}, acl=ACL))
+    broker = rxmqtt_mosquitto_factory(BrokerConfig(users={"writer": "pw"}, acl=ACL))
     conn = Connection(_writer(broker))
     events: Recorder[LifecycleEvent] = Recorder(conn.lifecycle)
     async with conn:
@@ -132,9 +132,9 @@ async def test_publish_refused_by_acl_errors_with_not_authorized(
 
 @pytest.mark.broker
 async def test_refused_qos2_publish_is_not_delivered_and_later_ones_are(
-    mosquitto_factory: BrokerFactory,
+    rxmqtt_mosquitto_factory: BrokerFactory,
 ) -> None:
-    broker = mosquitto_factory(BrokerConfig(users={"writer": "pw"}, acl=ACL))
+    broker = rxmqtt_mosquitto_factory(BrokerConfig(users={"writer": "pw"}, acl=ACL))
     async with Connection(_writer(broker)) as pub, Connection(_writer(broker)) as sub:
         got: Recorder[Message] = Recorder(sub.messages("#", qos=2))
         await sub.wait_for(ConnectionState.CONNECTED, 5)
@@ -160,10 +160,10 @@ async def test_refused_qos2_publish_is_not_delivered_and_later_ones_are(
 
 @pytest.mark.broker
 async def test_qos0_publish_to_a_denied_topic_resolves_as_written(
-    mosquitto_factory: BrokerFactory,
+    rxmqtt_mosquitto_factory: BrokerFactory,
 ) -> None:
     """QoS 0 has no acknowledgement: Mosquitto drops it silently, so the result is 'written'."""
-    broker = mosquitto_factory(BrokerConfig(users={"writer": "pw"}, acl=ACL))
+    broker = rxmqtt_mosquitto_factory(BrokerConfig(users={"writer": "pw"}, acl=ACL))
     async with Connection(_writer(broker)) as conn:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
         result = await asyncio.wait_for(conn.publish("denied/q0", b"lost", qos=0), 5)
@@ -171,14 +171,18 @@ async def test_qos0_publish_to_a_denied_topic_resolves_as_written(
 
 
 @pytest.mark.broker
-async def test_no_paho_thread_and_everything_on_the_loop_thread(mosquitto: MosquittoBroker) -> None:
+async def test_no_paho_thread_and_everything_on_the_loop_thread(
+    rxmqtt_mosquitto: MosquittoBroker,
+) -> None:
     """The socket seam means paho never runs its own network thread: every stream emits on the
     loop's thread, and connecting adds no thread."""
     loop_thread = threading.get_ident()
     threads_before = {t.ident for t in threading.enumerate()}
     seen: set[int] = set()
     conn = Connection(
-        ConnectionSettings(host=mosquitto.host, port=mosquitto.port, client_id="seams-thread")
+        ConnectionSettings(
+            host=rxmqtt_mosquitto.host, port=rxmqtt_mosquitto.port, client_id="seams-thread"
+        )
     )
     conn.lifecycle.subscribe(lambda _: seen.add(threading.get_ident()))
     async with conn:
@@ -235,7 +239,7 @@ def test_pubacks_with_properties_or_odd_codes_are_left_to_paho(body: bytes) -> N
 
 @pytest.mark.broker
 async def test_pubacks_resolve_publishes_without_paho_decoding_them(
-    mosquitto_factory: BrokerFactory, monkeypatch: pytest.MonkeyPatch
+    rxmqtt_mosquitto_factory: BrokerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Mosquitto's PUBACKs carry no properties: each is decoded by the fast path (paho's
     decode_puback, which builds a Properties and two ReasonCodes per ack, is never called), and
@@ -248,7 +252,7 @@ async def test_pubacks_resolve_publishes_without_paho_decoding_them(
         return paho_decode(header, packet, protocol)
 
     monkeypatch.setattr(paho_packet, "decode_puback", counting_decode)
-    broker = mosquitto_factory(BrokerConfig(users={"writer": "pw"}, acl=ACL))
+    broker = rxmqtt_mosquitto_factory(BrokerConfig(users={"writer": "pw"}, acl=ACL))
     async with Connection(_writer(broker)) as pub, Connection(_writer(broker)) as sub:
         got: Recorder[Message] = Recorder(sub.messages("allowed/fast", qos=1))
         await sub.wait_for(ConnectionState.CONNECTED, 5)
@@ -401,7 +405,7 @@ def test_plain_qos0_publish_is_encoded_exactly_as_paho_encodes_it(
 
 @pytest.mark.broker
 async def test_plain_qos0_publishes_skip_paho_publish_and_arrive(
-    mosquitto: MosquittoBroker, monkeypatch: pytest.MonkeyPatch
+    rxmqtt_mosquitto: MosquittoBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A QoS 0 publish without properties never enters paho's publish(); one with properties
     still does, and both arrive."""
@@ -415,7 +419,9 @@ async def test_plain_qos0_publishes_skip_paho_publish_and_arrive(
         return paho_publish(self, topic, *args, **kwargs)
 
     monkeypatch.setattr(paho.Client, "publish", counting_publish)
-    settings_ = ConnectionSettings(host=mosquitto.host, port=mosquitto.port, client_id="q0-fast")
+    settings_ = ConnectionSettings(
+        host=rxmqtt_mosquitto.host, port=rxmqtt_mosquitto.port, client_id="q0-fast"
+    )
     async with Connection(settings_) as conn:
         got: Recorder[Message] = Recorder(conn.messages("q0/#", qos=0))
         await conn.wait_for(ConnectionState.CONNECTED, 5)

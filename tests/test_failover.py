@@ -99,10 +99,10 @@ async def test_endpoints_are_tried_in_order_and_reported() -> None:
 
 
 async def test_first_broker_killed_connection_continues_on_the_second(
-    mosquitto_factory: BrokerFactory,
+    rxmqtt_mosquitto_factory: BrokerFactory,
 ) -> None:
-    b1 = mosquitto_factory()
-    b2 = mosquitto_factory()
+    b1 = rxmqtt_mosquitto_factory()
+    b2 = rxmqtt_mosquitto_factory()
     initial = 0.3
     policy = ReconnectPolicy(backoff=Backoff(initial=initial, maximum=5.0, jitter=Jitter.NONE))
     settings = ConnectionSettings(
@@ -155,10 +155,10 @@ async def test_first_broker_killed_connection_continues_on_the_second(
 
 
 async def test_failover_to_the_second_broker_takes_at_most_one_backoff_step(
-    mosquitto_factory: BrokerFactory,
+    rxmqtt_mosquitto_factory: BrokerFactory,
 ) -> None:
-    b1 = mosquitto_factory()
-    b2 = mosquitto_factory()
+    b1 = rxmqtt_mosquitto_factory()
+    b2 = rxmqtt_mosquitto_factory()
     initial = 0.3
     policy = ReconnectPolicy(backoff=Backoff(initial=initial, maximum=5.0, jitter=Jitter.NONE))
     settings = ConnectionSettings(
@@ -193,11 +193,11 @@ def _write(path: Path, text: str) -> None:
 
 
 async def test_password_file_rotated_while_broker_down_is_used_on_the_next_attempt(
-    mosquitto_factory: BrokerFactory, tmp_path: Path
+    rxmqtt_mosquitto_factory: BrokerFactory, tmp_path: Path
 ) -> None:
     """Default policy (0x86/0x87 fatal): the rotation happens before the broker comes back, so
     the very first attempt against the new broker must already carry the new password."""
-    old = mosquitto_factory(BrokerConfig(users={"u": "old-secret"}))
+    old = rxmqtt_mosquitto_factory(BrokerConfig(users={"u": "old-secret"}))
     port = old.port
     password_file = tmp_path / "password"
     _write(password_file, "old-secret")
@@ -216,7 +216,7 @@ async def test_password_file_rotated_while_broker_down_is_used_on_the_next_attem
         old.stop()
         await conn.wait_for(ConnectionState.RECONNECTING, 5)
         _write(password_file, "new-secret")
-        new = mosquitto_factory(BrokerConfig(users={"u": "new-secret"}), port=port)
+        new = rxmqtt_mosquitto_factory(BrokerConfig(users={"u": "new-secret"}), port=port)
         assert new.port == port
         await conn.wait_for(ConnectionState.CONNECTED, 5)
     connected = [e for e in events.items if isinstance(e, Connected)]
@@ -230,12 +230,12 @@ async def test_password_file_rotated_while_broker_down_is_used_on_the_next_attem
 
 
 async def test_password_file_rewritten_after_refusals_next_attempt_connects(
-    mosquitto_factory: BrokerFactory, tmp_path: Path
+    rxmqtt_mosquitto_factory: BrokerFactory, tmp_path: Path
 ) -> None:
     """The broker comes back knowing only the new password while the file still holds the old
     one: attempts are refused (kept retrying by a custom ``is_fatal``) until the file is
     rewritten -- and the attempt right after the rewrite connects."""
-    old = mosquitto_factory(BrokerConfig(users={"u": "old-secret"}))
+    old = rxmqtt_mosquitto_factory(BrokerConfig(users={"u": "old-secret"}))
     port = old.port
     password_file = tmp_path / "password"
     _write(password_file, "old-secret")
@@ -257,7 +257,7 @@ async def test_password_file_rewritten_after_refusals_next_attempt_connects(
         await conn.wait_for(ConnectionState.CONNECTED, 5)
         old.stop()
         await conn.wait_for(ConnectionState.RECONNECTING, 5)
-        mosquitto_factory(BrokerConfig(users={"u": "new-secret"}), port=port)
+        rxmqtt_mosquitto_factory(BrokerConfig(users={"u": "new-secret"}), port=port)
 
         def refused(e: LifecycleEvent) -> bool:
             return isinstance(e, ConnectFailed) and e.reason_code in (0x86, 0x87)
@@ -305,12 +305,12 @@ def _ks_uniform(values: list[float], low: float, high: float) -> float:
 
 
 async def test_fifty_connections_dropped_at_once_reconnect_spread_out(
-    mosquitto: MosquittoBroker, fault_proxy_factory: ProxyFactory
+    rxmqtt_mosquitto: MosquittoBroker, rxmqtt_fault_proxy_factory: ProxyFactory
 ) -> None:
     """Full jitter makes a reconnect storm impossible by construction: 50 clients cut at the
     same instant come back spread over the whole first backoff step, not together."""
     n = 50
-    proxy = fault_proxy_factory(mosquitto)
+    proxy = rxmqtt_fault_proxy_factory(rxmqtt_mosquitto)
     policy = ReconnectPolicy(backoff=Backoff(initial=1.0, maximum=1.0, jitter=Jitter.FULL))
     loop = asyncio.get_running_loop()
     timeline: list[list[tuple[float, LifecycleEvent]]] = [[] for _ in range(n)]

@@ -82,9 +82,9 @@ def test_ready_and_live_rules() -> None:
 
 @pytest.mark.broker
 async def test_readyz_flips_within_one_keep_alive_of_a_broker_stop_and_back(
-    mosquitto_factory: BrokerFactory,
+    rxmqtt_mosquitto_factory: BrokerFactory,
 ) -> None:
-    broker = mosquitto_factory(persistence=True)
+    broker = rxmqtt_mosquitto_factory(persistence=True)
     preset = k8s_single_node()
     conn = preset.connect(settings_for(broker.host, broker.port))
     async with HealthServer(conn) as server, conn:
@@ -170,11 +170,11 @@ async def test_server_arguments_are_checked_at_once() -> None:
 
 @pytest.mark.broker
 async def test_health_file_exists_only_while_connected_and_is_touched(
-    mosquitto: MosquittoBroker, tmp_path: Path
+    rxmqtt_mosquitto: MosquittoBroker, tmp_path: Path
 ) -> None:
     ready = tmp_path / "ready"
     live = tmp_path / "live"
-    conn = k8s_single_node().connect(settings_for(mosquitto.host, mosquitto.port))
+    conn = k8s_single_node().connect(settings_for(rxmqtt_mosquitto.host, rxmqtt_mosquitto.port))
     async with (
         conn,
         HealthFile(conn, ready, interval=0.05) as ready_file,
@@ -186,12 +186,12 @@ async def test_health_file_exists_only_while_connected_and_is_touched(
         first = mtime_ns(ready)
         os.utime(ready, ns=(first - 10**9, first - 10**9))
         await wait_until_touched(ready, first - 10**9)
-        mosquitto.stop()
+        rxmqtt_mosquitto.stop()
         await conn.wait_for(ConnectionState.RECONNECTING, 5)
         assert not ready.exists(), "removed the moment the connection is lost"
         assert live.exists()
         assert ready_file.last_error is None
-        mosquitto.start()
+        rxmqtt_mosquitto.start()
         await conn.wait_for(ConnectionState.CONNECTED, 10)
         assert ready.exists()
     assert not ready.exists(), "a stopped application is not ready"
@@ -226,9 +226,11 @@ async def test_health_file_reports_write_errors_without_raising(tmp_path: Path) 
 
 
 @pytest.mark.broker
-async def test_health_over_a_connection_in_another_thread(mosquitto: MosquittoBroker) -> None:
+async def test_health_over_a_connection_in_another_thread(
+    rxmqtt_mosquitto: MosquittoBroker,
+) -> None:
     """The probes also follow a connection run with start_in_thread()."""
-    conn = Connection(settings_for(mosquitto.host, mosquitto.port))
+    conn = Connection(settings_for(rxmqtt_mosquitto.host, rxmqtt_mosquitto.port))
     runner = conn.start_in_thread()
     try:
         async with HealthServer(conn) as server:

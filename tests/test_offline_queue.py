@@ -82,30 +82,30 @@ def _payloads(got: Recorder[object]) -> list[int]:
     ],
 )
 async def test_1000_offline_publishes_into_a_queue_of_100(
-    mosquitto: MosquittoBroker,
-    fault_proxy: FaultProxy,
+    rxmqtt_mosquitto: MosquittoBroker,
+    rxmqtt_fault_proxy: FaultProxy,
     overflow: Overflow,
     kept: range,
     reason: DropReason,
 ) -> None:
-    sub, got = await _live_subscriber(mosquitto, "q/#", f"sub-{overflow.name}")
+    sub, got = await _live_subscriber(rxmqtt_mosquitto, "q/#", f"sub-{overflow.name}")
     policy = QueuePolicy(max_messages=100, overflow=overflow)
     pub = Connection(
-        _settings(fault_proxy.host, fault_proxy.port, f"pub-{overflow.name}"),
+        _settings(rxmqtt_fault_proxy.host, rxmqtt_fault_proxy.port, f"pub-{overflow.name}"),
         reconnect=FAST,
         queue=policy,
     )
     dropped = Recorder(pub.dropped)
     async with pub:
         await pub.wait_for(ConnectionState.CONNECTED, 5)
-        await _go_offline(pub, fault_proxy)
+        await _go_offline(pub, rxmqtt_fault_proxy)
         results = [Recorder(pub.publish("q/data", str(i).encode(), qos=1)) for i in range(1000)]
         assert len(dropped.items) == 900
         assert [int(d.message.payload) for d in dropped.items] == sorted(
             set(range(1000)) - set(kept)
         )
         assert {d.reason for d in dropped.items} == {reason}
-        fault_proxy.accept()
+        rxmqtt_fault_proxy.accept()
         await got.wait_until(lambda ms: len(ms) >= 100, 10, "the 100 kept messages")
         assert _payloads(got) == list(kept), "delivered in publish order"
         for i, outcome in enumerate(results):
@@ -120,14 +120,14 @@ async def test_1000_offline_publishes_into_a_queue_of_100(
 
 
 async def test_max_bytes_bounds_mixed_sizes(
-    mosquitto: MosquittoBroker, fault_proxy: FaultProxy
+    rxmqtt_mosquitto: MosquittoBroker, rxmqtt_fault_proxy: FaultProxy
 ) -> None:
-    sub, got = await _live_subscriber(mosquitto, "qb/#", "sub-bytes")
+    sub, got = await _live_subscriber(rxmqtt_mosquitto, "qb/#", "sub-bytes")
     topic = "qb/d"
     sizes = [10, 500, 40, 900, 5, 300, 700, 60, 2_000, 30]
     budget = 2_500
     pub = Connection(
-        _settings(fault_proxy.host, fault_proxy.port, "pub-bytes"),
+        _settings(rxmqtt_fault_proxy.host, rxmqtt_fault_proxy.port, "pub-bytes"),
         reconnect=FAST,
         queue=QueuePolicy(max_messages=None, max_bytes=budget, overflow=Overflow.DROP_OLDEST),
     )
@@ -135,7 +135,7 @@ async def test_max_bytes_bounds_mixed_sizes(
     dropped = Recorder(pub.dropped)
     async with pub:
         await pub.wait_for(ConnectionState.CONNECTED, 5)
-        await _go_offline(pub, fault_proxy)
+        await _go_offline(pub, rxmqtt_fault_proxy)
         for i, size in enumerate(sizes):
             pub.publish(topic, f"{i}:".encode().ljust(size, b"x"), qos=1)
         assert max(s.bytes for s in stats.items) <= budget
@@ -147,7 +147,7 @@ async def test_max_bytes_bounds_mixed_sizes(
         expected_bytes = sum(len(topic) + sizes[i] for i in kept)
         assert stats.items[-1].bytes == expected_bytes <= budget
         assert stats.items[-1].depth == len(kept)
-        fault_proxy.accept()
+        rxmqtt_fault_proxy.accept()
         await got.wait_until(lambda ms: len(ms) >= len(kept), 10)
         arrived = [int(m.payload.split(b":")[0]) for m in got.items]  # type: ignore[attr-defined]
         assert arrived == kept
@@ -155,34 +155,38 @@ async def test_max_bytes_bounds_mixed_sizes(
 
 
 async def test_lifo_drain_order_seen_by_independent_subscriber(
-    mosquitto: MosquittoBroker, fault_proxy: FaultProxy
+    rxmqtt_mosquitto: MosquittoBroker, rxmqtt_fault_proxy: FaultProxy
 ) -> None:
-    sub, got = await _live_subscriber(mosquitto, "ql/#", "sub-lifo")
+    sub, got = await _live_subscriber(rxmqtt_mosquitto, "ql/#", "sub-lifo")
     pub = Connection(
-        _settings(fault_proxy.host, fault_proxy.port, "pub-lifo"),
+        _settings(rxmqtt_fault_proxy.host, rxmqtt_fault_proxy.port, "pub-lifo"),
         reconnect=FAST,
         queue=QueuePolicy(max_messages=50, drain=Drain.LIFO),
     )
     async with pub:
         await pub.wait_for(ConnectionState.CONNECTED, 5)
-        await _go_offline(pub, fault_proxy)
+        await _go_offline(pub, rxmqtt_fault_proxy)
         for i in range(50):
             pub.publish("ql/d", str(i).encode(), qos=1)
-        fault_proxy.accept()
+        rxmqtt_fault_proxy.accept()
         await got.wait_until(lambda ms: len(ms) >= 50, 10)
         assert _payloads(got) == list(reversed(range(50))), "newest first"
     await sub.close()
 
 
-async def test_broker_crash_mid_stream_nothing_lost_silently(mosquitto: MosquittoBroker) -> None:
+async def test_broker_crash_mid_stream_nothing_lost_silently(
+    rxmqtt_mosquitto: MosquittoBroker,
+) -> None:
     """SIGKILL without persistence: SessionLost, subscriptions restored, and every publish ends
     acknowledged or reported (counted by an independent subscriber)."""
     sub = Connection(
-        _settings(mosquitto.host, mosquitto.port, "crash-sub", session_expiry=600),
+        _settings(rxmqtt_mosquitto.host, rxmqtt_mosquitto.port, "crash-sub", session_expiry=600),
         reconnect=FAST,
     )
     got = Recorder(sub.messages("crash/#", qos=1))
-    pub = Connection(_settings(mosquitto.host, mosquitto.port, "crash-pub"), reconnect=FAST)
+    pub = Connection(
+        _settings(rxmqtt_mosquitto.host, rxmqtt_mosquitto.port, "crash-pub"), reconnect=FAST
+    )
     sub_events = Recorder(sub.lifecycle)
     dropped = Recorder(pub.dropped)
     async with sub, pub:
@@ -192,8 +196,8 @@ async def test_broker_crash_mid_stream_nothing_lost_silently(mosquitto: Mosquitt
         for i in range(600):
             outcomes.append(Recorder(pub.publish("crash/d", str(i).encode(), qos=1)))
             if i == 300:
-                mosquitto.kill()
-                mosquitto.start()
+                rxmqtt_mosquitto.kill()
+                rxmqtt_mosquitto.start()
             await asyncio.sleep(0)
         for outcome in outcomes:
             await outcome.wait_done(20)
@@ -238,9 +242,9 @@ CHILD = textwrap.dedent(
 
 
 async def test_sqlite_store_survives_a_killed_process(
-    mosquitto: MosquittoBroker, tmp_path: Path
+    rxmqtt_mosquitto: MosquittoBroker, tmp_path: Path
 ) -> None:
-    sub, got = await _live_subscriber(mosquitto, "persist/#", "persist-sub")
+    sub, got = await _live_subscriber(rxmqtt_mosquitto, "persist/#", "persist-sub")
     store_path = tmp_path / "queue.db"
     # The child's broker port has nothing listening: it stays offline and queues.
     with socket.socket() as s:
@@ -257,7 +261,7 @@ async def test_sqlite_store_survives_a_killed_process(
         child.kill()  # SIGKILL: no close(), no flush beyond what the store already committed
         await asyncio.wait_for(child.wait(), 10)
     restarted = Connection(
-        _settings(mosquitto.host, mosquitto.port, "child"),
+        _settings(rxmqtt_mosquitto.host, rxmqtt_mosquitto.port, "child"),
         reconnect=FAST,
         queue=QueuePolicy(store=SqliteStore(store_path)),
     )

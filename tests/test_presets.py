@@ -176,11 +176,11 @@ def test_presets_module_is_pure() -> None:
 
 @pytest.mark.broker
 async def test_k8s_single_node_reconnects_quickly_after_a_broker_restart_with_its_session(
-    mosquitto_factory: BrokerFactory,
+    rxmqtt_mosquitto_factory: BrokerFactory,
 ) -> None:
     """The designed-for fault: the broker pod restarts (an update). The client is back within a
     moment of the broker, with its persistent session: no re-subscribe needed."""
-    broker = mosquitto_factory(persistence=True)
+    broker = rxmqtt_mosquitto_factory(persistence=True)
     conn = k8s_single_node().connect(settings_for(broker.host, broker.port, "k8s1"))
     events = Recorder(conn.lifecycle)
     got = Recorder(conn.messages("svc/#", qos=1))
@@ -206,12 +206,12 @@ async def test_k8s_single_node_reconnects_quickly_after_a_broker_restart_with_it
 
 @pytest.mark.broker
 async def test_k8s_multi_node_survives_a_node_vanishing_and_the_broker_moving(
-    mosquitto_factory: BrokerFactory, fault_proxy_factory: ProxyFactory
+    rxmqtt_mosquitto_factory: BrokerFactory, rxmqtt_fault_proxy_factory: ProxyFactory
 ) -> None:
     """The designed-for fault: the broker's node vanishes (no FIN: only keep-alive notices) and
     the service now routes to the broker on another node, which has no session for us."""
-    node_a, node_b = mosquitto_factory(), mosquitto_factory()
-    service = fault_proxy_factory(node_a)
+    node_a, node_b = rxmqtt_mosquitto_factory(), rxmqtt_mosquitto_factory()
+    service = rxmqtt_fault_proxy_factory(node_a)
     keep_alive = 1  # the preset's 10 s, shortened to keep the test fast; the rest is the preset
     conn = k8s_multi_node(keep_alive=keep_alive).connect(
         settings_for(service.host, service.port, "k8sN")
@@ -239,13 +239,13 @@ async def test_k8s_multi_node_survives_a_node_vanishing_and_the_broker_moving(
 
 @pytest.mark.broker
 async def test_mpu_headless_keeps_offline_messages_across_a_process_restart(
-    mosquitto: MosquittoBroker, fault_proxy: FaultProxy, tmp_path: Path
+    rxmqtt_mosquitto: MosquittoBroker, rxmqtt_fault_proxy: FaultProxy, tmp_path: Path
 ) -> None:
     """The designed-for fault: a WAN outage, during which the gateway process restarts. With
     a persistent store nothing published meanwhile is lost, and it is sent in order."""
     db = tmp_path / "gateway-queue.db"
-    settings = settings_for(fault_proxy.host, fault_proxy.port, "gw")
-    listener = Connection(settings_for(mosquitto.host, mosquitto.port, "listener"))
+    settings = settings_for(rxmqtt_fault_proxy.host, rxmqtt_fault_proxy.port, "gw")
+    listener = Connection(settings_for(rxmqtt_mosquitto.host, rxmqtt_mosquitto.port, "listener"))
     got = Recorder(listener.messages("gw/#", qos=1))
     async with listener:
         await listener.wait_for(ConnectionState.CONNECTED, 5)
@@ -254,15 +254,15 @@ async def test_mpu_headless_keeps_offline_messages_across_a_process_restart(
             await first.wait_for(ConnectionState.CONNECTED, 5)
             await subscribed(listener, first, "gw/probe", got)
             await first.publish("gw/data", b"1:online", qos=1)
-            fault_proxy.refuse()
-            fault_proxy.reset()  # the WAN goes away
+            rxmqtt_fault_proxy.refuse()
+            rxmqtt_fault_proxy.reset()  # the WAN goes away
             await first.wait_for(ConnectionState.RECONNECTING, 5)
             for n in range(2, 51):
                 first.publish("gw/data", f"{n}:offline".encode(), qos=1)
             stats = Recorder(first.queue_stats)
             assert stats.items[-1].depth == 49
         # the process restarted while offline; a new one opens the same store
-        fault_proxy.accept()
+        rxmqtt_fault_proxy.accept()
         second = mpu_headless().with_store(SqliteStore(db)).connect(settings)
         second_stats = Recorder(second.queue_stats)
         assert second_stats.items[-1].depth == 49, "reloaded from the store"
@@ -277,7 +277,7 @@ async def test_mpu_headless_keeps_offline_messages_across_a_process_restart(
 
 @pytest.mark.broker
 async def test_mpu_gui_under_a_blackholed_network_never_blocks_and_keeps_the_newest(
-    mosquitto: MosquittoBroker, fault_proxy: FaultProxy
+    rxmqtt_mosquitto: MosquittoBroker, rxmqtt_fault_proxy: FaultProxy
 ) -> None:
     """The designed-for fault: Wi-Fi that silently stops forwarding. ``publish()`` returns at
     once however much is published, the bounded queue keeps the newest messages (the oldest
@@ -286,16 +286,18 @@ async def test_mpu_gui_under_a_blackholed_network_never_blocks_and_keeps_the_new
     value = mpu_gui(keep_alive=keep_alive)
     limit = value.queue.max_messages
     assert limit is not None
-    conn = value.connect(settings_for(fault_proxy.host, fault_proxy.port, "gui"))
+    conn = value.connect(settings_for(rxmqtt_fault_proxy.host, rxmqtt_fault_proxy.port, "gui"))
     dropped = Recorder(conn.dropped)
     stats = Recorder(conn.queue_stats)
-    listener = Connection(settings_for(mosquitto.host, mosquitto.port, "panel-listener"))
+    listener = Connection(
+        settings_for(rxmqtt_mosquitto.host, rxmqtt_mosquitto.port, "panel-listener")
+    )
     got = Recorder(listener.messages("panel/#", qos=1))
     async with conn, listener:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
         await listener.wait_for(ConnectionState.CONNECTED, 5)
         await subscribed(listener, conn, "panel/probe", got)
-        fault_proxy.blackhole()
+        rxmqtt_fault_proxy.blackhole()
         await conn.wait_for(ConnectionState.RECONNECTING, 3 * keep_alive)
         loop = asyncio.get_running_loop()
         total = limit + 200
@@ -309,8 +311,8 @@ async def test_mpu_gui_under_a_blackholed_network_never_blocks_and_keeps_the_new
         assert gone == list(range(1, total - limit + 1)), "the oldest were dropped"
         assert {d.reason for d in dropped.items} == {DropReason.OVERFLOW}
         assert max(s.depth for s in stats.items) <= limit
-        fault_proxy.pass_through()
-        fault_proxy.reset()  # the stale attempt dies with the old Wi-Fi association
+        rxmqtt_fault_proxy.pass_through()
+        rxmqtt_fault_proxy.reset()  # the stale attempt dies with the old Wi-Fi association
         await conn.wait_for(ConnectionState.CONNECTED, 20)
         await got.wait_until(lambda ms: len(numbers(ms, "panel/setpoint")) >= limit, 15, "all")
     received = numbers(got.items, "panel/setpoint")
@@ -320,7 +322,7 @@ async def test_mpu_gui_under_a_blackholed_network_never_blocks_and_keeps_the_new
 
 @pytest.mark.broker
 async def test_mcu_headless_drops_qos0_offline_and_never_exceeds_its_byte_budget(
-    mosquitto: MosquittoBroker, fault_proxy: FaultProxy
+    rxmqtt_mosquitto: MosquittoBroker, rxmqtt_fault_proxy: FaultProxy
 ) -> None:
     """The designed-for fault: the device's network goes away. QoS 0 is dropped at once, QoS 1
     waits within the byte budget (oldest dropped when full) and goes out in order afterwards."""
@@ -328,17 +330,19 @@ async def test_mcu_headless_drops_qos0_offline_and_never_exceeds_its_byte_budget
     budget, max_messages = value.queue.max_bytes, value.queue.max_messages
     assert budget is not None
     assert max_messages is not None
-    conn = value.connect(settings_for(fault_proxy.host, fault_proxy.port, "mcu"))
+    conn = value.connect(settings_for(rxmqtt_fault_proxy.host, rxmqtt_fault_proxy.port, "mcu"))
     dropped: Recorder[DroppedMessage] = Recorder(conn.dropped)
     stats: Recorder[QueueStats] = Recorder(conn.queue_stats)
-    listener = Connection(settings_for(mosquitto.host, mosquitto.port, "mcu-listener"))
+    listener = Connection(
+        settings_for(rxmqtt_mosquitto.host, rxmqtt_mosquitto.port, "mcu-listener")
+    )
     got = Recorder(listener.messages("dev/#", qos=1))
     async with conn, listener:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
         await listener.wait_for(ConnectionState.CONNECTED, 5)
         await subscribed(listener, conn, "dev/probe", got)
-        fault_proxy.refuse()
-        fault_proxy.reset()
+        rxmqtt_fault_proxy.refuse()
+        rxmqtt_fault_proxy.reset()
         await conn.wait_for(ConnectionState.RECONNECTING, 5)
         for n in range(20):
             conn.publish("dev/telemetry", f"{n}:t".encode(), qos=0)
@@ -353,7 +357,7 @@ async def test_mcu_headless_drops_qos0_offline_and_never_exceeds_its_byte_budget
         assert 0 < kept < 60
         overflowed = [d for d in dropped.items if d.reason is DropReason.OVERFLOW]
         assert len(overflowed) == 60 - kept
-        fault_proxy.accept()
+        rxmqtt_fault_proxy.accept()
         await conn.wait_for(ConnectionState.CONNECTED, 15)
         await got.wait_until(lambda ms: len(numbers(ms, "dev/alarm")) >= kept, 10, "drained")
     assert numbers(got.items, "dev/alarm") == list(range(61 - kept, 61)), "newest kept, FIFO"

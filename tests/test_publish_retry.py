@@ -29,19 +29,21 @@ FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2, jitter=Jitter.
 
 @pytest.mark.parametrize("qos", [1, 2])
 async def test_ack_timeout_reconnects_and_resends(
-    mosquitto: MosquittoBroker, fault_proxy: FaultProxy, qos: int
+    rxmqtt_mosquitto: MosquittoBroker, rxmqtt_fault_proxy: FaultProxy, qos: int
 ) -> None:
     """The PUBLISH reaches the broker but its ack is too slow: the client declares the link dead
     (source CLIENT), reconnects and re-sends with DUP. QoS 2 arrives exactly once, QoS 1 at
     least once."""
     sub = Connection(
-        ConnectionSettings(host=mosquitto.host, port=mosquitto.port, client_id=f"ack-sub-{qos}"),
+        ConnectionSettings(
+            host=rxmqtt_mosquitto.host, port=rxmqtt_mosquitto.port, client_id=f"ack-sub-{qos}"
+        ),
         reconnect=FAST,
     )
     got = Recorder(sub.messages("ack/#", qos=2))
     pub = Connection(
         ConnectionSettings(
-            host=fault_proxy.host, port=fault_proxy.port, client_id=f"ack-pub-{qos}"
+            host=rxmqtt_fault_proxy.host, port=rxmqtt_fault_proxy.port, client_id=f"ack-pub-{qos}"
         ),
         reconnect=FAST,
         publish_retry=PublishRetry(ack_timeout=0.6),
@@ -51,13 +53,13 @@ async def test_ack_timeout_reconnects_and_resends(
         await sub.wait_for(ConnectionState.CONNECTED, 5)
         await pub.wait_for(ConnectionState.CONNECTED, 5)
         await _until_subscribed(pub, got)
-        fault_proxy.delay(1.5)  # each direction: the ack would come after ~3 s
+        rxmqtt_fault_proxy.delay(1.5)  # each direction: the ack would come after ~3 s
         outcome = Recorder(pub.publish("ack/x", b"once", qos=qos))
         lost = await events.wait_for_item(lambda e: isinstance(e, Disconnected), 5)
         assert isinstance(lost, Disconnected)
         assert lost.disconnect.source is DisconnectSource.CLIENT
         assert "no acknowledgement" in lost.disconnect.reason
-        fault_proxy.delay(0)
+        rxmqtt_fault_proxy.delay(0)
         await outcome.wait_done(10)
         assert outcome.error is None, outcome.error
         await got.wait_for_item(lambda m: m.payload == b"once", 10)

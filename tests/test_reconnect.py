@@ -64,30 +64,30 @@ async def test_retry_first_connect_false_gives_up_on_the_first_failure() -> None
 
 
 async def test_configure_cuts_a_long_wait_short_and_revives_a_failed_connection(
-    mosquitto: MosquittoBroker,
+    rxmqtt_mosquitto: MosquittoBroker,
 ) -> None:
     slow = ReconnectPolicy(backoff=Backoff(initial=60.0, maximum=60.0, jitter=Jitter.NONE))
-    conn = Connection(_settings(mosquitto.port, "configure"), reconnect=slow)
+    conn = Connection(_settings(rxmqtt_mosquitto.port, "configure"), reconnect=slow)
     events = Recorder(conn.lifecycle)
     async with conn:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
-        mosquitto.stop()
+        rxmqtt_mosquitto.stop()
         await events.wait_for_item(lambda e: getattr(e, "retry_in", None) == 60.0, 5)
-        mosquitto.start()
+        rxmqtt_mosquitto.start()
         # Without configure() the next attempt would be a minute away.
         conn.configure(reconnect=ReconnectPolicy(backoff=Backoff(0.01, 0.05)))
         await conn.wait_for(ConnectionState.CONNECTED, 5)
 
-        mosquitto.stop()
+        rxmqtt_mosquitto.stop()
         conn.configure(reconnect=ReconnectPolicy(backoff=Backoff(0.01, 0.02), max_attempts=0))
         await conn.wait_for(ConnectionState.FAILED, 5)
-        mosquitto.start()
+        rxmqtt_mosquitto.start()
         conn.configure(reconnect=ReconnectPolicy(backoff=Backoff(0.01, 0.05)))
         await conn.wait_for(ConnectionState.CONNECTED, 5)
 
 
-async def test_configure_keeps_a_live_connection(mosquitto: MosquittoBroker) -> None:
-    conn = Connection(_settings(mosquitto.port, "keep-live"))
+async def test_configure_keeps_a_live_connection(rxmqtt_mosquitto: MosquittoBroker) -> None:
+    conn = Connection(_settings(rxmqtt_mosquitto.port, "keep-live"))
     events = Recorder(conn.lifecycle)
     async with conn:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
@@ -98,16 +98,16 @@ async def test_configure_keeps_a_live_connection(mosquitto: MosquittoBroker) -> 
         assert events.items[before:] == [], "no reconnect: the live connection was adopted"
 
 
-async def test_failed_attempts_rotate_through_endpoints(mosquitto: MosquittoBroker) -> None:
+async def test_failed_attempts_rotate_through_endpoints(rxmqtt_mosquitto: MosquittoBroker) -> None:
     settings = ConnectionSettings(
         host="127.0.0.1",
         port=_dead_port(),
         client_id="rotate",
-        endpoints=[f"127.0.0.1:{mosquitto.port}"],
+        endpoints=[f"127.0.0.1:{rxmqtt_mosquitto.port}"],
     )
     conn = Connection(settings, reconnect=ReconnectPolicy(backoff=Backoff(0.01, 0.02)))
     events = Recorder(conn.lifecycle)
     async with conn:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
     tried = [e.endpoint for e in events.items if isinstance(e, Connecting)]
-    assert tried == [f"127.0.0.1:{settings.port}", f"127.0.0.1:{mosquitto.port}"]
+    assert tried == [f"127.0.0.1:{settings.port}", f"127.0.0.1:{rxmqtt_mosquitto.port}"]

@@ -58,14 +58,14 @@ def _secret(kind: str) -> str:
 # TLS verification is the default
 
 
-def _contexts_built_without_the_flag(tmp_path: Path, tls_files: TlsFiles) -> dict[str, Any]:
-    ca = str(tls_files.ca_file)
+def _contexts_built_without_the_flag(tmp_path: Path, rxmqtt_tls_files: TlsFiles) -> dict[str, Any]:
+    ca = str(rxmqtt_tls_files.ca_file)
     env = {"AIO_BROKER_HOSTNAME": "broker", "AIO_TLS_CA_FILE": ca}
     return {
         "TlsSettings()": TlsSettings(),
         "TlsSettings(ca_file)": TlsSettings(ca_file=ca),
         "TlsSettings(client cert)": TlsSettings(
-            ca_file=ca, cert_file=tls_files.client_cert, key_file=tls_files.client_key
+            ca_file=ca, cert_file=rxmqtt_tls_files.client_cert, key_file=rxmqtt_tls_files.client_key
         ),
         "from_url mqtts": ConnectionSettings.from_url("mqtts://broker").tls,
         "from_url ssl + ca_file": ConnectionSettings.from_url(f"ssl://broker?ca_file={ca}").tls,
@@ -84,10 +84,10 @@ def test_tls_settings_default_to_verifying_certificate_and_hostname() -> None:
 
 
 def test_every_way_of_building_tls_settings_verifies_by_default(
-    tmp_path: Path, tls_files: TlsFiles, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, rxmqtt_tls_files: TlsFiles, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    for name, tls in _contexts_built_without_the_flag(tmp_path, tls_files).items():
+    for name, tls in _contexts_built_without_the_flag(tmp_path, rxmqtt_tls_files).items():
         assert isinstance(tls, TlsSettings), name
         context = tls.ssl_context()
         assert context.verify_mode is ssl.CERT_REQUIRED, name
@@ -217,10 +217,12 @@ async def _round_trip(conn: Connection, topic: str, payload: bytes) -> None:
         got.dispose()
 
 
-def _encrypted_key(tls_files: TlsFiles, path: Path, password: str) -> Path:
+def _encrypted_key(rxmqtt_tls_files: TlsFiles, path: Path, password: str) -> Path:
     from cryptography.hazmat.primitives import serialization
 
-    key = serialization.load_pem_private_key(tls_files.client_key.read_bytes(), password=None)
+    key = serialization.load_pem_private_key(
+        rxmqtt_tls_files.client_key.read_bytes(), password=None
+    )
     path.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
@@ -233,7 +235,7 @@ def _encrypted_key(tls_files: TlsFiles, path: Path, password: str) -> Path:
 
 @pytest.mark.broker
 async def test_a_full_session_leaks_no_secret(
-    tmp_path: Path, tls_files: TlsFiles, all_logging: pytest.LogCaptureFixture
+    tmp_path: Path, rxmqtt_tls_files: TlsFiles, all_logging: pytest.LogCaptureFixture
 ) -> None:
     password = _secret("Pa55")
     wrong_password = _secret("Wr0ng")
@@ -249,7 +251,7 @@ async def test_a_full_session_leaks_no_secret(
     password_file.write_text(file_password + "\n")
     token_file = tmp_path / "token"
     token_file.write_text(token)
-    key_file = _encrypted_key(tls_files, tmp_path / "client.key", key_password)
+    key_file = _encrypted_key(rxmqtt_tls_files, tmp_path / "client.key", key_password)
 
     plain = MosquittoBroker(
         BrokerConfig(
@@ -257,7 +259,7 @@ async def test_a_full_session_leaks_no_secret(
             acl="user alice\ntopic readwrite #\nuser bob\ntopic readwrite #\n",
         )
     )
-    secure = MosquittoBroker(BrokerConfig(tls=tls_files, require_certificate=True))
+    secure = MosquittoBroker(BrokerConfig(tls=rxmqtt_tls_files, require_certificate=True))
     proxy: FaultProxy | None = None
     try:
         await asyncio.to_thread(plain.start)
@@ -348,8 +350,8 @@ async def test_a_full_session_leaks_no_secret(
 
         # 4. TLS with an encrypted client key: the right key password connects ...
         tls = TlsSettings(
-            ca_file=tls_files.ca_file,
-            cert_file=tls_files.client_cert,
+            ca_file=rxmqtt_tls_files.ca_file,
+            cert_file=rxmqtt_tls_files.client_cert,
             key_file=key_file,
             key_password=key_password,
         )
@@ -364,8 +366,8 @@ async def test_a_full_session_leaks_no_secret(
 
         # ... and a wrong one fails the attempt with an error that shows neither password.
         wrong_tls = TlsSettings(
-            ca_file=tls_files.ca_file,
-            cert_file=tls_files.client_cert,
+            ca_file=rxmqtt_tls_files.ca_file,
+            cert_file=rxmqtt_tls_files.client_cert,
             key_file=key_file,
             key_password=wrong_key_password,
         )

@@ -92,10 +92,12 @@ def assert_fatal_network_failure(events: list[LifecycleEvent], *words: str) -> s
 
 
 async def test_connects_with_ca_signed_server_certificate(
-    mosquitto_factory: BrokerFactory, tls_files: TlsFiles
+    rxmqtt_mosquitto_factory: BrokerFactory, rxmqtt_tls_files: TlsFiles
 ) -> None:
-    broker = mosquitto_factory(BrokerConfig(tls=tls_files))
-    conn = Connection(tls_settings(broker, TlsSettings(ca_file=tls_files.ca_file)), reconnect=FAST)
+    broker = rxmqtt_mosquitto_factory(BrokerConfig(tls=rxmqtt_tls_files))
+    conn = Connection(
+        tls_settings(broker, TlsSettings(ca_file=rxmqtt_tls_files.ca_file)), reconnect=FAST
+    )
     events: Recorder[LifecycleEvent] = Recorder(conn.lifecycle)
     async with conn:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
@@ -106,21 +108,23 @@ async def test_connects_with_ca_signed_server_certificate(
 
 
 async def test_server_hostname_overrides_the_checked_name(
-    mosquitto_factory: BrokerFactory, tls_files: TlsFiles
+    rxmqtt_mosquitto_factory: BrokerFactory, rxmqtt_tls_files: TlsFiles
 ) -> None:
-    broker = mosquitto_factory(BrokerConfig(tls=tls_files))
-    tls = TlsSettings(ca_file=tls_files.ca_file, server_hostname="localhost")
+    broker = rxmqtt_mosquitto_factory(BrokerConfig(tls=rxmqtt_tls_files))
+    tls = TlsSettings(ca_file=rxmqtt_tls_files.ca_file, server_hostname="localhost")
     async with Connection(tls_settings(broker, tls), reconnect=FAST) as conn:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
         await roundtrip(conn, "tls/sni")
 
 
 async def test_client_certificate_auth_works(
-    mosquitto_factory: BrokerFactory, tls_files: TlsFiles
+    rxmqtt_mosquitto_factory: BrokerFactory, rxmqtt_tls_files: TlsFiles
 ) -> None:
-    broker = mosquitto_factory(BrokerConfig(tls=tls_files, require_certificate=True))
+    broker = rxmqtt_mosquitto_factory(BrokerConfig(tls=rxmqtt_tls_files, require_certificate=True))
     tls = TlsSettings(
-        ca_file=tls_files.ca_file, cert_file=tls_files.client_cert, key_file=tls_files.client_key
+        ca_file=rxmqtt_tls_files.ca_file,
+        cert_file=rxmqtt_tls_files.client_cert,
+        key_file=rxmqtt_tls_files.client_key,
     )
     async with Connection(tls_settings(broker, tls), reconnect=FAST) as conn:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
@@ -128,16 +132,18 @@ async def test_client_certificate_auth_works(
 
 
 async def test_client_certificate_identity_becomes_the_username(
-    mosquitto_factory: BrokerFactory, tls_files: TlsFiles
+    rxmqtt_mosquitto_factory: BrokerFactory, rxmqtt_tls_files: TlsFiles
 ) -> None:
-    acl = f"user {tls_files.client_common_name}\ntopic readwrite tls/#\n"
-    broker = mosquitto_factory(
+    acl = f"user {rxmqtt_tls_files.client_common_name}\ntopic readwrite tls/#\n"
+    broker = rxmqtt_mosquitto_factory(
         BrokerConfig(
-            tls=tls_files, require_certificate=True, use_identity_as_username=True, acl=acl
+            tls=rxmqtt_tls_files, require_certificate=True, use_identity_as_username=True, acl=acl
         )
     )
     tls = TlsSettings(
-        ca_file=tls_files.ca_file, cert_file=tls_files.client_cert, key_file=tls_files.client_key
+        ca_file=rxmqtt_tls_files.ca_file,
+        cert_file=rxmqtt_tls_files.client_cert,
+        key_file=rxmqtt_tls_files.client_key,
     )
     async with Connection(tls_settings(broker, tls), reconnect=FAST) as conn:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
@@ -148,10 +154,12 @@ async def test_client_certificate_identity_becomes_the_username(
 
 
 async def test_wrong_host_certificate_fails_once_fatal(
-    mosquitto_factory: BrokerFactory, tls_files: TlsFiles
+    rxmqtt_mosquitto_factory: BrokerFactory, rxmqtt_tls_files: TlsFiles
 ) -> None:
-    broker = mosquitto_factory(BrokerConfig(tls=tls_files, tls_wrong_host=True))
-    conn = Connection(tls_settings(broker, TlsSettings(ca_file=tls_files.ca_file)), reconnect=FAST)
+    broker = rxmqtt_mosquitto_factory(BrokerConfig(tls=rxmqtt_tls_files, tls_wrong_host=True))
+    conn = Connection(
+        tls_settings(broker, TlsSettings(ca_file=rxmqtt_tls_files.ca_file)), reconnect=FAST
+    )
     events, took = await fails_once(conn)
     reason = assert_fatal_network_failure(events, "hostname", "certificate")
     assert "127.0.0.1" in reason, reason
@@ -159,10 +167,10 @@ async def test_wrong_host_certificate_fails_once_fatal(
 
 
 async def test_unknown_ca_fails_once_fatal(
-    mosquitto_factory: BrokerFactory, tls_files: TlsFiles
+    rxmqtt_mosquitto_factory: BrokerFactory, rxmqtt_tls_files: TlsFiles
 ) -> None:
-    broker = mosquitto_factory(BrokerConfig(tls=tls_files))
-    tls = TlsSettings(ca_file=tls_files.other_ca_file)
+    broker = rxmqtt_mosquitto_factory(BrokerConfig(tls=rxmqtt_tls_files))
+    tls = TlsSettings(ca_file=rxmqtt_tls_files.other_ca_file)
     conn = Connection(tls_settings(broker, tls), reconnect=FAST)
     events, took = await fails_once(conn)
     reason = assert_fatal_network_failure(events, "certificate")
@@ -171,10 +179,12 @@ async def test_unknown_ca_fails_once_fatal(
 
 
 async def test_verify_hostname_off_connects_to_wrong_host_and_warns(
-    mosquitto_factory: BrokerFactory, tls_files: TlsFiles, caplog: pytest.LogCaptureFixture
+    rxmqtt_mosquitto_factory: BrokerFactory,
+    rxmqtt_tls_files: TlsFiles,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    broker = mosquitto_factory(BrokerConfig(tls=tls_files, tls_wrong_host=True))
-    tls = TlsSettings(ca_file=tls_files.ca_file, verify_hostname=False)
+    broker = rxmqtt_mosquitto_factory(BrokerConfig(tls=rxmqtt_tls_files, tls_wrong_host=True))
+    tls = TlsSettings(ca_file=rxmqtt_tls_files.ca_file, verify_hostname=False)
     with caplog.at_level(logging.WARNING, logger="rxmqtt"):
         async with Connection(tls_settings(broker, tls), reconnect=FAST) as conn:
             await conn.wait_for(ConnectionState.CONNECTED, 5)
@@ -188,20 +198,22 @@ async def test_verify_hostname_off_connects_to_wrong_host_and_warns(
 
 
 async def test_verify_hostname_off_still_rejects_an_unknown_ca(
-    mosquitto_factory: BrokerFactory, tls_files: TlsFiles
+    rxmqtt_mosquitto_factory: BrokerFactory, rxmqtt_tls_files: TlsFiles
 ) -> None:
-    broker = mosquitto_factory(BrokerConfig(tls=tls_files, tls_wrong_host=True))
-    tls = TlsSettings(ca_file=tls_files.other_ca_file, verify_hostname=False)
+    broker = rxmqtt_mosquitto_factory(BrokerConfig(tls=rxmqtt_tls_files, tls_wrong_host=True))
+    tls = TlsSettings(ca_file=rxmqtt_tls_files.other_ca_file, verify_hostname=False)
     events, _ = await fails_once(Connection(tls_settings(broker, tls), reconnect=FAST))
     assert_fatal_network_failure(events, "certificate")
 
 
 async def test_without_a_client_certificate_it_never_connects(
-    mosquitto_factory: BrokerFactory, tls_files: TlsFiles
+    rxmqtt_mosquitto_factory: BrokerFactory, rxmqtt_tls_files: TlsFiles
 ) -> None:
     """The guarantee that holds whatever the classification: the broker lets nobody in."""
-    broker = mosquitto_factory(BrokerConfig(tls=tls_files, require_certificate=True))
-    conn = Connection(tls_settings(broker, TlsSettings(ca_file=tls_files.ca_file)), reconnect=FAST)
+    broker = rxmqtt_mosquitto_factory(BrokerConfig(tls=rxmqtt_tls_files, require_certificate=True))
+    conn = Connection(
+        tls_settings(broker, TlsSettings(ca_file=rxmqtt_tls_files.ca_file)), reconnect=FAST
+    )
     events: Recorder[LifecycleEvent] = Recorder(conn.lifecycle)
     async with conn:
         await events.wait_until(
@@ -217,27 +229,29 @@ async def test_without_a_client_certificate_it_never_connects(
 
 
 async def test_missing_client_certificate_is_refused(
-    mosquitto_factory: BrokerFactory, tls_files: TlsFiles
+    rxmqtt_mosquitto_factory: BrokerFactory, rxmqtt_tls_files: TlsFiles
 ) -> None:
     """With TLS 1.3 the client finishes its handshake before the broker checks the client
     certificate; the broker's refusal (alert "certificate required") arrives on the first read.
     Retrying cannot help -- the same settings will be refused again -- so the connection must
     give up (FAILED, fatal) after one attempt and say why, not loop as if the network dropped."""
-    broker = mosquitto_factory(BrokerConfig(tls=tls_files, require_certificate=True))
-    conn = Connection(tls_settings(broker, TlsSettings(ca_file=tls_files.ca_file)), reconnect=FAST)
+    broker = rxmqtt_mosquitto_factory(BrokerConfig(tls=rxmqtt_tls_files, require_certificate=True))
+    conn = Connection(
+        tls_settings(broker, TlsSettings(ca_file=rxmqtt_tls_files.ca_file)), reconnect=FAST
+    )
     events, took = await fails_once(conn)
     reason = assert_fatal_network_failure(events, "certificate")
     assert took < 2.0, f"FAILED after {took:.3f}s ({reason})"
 
 
 async def test_client_certificate_from_an_unknown_ca_is_refused(
-    mosquitto_factory: BrokerFactory, tls_files: TlsFiles
+    rxmqtt_mosquitto_factory: BrokerFactory, rxmqtt_tls_files: TlsFiles
 ) -> None:
-    broker = mosquitto_factory(BrokerConfig(tls=tls_files, require_certificate=True))
+    broker = rxmqtt_mosquitto_factory(BrokerConfig(tls=rxmqtt_tls_files, require_certificate=True))
     tls = TlsSettings(
-        ca_file=tls_files.ca_file,
-        cert_file=tls_files.other_client_cert,
-        key_file=tls_files.other_client_key,
+        ca_file=rxmqtt_tls_files.ca_file,
+        cert_file=rxmqtt_tls_files.other_client_cert,
+        key_file=rxmqtt_tls_files.other_client_key,
     )
     events, _ = await fails_once(Connection(tls_settings(broker, tls), reconnect=FAST))
     assert_fatal_network_failure(events, "certificate")
@@ -245,10 +259,12 @@ async def test_client_certificate_from_an_unknown_ca_is_refused(
 
 @pytest.mark.parametrize("case", ["wrong-host", "unknown-ca"])
 async def test_a_failed_handshake_leaks_no_socket(
-    mosquitto_factory: BrokerFactory, tls_files: TlsFiles, case: str
+    rxmqtt_mosquitto_factory: BrokerFactory, rxmqtt_tls_files: TlsFiles, case: str
 ) -> None:
-    broker = mosquitto_factory(BrokerConfig(tls=tls_files, tls_wrong_host=case == "wrong-host"))
-    ca_file = tls_files.other_ca_file if case == "unknown-ca" else tls_files.ca_file
+    broker = rxmqtt_mosquitto_factory(
+        BrokerConfig(tls=rxmqtt_tls_files, tls_wrong_host=case == "wrong-host")
+    )
+    ca_file = rxmqtt_tls_files.other_ca_file if case == "unknown-ca" else rxmqtt_tls_files.ca_file
     conn = Connection(tls_settings(broker, TlsSettings(ca_file=ca_file)), reconnect=FAST)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)

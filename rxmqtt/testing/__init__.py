@@ -1,8 +1,11 @@
 """rxmqtt test harness: a real Mosquitto on a free loopback port, and FaultProxy.
 
-Used by rxmqtt's own tests and by applications (the pytest fixtures come with the installed
-``rxmqtt`` pytest plugin: ``mosquitto``, ``mosquitto_factory``, ``tls_files``, ``fault_proxy``,
-``fault_proxy_factory``). This package never imports paho.
+Used by rxmqtt's own tests and by applications. The pytest fixtures are opt-in: load them with
+``pytest_plugins = ["rxmqtt.testing"]`` in a top-level ``conftest.py``, or with
+``pytest -p rxmqtt.testing``.
+They are ``rxmqtt_mosquitto``, ``rxmqtt_mosquitto_factory``, ``rxmqtt_tls_files``,
+``rxmqtt_fault_proxy`` and ``rxmqtt_fault_proxy_factory``, prefixed so that they never clash with
+another plugin's. This package never imports paho.
 """
 
 from rxmqtt.testing.broker import (
@@ -17,6 +20,9 @@ from rxmqtt.testing.certs import TlsFiles, make_tls_files
 from rxmqtt.testing.ejabberd import *  # noqa: F403 -- EjabberdBroker, EjabberdCluster, ...
 from rxmqtt.testing.proxy import FaultProxy, ProxiedConnection
 from rxmqtt.testing.recorder import Recorder
+
+pytest_plugins = ["rxmqtt.testing.plugin"]
+"""Loading this package as a pytest plugin loads the fixtures (pytest only reads this name)."""
 
 __all__ = [
     "BrokerConfig",

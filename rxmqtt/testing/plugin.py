@@ -1,10 +1,11 @@
-"""pytest plugin (entry point ``rxmqtt``): real-Mosquitto and FaultProxy fixtures.
+"""pytest plugin (opt-in: ``-p rxmqtt.testing``): real-Mosquitto and FaultProxy fixtures.
 
-Fixtures: ``mosquitto`` (a started default broker per test), ``mosquitto_factory`` (brokers with
-any :class:`~rxmqtt.testing.BrokerConfig`), ``tls_files`` (session-wide test certificates),
-``fault_proxy`` (a :class:`~rxmqtt.testing.FaultProxy` in front of ``mosquitto``) and
-``fault_proxy_factory``. Heavy modules are imported inside the fixtures so that loading the
-plugin stays cheap, and a missing ``cryptography`` only skips tests that ask for ``tls_files``.
+Fixtures: ``rxmqtt_mosquitto`` (a started default broker per test), ``rxmqtt_mosquitto_factory``
+(brokers with any :class:`~rxmqtt.testing.BrokerConfig`), ``rxmqtt_tls_files`` (session-wide test
+certificates), ``rxmqtt_fault_proxy`` (a :class:`~rxmqtt.testing.FaultProxy` in front of
+``rxmqtt_mosquitto``) and ``rxmqtt_fault_proxy_factory``. Heavy modules are imported inside the
+fixtures so that loading the plugin stays cheap, and a missing ``cryptography`` only skips tests
+that ask for ``rxmqtt_tls_files``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 
 class BrokerFactory(Protocol):
-    """``mosquitto_factory(config=None, **config_fields) -> started MosquittoBroker``."""
+    """``rxmqtt_mosquitto_factory(config=None, **config_fields) -> started MosquittoBroker``."""
 
     def __call__(
         self, config: BrokerConfig | None = None, /, **config_fields: Any
@@ -29,7 +30,7 @@ class BrokerFactory(Protocol):
 
 
 class ProxyFactory(Protocol):
-    """``fault_proxy_factory(broker)`` or ``fault_proxy_factory(host, port)`` -> started proxy."""
+    """``rxmqtt_fault_proxy_factory(broker)`` or ``(host, port)`` -> a started proxy."""
 
     def __call__(self, target: MosquittoBroker | str, port: int | None = None) -> FaultProxy: ...
 
@@ -44,7 +45,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture
-def mosquitto() -> Iterator[MosquittoBroker]:
+def rxmqtt_mosquitto() -> Iterator[MosquittoBroker]:
     """A started Mosquitto with the default config (anonymous, no persistence) on 127.0.0.1."""
     from rxmqtt.testing.broker import MosquittoBroker
 
@@ -57,7 +58,7 @@ def mosquitto() -> Iterator[MosquittoBroker]:
 
 
 @pytest.fixture
-def mosquitto_factory() -> Iterator[BrokerFactory]:
+def rxmqtt_mosquitto_factory() -> Iterator[BrokerFactory]:
     """Start brokers with custom configs; every one is closed at teardown."""
     from rxmqtt.testing.broker import MosquittoBroker
 
@@ -76,16 +77,16 @@ def mosquitto_factory() -> Iterator[BrokerFactory]:
 
 
 @pytest.fixture(scope="session")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+def rxmqtt_tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     """CA, server, client and negative-test certificates (made once per session)."""
-    pytest.importorskip("cryptography", reason="tls_files needs the 'cryptography' package")
+    pytest.importorskip("cryptography", reason="rxmqtt_tls_files needs the 'cryptography' package")
     from rxmqtt.testing.certs import make_tls_files
 
     return make_tls_files(tmp_path_factory.mktemp("rxmqtt-tls"))
 
 
 @pytest.fixture
-def fault_proxy_factory() -> Iterator[ProxyFactory]:
+def rxmqtt_fault_proxy_factory() -> Iterator[ProxyFactory]:
     """Make started FaultProxies for a broker or any ``(host, port)``; closed at teardown."""
     from rxmqtt.testing.broker import MosquittoBroker
     from rxmqtt.testing.proxy import FaultProxy
@@ -111,6 +112,8 @@ def fault_proxy_factory() -> Iterator[ProxyFactory]:
 
 
 @pytest.fixture
-def fault_proxy(mosquitto: MosquittoBroker, fault_proxy_factory: ProxyFactory) -> FaultProxy:
-    """A started FaultProxy in front of the ``mosquitto`` fixture (connect to ``.port``)."""
-    return fault_proxy_factory(mosquitto)
+def rxmqtt_fault_proxy(
+    rxmqtt_mosquitto: MosquittoBroker, rxmqtt_fault_proxy_factory: ProxyFactory
+) -> FaultProxy:
+    """A started FaultProxy in front of the ``rxmqtt_mosquitto`` fixture (connect to ``.port``)."""
+    return rxmqtt_fault_proxy_factory(rxmqtt_mosquitto)

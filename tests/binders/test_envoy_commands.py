@@ -84,8 +84,11 @@ async def until_served(invoker: CommandInvoker[Any, Any], timeout: float = 10.0)
     raise TimeoutError("the executor never answered a probe")
 
 
-async def test_round_trip_with_typed_errors(mosquitto: MosquittoBroker) -> None:
-    async with direct(mosquitto, "inv") as inv_conn, direct(mosquitto, "exe") as exe_conn:
+async def test_round_trip_with_typed_errors(rxmqtt_mosquitto: MosquittoBroker) -> None:
+    async with (
+        direct(rxmqtt_mosquitto, "inv") as inv_conn,
+        direct(rxmqtt_mosquitto, "exe") as exe_conn,
+    ):
         calls = Calls()
         executor = CommandExecutor(exe_conn, "valves/+/set", calls)
         invoker = CommandInvoker(inv_conn, "valves/v1/set")
@@ -105,12 +108,15 @@ async def test_round_trip_with_typed_errors(mosquitto: MosquittoBroker) -> None:
         assert invoker.pending == 0
 
 
-async def test_async_and_observable_handlers(mosquitto: MosquittoBroker) -> None:
+async def test_async_and_observable_handlers(rxmqtt_mosquitto: MosquittoBroker) -> None:
     async def double(x: int) -> int:
         await asyncio.sleep(0.01)
         return 2 * x
 
-    async with direct(mosquitto, "inv") as inv_conn, direct(mosquitto, "exe") as exe_conn:
+    async with (
+        direct(rxmqtt_mosquitto, "inv") as inv_conn,
+        direct(rxmqtt_mosquitto, "exe") as exe_conn,
+    ):
         CommandExecutor(exe_conn, "math/double", lambda x: x if x == PROBE else double(x))
         CommandExecutor(
             exe_conn, "math/range", lambda n: reactivex.range(0, 1 if n == PROBE else n)
@@ -122,7 +128,7 @@ async def test_async_and_observable_handlers(mosquitto: MosquittoBroker) -> None
         assert await ranger.invoke(5, timeout=5) == 4
 
 
-async def test_timeout_and_late_response_is_ignored(mosquitto: MosquittoBroker) -> None:
+async def test_timeout_and_late_response_is_ignored(rxmqtt_mosquitto: MosquittoBroker) -> None:
     release = asyncio.Event()
 
     async def slow(request: Any) -> Any:
@@ -130,7 +136,10 @@ async def test_timeout_and_late_response_is_ignored(mosquitto: MosquittoBroker) 
             await release.wait()
         return request
 
-    async with direct(mosquitto, "inv") as inv_conn, direct(mosquitto, "exe") as exe_conn:
+    async with (
+        direct(rxmqtt_mosquitto, "inv") as inv_conn,
+        direct(rxmqtt_mosquitto, "exe") as exe_conn,
+    ):
         nobody = CommandInvoker(inv_conn, "nobody/home")
         with pytest.raises(CommandTimeoutError) as timed_out:
             await nobody.invoke({}, timeout=0.3)
@@ -150,9 +159,12 @@ async def test_timeout_and_late_response_is_ignored(mosquitto: MosquittoBroker) 
 
 
 async def test_request_made_offline_is_sent_after_reconnect_or_times_out(
-    mosquitto: MosquittoBroker, fault_proxy: FaultProxy
+    rxmqtt_mosquitto: MosquittoBroker, rxmqtt_fault_proxy: FaultProxy
 ) -> None:
-    async with proxied(fault_proxy, "inv") as inv_conn, direct(mosquitto, "exe") as exe_conn:
+    async with (
+        proxied(rxmqtt_fault_proxy, "inv") as inv_conn,
+        direct(rxmqtt_mosquitto, "exe") as exe_conn,
+    ):
         calls = Calls()
         executor = CommandExecutor(exe_conn, "door/lock", calls)
         skipped = Recorder(executor.skipped)
@@ -161,22 +173,22 @@ async def test_request_made_offline_is_sent_after_reconnect_or_times_out(
         await until_served(invoker)
 
         # Down for a moment: the request waits in the offline queue and is answered after.
-        fault_proxy.refuse()
-        fault_proxy.reset()
+        rxmqtt_fault_proxy.refuse()
+        rxmqtt_fault_proxy.reset()
         await inv_conn.wait_for(ConnectionState.RECONNECTING, 5)
         answered = Recorder(invoker.invoke({"n": 1}, timeout=10))
-        fault_proxy.accept()
+        rxmqtt_fault_proxy.accept()
         await answered.wait_done(10)
         assert answered.items == [{"echo": {"n": 1}}]
 
         # Down for longer than the timeout: it times out, expires in the queue, never runs.
-        fault_proxy.refuse()
-        fault_proxy.reset()
+        rxmqtt_fault_proxy.refuse()
+        rxmqtt_fault_proxy.reset()
         await inv_conn.wait_for(ConnectionState.RECONNECTING, 5)
         expired = Recorder(invoker.invoke({"n": 2}, timeout=1.0))
         await expired.wait_done(5)
         assert isinstance(expired.error, CommandTimeoutError)
-        fault_proxy.accept()
+        rxmqtt_fault_proxy.accept()
         await inv_conn.wait_for(ConnectionState.CONNECTED, 10)
         drop = await dropped.wait_for_item(lambda d: d.message.topic == "door/lock", 5)
         assert drop.reason is DropReason.EXPIRED
@@ -186,12 +198,12 @@ async def test_request_made_offline_is_sent_after_reconnect_or_times_out(
 
 
 async def test_shared_group_splits_100_requests_each_executed_once(
-    mosquitto: MosquittoBroker,
+    rxmqtt_mosquitto: MosquittoBroker,
 ) -> None:
     async with (
-        direct(mosquitto, "inv") as inv_conn,
-        direct(mosquitto, "exe-a") as conn_a,
-        direct(mosquitto, "exe-b") as conn_b,
+        direct(rxmqtt_mosquitto, "inv") as inv_conn,
+        direct(rxmqtt_mosquitto, "exe-a") as conn_a,
+        direct(rxmqtt_mosquitto, "exe-b") as conn_b,
     ):
         calls_a, calls_b = Calls(), Calls()
         CommandExecutor(conn_a, "jobs/run", calls_a, shared_group="workers")
@@ -212,12 +224,15 @@ async def test_shared_group_splits_100_requests_each_executed_once(
 
 
 async def test_redelivered_request_is_answered_from_the_cache(
-    mosquitto: MosquittoBroker, fault_proxy: FaultProxy
+    rxmqtt_mosquitto: MosquittoBroker, rxmqtt_fault_proxy: FaultProxy
 ) -> None:
     """The executor's link dies after it ran a request but before its PUBACK reached the
     broker; the persistent session re-delivers the request after the reconnect, and the
     executor answers it again from its cache instead of running the handler twice."""
-    async with proxied(fault_proxy, "exe") as exe_conn, direct(mosquitto, "inv") as inv_conn:
+    async with (
+        proxied(rxmqtt_fault_proxy, "exe") as exe_conn,
+        direct(rxmqtt_mosquitto, "inv") as inv_conn,
+    ):
         cut: list[bool] = []
 
         def cut_before_puback(request: Any) -> None:
@@ -225,7 +240,7 @@ async def test_redelivered_request_is_answered_from_the_cache(
             # before paho sends the PUBACK: from here on the link swallows everything.
             if request.payload == b'{"pay":100}' and not cut:
                 cut.append(True)
-                fault_proxy.connections[0].blackhole()
+                rxmqtt_fault_proxy.connections[0].blackhole()
 
         tap = Recorder(exe_conn.messages("billing/charge", qos=1))
         exe_conn.messages("billing/charge", qos=1).subscribe(cut_before_puback)
@@ -240,7 +255,7 @@ async def test_redelivered_request_is_answered_from_the_cache(
         await tap.wait_for_item(lambda m: m.payload == b'{"pay":100}', 5)
         assert calls.requests == [{"pay": 100}], "ran once; its response went into the void"
         events = Recorder(exe_conn.lifecycle)
-        fault_proxy.connections[0].reset()
+        rxmqtt_fault_proxy.connections[0].reset()
         back = await events.wait_for_item(lambda e: isinstance(e, Connected), 10)
         assert isinstance(back, Connected)
         assert back.session_present, "the persistent session (and its in-flight request) kept"
@@ -260,9 +275,12 @@ async def test_redelivered_request_is_answered_from_the_cache(
 
 
 async def test_requests_without_expiry_or_response_topic_are_rejected(
-    mosquitto: MosquittoBroker,
+    rxmqtt_mosquitto: MosquittoBroker,
 ) -> None:
-    async with direct(mosquitto, "inv") as inv_conn, direct(mosquitto, "exe") as exe_conn:
+    async with (
+        direct(rxmqtt_mosquitto, "inv") as inv_conn,
+        direct(rxmqtt_mosquitto, "exe") as exe_conn,
+    ):
         calls = Calls()
         executor = CommandExecutor(exe_conn, "raw/cmd", calls)
         skipped = Recorder(executor.skipped)
@@ -289,9 +307,12 @@ async def test_requests_without_expiry_or_response_topic_are_rejected(
 
 
 async def test_same_correlation_data_published_twice_runs_once(
-    mosquitto: MosquittoBroker,
+    rxmqtt_mosquitto: MosquittoBroker,
 ) -> None:
-    async with direct(mosquitto, "inv") as inv_conn, direct(mosquitto, "exe") as exe_conn:
+    async with (
+        direct(rxmqtt_mosquitto, "inv") as inv_conn,
+        direct(rxmqtt_mosquitto, "exe") as exe_conn,
+    ):
         calls = Calls()
         CommandExecutor(exe_conn, "dup/cmd", calls)
         await until_served(CommandInvoker(inv_conn, "dup/cmd"))
@@ -308,11 +329,11 @@ async def test_same_correlation_data_published_twice_runs_once(
 
 
 async def test_lifetimes_created_before_start_dispose_and_session_loss(
-    mosquitto: MosquittoBroker,
+    rxmqtt_mosquitto: MosquittoBroker,
 ) -> None:
     """Envoys made before their connections start; disposing one leaves the connection and the
     others working; a broker crash (session lost) does not stop the rest."""
-    inv_conn, exe_conn = direct(mosquitto, "inv"), direct(mosquitto, "exe")
+    inv_conn, exe_conn = direct(rxmqtt_mosquitto, "inv"), direct(rxmqtt_mosquitto, "exe")
     lights, heater = Calls(), Calls()
     light_exec = CommandExecutor(exe_conn, "home/lights", lights)
     heat_exec = CommandExecutor(exe_conn, "home/heater", heater)
@@ -333,9 +354,9 @@ async def test_lifetimes_created_before_start_dispose_and_session_loss(
         assert isinstance(pending.error, EnvoyDisposedError)
         assert await heat_inv.invoke(22) == {"echo": 22}, "its response subscription lives on"
 
-        mosquitto.kill()
+        rxmqtt_mosquitto.kill()
         await exe_conn.wait_for(ConnectionState.RECONNECTING, 5)
-        mosquitto.start()
+        rxmqtt_mosquitto.start()
         await exe_conn.wait_for(ConnectionState.CONNECTED, 10)
         await inv_conn.wait_for(ConnectionState.CONNECTED, 10)
         await until_served(heat_inv)

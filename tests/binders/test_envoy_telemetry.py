@@ -68,8 +68,13 @@ def data(items: list[Telemetry[Reading]]) -> list[Telemetry[Reading]]:
     return [t for t in items if t.value.seq != PROBE]
 
 
-async def test_a_thousand_values_arrive_in_order_and_typed(mosquitto: MosquittoBroker) -> None:
-    async with connection(mosquitto, "pub") as pub, connection(mosquitto, "sub") as sub:
+async def test_a_thousand_values_arrive_in_order_and_typed(
+    rxmqtt_mosquitto: MosquittoBroker,
+) -> None:
+    async with (
+        connection(rxmqtt_mosquitto, "pub") as pub,
+        connection(rxmqtt_mosquitto, "sub") as sub,
+    ):
         receiver = TelemetryReceiver(sub, "plant/+/temperature", READING)
         got = Recorder(receiver.telemetry)
         sender = TelemetrySender(pub, "plant/boiler-2/temperature", READING)
@@ -93,8 +98,13 @@ async def test_a_thousand_values_arrive_in_order_and_typed(mosquitto: MosquittoB
         assert first.message.properties.content_type == "application/json"
 
 
-async def test_undecodable_payloads_are_reported_not_fatal(mosquitto: MosquittoBroker) -> None:
-    async with connection(mosquitto, "pub") as pub, connection(mosquitto, "sub") as sub:
+async def test_undecodable_payloads_are_reported_not_fatal(
+    rxmqtt_mosquitto: MosquittoBroker,
+) -> None:
+    async with (
+        connection(rxmqtt_mosquitto, "pub") as pub,
+        connection(rxmqtt_mosquitto, "sub") as sub,
+    ):
         receiver = TelemetryReceiver(sub, "lab/#", READING)
         got = Recorder(receiver.telemetry)
         errors = Recorder(receiver.decode_errors)
@@ -109,11 +119,11 @@ async def test_undecodable_payloads_are_reported_not_fatal(mosquitto: MosquittoB
 
 
 async def test_envoys_created_before_start_and_surviving_a_broker_crash(
-    mosquitto: MosquittoBroker,
+    rxmqtt_mosquitto: MosquittoBroker,
 ) -> None:
     """Created on connections not yet started; the broker is killed (session lost: the
     connection re-subscribes) and the same envoys carry on."""
-    pub, sub = connection(mosquitto, "pub"), connection(mosquitto, "sub")
+    pub, sub = connection(rxmqtt_mosquitto, "pub"), connection(rxmqtt_mosquitto, "sub")
     receiver = TelemetryReceiver(sub, "site/+/power", READING)
     got = Recorder(receiver.telemetry)
     sender = TelemetrySender(pub, "site/m1/power", READING, message_expiry_interval=30)
@@ -121,9 +131,9 @@ async def test_envoys_created_before_start_and_surviving_a_broker_crash(
     async with pub, sub:
         await until_live(sender, got)
         assert (await queued).reason_code in (0, 0x10)
-        mosquitto.kill()
+        rxmqtt_mosquitto.kill()
         await sub.wait_for(ConnectionState.RECONNECTING, 5)
-        mosquitto.start()
+        rxmqtt_mosquitto.start()
         await sub.wait_for(ConnectionState.CONNECTED, 10)
         await pub.wait_for(ConnectionState.CONNECTED, 10)
         got.items.clear()
@@ -136,9 +146,12 @@ async def test_envoys_created_before_start_and_surviving_a_broker_crash(
 
 
 async def test_disposing_a_receiver_leaves_the_connection_and_other_envoys(
-    mosquitto: MosquittoBroker,
+    rxmqtt_mosquitto: MosquittoBroker,
 ) -> None:
-    async with connection(mosquitto, "pub") as pub, connection(mosquitto, "sub") as sub:
+    async with (
+        connection(rxmqtt_mosquitto, "pub") as pub,
+        connection(rxmqtt_mosquitto, "sub") as sub,
+    ):
         keeper = TelemetryReceiver(sub, "farm/+/moisture", READING)
         kept = Recorder(keeper.telemetry)
         sender = TelemetrySender(pub, "farm/f1/moisture", READING)
@@ -167,10 +180,10 @@ async def test_disposing_a_receiver_leaves_the_connection_and_other_envoys(
         assert pub.state is ConnectionState.CONNECTED
 
 
-async def test_sink_skip_failed_keeps_a_pipeline_alive(mosquitto: MosquittoBroker) -> None:
+async def test_sink_skip_failed_keeps_a_pipeline_alive(rxmqtt_mosquitto: MosquittoBroker) -> None:
     """A publish that fails (here: the connection closes under it) errors the plain sink but
     is skipped by ``skip_failed``."""
-    pub = connection(mosquitto, "pub")
+    pub = connection(rxmqtt_mosquitto, "pub")
     sender = TelemetrySender(pub, "x/y", READING)
     strict = Recorder(reactivex.of(Reading(1, 1.0)).pipe(sender.sink()))
     lenient = Recorder(

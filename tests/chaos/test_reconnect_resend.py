@@ -39,20 +39,22 @@ FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2, jitter=Jitter.
 @pytest.mark.broker
 @pytest.mark.parametrize("qos", [1, 2])
 async def test_in_flight_resends_precede_the_offline_queue(
-    mosquitto: MosquittoBroker, fault_proxy: FaultProxy, qos: int
+    rxmqtt_mosquitto: MosquittoBroker, rxmqtt_fault_proxy: FaultProxy, qos: int
 ) -> None:
     """0-4 are written to a link that silently died (never reach the broker); 5-9 are published
     while offline (queued). After the reconnect the subscriber must see 0..9 in order: paho's
     re-sends of 0-4 first, then the FIFO drain of 5-9."""
     sub = Connection(
-        ConnectionSettings(host=mosquitto.host, port=mosquitto.port, client_id=f"rs-sub-{qos}"),
+        ConnectionSettings(
+            host=rxmqtt_mosquitto.host, port=rxmqtt_mosquitto.port, client_id=f"rs-sub-{qos}"
+        ),
         reconnect=FAST,
     )
     got: Recorder[Message] = Recorder(sub.messages("rs/#", qos=2))
     pub = Connection(
         ConnectionSettings(
-            host=fault_proxy.host,
-            port=fault_proxy.port,
+            host=rxmqtt_fault_proxy.host,
+            port=rxmqtt_fault_proxy.port,
             client_id=f"rs-pub-{qos}",
             clean_start=False,
             session_expiry=300,
@@ -63,17 +65,17 @@ async def test_in_flight_resends_precede_the_offline_queue(
         await sub.wait_for(ConnectionState.CONNECTED, 10)
         await pub.wait_for(ConnectionState.CONNECTED, 10)
         await _until_subscribed(pub, got)
-        (link,) = fault_proxy.wait_for_connections(1)
+        (link,) = rxmqtt_fault_proxy.wait_for_connections(1)
         link.blackhole()  # the link is dead but the socket stays open: 0-4 vanish in it
         before = link.bytes_from_client
         lost = [Recorder(pub.publish("rs/x", str(i).encode(), qos=qos)) for i in range(5)]
         # five PUBLISH packets of >= 12 bytes each left the client (and were discarded)
         await _until(lambda: link.bytes_from_client - before >= 60, 10, "0-4 written")
-        fault_proxy.refuse()
+        rxmqtt_fault_proxy.refuse()
         link.reset()
         await pub.wait_for(ConnectionState.RECONNECTING, 10)
         queued = [Recorder(pub.publish("rs/x", str(i).encode(), qos=qos)) for i in range(5, 10)]
-        fault_proxy.accept()
+        rxmqtt_fault_proxy.accept()
         for outcome in lost + queued:
             await outcome.wait_done(15)
             assert outcome.error is None, outcome.error

@@ -76,14 +76,16 @@ async def _publish_all(pub: Connection, n: int = N) -> list[bytes]:
 
 
 async def test_group_splits_the_load_and_delivers_each_message_once(
-    mosquitto: MosquittoBroker,
+    rxmqtt_mosquitto: MosquittoBroker,
 ) -> None:
     consumers = [
-        Connection(_settings(mosquitto.host, mosquitto.port, f"w{i}"), reconnect=FAST)
+        Connection(_settings(rxmqtt_mosquitto.host, rxmqtt_mosquitto.port, f"w{i}"), reconnect=FAST)
         for i in range(3)
     ]
     recs: list[Recorder[Message]] = [Recorder(c.messages(GROUP, qos=1)) for c in consumers]
-    async with Connection(_settings(mosquitto.host, mosquitto.port, "pub"), reconnect=FAST) as pub:
+    async with Connection(
+        _settings(rxmqtt_mosquitto.host, rxmqtt_mosquitto.port, "pub"), reconnect=FAST
+    ) as pub:
         for c in consumers:
             c.start()
         try:
@@ -106,7 +108,7 @@ async def test_group_splits_the_load_and_delivers_each_message_once(
 
 @pytest.mark.parametrize("how", ["close", "reset"])
 async def test_consumer_leaving_mid_stream_loses_nothing_it_acknowledged(
-    mosquitto: MosquittoBroker, how: str
+    rxmqtt_mosquitto: MosquittoBroker, how: str
 ) -> None:
     """A member leaves (``close()`` / connection reset) while a burst is being dealt out.
 
@@ -115,18 +117,18 @@ async def test_consumer_leaving_mid_stream_loses_nothing_it_acknowledged(
     others got the rest of their share. What the broker had already dealt to the leaver but
     not yet had acknowledged is the broker's to keep or drop: Mosquitto 2.0 drops it with the
     session (Session Expiry 0) -- measured and printed, it is not redelivered to the group."""
-    tap = await MqttTap(mosquitto.host, mosquitto.port).start()
+    tap = await MqttTap(rxmqtt_mosquitto.host, rxmqtt_mosquitto.port).start()
     leaver = Connection(
         _settings("127.0.0.1", tap.port, "leaver", session_expiry=0), reconnect=FAST
     )
     stayers = [
-        Connection(_settings(mosquitto.host, mosquitto.port, f"s{i}"), reconnect=FAST)
+        Connection(_settings(rxmqtt_mosquitto.host, rxmqtt_mosquitto.port, f"s{i}"), reconnect=FAST)
         for i in range(2)
     ]
     recs: list[Recorder[Message]] = [Recorder(c.messages(GROUP, qos=1)) for c in [leaver, *stayers]]
     try:
         async with Connection(
-            _settings(mosquitto.host, mosquitto.port, "pub"), reconnect=FAST
+            _settings(rxmqtt_mosquitto.host, rxmqtt_mosquitto.port, "pub"), reconnect=FAST
         ) as pub:
             for c in [leaver, *stayers]:
                 c.start()
@@ -160,19 +162,23 @@ async def test_consumer_leaving_mid_stream_loses_nothing_it_acknowledged(
 
 
 async def test_a_member_with_a_session_gets_its_share_when_it_returns(
-    mosquitto: MosquittoBroker,
+    rxmqtt_mosquitto: MosquittoBroker,
 ) -> None:
     """With Session Expiry > 0 a member that leaves keeps its place in the group: the broker
     goes on dealing it messages, queued until it comes back -- then nothing is missing."""
-    leaver_settings = _settings(mosquitto.host, mosquitto.port, "ret", session_expiry=300)
+    leaver_settings = _settings(
+        rxmqtt_mosquitto.host, rxmqtt_mosquitto.port, "ret", session_expiry=300
+    )
     leaver = Connection(leaver_settings, reconnect=FAST)
-    stayer = Connection(_settings(mosquitto.host, mosquitto.port, "stay"), reconnect=FAST)
+    stayer = Connection(
+        _settings(rxmqtt_mosquitto.host, rxmqtt_mosquitto.port, "stay"), reconnect=FAST
+    )
     recs: list[Recorder[Message]] = [Recorder(c.messages(GROUP, qos=1)) for c in (leaver, stayer)]
     returned = Connection(leaver_settings, reconnect=FAST)
     back: Recorder[Message] = Recorder(returned.messages(GROUP, qos=1))
     try:
         async with Connection(
-            _settings(mosquitto.host, mosquitto.port, "pub"), reconnect=FAST
+            _settings(rxmqtt_mosquitto.host, rxmqtt_mosquitto.port, "pub"), reconnect=FAST
         ) as pub:
             leaver.start()
             stayer.start()
@@ -245,13 +251,13 @@ async def test_share_on_a_broker_without_shared_subscriptions_errors_only_that_s
 
 
 async def test_a_group_spanning_a_bridged_mosquitto_pair_gets_each_message_twice(
-    mosquitto_factory: BrokerFactory,
+    rxmqtt_mosquitto_factory: BrokerFactory,
 ) -> None:
     """Why a bridge pair is not a cluster for load balancing: each broker runs its own group,
     and the bridge's own subscription carries every message across -- so a group with a
     member on each broker receives every message once per broker."""
-    a = mosquitto_factory()
-    b = mosquitto_factory(
+    a = rxmqtt_mosquitto_factory()
+    b = rxmqtt_mosquitto_factory(
         extra="\n".join(
             [
                 "connection peer",

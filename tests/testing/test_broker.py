@@ -109,21 +109,21 @@ def _no_leaked_brokers() -> Iterator[None]:
 # ---------------------------------------------------------------- lifecycle
 
 
-def test_fixture_broker_accepts_mqtt5(mosquitto: MosquittoBroker) -> None:
-    assert mosquitto.is_running
-    assert mosquitto.host == "127.0.0.1"
-    assert mosquitto.url == f"mqtt://127.0.0.1:{mosquitto.port}"
-    with open_client(mosquitto, "fixture-client"):
+def test_fixture_broker_accepts_mqtt5(rxmqtt_mosquitto: MosquittoBroker) -> None:
+    assert rxmqtt_mosquitto.is_running
+    assert rxmqtt_mosquitto.host == "127.0.0.1"
+    assert rxmqtt_mosquitto.url == f"mqtt://127.0.0.1:{rxmqtt_mosquitto.port}"
+    with open_client(rxmqtt_mosquitto, "fixture-client"):
         pass
-    assert "listener" in mosquitto.config_path.read_text()
-    assert "mosquitto version" in mosquitto.log_text()
+    assert "listener" in rxmqtt_mosquitto.config_path.read_text()
+    assert "mosquitto version" in rxmqtt_mosquitto.log_text()
 
 
-def test_listens_only_on_loopback(mosquitto: MosquittoBroker) -> None:
-    text = mosquitto.config_path.read_text()
-    assert f"listener {mosquitto.port} 127.0.0.1" in text
-    assert "Opening ipv4 listen socket" in mosquitto.log_text()
-    assert "ipv6" not in mosquitto.log_text().lower()
+def test_listens_only_on_loopback(rxmqtt_mosquitto: MosquittoBroker) -> None:
+    text = rxmqtt_mosquitto.config_path.read_text()
+    assert f"listener {rxmqtt_mosquitto.port} 127.0.0.1" in text
+    assert "Opening ipv4 listen socket" in rxmqtt_mosquitto.log_text()
+    assert "ipv6" not in rxmqtt_mosquitto.log_text().lower()
 
 
 def test_stop_is_graceful_and_closes_clients() -> None:
@@ -201,8 +201,8 @@ def test_bad_config_reports_the_log() -> None:
         broker.close()
 
 
-def test_factory_applies_kwargs(mosquitto_factory: BrokerFactory) -> None:
-    broker = mosquitto_factory(max_keepalive=30, max_packet_size=1024)
+def test_factory_applies_kwargs(rxmqtt_mosquitto_factory: BrokerFactory) -> None:
+    broker = rxmqtt_mosquitto_factory(max_keepalive=30, max_packet_size=1024)
     assert broker.config.max_keepalive == 30
     text = broker.config_path.read_text()
     assert "max_keepalive 30" in text
@@ -241,27 +241,27 @@ def _retained(broker: MosquittoBroker, topic: str) -> bytes | None:
 
 
 def test_persistence_keeps_retained_across_graceful_restart(
-    mosquitto_factory: BrokerFactory,
+    rxmqtt_mosquitto_factory: BrokerFactory,
 ) -> None:
-    broker = mosquitto_factory(persistence=True)
+    broker = rxmqtt_mosquitto_factory(persistence=True)
     _publish_retained(broker, "persist/me", b"kept")
     broker.restart(graceful=True)
     assert (broker.data_dir / "mosquitto.db").exists()
     assert _retained(broker, "persist/me") == b"kept"
 
 
-def test_without_persistence_retained_is_lost(mosquitto: MosquittoBroker) -> None:
-    _publish_retained(mosquitto, "volatile/me", b"gone")
-    assert _retained(mosquitto, "volatile/me") == b"gone"
-    mosquitto.restart(graceful=True)
-    assert _retained(mosquitto, "volatile/me") is None
+def test_without_persistence_retained_is_lost(rxmqtt_mosquitto: MosquittoBroker) -> None:
+    _publish_retained(rxmqtt_mosquitto, "volatile/me", b"gone")
+    assert _retained(rxmqtt_mosquitto, "volatile/me") == b"gone"
+    rxmqtt_mosquitto.restart(graceful=True)
+    assert _retained(rxmqtt_mosquitto, "volatile/me") is None
 
 
 # ---------------------------------------------------------------- passwords
 
 
-def test_password_file(mosquitto_factory: BrokerFactory) -> None:
-    broker = mosquitto_factory(users={"alice": "s3cret", "bob": "hunter2"})
+def test_password_file(rxmqtt_mosquitto_factory: BrokerFactory) -> None:
+    broker = rxmqtt_mosquitto_factory(users={"alice": "s3cret", "bob": "hunter2"})
     assert "allow_anonymous false" in broker.config_path.read_text()
 
     def code(username: str | None, password: str | None) -> int:
@@ -295,53 +295,61 @@ def _tls_connect(
 
 
 def test_tls_listener_verifies_with_the_ca(
-    mosquitto_factory: BrokerFactory, tls_files: TlsFiles
+    rxmqtt_mosquitto_factory: BrokerFactory, rxmqtt_tls_files: TlsFiles
 ) -> None:
-    broker = mosquitto_factory(tls=tls_files)
+    broker = rxmqtt_mosquitto_factory(tls=rxmqtt_tls_files)
     assert broker.url.startswith("mqtts://127.0.0.1:")
-    assert _tls_connect(broker, _tls_context(tls_files.ca_file)) == 0
-    assert _tls_connect(broker, _tls_context(tls_files.ca_file), "127.0.0.1") == 0
+    assert _tls_connect(broker, _tls_context(rxmqtt_tls_files.ca_file)) == 0
+    assert _tls_connect(broker, _tls_context(rxmqtt_tls_files.ca_file), "127.0.0.1") == 0
     with pytest.raises(ssl.SSLCertVerificationError):
-        _tls_connect(broker, _tls_context(tls_files.other_ca_file))
+        _tls_connect(broker, _tls_context(rxmqtt_tls_files.other_ca_file))
 
 
 def test_tls_wrong_hostname_fails_verification(
-    mosquitto_factory: BrokerFactory, tls_files: TlsFiles
+    rxmqtt_mosquitto_factory: BrokerFactory, rxmqtt_tls_files: TlsFiles
 ) -> None:
-    broker = mosquitto_factory(tls=tls_files, tls_wrong_host=True)
+    broker = rxmqtt_mosquitto_factory(tls=rxmqtt_tls_files, tls_wrong_host=True)
     with pytest.raises(ssl.SSLCertVerificationError, match=r"match|mismatch"):
-        _tls_connect(broker, _tls_context(tls_files.ca_file))
+        _tls_connect(broker, _tls_context(rxmqtt_tls_files.ca_file))
 
 
-def test_client_certificate_required(mosquitto_factory: BrokerFactory, tls_files: TlsFiles) -> None:
-    broker = mosquitto_factory(tls=tls_files, require_certificate=True)
-    assert _tls_connect(broker, _tls_context(tls_files.ca_file, tls_files)) == 0
+def test_client_certificate_required(
+    rxmqtt_mosquitto_factory: BrokerFactory, rxmqtt_tls_files: TlsFiles
+) -> None:
+    broker = rxmqtt_mosquitto_factory(tls=rxmqtt_tls_files, require_certificate=True)
+    assert _tls_connect(broker, _tls_context(rxmqtt_tls_files.ca_file, rxmqtt_tls_files)) == 0
     # Without a client certificate the handshake (TLS 1.2) or the first read (TLS 1.3) fails.
     with pytest.raises((ssl.SSLError, ConnectionError, EOFError)):
-        _tls_connect(broker, _tls_context(tls_files.ca_file))
+        _tls_connect(broker, _tls_context(rxmqtt_tls_files.ca_file))
     # A client certificate from an unrelated CA is refused as well.
-    untrusted = _tls_context(tls_files.ca_file)
-    untrusted.load_cert_chain(tls_files.other_client_cert, tls_files.other_client_key)
+    untrusted = _tls_context(rxmqtt_tls_files.ca_file)
+    untrusted.load_cert_chain(rxmqtt_tls_files.other_client_cert, rxmqtt_tls_files.other_client_key)
     with pytest.raises((ssl.SSLError, ConnectionError, EOFError)):
         _tls_connect(broker, untrusted)
 
 
-def test_identity_as_username(mosquitto_factory: BrokerFactory, tls_files: TlsFiles) -> None:
-    broker = mosquitto_factory(
-        tls=tls_files, require_certificate=True, use_identity_as_username=True
+def test_identity_as_username(
+    rxmqtt_mosquitto_factory: BrokerFactory, rxmqtt_tls_files: TlsFiles
+) -> None:
+    broker = rxmqtt_mosquitto_factory(
+        tls=rxmqtt_tls_files, require_certificate=True, use_identity_as_username=True
     )
-    assert _tls_connect(broker, _tls_context(tls_files.ca_file, tls_files)) == 0
+    assert _tls_connect(broker, _tls_context(rxmqtt_tls_files.ca_file, rxmqtt_tls_files)) == 0
     wait_until(lambda: "u'client-1'" in broker.log_text())
 
 
-def test_tls_files_are_pem(tls_files: TlsFiles) -> None:
+def test_tls_files_are_pem(rxmqtt_tls_files: TlsFiles) -> None:
     for path in (
-        tls_files.ca_file,
-        tls_files.server_cert,
-        tls_files.client_cert,
-        tls_files.other_ca_file,
-        tls_files.wrong_host_cert,
+        rxmqtt_tls_files.ca_file,
+        rxmqtt_tls_files.server_cert,
+        rxmqtt_tls_files.client_cert,
+        rxmqtt_tls_files.other_ca_file,
+        rxmqtt_tls_files.wrong_host_cert,
     ):
         assert path.read_text().startswith("-----BEGIN CERTIFICATE-----")
-    for path in (tls_files.server_key, tls_files.client_key, tls_files.wrong_host_key):
+    for path in (
+        rxmqtt_tls_files.server_key,
+        rxmqtt_tls_files.client_key,
+        rxmqtt_tls_files.wrong_host_key,
+    ):
         assert path.read_text().startswith("-----BEGIN PRIVATE KEY-----")

@@ -75,26 +75,26 @@ def _no_leaked_threads() -> Iterator[None]:
     assert proxy_threads() == []
 
 
-def test_pass_through(fault_proxy: FaultProxy, mosquitto: MosquittoBroker) -> None:
-    assert fault_proxy.url == f"mqtt://127.0.0.1:{fault_proxy.port}"
-    assert fault_proxy.target == (mosquitto.host, mosquitto.port)
-    with mqtt_client(fault_proxy, "pass") as sock:
-        (conn,) = fault_proxy.wait_for_connections(1)
+def test_pass_through(rxmqtt_fault_proxy: FaultProxy, rxmqtt_mosquitto: MosquittoBroker) -> None:
+    assert rxmqtt_fault_proxy.url == f"mqtt://127.0.0.1:{rxmqtt_fault_proxy.port}"
+    assert rxmqtt_fault_proxy.target == (rxmqtt_mosquitto.host, rxmqtt_mosquitto.port)
+    with mqtt_client(rxmqtt_fault_proxy, "pass") as sock:
+        (conn,) = rxmqtt_fault_proxy.wait_for_connections(1)
         ping(sock)
         assert conn.bytes_to_server == len(connect_packet("pass")) + 2
         assert conn.bytes_to_client >= 2 + 2
         assert conn.is_open
-        assert fault_proxy.accepted == 1
+        assert rxmqtt_fault_proxy.accepted == 1
     conn.wait_closed()
-    fault_proxy.wait_for_no_connections()
+    rxmqtt_fault_proxy.wait_for_no_connections()
     assert conn.close_reason == "closed by client"
 
 
-def test_blackhole_keeps_sockets_open_and_forwards_nothing(fault_proxy: FaultProxy) -> None:
-    with mqtt_client(fault_proxy, "bh") as sock:
-        (conn,) = fault_proxy.wait_for_connections(1)
+def test_blackhole_keeps_sockets_open_and_forwards_nothing(rxmqtt_fault_proxy: FaultProxy) -> None:
+    with mqtt_client(rxmqtt_fault_proxy, "bh") as sock:
+        (conn,) = rxmqtt_fault_proxy.wait_for_connections(1)
         sent_before = conn.bytes_to_server
-        fault_proxy.blackhole()
+        rxmqtt_fault_proxy.blackhole()
         assert conn.is_blackholed
         sock.sendall(PINGREQ)
         wait_until(lambda: conn.bytes_from_client == sent_before + 2)  # read and discarded
@@ -103,24 +103,26 @@ def test_blackhole_keeps_sockets_open_and_forwards_nothing(fault_proxy: FaultPro
             sock.recv(16)
         assert conn.bytes_to_server == sent_before
         assert conn.is_open
-        fault_proxy.pass_through()
+        rxmqtt_fault_proxy.pass_through()
         sock.settimeout(5)
         ping(sock)
 
 
-def test_new_connections_inherit_blackhole(fault_proxy: FaultProxy) -> None:
-    fault_proxy.blackhole()
-    with socket.create_connection((fault_proxy.host, fault_proxy.port), timeout=5) as sock:
-        (conn,) = fault_proxy.wait_for_connections(1)
+def test_new_connections_inherit_blackhole(rxmqtt_fault_proxy: FaultProxy) -> None:
+    rxmqtt_fault_proxy.blackhole()
+    with socket.create_connection(
+        (rxmqtt_fault_proxy.host, rxmqtt_fault_proxy.port), timeout=5
+    ) as sock:
+        (conn,) = rxmqtt_fault_proxy.wait_for_connections(1)
         sock.sendall(connect_packet("late"))
         wait_until(lambda: conn.bytes_from_client > 0)
         assert conn.bytes_to_server == 0
         assert conn.is_blackholed
 
 
-def test_blackhole_holds_the_close_until_lifted(fault_proxy: FaultProxy) -> None:
-    sock = mqtt_client(fault_proxy, "holder")
-    (conn,) = fault_proxy.wait_for_connections(1)
+def test_blackhole_holds_the_close_until_lifted(rxmqtt_fault_proxy: FaultProxy) -> None:
+    sock = mqtt_client(rxmqtt_fault_proxy, "holder")
+    (conn,) = rxmqtt_fault_proxy.wait_for_connections(1)
     conn.blackhole()
     sock.close()
     with pytest.raises(TimeoutError):
@@ -129,19 +131,22 @@ def test_blackhole_holds_the_close_until_lifted(fault_proxy: FaultProxy) -> None
     conn.wait_closed()
 
 
-def test_reset_gives_econnreset(fault_proxy: FaultProxy) -> None:
-    with mqtt_client(fault_proxy, "rst") as sock:
-        (conn,) = fault_proxy.wait_for_connections(1)
-        fault_proxy.reset()
+def test_reset_gives_econnreset(rxmqtt_fault_proxy: FaultProxy) -> None:
+    with mqtt_client(rxmqtt_fault_proxy, "rst") as sock:
+        (conn,) = rxmqtt_fault_proxy.wait_for_connections(1)
+        rxmqtt_fault_proxy.reset()
         assert not conn.is_open
-        assert fault_proxy.connections == []
+        assert rxmqtt_fault_proxy.connections == []
         with pytest.raises(ConnectionResetError):
             sock.recv(16)
 
 
-def test_per_connection_controls_are_independent(fault_proxy: FaultProxy) -> None:
-    with mqtt_client(fault_proxy, "one") as one, mqtt_client(fault_proxy, "two") as two:
-        first, second = fault_proxy.wait_for_connections(2)
+def test_per_connection_controls_are_independent(rxmqtt_fault_proxy: FaultProxy) -> None:
+    with (
+        mqtt_client(rxmqtt_fault_proxy, "one") as one,
+        mqtt_client(rxmqtt_fault_proxy, "two") as two,
+    ):
+        first, second = rxmqtt_fault_proxy.wait_for_connections(2)
         first.blackhole()
         one.sendall(PINGREQ)
         ping(two)
@@ -151,75 +156,79 @@ def test_per_connection_controls_are_independent(fault_proxy: FaultProxy) -> Non
         second.reset()
         with pytest.raises(ConnectionResetError):
             two.recv(16)
-        assert fault_proxy.connections == [first]
+        assert rxmqtt_fault_proxy.connections == [first]
 
 
-def test_refuse_and_accept(fault_proxy: FaultProxy) -> None:
-    with mqtt_client(fault_proxy, "existing") as existing:
-        fault_proxy.refuse()
-        assert fault_proxy.is_refusing
+def test_refuse_and_accept(rxmqtt_fault_proxy: FaultProxy) -> None:
+    with mqtt_client(rxmqtt_fault_proxy, "existing") as existing:
+        rxmqtt_fault_proxy.refuse()
+        assert rxmqtt_fault_proxy.is_refusing
         with pytest.raises(ConnectionRefusedError):
-            socket.create_connection((fault_proxy.host, fault_proxy.port), timeout=2)
+            socket.create_connection((rxmqtt_fault_proxy.host, rxmqtt_fault_proxy.port), timeout=2)
         ping(existing)  # refuse() leaves existing connections alone
-        fault_proxy.accept()
-        with mqtt_client(fault_proxy, "again"):
+        rxmqtt_fault_proxy.accept()
+        with mqtt_client(rxmqtt_fault_proxy, "again"):
             pass
-        fault_proxy.refuse(reset=True)
+        rxmqtt_fault_proxy.refuse(reset=True)
         try:  # the RST may already arrive while connect() completes
-            with socket.create_connection((fault_proxy.host, fault_proxy.port), timeout=2) as s:
+            with socket.create_connection(
+                (rxmqtt_fault_proxy.host, rxmqtt_fault_proxy.port), timeout=2
+            ) as s:
                 s.settimeout(2)
                 s.sendall(connect_packet("x"))
                 data = s.recv(16)
         except ConnectionResetError:
             data = b""
         assert data == b"", "accepted, then reset: nothing comes back"
-        fault_proxy.accept()
-        with mqtt_client(fault_proxy, "again2"):
+        rxmqtt_fault_proxy.accept()
+        with mqtt_client(rxmqtt_fault_proxy, "again2"):
             pass
-        assert fault_proxy.accepted == 3
+        assert rxmqtt_fault_proxy.accepted == 3
 
 
-def test_delay_adds_latency(fault_proxy: FaultProxy) -> None:
-    with mqtt_client(fault_proxy, "slow") as sock:
+def test_delay_adds_latency(rxmqtt_fault_proxy: FaultProxy) -> None:
+    with mqtt_client(rxmqtt_fault_proxy, "slow") as sock:
         base = ping(sock)
-        fault_proxy.delay(0.15)
+        rxmqtt_fault_proxy.delay(0.15)
         rtt = ping(sock)
         assert 0.3 <= rtt < base + 0.3 + 1.0  # 0.15 s each way
         # Order is preserved across several packets in flight.
         sock.sendall(PINGREQ * 3)
         assert recv_exact(sock, 6) == PINGRESP * 3
-        fault_proxy.pass_through()
+        rxmqtt_fault_proxy.pass_through()
         assert ping(sock) < 0.3
     with pytest.raises(ValueError, match="seconds"):
-        fault_proxy.delay(-1)
+        rxmqtt_fault_proxy.delay(-1)
 
 
 def test_inject_garbage_makes_mosquitto_disconnect(
-    fault_proxy: FaultProxy, mosquitto: MosquittoBroker
+    rxmqtt_fault_proxy: FaultProxy, rxmqtt_mosquitto: MosquittoBroker
 ) -> None:
-    with mqtt_client(fault_proxy, "victim") as sock:
-        (conn,) = fault_proxy.wait_for_connections(1)
+    with mqtt_client(rxmqtt_fault_proxy, "victim") as sock:
+        (conn,) = rxmqtt_fault_proxy.wait_for_connections(1)
         conn.inject_to_server(b"\xf0\x00")  # reserved packet type 15
         conn.wait_closed()
         assert conn.close_reason == "closed by server"
         # Mosquitto 2.0.11 just closes the socket; it sends no MQTT 5 DISCONNECT.
         assert sock.recv(16) == b""
-    assert "protocol error" in mosquitto.log_text()
+    assert "protocol error" in rxmqtt_mosquitto.log_text()
 
 
-def test_inject_to_client(fault_proxy: FaultProxy) -> None:
-    with mqtt_client(fault_proxy, "fed") as sock:
-        (conn,) = fault_proxy.wait_for_connections(1)
+def test_inject_to_client(rxmqtt_fault_proxy: FaultProxy) -> None:
+    with mqtt_client(rxmqtt_fault_proxy, "fed") as sock:
+        (conn,) = rxmqtt_fault_proxy.wait_for_connections(1)
         before = conn.bytes_to_client
         conn.inject_to_client(PINGRESP)
         assert recv_exact(sock, 2) == PINGRESP
         assert conn.bytes_to_client == before + 2
 
 
-def test_broker_crash_propagates(fault_proxy: FaultProxy, mosquitto: MosquittoBroker) -> None:
-    with mqtt_client(fault_proxy, "orphan") as sock:
-        (conn,) = fault_proxy.wait_for_connections(1)
-        mosquitto.kill()
+def test_broker_crash_propagates(
+    rxmqtt_fault_proxy: FaultProxy, rxmqtt_mosquitto: MosquittoBroker
+) -> None:
+    with mqtt_client(rxmqtt_fault_proxy, "orphan") as sock:
+        (conn,) = rxmqtt_fault_proxy.wait_for_connections(1)
+        rxmqtt_mosquitto.kill()
         conn.wait_closed()
         with contextlib.suppress(ConnectionResetError):
             assert sock.recv(16) == b""
@@ -227,43 +236,45 @@ def test_broker_crash_propagates(fault_proxy: FaultProxy, mosquitto: MosquittoBr
         # RST can reach this side before connect() has returned, so it may raise there too.)
         with (
             contextlib.suppress(ConnectionResetError),
-            socket.create_connection((fault_proxy.host, fault_proxy.port), timeout=2) as s,
+            socket.create_connection(
+                (rxmqtt_fault_proxy.host, rxmqtt_fault_proxy.port), timeout=2
+            ) as s,
         ):
             assert s.recv(16) == b""
-        mosquitto.start()
-        with mqtt_client(fault_proxy, "back"):
+        rxmqtt_mosquitto.start()
+        with mqtt_client(rxmqtt_fault_proxy, "back"):
             pass
 
 
-def test_wait_for_connections_times_out_clearly(fault_proxy: FaultProxy) -> None:
+def test_wait_for_connections_times_out_clearly(rxmqtt_fault_proxy: FaultProxy) -> None:
     start = time.monotonic()
     with pytest.raises(TimeoutError, match=r"expected >= 1 live connection"):
-        fault_proxy.wait_for_connections(1, timeout=0.1)
+        rxmqtt_fault_proxy.wait_for_connections(1, timeout=0.1)
     assert time.monotonic() - start < 2
 
 
-def test_retarget(fault_proxy: FaultProxy, mosquitto_factory: BrokerFactory) -> None:
-    with mqtt_client(fault_proxy, "old-target") as old:
-        other = mosquitto_factory()
-        fault_proxy.retarget(other.host, other.port)
-        with mqtt_client(fault_proxy, "new-target"):
-            conns = fault_proxy.wait_for_connections(2)
+def test_retarget(rxmqtt_fault_proxy: FaultProxy, rxmqtt_mosquitto_factory: BrokerFactory) -> None:
+    with mqtt_client(rxmqtt_fault_proxy, "old-target") as old:
+        other = rxmqtt_mosquitto_factory()
+        rxmqtt_fault_proxy.retarget(other.host, other.port)
+        with mqtt_client(rxmqtt_fault_proxy, "new-target"):
+            conns = rxmqtt_fault_proxy.wait_for_connections(2)
             assert conns[1].server_address == (other.host, other.port)
         ping(old)
 
 
 def test_factory_with_host_port(
-    mosquitto: MosquittoBroker, fault_proxy_factory: ProxyFactory
+    rxmqtt_mosquitto: MosquittoBroker, rxmqtt_fault_proxy_factory: ProxyFactory
 ) -> None:
-    proxy = fault_proxy_factory(mosquitto.host, mosquitto.port)
-    chained = fault_proxy_factory("127.0.0.1", proxy.port)
+    proxy = rxmqtt_fault_proxy_factory(rxmqtt_mosquitto.host, rxmqtt_mosquitto.port)
+    chained = rxmqtt_fault_proxy_factory("127.0.0.1", proxy.port)
     with mqtt_client(chained, "chained") as sock:
         ping(sock)
         assert len(proxy.wait_for_connections(1)) == 1
 
 
-def test_close_closes_everything(mosquitto: MosquittoBroker) -> None:
-    proxy = FaultProxy(mosquitto.host, mosquitto.port).start()
+def test_close_closes_everything(rxmqtt_mosquitto: MosquittoBroker) -> None:
+    proxy = FaultProxy(rxmqtt_mosquitto.host, rxmqtt_mosquitto.port).start()
     sock = mqtt_client(proxy, "closing")
     (conn,) = proxy.wait_for_connections(1)
     port = proxy.port
@@ -280,21 +291,23 @@ def test_close_closes_everything(mosquitto: MosquittoBroker) -> None:
         proxy.blackhole()
 
 
-async def test_usable_from_an_async_test(fault_proxy: FaultProxy) -> None:
-    reader, writer = await asyncio.open_connection(fault_proxy.host, fault_proxy.port)
+async def test_usable_from_an_async_test(rxmqtt_fault_proxy: FaultProxy) -> None:
+    reader, writer = await asyncio.open_connection(rxmqtt_fault_proxy.host, rxmqtt_fault_proxy.port)
     writer.write(connect_packet("async"))
     connack = await asyncio.wait_for(reader.readexactly(2), 5)
     assert connack[0] == 0x20
     await reader.readexactly(connack[1])
-    (conn,) = await asyncio.to_thread(fault_proxy.wait_for_connections, 1)
-    fault_proxy.reset()  # blocking briefly on this loop is fine: the proxy has its own
+    (conn,) = await asyncio.to_thread(rxmqtt_fault_proxy.wait_for_connections, 1)
+    rxmqtt_fault_proxy.reset()  # blocking briefly on this loop is fine: the proxy has its own
     with pytest.raises((ConnectionResetError, asyncio.IncompleteReadError)):
         await asyncio.wait_for(reader.readexactly(1), 5)
     writer.close()
     assert not conn.is_open
 
 
-def test_refuse_uses_econnrefused_errno(fault_proxy: FaultProxy) -> None:
-    fault_proxy.refuse()
+def test_refuse_uses_econnrefused_errno(rxmqtt_fault_proxy: FaultProxy) -> None:
+    rxmqtt_fault_proxy.refuse()
     with socket.socket() as s:
-        assert s.connect_ex((fault_proxy.host, fault_proxy.port)) == errno.ECONNREFUSED
+        assert (
+            s.connect_ex((rxmqtt_fault_proxy.host, rxmqtt_fault_proxy.port)) == errno.ECONNREFUSED
+        )
