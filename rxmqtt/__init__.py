@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .policies import (
         Backoff,
         Drain,
+        GracePeriod,
         Jitter,
         Overflow,
         PublishRetry,
@@ -72,6 +73,7 @@ _EXPORTS: dict[str, str] = {
     "DroppedMessage": "queue",
     "Endpoint": "settings",
     "GaveUp": "lifecycle",
+    "GracePeriod": "policies",
     "InvalidTopicError": "topics",
     "Jitter": "policies",
     "LifecycleEvent": "lifecycle",
@@ -125,6 +127,7 @@ __all__ = [
     "DroppedMessage",
     "Endpoint",
     "GaveUp",
+    "GracePeriod",
     "InvalidTopicError",
     "Jitter",
     "LifecycleEvent",

@@ -1,7 +1,9 @@
 """Reference-counted subscriptions and trie dispatch for ``Connection.messages()``.
 
 Pure bookkeeping: it decides when a SUBSCRIBE or UNSUBSCRIBE is due and which observers a message
-reaches; the connection does the sending.
+reaches; the connection does the sending. A request whose acknowledgement never came (the link was
+cut in between) is due again on the next connection, so the broker's view converges on what
+``messages()`` holds.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ class SubscriptionRegistry:
         self._pending_acks: dict[int, list[Subscription]] = {}
         self._unsent: dict[str, Subscription] = {}
         """Due for a SUBSCRIBE on this connection and not yet sent (an ordered set)."""
+        self._unsubscribe_due: dict[str, None] = {}
+        """Filters no longer live that the broker may still hold: due for an UNSUBSCRIBE and not
+        yet sent (an ordered set)."""
+        self._pending_unsubscribes: dict[int, list[str]] = {}
 
     def __len__(self) -> int:
         return len(self._by_filter)
@@ -51,6 +57,7 @@ class SubscriptionRegistry:
             self._trie.add(topic_filter, sub)
             sub.observers.append(observer)
             self._unsent[topic_filter] = sub
+            self._unsubscribe_due.pop(topic_filter, None)  # the SUBSCRIBE supersedes it
             return True
         sub.observers.append(observer)
         if qos > sub.qos:
@@ -61,7 +68,7 @@ class SubscriptionRegistry:
         return False
 
     def remove(self, topic_filter: str, observer: abc.ObserverBase[Message]) -> bool:
-        """Unregister an observer; True when it was the last one (an UNSUBSCRIBE is due)."""
+        """Unregister an observer; True when it was the last one (an UNSUBSCRIBE is now due)."""
         sub = self._by_filter.get(topic_filter)
         if sub is None:
             return False
@@ -72,6 +79,7 @@ class SubscriptionRegistry:
         del self._by_filter[topic_filter]
         self._trie.remove(topic_filter, sub)
         self._unsent.pop(topic_filter, None)
+        self._unsubscribe_due[topic_filter] = None
         return True
 
     def get(self, topic_filter: str) -> Subscription | None:
@@ -88,24 +96,60 @@ class SubscriptionRegistry:
         self._unsent.clear()
         return subs
 
+    def unsubscribes_due(self) -> list[str]:
+        """Filters due for an UNSUBSCRIBE; taking them marks them sent (see
+        :meth:`unsubscribe_sent`)."""
+        filters = list(self._unsubscribe_due)
+        self._unsubscribe_due.clear()
+        return filters
+
     def connected(self) -> None:
-        """A new connection: a SUBSCRIBE whose SUBACK never came may not have reached the
-        broker, so what was sent and not acknowledged is due again."""
+        """A new connection: a SUBSCRIBE or UNSUBSCRIBE whose acknowledgement never came may not
+        have reached the broker, so what was sent and not acknowledged is due again (unless
+        ``messages()`` changed its mind about that filter in the meantime)."""
         for subs in self._pending_acks.values():
             for sub in subs:
-                if not sub.granted and self._by_filter.get(sub.topic_filter) is sub:
+                # Even a granted one: a SUBACK for an earlier SUBSCRIBE (a lower QoS) may have
+                # granted it while this one, the last word, was lost.
+                if self._by_filter.get(sub.topic_filter) is sub:
                     self._unsent[sub.topic_filter] = sub
         self._pending_acks.clear()
+        for filters in self._pending_unsubscribes.values():
+            for topic_filter in filters:
+                if topic_filter not in self._by_filter:
+                    self._unsubscribe_due[topic_filter] = None
+        self._pending_unsubscribes.clear()
 
     def session_lost(self) -> None:
-        """The broker forgot every subscription (new session)."""
+        """The broker forgot every subscription (new session): every live filter is due for a
+        SUBSCRIBE and no UNSUBSCRIBE is needed."""
         for sub in self._by_filter.values():
             sub.granted = False
         self._pending_acks.clear()
         self._unsent = dict(self._by_filter)
+        self._pending_unsubscribes.clear()
+        self._unsubscribe_due.clear()
 
     def sent(self, mid: int, subs: list[Subscription]) -> None:
         self._pending_acks[mid] = subs
+
+    def unsubscribe_sent(self, mid: int, filters: list[str]) -> None:
+        self._pending_unsubscribes[mid] = filters
+
+    def unsubscribe_acknowledged(self, mid: int, reason_codes: list[tuple[int, str]]) -> None:
+        """Apply an UNSUBACK. A refusal (e.g. 0x87 Not authorized) leaves the broker's
+        subscription in place and re-sending cannot change that, so it is logged, not retried;
+        0x11 (No subscription existed) is the view we wanted."""
+        filters = self._pending_unsubscribes.pop(mid, [])
+        for topic_filter, (code, reason) in zip(filters, reason_codes, strict=False):
+            if code >= 0x80:
+                log.warning(
+                    "the broker refused to UNSUBSCRIBE %r: 0x%02X %s; it keeps delivering it "
+                    "(to unmatched_messages)",
+                    topic_filter,
+                    code,
+                    reason,
+                )
 
     def acknowledged(self, mid: int, reason_codes: list[tuple[int, str]]) -> None:
         """Apply a SUBACK: grant, or error and drop each refused subscription's observers."""
@@ -145,6 +189,8 @@ class SubscriptionRegistry:
         self._trie = TopicTrie()
         self._pending_acks.clear()
         self._unsent.clear()
+        self._unsubscribe_due.clear()
+        self._pending_unsubscribes.clear()
         for sub in subs:
             for observer in list(sub.observers):
                 observer.on_completed()

@@ -19,6 +19,7 @@ from reactivex.scheduler import ImmediateScheduler
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 from reactivex.subject import ReplaySubject, Subject
 
+from .._grace_buffer import GraceBuffer
 from .._isolate import isolated
 from .._outcome import Outcome
 from .._publisher import Publisher
@@ -39,11 +40,12 @@ from ..lifecycle import (
 )
 from ..message import Message, PublishProperties, PublishResult, check_qos
 from ..policies import (
+    GracePeriod,
     PublishRetry,
     QueuePolicy,
     ReconnectPolicy,
 )
-from ..queue import DroppedMessage, QueueStats
+from ..queue import DroppedMessage, DropReason, QueueStats
 from ..settings import ConnectionSettings
 from ..topics import validate_filter
 from ._publish_arguments import message_from_arguments
@@ -70,6 +72,7 @@ class Connection:
         reconnect: ReconnectPolicy | None = None,
         queue: QueuePolicy | None = None,
         publish_retry: PublishRetry | None = None,
+        grace_period: GracePeriod | None = None,
     ) -> None:
         if not isinstance(settings, ConnectionSettings):
             raise TypeError(
@@ -82,6 +85,10 @@ class Connection:
         if publish_retry is not None and not isinstance(publish_retry, PublishRetry):
             raise TypeError(
                 f"publish_retry: must be a PublishRetry, got {type(publish_retry).__name__}"
+            )
+        if grace_period is not None and not isinstance(grace_period, GracePeriod):
+            raise TypeError(
+                f"grace_period: must be a GracePeriod, got {type(grace_period).__name__}"
             )
         self._settings = settings
 
@@ -108,7 +115,10 @@ class Connection:
         )
         self._reconnect_loop = ReconnectLoop(settings, reconnect or ReconnectPolicy(), self._emit)
         self._subscriptions = SubscriptionRegistry()
-        self._unsubscribe_later: set[str] = set()
+        self._grace_period = grace_period or GracePeriod()
+        self._grace = GraceBuffer(self._grace_period, clock=self._now)
+        self._grace_timer: asyncio.TimerHandle | None = None
+        self._unmatched: Subject[Message] = Subject()
 
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -155,8 +165,19 @@ class Connection:
 
     @property
     def dropped(self) -> Observable[DroppedMessage]:
-        """Every message a policy discarded, with why."""
+        """Every message a policy discarded, with why: publishes the offline queue or the retry
+        policy gave up on, and received messages that nobody took (``DropReason.UNMATCHED``:
+        see :attr:`unmatched_messages`)."""
         return isolated(self._dropped)
+
+    @property
+    def unmatched_messages(self) -> Observable[Message]:
+        """Received messages that no ``messages()`` subscription took: those that matched none
+        on arrival and were not claimed by one within the :class:`GracePeriod` after a CONNACK
+        (e.g. a resumed session's queue, or a message still on its way when its filter was
+        disposed). Hot. While nobody observes this stream, each such message is reported on
+        ``dropped`` (``DropReason.UNMATCHED``) instead, so none is lost unseen."""
+        return isolated(self._unmatched)
 
     @property
     def broker_limits(self) -> BrokerLimits | None:
@@ -262,11 +283,15 @@ class Connection:
             )
         if self._housekeeping is not None:
             self._housekeeping.cancel()
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
         self._publisher.close()
         self._emit(Closed())
         self._subscriptions.complete_all()
+        self._release_unmatched(self._grace.clear())
         self._lifecycle.on_completed()
         self._dropped.on_completed()
+        self._unmatched.on_completed()
         self._stats.on_completed()
 
     async def __aenter__(self) -> Self:
@@ -318,7 +343,11 @@ class Connection:
     def messages(self, topic_filter: str, qos: int = 0) -> Observable[Message]:
         """Messages matching ``topic_filter``. The first subscriber sends SUBSCRIBE, the last
         dispose sends UNSUBSCRIBE; overlapping subscribers share one broker subscription.
-        Survives reconnects; completes on ``close()``; errors only if the broker refuses it."""
+        Survives reconnects; completes on ``close()``; errors only if the broker refuses it.
+
+        A subscriber first gets, in arrival order, the messages that arrived in the
+        :class:`GracePeriod` after a CONNACK, matched no subscription then, and match its filter
+        (a resumed session's queue reaches a subscriber created after ``start()``)."""
         topic_filter = validate_filter(topic_filter)
         qos = check_qos(qos)
 
@@ -341,28 +370,31 @@ class Connection:
         if self._closed:
             observer.on_completed()
             return
-        self._unsubscribe_later.discard(topic_filter)
-        if self._subscriptions.add(topic_filter, qos, observer):
-            self._send_subscribe()
+        due = self._subscriptions.add(topic_filter, qos, observer)
+        # What the grace buffer kept for it first (before a local refusal could end it).
+        self._release_unmatched(self._grace.expire())
+        for message in self._grace.claim(topic_filter):
+            observer.on_next(message)
+        if due:
+            self._send_due()
 
     def _remove_subscriber(self, topic_filter: str, observer: abc.ObserverBase[Message]) -> None:
-        if self._closed or not self._subscriptions.remove(topic_filter, observer):
-            return
-        engine = self._engine
-        if engine is not None and engine.connected:
-            engine.unsubscribe([topic_filter])
-        else:
-            self._unsubscribe_later.add(topic_filter)
+        if not self._closed and self._subscriptions.remove(topic_filter, observer):
+            self._send_due()
 
-    def _send_subscribe(self) -> None:
+    def _send_due(self) -> None:
+        """Send the UNSUBSCRIBEs and SUBSCRIBEs that bring the broker's view to what
+        ``messages()`` holds; while offline they wait for the next CONNACK."""
         engine = self._engine
         if engine is None or not engine.connected:
             return
+        filters = self._subscriptions.unsubscribes_due()
+        if filters:
+            self._subscriptions.unsubscribe_sent(engine.unsubscribe(filters), filters)
         subs = [sub for sub in self._subscriptions.ungranted() if self._broker_allows(sub)]
-        if not subs:
-            return
-        mid = engine.subscribe([(sub.topic_filter, sub.qos) for sub in subs])
-        self._subscriptions.sent(mid, subs)
+        if subs:
+            mid = engine.subscribe([(sub.topic_filter, sub.qos) for sub in subs])
+            self._subscriptions.sent(mid, subs)
 
     def _broker_allows(self, sub: Subscription) -> bool:
         """Refuse locally what the CONNACK said the broker does not support: sending it anyway
@@ -411,16 +443,13 @@ class Connection:
         connected = Connected(session_present, str(self._engine.endpoint))
         had_connected = self._reconnect_loop.connected()
         self._emit(connected)
+        self._grace.open_window()
         self._subscriptions.connected()
         if not session_present:
             self._subscriptions.session_lost()
-            self._unsubscribe_later.clear()
             if had_connected and self._settings.session_expiry > 0:
                 self._emit(SessionLost())
-        if self._unsubscribe_later:
-            self._engine.unsubscribe(sorted(self._unsubscribe_later))
-            self._unsubscribe_later.clear()
-        self._send_subscribe()
+        self._send_due()
         self._publisher.connected()
         self._reconnect_loop.adopt(connected)
 
@@ -432,7 +461,12 @@ class Connection:
         self._reconnect_loop.connection_lost(disconnect)
 
     def on_message(self, message: Message) -> None:
-        self._subscriptions.dispatch(message)
+        if self._subscriptions.dispatch(message):
+            return
+        self._release_unmatched(self._grace.offer(message))
+        if self._grace_timer is None and self._grace.next_expiry is not None:
+            assert self._loop is not None
+            self._grace_timer = self._loop.call_at(self._grace.next_expiry, self._grace_ended)
 
     def on_publish_done(self, mid: int, reason_code: int, reason: str) -> None:
         self._publisher.acknowledged(mid, reason_code, reason)
@@ -440,8 +474,43 @@ class Connection:
     def on_suback(self, mid: int, reason_codes: list[tuple[int, str]]) -> None:
         self._subscriptions.acknowledged(mid, reason_codes)
 
-    def on_unsuback(self, mid: int) -> None:
-        pass
+    def on_unsuback(self, mid: int, reason_codes: list[tuple[int, str]]) -> None:
+        self._subscriptions.unsubscribe_acknowledged(mid, reason_codes)
+
+    # ------------------------------------------------------------------ unmatched messages
+
+    def _grace_ended(self) -> None:
+        self._grace_timer = None
+        self._release_unmatched(self._grace.expire())
+        expiry = self._grace.next_expiry
+        if expiry is not None and not self._closed:
+            assert self._loop is not None
+            self._grace_timer = self._loop.call_at(expiry, self._grace_ended)
+
+    def _release_unmatched(self, messages: list[Message]) -> None:
+        """Account for received messages nobody took: on ``unmatched_messages`` if it has an
+        observer, else on ``dropped``; logged either way."""
+        if not messages:
+            return
+        observed = bool(self._unmatched.observers)
+        grace = self._grace_period
+        log.log(
+            logging.INFO if observed else logging.WARNING,
+            "%d received message(s), the first on %r, matched no messages() subscription and "
+            "none claimed them within the grace period (%gs after a CONNACK, at most %d "
+            "messages / %d bytes): %s",
+            len(messages),
+            messages[0].topic,
+            grace.seconds,
+            grace.max_messages,
+            grace.max_bytes,
+            "to unmatched_messages" if observed else "nobody observes unmatched_messages, dropped",
+        )
+        for message in messages:
+            if observed:
+                self._unmatched.on_next(message)
+            else:
+                self._dropped.on_next(DroppedMessage(message, DropReason.UNMATCHED, self._now()))
 
     # ------------------------------------------------------------------ plumbing
 

@@ -62,7 +62,7 @@ class EngineHandler(Protocol):
 
     def on_suback(self, mid: int, reason_codes: list[tuple[int, str]]) -> None: ...
 
-    def on_unsuback(self, mid: int) -> None: ...
+    def on_unsuback(self, mid: int, reason_codes: list[tuple[int, str]]) -> None: ...
 
 
 def _logged(callback: Callable[..., None]) -> Callable[..., None]:
@@ -617,4 +617,4 @@ class Engine:
         reason_codes: list[ReasonCode],
         properties: Properties | None,
     ) -> None:
-        self._handler.on_unsuback(mid)
+        self._handler.on_unsuback(mid, [(code.value, str(code)) for code in reason_codes])

@@ -3,6 +3,7 @@
 - :class:`Backoff` / :class:`Jitter`: the delays between retries.
 - :class:`ReconnectPolicy`: when and how to reconnect, and when to give up.
 - :class:`PublishRetry`: ack timeouts and re-sending transiently refused publishes.
+- :class:`GracePeriod`: how long and how much unmatched messages wait for a late subscriber.
 - :class:`QueuePolicy` / :class:`Overflow` / :class:`Drain` / :class:`Qos0Offline`: the offline
   queue.
 - :data:`REASON_CODES` and its helpers: the one table of MQTT 5 reason codes, saying which ones
@@ -13,6 +14,7 @@ Nothing here performs I/O or keeps time; the connection and the operators in
 """
 
 from ._backoff import Backoff, Jitter
+from ._grace_period import GracePeriod
 from ._publish_retry import PublishRetry
 from ._queue import Drain, Overflow, Qos0Offline, QueuePolicy
 from ._reason_codes import (
@@ -29,6 +31,7 @@ __all__ = [
     "REASON_CODES",
     "Backoff",
     "Drain",
+    "GracePeriod",
     "Jitter",
     "Overflow",
     "PublishRetry",

@@ -15,7 +15,8 @@ from rxmqtt.message import Message
 
 
 class DropReason(enum.Enum):
-    """Why a message was discarded instead of being sent. Every discard is reported with one."""
+    """Why a message was discarded instead of being sent (or, for ``UNMATCHED``, delivered).
+    Every discard is reported with one."""
 
     OVERFLOW = "overflow"
     """The queue was full (``max_messages`` or ``max_bytes``) and the overflow policy evicted it
@@ -33,6 +34,9 @@ class DropReason(enum.Enum):
     """Discarded on purpose by the application (``OfflineQueue.clear``)."""
     RETRIES_EXHAUSTED = "retries_exhausted"
     """Handed out, but the publish retry policy gave up on it (``OfflineQueue.discard``)."""
+    UNMATCHED = "unmatched"
+    """Received, but no ``messages()`` subscription took it (not even within the grace period
+    after a CONNACK) and nobody observed ``Connection.unmatched_messages``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,103 @@
+"""The grace buffer: received messages that matched no ``messages()`` subscription, kept for a
+bounded time after each CONNACK so that a subscriber created just after ``start()`` still gets
+what a resumed session delivered first. Pure: the clock is injected, the connection owns timers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .message import Message
+from .policies import GracePeriod
+from .topics import matches
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    message: Message
+    size: int
+    until: float
+    """The end of the grace period the message arrived in."""
+
+
+class GraceBuffer:
+    """Unmatched messages in arrival order, each kept until the grace period it arrived in ends,
+    within the policy's message and byte bounds (the oldest is pushed out first).
+
+    Every method returns what leaves the buffer unclaimed, oldest first, so that the caller can
+    account for it (``Connection.unmatched_messages`` or ``dropped``).
+    """
+
+    def __init__(self, policy: GracePeriod, clock: Callable[[], float]) -> None:
+        self._policy = policy
+        self._clock = clock
+        self._kept: deque[_Kept] = deque()
+        self._bytes = 0
+        self._window_end = -math.inf
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    @property
+    def bytes(self) -> int:
+        """``Message.size`` summed over the kept messages."""
+        return self._bytes
+
+    @property
+    def next_expiry(self) -> float | None:
+        """When the oldest kept message expires (``None`` when nothing is kept)."""
+        return self._kept[0].until if self._kept else None
+
+    def open_window(self) -> None:
+        """A CONNACK arrived: unmatched messages are kept for the policy's ``seconds`` from now."""
+        self._window_end = self._clock() + self._policy.seconds
+
+    def offer(self, message: Message) -> list[Message]:
+        """Keep ``message`` if a grace period is open. Returns what does not stay: the expired
+        messages, then ``message`` itself (outside a grace period or too big on its own) or the
+        oldest messages it pushed out."""
+        out = self.expire()
+        policy = self._policy
+        size = message.size
+        if self._clock() >= self._window_end or size > policy.max_bytes or policy.keeps_nothing:
+            out.append(message)
+            return out
+        self._kept.append(_Kept(message, size, self._window_end))
+        self._bytes += size
+        while len(self._kept) > policy.max_messages or self._bytes > policy.max_bytes:
+            out.append(self._pop().message)
+        return out
+
+    def claim(self, topic_filter: str) -> list[Message]:
+        """Remove and return, in arrival order, the kept messages ``topic_filter`` matches (call
+        :meth:`expire` first: this hands out whatever is still kept)."""
+        claimed = [kept for kept in self._kept if matches(topic_filter, kept.message.topic)]
+        if not claimed:
+            return []
+        taken = {id(kept) for kept in claimed}
+        self._kept = deque(kept for kept in self._kept if id(kept) not in taken)
+        self._bytes -= sum(kept.size for kept in claimed)
+        return [kept.message for kept in claimed]
+
+    def expire(self) -> list[Message]:
+        """Remove and return the messages whose grace period has ended."""
+        now = self._clock()
+        out: list[Message] = []
+        while self._kept and self._kept[0].until <= now:
+            out.append(self._pop().message)
+        return out
+
+    def clear(self) -> list[Message]:
+        """Remove and return everything kept (the connection is closing)."""
+        out = [kept.message for kept in self._kept]
+        self._kept.clear()
+        self._bytes = 0
+        return out
+
+    def _pop(self) -> _Kept:
+        kept = self._kept.popleft()
+        self._bytes -= kept.size
+        return kept
