@@ -35,7 +35,7 @@ from rxmqtt import (
     Message,
     ReconnectPolicy,
 )
-from rxmqtt.testing._raw import packet, varint
+from rxmqtt.testing._raw import packet, read_packet, varint
 from rxmqtt.testing.recorder import Recorder
 
 MAX_PACKET = 1024
@@ -160,25 +160,13 @@ class FakeServer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._server.wait_closed()
 
-    async def _read_packet(self, reader: asyncio.StreamReader) -> bytes:
-        header = await reader.readexactly(1)
-        length, shift, raw = 0, 0, b""
-        while True:
-            byte = await reader.readexactly(1)
-            raw += byte
-            length |= (byte[0] & 0x7F) << shift
-            shift += 7
-            if not byte[0] & 0x80:
-                break
-        return header + raw + await reader.readexactly(length)
-
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         try:
-            connect = await self._read_packet(reader)
+            connect = await read_packet(reader)
             assert connect[0] >> 4 == 1, f"expected CONNECT, got {connect!r}"
             for chunk in self.script:
                 if chunk is CLOSE:
@@ -190,7 +178,7 @@ class FakeServer:
                 writer.write(chunk)
                 await writer.drain()
             while True:  # silence: read and discard (PINGREQ, PUBACK, DISCONNECT, ...)
-                self.received.append(await self._read_packet(reader))
+                self.received.append(await read_packet(reader))
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:

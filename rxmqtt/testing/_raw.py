@@ -3,6 +3,8 @@ without an MQTT library in between."""
 
 from __future__ import annotations
 
+import asyncio
+
 
 def varint(value: int) -> bytes:
     """MQTT's Variable Byte Integer (a packet's remaining length): 7 bits a byte, low first."""
@@ -23,3 +25,17 @@ def mqtt_str(text: str | bytes) -> bytes:
 def packet(header: int, body: bytes) -> bytes:
     """A whole control packet: the header byte, the remaining length, the body."""
     return bytes([header]) + varint(len(body)) + body
+
+
+async def read_packet(reader: asyncio.StreamReader) -> bytes:
+    """Read one whole control packet (header, remaining length, body) from ``reader``."""
+    header = await reader.readexactly(1)
+    length, shift, raw = 0, 0, b""
+    while True:
+        byte = await reader.readexactly(1)
+        raw += byte
+        length |= (byte[0] & 0x7F) << shift
+        shift += 7
+        if not byte[0] & 0x80 or shift > 21:
+            break
+    return header + raw + await reader.readexactly(length)
