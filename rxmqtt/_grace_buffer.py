@@ -5,10 +5,12 @@ what a resumed session delivered first. Pure: the clock is injected, the connect
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .message import Message
 from .policies import GracePeriod
@@ -21,6 +23,18 @@ class _Kept:
     size: int
     until: float
     """The end of the grace period the message arrived in."""
+    arrived: float
+
+
+class Claimed(NamedTuple):
+    """What :meth:`GraceBuffer.claim` took out, both in arrival order."""
+
+    messages: list[Message]
+    """For the subscriber; a Message Expiry Interval is reduced by the time the message was
+    kept (MQTT 5 forwards the remaining lifetime), so a handler's deadline stays honest."""
+    expired: list[Message]
+    """Matched, but their own Message Expiry Interval ran out while kept: never handed out
+    stale."""
 
 
 class GraceBuffer:
@@ -65,22 +79,38 @@ class GraceBuffer:
         if self._clock() >= self._window_end or size > policy.max_bytes or policy.keeps_nothing:
             out.append(message)
             return out
-        self._kept.append(_Kept(message, size, self._window_end))
+        self._kept.append(_Kept(message, size, self._window_end, self._clock()))
         self._bytes += size
         while len(self._kept) > policy.max_messages or self._bytes > policy.max_bytes:
             out.append(self._pop().message)
         return out
 
-    def claim(self, topic_filter: str) -> list[Message]:
-        """Remove and return, in arrival order, the kept messages ``topic_filter`` matches (call
-        :meth:`expire` first: this hands out whatever is still kept)."""
-        claimed = [kept for kept in self._kept if matches(topic_filter, kept.message.topic)]
-        if not claimed:
-            return []
-        taken = {id(kept) for kept in claimed}
-        self._kept = deque(kept for kept in self._kept if id(kept) not in taken)
-        self._bytes -= sum(kept.size for kept in claimed)
-        return [kept.message for kept in claimed]
+    def claim(self, topic_filter: str) -> Claimed:
+        """Remove and return the kept messages ``topic_filter`` matches (call :meth:`expire`
+        first: this hands out whatever is still kept)."""
+        claimed = Claimed([], [])
+        taken = [kept for kept in self._kept if matches(topic_filter, kept.message.topic)]
+        if not taken:
+            return claimed
+        ids = {id(kept) for kept in taken}
+        self._kept = deque(kept for kept in self._kept if id(kept) not in ids)
+        self._bytes -= sum(kept.size for kept in taken)
+        now = self._clock()
+        for kept in taken:
+            message = kept.message
+            interval = message.properties.message_expiry_interval
+            if interval is None or now == kept.arrived:
+                claimed.messages.append(message)
+                continue
+            remaining = interval - (now - kept.arrived)
+            if remaining <= 0:
+                claimed.expired.append(message)
+                continue
+            properties = dataclasses.replace(
+                message.properties, message_expiry_interval=math.ceil(remaining)
+            )
+            claimed.messages.append(dataclasses.replace(message, properties=properties))
+        return claimed
 
     def expire(self) -> list[Message]:
         """Remove and return the messages whose grace period has ended."""

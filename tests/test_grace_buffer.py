@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rxmqtt import GracePeriod
-from rxmqtt._grace_buffer import GraceBuffer
-from rxmqtt.message import Message
+from rxmqtt._grace_buffer import Claimed, GraceBuffer
+from rxmqtt.message import Message, PublishProperties
 
 
 class Clock:
@@ -70,8 +70,8 @@ def test_kept_within_the_window_and_claimed_in_arrival_order() -> None:
     for m in sent:
         clock.now += 1
         assert grace.offer(m) == []
-    assert grace.claim("s/+/t") == [sent[0], sent[2]]
-    assert grace.claim("s/+/t") == [], "a claimed message is handed out once"
+    assert grace.claim("s/+/t").messages == [sent[0], sent[2]]
+    assert grace.claim("s/+/t").messages == [], "a claimed message is handed out once"
     assert len(grace) == 1
     assert grace.bytes == sent[1].size
 
@@ -109,7 +109,7 @@ def test_offer_releases_the_expired_first_then_keeps_the_new_one() -> None:
     clock.now = 1006.0
     grace.open_window()
     assert grace.offer(msg("new")) == [msg("old")]
-    assert grace.claim("new") == [msg("new")]
+    assert grace.claim("new").messages == [msg("new")]
 
 
 def test_count_bound_pushes_out_the_oldest() -> None:
@@ -118,7 +118,7 @@ def test_count_bound_pushes_out_the_oldest() -> None:
     assert grace.offer(msg("a")) == []
     assert grace.offer(msg("b")) == []
     assert grace.offer(msg("c")) == [msg("a")]
-    assert grace.claim("#") == [msg("b"), msg("c")]
+    assert grace.claim("#").messages == [msg("b"), msg("c")]
 
 
 def test_byte_bound_pushes_out_the_oldest_and_a_too_big_message_is_not_kept() -> None:
@@ -146,7 +146,32 @@ def test_shared_subscription_filters_claim_by_their_filter_part() -> None:
     grace, _ = buffer()
     grace.open_window()
     grace.offer(msg("jobs/1"))
-    assert grace.claim("$share/workers/jobs/#") == [msg("jobs/1")]
+    assert grace.claim("$share/workers/jobs/#").messages == [msg("jobs/1")]
+
+
+def test_message_expiry_counts_down_while_kept_and_an_expired_one_is_not_handed_out() -> None:
+    grace, clock = buffer(seconds=10)
+    grace.open_window()
+
+    def expiring(topic: str, seconds: int) -> Message:
+        return Message(topic, b"", 1, properties=PublishProperties(message_expiry_interval=seconds))
+
+    forever, short, long = msg("t/forever"), expiring("t/short", 2), expiring("t/long", 5)
+    for m in (forever, short, long):
+        grace.offer(m)
+    clock.now += 2.5
+    claimed = grace.claim("t/#")
+    assert claimed.expired == [short]
+    assert claimed.messages == [forever, expiring("t/long", 3)], "5 s less the 2.5 s kept, up"
+    assert len(grace) == 0
+
+
+def test_a_message_claimed_at_once_is_handed_out_as_received() -> None:
+    grace, _ = buffer()
+    grace.open_window()
+    m = Message("t", b"", 1, properties=PublishProperties(message_expiry_interval=1))
+    grace.offer(m)
+    assert grace.claim("t") == Claimed([m], [])
 
 
 def test_clear_hands_back_everything_in_order() -> None:
@@ -221,9 +246,9 @@ def test_every_offered_message_leaves_exactly_once_and_never_early(
                 assert m.size > max_bytes or max_messages == 0 or max_bytes == 0
         elif kind == "claim":
             assert not leave(grace.expire())
-            got = grace.claim(str(step[1]))
+            got, expired = grace.claim(str(step[1]))
             assert all(window_of[number(m)] > clock.now for m in got), "claimed in time"
-            left.extend(number(m) for m in got)
+            left.extend(number(m) for m in got + expired)
         else:
             assert not leave(grace.expire())
         assert len(grace) <= max_messages

@@ -160,6 +160,33 @@ async def test_messages_still_kept_at_close_are_accounted_for() -> None:
     assert unmatched.completed
 
 
+async def test_a_kept_message_whose_own_expiry_passed_is_dropped_as_expired() -> None:
+    async def script(peer: Peer) -> None:
+        await peer.connack(session_present=True)
+        await peer.publish("cmd/stale", b"", qos=1, packet_id=1, message_expiry=1)
+        await peer.publish("cmd/fresh", b"", qos=1, packet_id=2, message_expiry=60)
+        await peer.serve()
+
+    async with ScriptedBroker(script) as broker:
+        conn = Connection(_settings(broker.port), reconnect=FAST)
+        dropped = Recorder(conn.dropped)
+        loop = asyncio.get_running_loop()
+        async with conn:
+            started = loop.time()  # before the messages arrived
+            await broker.wait_pubacks(2, DEADLINE)
+            await asyncio.sleep(1.2)  # no event to await: time itself must pass the 1 s expiry
+            got = Recorder(conn.messages("cmd/#", qos=1))
+            kept_at_most = loop.time() - started
+    assert [(d.message.topic, d.reason) for d in dropped.items] == [
+        ("cmd/stale", DropReason.EXPIRED)
+    ]
+    (fresh,) = got.items
+    assert fresh.topic == "cmd/fresh"
+    interval = fresh.properties.message_expiry_interval
+    assert interval is not None
+    assert 60 - kept_at_most <= interval <= 59, "60 s less the time it was kept, rounded up"
+
+
 def test_grace_period_argument_is_checked() -> None:
     with pytest.raises(TypeError, match="grace_period: must be a GracePeriod, got float"):
         Connection(ConnectionSettings(host="127.0.0.1"), grace_period=5.0)

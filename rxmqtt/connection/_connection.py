@@ -373,7 +373,13 @@ class Connection:
         due = self._subscriptions.add(topic_filter, qos, observer)
         # What the grace buffer kept for it first (before a local refusal could end it).
         self._release_unmatched(self._grace.expire())
-        for message in self._grace.claim(topic_filter):
+        claimed = self._grace.claim(topic_filter)
+        for message in claimed.expired:
+            log.info(
+                "a kept message on %r expired before %r claimed it", message.topic, topic_filter
+            )
+            self._dropped.on_next(DroppedMessage(message, DropReason.EXPIRED, self._now()))
+        for message in claimed.messages:
             observer.on_next(message)
         if due:
             self._send_due()

@@ -18,7 +18,9 @@ class GracePeriod:
     subscription matches is kept (up to ``max_messages`` messages and ``max_bytes`` bytes of
     ``Message.size``, oldest pushed out first) and handed, in arrival order, to the first
     ``messages()`` subscription that matches it. What is pushed out or not claimed in time goes to
-    ``Connection.unmatched_messages``. ``GracePeriod(seconds=0)`` keeps nothing.
+    ``Connection.unmatched_messages``. ``GracePeriod(seconds=0)`` keeps nothing. A kept
+    message's Message Expiry Interval keeps counting down: it is handed out with the remaining
+    lifetime, and not at all once expired (reported on ``dropped`` as ``EXPIRED``).
 
     The defaults cover an application that subscribes within seconds of ``start()`` and a
     session whose broker queued up to Mosquitto's default of 1,000 messages with room to spare.

@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ._raw import mqtt_str, packet, read_packet
+from ._raw import mqtt_str, packet, read_packet, varint
 
 SUBSCRIBE, UNSUBSCRIBE, PUBACK, PINGREQ, DISCONNECT = 0x8, 0xA, 0x4, 0xC, 0xE
 """Control packet types (the high nibble of the first byte)."""
@@ -92,11 +92,19 @@ class Peer:
         await self.writer.drain()
 
     async def publish(
-        self, topic: str, payload: bytes, *, qos: int = 0, packet_id: int = 1
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 0,
+        packet_id: int = 1,
+        message_expiry: int | None = None,
     ) -> None:
-        """A PUBLISH with no properties (QoS 0 or 1; the PUBACK is counted by the broker)."""
+        """A PUBLISH (QoS 0 or 1; the PUBACK is counted by the broker), with a Message Expiry
+        Interval if given and no other property."""
         packet_id_bytes = packet_id.to_bytes(2, "big") if qos else b""
-        body = mqtt_str(topic) + packet_id_bytes + b"\x00" + payload
+        props = b"" if message_expiry is None else b"\x02" + message_expiry.to_bytes(4, "big")
+        body = mqtt_str(topic) + packet_id_bytes + varint(len(props)) + props + payload
         self.writer.write(packet(0x30 | qos << 1, body))
         await self.writer.drain()
 
