@@ -149,6 +149,23 @@ async def test_without_a_grace_period_an_unmatched_message_is_reported_at_once()
     ]
 
 
+async def test_a_flood_of_unmatched_messages_is_one_warning_and_every_message_on_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="rxmqtt.connection")
+    topics = [f"stale/{n}" for n in range(50)]
+    async with ScriptedBroker(_delivers_on_connack(*topics)) as broker:
+        conn = Connection(
+            _settings(broker.port), reconnect=FAST, grace_period=GracePeriod(seconds=0)
+        )
+        dropped = Recorder(conn.dropped)
+        async with conn:
+            await dropped.wait_for_count(len(topics), DEADLINE)
+    assert [d.message.topic for d in dropped.items] == topics
+    lines = [r for r in caplog.records if "matched no messages() subscription" in r.message]
+    assert [r.levelno for r in lines] == [logging.WARNING] + [logging.DEBUG] * (len(topics) - 1)
+
+
 async def test_messages_still_kept_at_close_are_accounted_for() -> None:
     async with ScriptedBroker(_delivers_on_connack("late/1")) as broker:
         conn = Connection(_settings(broker.port), reconnect=FAST)

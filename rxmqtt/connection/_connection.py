@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 from collections.abc import Callable
 from types import TracebackType
@@ -56,6 +57,10 @@ log = logging.getLogger("rxmqtt.connection")
 
 _HOUSEKEEPING_INTERVAL = 1.0
 """Seconds between sweeps of expired queued messages and flushes of a persistent store."""
+
+_UNMATCHED_LOG_INTERVAL = 10.0
+"""Seconds between INFO/WARNING lines about unmatched messages (a stale subscription left in a
+session can bring thousands a second); in between they are logged at DEBUG and counted."""
 
 
 class Connection:
@@ -119,6 +124,8 @@ class Connection:
         self._grace = GraceBuffer(self._grace_period, clock=self._now)
         self._grace_timer: asyncio.TimerHandle | None = None
         self._unmatched: Subject[Message] = Subject()
+        self._unmatched_logged_at = -math.inf
+        self._unmatched_since_log = 0
 
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -500,18 +507,28 @@ class Connection:
             return
         observed = bool(self._unmatched.observers)
         grace = self._grace_period
+        now = self._now()
+        self._unmatched_since_log += len(messages)
+        level = logging.INFO if observed else logging.WARNING
+        if now - self._unmatched_logged_at < _UNMATCHED_LOG_INTERVAL:
+            level = logging.DEBUG
+        else:
+            self._unmatched_logged_at = now
         log.log(
-            logging.INFO if observed else logging.WARNING,
-            "%d received message(s), the first on %r, matched no messages() subscription and "
-            "none claimed them within the grace period (%gs after a CONNACK, at most %d "
-            "messages / %d bytes): %s",
+            level,
+            "%d received message(s) (%d since the last report), the first on %r, matched no "
+            "messages() subscription and none claimed them within the grace period (%gs after a "
+            "CONNACK, at most %d messages / %d bytes): %s",
             len(messages),
+            self._unmatched_since_log,
             messages[0].topic,
             grace.seconds,
             grace.max_messages,
             grace.max_bytes,
             "to unmatched_messages" if observed else "nobody observes unmatched_messages, dropped",
         )
+        if level != logging.DEBUG:
+            self._unmatched_since_log = 0
         for message in messages:
             if observed:
                 self._unmatched.on_next(message)
