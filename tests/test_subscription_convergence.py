@@ -185,6 +185,41 @@ async def test_a_lost_session_gets_the_live_filters_and_no_stale_unsubscribe() -
     assert [(r.kind, r.filters) for r in resumed] == [(SUBSCRIBE, (("keep", 1),))]
 
 
+async def test_a_refused_unsubscribe_is_logged_with_its_reason_code_and_not_retried(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    requests: list[Request] = []
+    refused = asyncio.Event()
+
+    async def refuses_the_unsubscribe(peer: Peer) -> None:
+        await peer.connack(session_present=False)
+        await peer.ack(await peer.next_request())
+        while True:
+            request = await peer.next_request()
+            requests.append(request)
+            await peer.ack(request, codes=b"\x87" if request.kind == UNSUBSCRIBE else None)
+            if ("sentinel", 0) in request.filters:
+                await peer.publish("sentinel", b"after the UNSUBACK and the SUBACK")
+            refused.set()
+
+    async with (
+        ScriptedBroker(refuses_the_unsubscribe) as broker,
+        _conn(broker.port) as conn,
+    ):
+        subscription = conn.messages("guarded", qos=1).subscribe()
+        await conn.wait_for(ConnectionState.CONNECTED, DEADLINE)
+        subscription.dispose()
+        await asyncio.wait_for(refused.wait(), DEADLINE)
+        sentinel = Recorder(conn.messages("sentinel"))  # what follows the refusal on the wire
+        await sentinel.wait_for_count(1, DEADLINE)
+    assert [(r.kind, r.filters) for r in requests] == [
+        (UNSUBSCRIBE, (("guarded", 0),)),
+        (SUBSCRIBE, (("sentinel", 0),)),
+    ]
+    (warning,) = [r for r in caplog.records if "refused to UNSUBSCRIBE" in r.message]
+    assert "'guarded': 0x87" in warning.message
+
+
 # ---------------------------------------------------------------- against Mosquitto
 
 

@@ -84,10 +84,11 @@ class Peer:
             elif kind == DISCONNECT:
                 raise ConnectionError("the client disconnected")
 
-    async def ack(self, request: Request) -> None:
-        """SUBACK granting each requested QoS, or UNSUBACK with Success."""
+    async def ack(self, request: Request, codes: bytes | None = None) -> None:
+        """SUBACK granting each requested QoS, or UNSUBACK with Success (or ``codes``)."""
         header = 0x90 if request.kind == SUBSCRIBE else 0xB0
-        codes = bytes(qos for _, qos in request.filters)
+        if codes is None:
+            codes = bytes(qos for _, qos in request.filters)
         self.writer.write(packet(header, request.packet_id.to_bytes(2, "big") + b"\x00" + codes))
         await self.writer.drain()
 
