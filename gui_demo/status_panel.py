@@ -29,6 +29,9 @@ from rxmqtt import (
 )
 from rxmqtt.qt import bind
 
+FAILED_REASON_CHARS = 40
+"""A failed attempt's reason is cut to this on the panel (two lines); the tool tip has it all."""
+
 
 def _value_label(text: str = "—") -> QLabel:
     label = QLabel(text)
@@ -143,10 +146,14 @@ class StatusPanel(QGroupBox):
                 self._gave_up = None
             case ConnectFailed(attempt=attempt, retry_in=retry_in, disconnect=disconnect):
                 fatal = ", fatal" if disconnect.fatal else ""
+                reason = disconnect.reason
+                if len(reason) > FAILED_REASON_CHARS:  # the full text is in the tool tip
+                    reason = reason[: FAILED_REASON_CHARS - 1].rstrip() + "…"
                 self.failed_attempt.setText(
-                    f"#{attempt}: 0x{disconnect.reason_code:02X} {disconnect.reason} "
+                    f"#{attempt}: 0x{disconnect.reason_code:02X} {reason} "
                     f"({disconnect.source.value}{fatal})"
                 )
+                self.failed_attempt.setToolTip(str(disconnect))
                 self._start_countdown(retry_in)
             case Disconnected(retry_in=retry_in, disconnect=disconnect):
                 self._show_disconnect(disconnect)

@@ -356,8 +356,10 @@ def test_the_status_panel_keeps_the_last_disconnect_apart_from_the_last_failed_a
     assert room.status.disconnect_reason.text() == dropped.reason, "not the failed attempt's"
     assert room.status.disconnect_source.text() == "network"
     shown = room.status.failed_attempt.text()
-    assert shown.startswith(f"#{failed.attempt}: 0x{failed.reason_code:02X} {failed.reason}")
+    assert shown.startswith(f"#{failed.attempt}: 0x{failed.reason_code:02X} ")
+    assert failed.reason.startswith(shown.split(" ", 2)[2].removesuffix(" (network)").rstrip("…"))
     assert shown.endswith("(network)")
+    assert room.status.failed_attempt.toolTip() == str(failed.disconnect), "all of it"
 
     room.controls.start_button.click()
     qtbot.waitUntil(lambda: room.status.state is CONNECTED, timeout=5000)
