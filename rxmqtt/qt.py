@@ -132,9 +132,9 @@ class Binding(abc.DisposableBase, Generic[_T]):
         """Whether the binding has ended (the slot will not be called again)."""
         return self._disposed
 
-    def dispose(self) -> None:
+    def dispose(self, *_: object) -> None:
         """Unsubscribe now; emissions queued for the GUI thread and not yet delivered are
-        dropped."""
+        dropped. (Extra arguments are ignored, so that it can be connected to any signal.)"""
         if self._disposed:
             return
         self._end()
@@ -327,8 +327,10 @@ class _LoopTimers(QObject):
         return len(self._handles)
 
     def arm(self, handle: _QtTimerHandle, delay: float) -> None:
-        # Rounded up: asyncio never runs a timed callback before its deadline.
-        handle.timer_id = self.startTimer(max(0, math.ceil(delay * 1000)))
+        # Rounded up, and precise (a coarse Qt timer may fire 5 % early): asyncio never runs a
+        # timed callback before its deadline.
+        interval = max(0, math.ceil(delay * 1000))
+        handle.timer_id = self.startTimer(interval, Qt.TimerType.PreciseTimer)
         self._handles[handle.timer_id] = handle
 
     def disarm(self, handle: _QtTimerHandle) -> None:
