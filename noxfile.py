@@ -91,3 +91,35 @@ def soak(session: nox.Session) -> None:
         env=env,
     )
     session.log(f"soak summaries: {report}")
+
+
+@nox.session(python=PYTHON)
+def gui_stress(session: nox.Session) -> None:
+    """The control room's long stress run: ``nox -s gui_stress -- [--cycles N] [--seed S]``.
+
+    N (default 200) Disconnect -> Connect cycles, mixed with broker crashes, graceful restarts,
+    network cuts and resets, over four fresh windows, offscreen; the suite runs 14 of them.
+    ``--seed`` (or ``RXMQTT_GUI_STRESS_SEED``) replays a schedule.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="nox -s gui_stress --")
+    parser.add_argument("--cycles", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=None)
+    args, pytest_args = parser.parse_known_args(session.posargs)
+    if args.cycles < 4:
+        session.error(f"--cycles: must be >= 4, got {args.cycles}")
+    session.install("-e", ".[qt,test]")
+    env = {"QT_QPA_PLATFORM": "offscreen", "RXMQTT_GUI_STRESS_CYCLES": str(args.cycles)}
+    if args.seed is not None:
+        env["RXMQTT_GUI_STRESS_SEED"] = str(args.seed)
+    session.run(
+        "pytest",
+        "tests/gui/test_control_room_stress.py",
+        "-p",
+        "no:cacheprovider",
+        "-s",
+        "-q",
+        *pytest_args,
+        env=env,
+    )

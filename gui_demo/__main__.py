@@ -2,7 +2,11 @@
 
 With no arguments it starts an embedded Mosquitto behind a FaultProxy and connects through it;
 ``--broker URL`` connects elsewhere (the fault controls are then disabled).
-``--screenshot PATH --run-for SECONDS`` plays the scripted outage headless and saves a PNG.
+``--screenshot PATH --run-for SECONDS`` plays the scripted outage and saves a PNG.
+
+Without a usable screen (no ``DISPLAY``/``WAYLAND_DISPLAY``, or Qt's platform plugin cannot start
+on it, e.g. for a missing system library) it says why and plays the scripted outage offscreen
+instead, saving ``rxmqtt-demo.png`` unless ``--screenshot`` names another file.
 """
 
 from __future__ import annotations
@@ -25,6 +29,12 @@ from gui_demo.style import apply_theme
 from gui_demo.window import ControlRoom
 from rxmqtt import ConnectionSettings
 from rxmqtt.qt import run
+
+from .screen import OFFSCREEN, choose_screen
+
+HEADLESS_SCREENSHOT = Path("rxmqtt-demo.png")
+HEADLESS_RUN_FOR = 15.0
+"""Without a screen: the scripted scenario's length and where its screenshot goes."""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -102,12 +112,16 @@ async def amain(args: argparse.Namespace) -> int:
         window.resize(1560, 980)
         window.show()
         window.open_connection()
+        print(
+            f"rxmqtt demo: the control room on Qt's {app.platformName()} platform", file=sys.stderr
+        )
         # The start-up heap (Qt, PySide, every module: ~40,000 objects) never becomes garbage;
         # freezing it keeps full collections from scanning it, which paused the UI for ~20 ms
         # at a time during a message flood.
         gc.freeze()
         if args.screenshot is not None:
             await run_scenario(window, args.run_for or 12.0, args.screenshot)
+            print(f"rxmqtt demo: screenshot saved to {args.screenshot}", file=sys.stderr)
         elif args.run_for is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(window.wait_closed(), args.run_for)
@@ -124,6 +138,19 @@ async def amain(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    screen = choose_screen()
+    if screen.offscreen:
+        os.environ["QT_QPA_PLATFORM"] = OFFSCREEN
+        if screen.fallback_reason is not None:
+            print(f"rxmqtt demo: {screen.fallback_reason}", file=sys.stderr)
+        if args.screenshot is None:  # nobody would see the window: leave a picture of it
+            args.screenshot = HEADLESS_SCREENSHOT
+            args.run_for = args.run_for or HEADLESS_RUN_FOR
+            print(
+                f"rxmqtt demo: playing the scripted scenario offscreen for {args.run_for:g} s "
+                f"-> {args.screenshot}",
+                file=sys.stderr,
+            )
     return run(lambda: amain(args), argv=sys.argv[:1], application_name="rxmqtt control room")
 
 

@@ -119,9 +119,16 @@ class ControlsPanel(QGroupBox):
 
     def set_connected(self, open_: bool) -> None:
         """Show whether a connection is open (the button then offers the opposite)."""
+        self.connect_button.setEnabled(True)
         self.connect_button.setText("Disconnect" if open_ else "Connect")
         self.connect_button.setProperty("kind", None if open_ else "primary")
         self.connect_button.style().polish(self.connect_button)
+
+    def set_closing(self) -> None:
+        """A connection is closing (DISCONNECT sent, waiting for the broker's side to close):
+        nothing to click until it is closed."""
+        self.connect_button.setEnabled(False)
+        self.connect_button.setText("Disconnecting…")
 
     def _toggle_connection(self) -> None:
         if self.connect_button.text() == "Disconnect":

@@ -1,8 +1,9 @@
 """The connection panel: a coloured state badge and everything about the link's life.
 
 Bound to ``connection_state`` (the badge) and ``lifecycle`` (endpoint, attempt, the countdown to
-the next retry from ``retry_in``, session present, the last disconnect). A timer only animates
-what the streams said: the countdown and the time up or down.
+the next retry from ``retry_in``, session present, the last disconnect of an established link
+and, apart from it, the last failed connect attempt). A timer only animates what the streams
+said: the countdown and the time up or down.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from rxmqtt import (
     SessionLost,
 )
 from rxmqtt.qt import bind
+
+FAILED_REASON_CHARS = 40
+"""A failed attempt's reason is cut to this on the panel (two lines); the tool tip has it all."""
 
 
 def _value_label(text: str = "—") -> QLabel:
@@ -71,6 +75,10 @@ class StatusPanel(QGroupBox):
         self.disconnect_reason = _value_label()
         self.disconnect_reason.setWordWrap(True)
         self.disconnect_source = _value_label()
+        self.failed_attempt = _value_label()
+        """The last failed connect attempt (``ConnectFailed``): attempt, code, reason, source.
+        Not a disconnect: the connection was never up."""
+        self.failed_attempt.setWordWrap(True)
 
         form = QFormLayout()
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
@@ -87,6 +95,7 @@ class StatusPanel(QGroupBox):
             ("Last disconnect", self.disconnect_code),
             ("Reason", self.disconnect_reason),
             ("Source", self.disconnect_source),
+            ("Last failed attempt", self.failed_attempt),
         ):
             label = QLabel(caption)
             label.setProperty("role", "muted")
@@ -135,8 +144,16 @@ class StatusPanel(QGroupBox):
                 self.session.setText("yes" if present else "no (new session)")
                 self._stop_countdown("—")
                 self._gave_up = None
-            case ConnectFailed(retry_in=retry_in, disconnect=disconnect):
-                self._show_disconnect(disconnect)
+            case ConnectFailed(attempt=attempt, retry_in=retry_in, disconnect=disconnect):
+                fatal = ", fatal" if disconnect.fatal else ""
+                reason = disconnect.reason
+                if len(reason) > FAILED_REASON_CHARS:  # the full text is in the tool tip
+                    reason = reason[: FAILED_REASON_CHARS - 1].rstrip() + "…"
+                self.failed_attempt.setText(
+                    f"#{attempt}: 0x{disconnect.reason_code:02X} {reason} "
+                    f"({disconnect.source.value}{fatal})"
+                )
+                self.failed_attempt.setToolTip(str(disconnect))
                 self._start_countdown(retry_in)
             case Disconnected(retry_in=retry_in, disconnect=disconnect):
                 self._show_disconnect(disconnect)

@@ -3,8 +3,10 @@
 A :class:`~rxmqtt.Connection` cannot be restarted after ``close()``, so "Connect" makes a new one.
 Every binding to a connection is owned by a per-connection scope ``QObject``; swapping the
 connection destroys the scope, which disposes all of that connection's bindings at once, and the
-panels bind to the new connection. The window itself never restarts: broker crashes, network cuts
-and policy changes are all handled by the live connection.
+panels bind to the new connection. The connection and its scope are always taken together (the
+lifetime rules of :mod:`rxmqtt.qt`), so a Connect while the old one still closes can never lose
+its own scope, and the panels follow one connection at a time. The window itself never
+restarts: broker crashes, network cuts and policy changes are all handled by the live connection.
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ class ControlRoom(QMainWindow):
         self.lab = lab
         self.connection: Connection | None = None
         self._scope: QObject | None = None
+        self._closing_scope: QObject | None = None
+        """The scope of a connection still closing (its last events still reach the panels)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
 
@@ -84,7 +88,7 @@ class ControlRoom(QMainWindow):
         self._layout()
 
         self.controls.connect_requested.connect(self.open_connection)
-        self.controls.disconnect_requested.connect(lambda: self._spawn(self.close_connection()))
+        self.controls.disconnect_requested.connect(self.request_disconnect)
         self.controls.action.connect(self.log.note)
         self.policies.changed.connect(self.apply_policies)
         self._last_rx = 0
@@ -147,6 +151,9 @@ class ControlRoom(QMainWindow):
         """
         if self.connection is not None:
             return self.connection
+        # A connection still closing stops feeding the panels now: they follow the new one.
+        _delete(self._closing_scope)
+        self._closing_scope = None
         connection = Connection(
             self.settings,
             reconnect=self.policies.reconnect_policy(),
@@ -166,21 +173,40 @@ class ControlRoom(QMainWindow):
         self.connection_changed.emit(connection)
         return connection
 
+    def request_disconnect(self) -> None:
+        """The Disconnect button: the connection and its scope leave the window now (a Connect
+        right after makes a new one); the close itself goes on in the background."""
+        detached = self._detach()
+        if detached is not None:
+            self._spawn(self._close(*detached))
+
     async def close_connection(self) -> None:
         """Close the connection (its last events still reach the panels), then dispose every
         binding to it by destroying its scope."""
-        connection, self.connection = self.connection, None
+        detached = self._detach()
+        if detached is not None:
+            await self._close(*detached)
+
+    def _detach(self) -> tuple[Connection, QObject | None] | None:
+        # The connection and its scope leave the window together, at once.
+        connection, scope = self.connection, self._scope
         if connection is None:
-            return
+            return None
+        self.connection, self._scope, self._closing_scope = None, None, scope
         self.publisher.set_connection(None)
+        self.controls.set_closing()
+        return connection, scope
+
+    async def _close(self, connection: Connection, scope: QObject | None) -> None:
         try:
             await connection.close()
         finally:
-            scope, self._scope = self._scope, None
-            if scope is not None and Shiboken.isValid(scope):
-                Shiboken.delete(scope)
-            self.controls.set_connected(False)
-            self.connection_changed.emit(None)
+            if self._closing_scope is scope:
+                self._closing_scope = None
+            _delete(scope)
+            if self.connection is None:  # no new connection was opened meanwhile
+                self.controls.set_connected(False)
+                self.connection_changed.emit(None)
 
     def apply_policies(self) -> None:
         """Apply the picked policies to the live connection (``Connection.configure``)."""
@@ -247,3 +273,9 @@ class ControlRoom(QMainWindow):
         await self.close_connection()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _delete(scope: QObject | None) -> None:
+    """Destroy a connection's scope now (on the GUI thread), ending every binding it owns."""
+    if scope is not None and Shiboken.isValid(scope):
+        Shiboken.delete(scope)

@@ -11,10 +11,27 @@ every stream of a :class:`~rxmqtt.Connection` already emits where widgets may be
 - :func:`throttle_for_display` / :func:`sample_for_display` turn a 5,000 msg/s stream into a few
   updates per second, timed by the connection's scheduler (the loop), so a flood cannot freeze
   the UI.
-- :func:`run` creates the ``QApplication`` and the qasync loop, runs the application's main
-  coroutine and shuts everything down cleanly.
+- :func:`new_event_loop` is qasync's loop made safe to outlive: a cancelled timer is released at
+  once, and ``close()`` kills every Qt timer and joins every executor thread on the GUI thread.
+- :func:`run` creates the ``QApplication`` and that loop, runs the application's main coroutine
+  and shuts everything down cleanly.
 
-This module imports Qt (PySide6, the ``qt`` extra) but never paho.
+Lifetime rules an application must follow (``run`` and the control room do):
+
+1. **One loop, closed on the GUI thread.** Use :func:`run`, or :func:`new_event_loop` and
+   ``close()`` it on the GUI thread before dropping it. qasync's own loop keeps a Qt timer armed
+   for every cancelled ``call_later`` until it fires, and its ``close()`` leaves them armed; the
+   loop is a reference cycle, so the garbage collector frees it later on *whatever thread it
+   runs on* (a FaultProxy thread, an executor thread). A ``QObject`` freed off its thread cannot
+   unregister its timers, and the GUI thread then delivers the next timer event into freed
+   memory: a segmentation fault in ``QTimerInfoList::activateTimers``.
+2. **No Python-owned QObject with a running timer may become garbage.** Give every ``QTimer`` a
+   parent (it then dies with its widget, on the GUI thread) or stop it before dropping it.
+3. **Close a Connection before its loop**, and destroy what its bindings are owned by on the GUI
+   thread (``deleteLater()`` or ``Shiboken.delete``), after the close: the close's last events
+   (``Disconnected``, ``Closed``) still reach the widgets.
+4. **Swap connections atomically.** Take the old connection *and* its binding owner in one step;
+   a new connection made while the old one closes must get its own owner, never share one.
 """
 
 from __future__ import annotations
@@ -22,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 import sys
 import threading
@@ -30,7 +48,16 @@ from types import FrameType
 from typing import Any, Generic, TypeVar, cast
 
 import qasync
-from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import (
+    QCoreApplication,
+    QObject,
+    Qt,
+    QThread,
+    QTimer,
+    QTimerEvent,
+    Signal,
+    Slot,
+)
 from PySide6.QtWidgets import QApplication
 from reactivex import Observable, abc
 from reactivex import operators as ops
@@ -38,7 +65,14 @@ from reactivex.disposable import CompositeDisposable, SerialDisposable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 from shiboken6 import Shiboken
 
-__all__ = ["Binding", "bind", "run", "sample_for_display", "throttle_for_display"]
+__all__ = [
+    "Binding",
+    "bind",
+    "new_event_loop",
+    "run",
+    "sample_for_display",
+    "throttle_for_display",
+]
 
 log = logging.getLogger("rxmqtt.qt")
 
@@ -91,7 +125,7 @@ class Binding(abc.DisposableBase, Generic[_T]):
         self._subscription = SerialDisposable()
         self._disposed = False
         self._relay: _Relay | None = _Relay(owner, self._deliver)
-        self._owner_link = owner.destroyed.connect(self.dispose)
+        self._owner_link = owner.destroyed.connect(self._owner_destroyed)
 
     @property
     def is_disposed(self) -> bool:
@@ -100,15 +134,25 @@ class Binding(abc.DisposableBase, Generic[_T]):
 
     def dispose(self, *_: object) -> None:
         """Unsubscribe now; emissions queued for the GUI thread and not yet delivered are
-        dropped. (Extra arguments are ignored so that it can be a ``destroyed`` slot.)"""
+        dropped. (Extra arguments are ignored, so that it can be connected to any signal.)"""
         if self._disposed:
             return
-        self._disposed = True
-        self._subscription.dispose()
+        self._end()
         relay, self._relay = self._relay, None
         if relay is not None and Shiboken.isValid(relay):
             QObject.disconnect(self._owner_link)
             relay.deleteLater()
+
+    def _owner_destroyed(self, *_: object) -> None:
+        # The owner is in the middle of its destructor and takes the relay (its child) with it:
+        # touch neither, only stop the subscription.
+        if not self._disposed:
+            self._end()
+            self._relay = None
+
+    def _end(self) -> None:
+        self._disposed = True
+        self._subscription.dispose()
 
     # --------------------------------------------------------------- observer side
 
@@ -259,6 +303,141 @@ def _newest(batch: list[_T]) -> _T:
     return batch[-1]
 
 
+class _QtTimerHandle(asyncio.TimerHandle):
+    """A ``call_later`` handle backed by one Qt timer, which ``cancel()`` releases at once."""
+
+    __slots__ = ("timer_id",)
+
+    timer_id: int
+
+
+class _LoopTimers(QObject):
+    """Every ``call_later`` of one loop, one Qt timer each. Lives on the GUI thread; a timer is
+    killed when it fires, when its handle is cancelled and when the loop closes, so none is
+    left armed for a later destruction on another thread to strand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._handles: dict[int, _QtTimerHandle] = {}
+        self._thread = threading.get_ident()
+
+    @property
+    def armed(self) -> int:
+        """How many Qt timers are registered for this loop."""
+        return len(self._handles)
+
+    def arm(self, handle: _QtTimerHandle, delay: float) -> None:
+        # Rounded up, and precise (a coarse Qt timer may fire 5 % early): asyncio never runs a
+        # timed callback before its deadline.
+        interval = max(0, math.ceil(delay * 1000))
+        handle.timer_id = self.startTimer(interval, Qt.TimerType.PreciseTimer)
+        self._handles[handle.timer_id] = handle
+
+    def disarm(self, handle: _QtTimerHandle) -> None:
+        # Qt can only kill a timer on its own thread; from elsewhere (asyncio handles are not
+        # thread-safe anyway) the cancelled handle is skipped and dropped when it fires.
+        # Qt reuses the ids of killed timers: only a handle still armed owns its id.
+        if (
+            threading.get_ident() != self._thread
+            or self._handles.get(handle.timer_id) is not handle
+        ):
+            return
+        del self._handles[handle.timer_id]
+        self.killTimer(handle.timer_id)
+
+    def timerEvent(self, event: QTimerEvent) -> None:  # noqa: N802
+        timer_id = event.timerId()
+        self.killTimer(timer_id)
+        handle = self._handles.pop(timer_id, None)
+        if handle is not None and not handle.cancelled():
+            handle._run()
+
+    def close(self) -> None:
+        for timer_id in self._handles:
+            self.killTimer(timer_id)
+        self._handles.clear()
+
+
+class _QtEventLoop(qasync.QEventLoop):  # type: ignore[misc]
+    """qasync's loop with timers that never outlive it (see :func:`new_event_loop`)."""
+
+    def __init__(self, app: QCoreApplication, *, already_running: bool = False) -> None:
+        self._qt_timers = _LoopTimers()
+        super().__init__(app, already_running=already_running)
+
+    @property
+    def armed_timers(self) -> int:
+        """How many Qt timers the loop has registered (0 once closed)."""
+        return self._qt_timers.armed if Shiboken.isValid(self._qt_timers) else 0
+
+    def call_later(
+        self, delay: float, callback: Callable[..., object], *args: Any, context: Any = None
+    ) -> asyncio.TimerHandle:
+        if asyncio.iscoroutinefunction(callback):
+            raise TypeError("coroutines cannot be used with call_later")
+        if not callable(callback):
+            raise TypeError(f"callback must be callable: {type(callback).__name__}")
+        self._check_closed()
+        handle = _QtTimerHandle(self.time() + delay, callback, args, self, context)
+        self._qt_timers.arm(handle, delay)
+        return handle
+
+    def call_soon(
+        self, callback: Callable[..., object], *args: Any, context: Any = None
+    ) -> asyncio.TimerHandle:
+        return self.call_later(0, callback, *args, context=context)
+
+    def call_at(
+        self, when: float, callback: Callable[..., object], *args: Any, context: Any = None
+    ) -> asyncio.TimerHandle:
+        return self.call_later(when - self.time(), callback, *args, context=context)
+
+    def call_soon_threadsafe(
+        self, callback: Callable[..., object], *args: Any, context: Any = None
+    ) -> None:
+        self._check_closed()  # like asyncio's loops, instead of a silent drop
+        super().call_soon_threadsafe(callback, *args, context=context)
+
+    def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
+        if isinstance(handle, _QtTimerHandle) and Shiboken.isValid(self._qt_timers):
+            self._qt_timers.disarm(handle)
+
+    def close(self) -> None:
+        """Close the loop: join the executor's threads (qasync), then kill every Qt timer and
+        delete the loop's QObjects now, on the GUI thread, so that nothing is left for the
+        garbage collector to free on another thread."""
+        if self.is_closed():
+            return
+        if threading.get_ident() != self._qt_timers._thread:
+            raise RuntimeError("close: call it on the loop's (GUI) thread")
+        super().close()
+        self._qt_timers.close()
+        for timers in (self._qt_timers, self._timer):  # qasync's own, unused, but a QObject too
+            if Shiboken.isValid(timers):
+                Shiboken.delete(timers)
+
+
+def new_event_loop(
+    app: QCoreApplication | None = None, *, already_running: bool = False
+) -> asyncio.AbstractEventLoop:
+    """A qasync event loop for ``app`` (default: the existing application) that is safe to
+    outlive.
+
+    It differs from ``qasync.QEventLoop`` in what it leaves behind. Timed callbacks return real
+    ``asyncio.TimerHandle`` objects, and cancelling one kills its Qt timer at once (qasync keeps
+    it armed, holding the callback's objects, until it fires). ``close()``, which must run on
+    the GUI thread, joins the executor's threads and kills every remaining Qt timer, so a closed
+    loop can be freed on any thread. A qasync loop freed by the garbage collector on another
+    thread strands its armed timers, and the GUI thread crashes on the next one.
+    ``already_running`` (qasync's) attaches the loop to an application whose ``exec()`` is
+    already running.
+    """
+    application = app or QCoreApplication.instance()
+    if application is None:
+        raise RuntimeError("new_event_loop: create the QApplication first")
+    return _QtEventLoop(application, already_running=already_running)
+
+
 def run(
     main: Callable[[], Awaitable[int | None]],
     *,
@@ -284,7 +463,7 @@ def run(
         app.setApplicationName(application_name)
     quit_on_close = app.quitOnLastWindowClosed()
     app.setQuitOnLastWindowClosed(False)
-    loop: asyncio.AbstractEventLoop = qasync.QEventLoop(app)
+    loop = new_event_loop(app)
     asyncio.set_event_loop(loop)
     try:
         code = loop.run_until_complete(_guarded(main))

@@ -13,13 +13,15 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import asyncio
+import contextlib
 import itertools
 import threading
+import time
 from collections.abc import Coroutine, Iterator
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import pytest
-import qasync
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 from shiboken6 import Shiboken
@@ -34,6 +36,7 @@ from rxmqtt import (
     QueuePolicy,
     ReconnectPolicy,
 )
+from rxmqtt.qt import new_event_loop
 
 _T = TypeVar("_T")
 _ids = itertools.count()
@@ -50,8 +53,9 @@ TEST_QUEUE = QueuePolicy(max_messages=1_000, max_bytes=1_000_000)
 
 @pytest.fixture
 def qloop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
-    """A qasync loop, marked running, driven by Qt's event processing; closed afterwards."""
-    loop: asyncio.AbstractEventLoop = qasync.QEventLoop(qapp, already_running=True)
+    """rxmqtt.qt's loop, marked running, driven by Qt's event processing; closed afterwards, so
+    it leaves no Qt timer and no executor thread behind."""
+    loop = new_event_loop(qapp, already_running=True)
     asyncio.set_event_loop(loop)
     try:
         yield loop
@@ -123,13 +127,60 @@ def room(qtbot: QtBot, qloop: asyncio.AbstractEventLoop, lab: Lab) -> Iterator[C
         Shiboken.delete(window)
 
 
+QT_POOL_WORKER = "Thread (pooled)"
+"""The name Qt gives its thread pools' workers. Qt's process-wide pools (QImage conversion on
+the GUI pool, the global pool) start them on first use and keep idle ones for 30 s: nothing a
+test starts or could stop. Our own QThreads (qasync's ``_QThreadWorker``) are counted."""
+
+
+def native_threads() -> dict[int, str]:
+    """Every thread of this process, by kernel id, with its name: Python's and Qt's (qasync's
+    executor threads are QThreads that ``threading.enumerate()`` does not list)."""
+    threads = {}
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(OSError):  # it ended while we looked
+            threads[int(task.name)] = (task / "comm").read_text().strip()
+    return threads
+
+
+def threads_left(before: dict[int, str], grace: float = 2.0) -> list[str]:
+    """Names of the threads started since ``before`` that are still running after ``grace``
+    seconds (a joined thread's kernel task can outlive ``join()``/``QThread.wait()`` briefly)."""
+    deadline = time.monotonic() + grace
+    while True:
+        extra = {
+            tid: name
+            for tid, name in native_threads().items()
+            if tid not in before and name != QT_POOL_WORKER
+        }
+        if not extra or time.monotonic() >= deadline:
+            return sorted(extra.values())
+        time.sleep(0.01)
+
+
+class ThreadCensus:
+    """Counts the process's threads for a test: :meth:`take` a snapshot, later :meth:`left`."""
+
+    take = staticmethod(native_threads)
+    left = staticmethod(threads_left)
+
+
+@pytest.fixture
+def thread_census() -> ThreadCensus:
+    return ThreadCensus()
+
+
 @pytest.fixture(autouse=True)
 def no_thread_left_running() -> Iterator[None]:
-    """Every test stops what it started: the lab's proxy thread, flooders, workers."""
+    """Every test stops what it started: the lab's proxy thread, flooders, workers, and the
+    loop's executor threads (counted by the kernel, so QThreads count too)."""
     before = set(threading.enumerate())
+    native_before = native_threads()
     yield
     left = [thread for thread in threading.enumerate() if thread not in before]
     for thread in left:
         thread.join(timeout=2.0)
     alive = [thread.name for thread in left if thread.is_alive()]
     assert not alive, f"threads left running: {alive}"
+    native_left = threads_left(native_before)
+    assert not native_left, f"native threads left running: {native_left}"

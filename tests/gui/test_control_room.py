@@ -18,7 +18,7 @@ from pytestqt.qtbot import QtBot
 
 from gui_demo.lab import Lab
 from gui_demo.window import ControlRoom
-from rxmqtt import Connection, ConnectionState, Drain, Overflow
+from rxmqtt import ConnectFailed, Connection, ConnectionState, Disconnected, Drain, Overflow
 
 pytestmark = pytest.mark.broker
 
@@ -104,8 +104,13 @@ def subscribe_and_wait(room: ControlRoom, qtbot: QtBot, topic_filter: str, probe
     """Subscribe through the panel and wait until a message published on ``probe`` comes back
     (so the broker has the subscription)."""
     room.subscriptions.add_filter(topic_filter, qos=1)
+    publish_and_see(room, qtbot, probe)
+
+
+def publish_and_see(room: ControlRoom, qtbot: QtBot, topic: str) -> None:
+    """Publish one message on ``topic`` through the panel and wait until it comes back."""
     before = room.subscriptions.received
-    room.publisher.topic.setText(probe)
+    room.publisher.topic.setText(topic)
     room.publisher.publish_many(1)
     qtbot.waitUntil(lambda: room.subscriptions.received > before, timeout=3000)
 
@@ -279,7 +284,9 @@ def test_disconnect_then_connect_swaps_the_connection_and_its_bindings(
     subscribe_and_wait(room, qtbot, "swap/#", "swap/before")
 
     room.controls.connect_button.click()  # "Disconnect"
-    qtbot.waitUntil(lambda: room.connection is None, timeout=3000)
+    assert room.connection is None, "the connection leaves the window at once"
+    assert not room.controls.connect_button.isEnabled(), "nothing to click while it closes"
+    qtbot.waitUntil(lambda: room.controls.connect_button.text() == "Connect", timeout=3000)
     assert old.state is ConnectionState.CLOSED
     assert room.status.badge.text() == "CLOSED"
     assert room.findChildren(QObject, "connection-scope") == []
@@ -290,10 +297,7 @@ def test_disconnect_then_connect_swaps_the_connection_and_its_bindings(
     assert room.connection is not None
     assert room.connection is not old
     assert len(room.findChildren(QObject, "connection-scope")) == 1
-    before = room.subscriptions.received
-    room.publisher.topic.setText("swap/after")
-    room.publisher.publish_many(1)
-    qtbot.waitUntil(lambda: room.subscriptions.received > before, timeout=3000)
+    publish_and_see(room, qtbot, "swap/after")
 
 
 def test_graceful_restart_keeps_the_session_and_a_reset_reconnects(
@@ -305,12 +309,60 @@ def test_graceful_restart_keeps_the_session_and_a_reset_reconnects(
     room.controls.restart_button.click()  # SIGTERM: Mosquitto saves the session, then starts
     qtbot.waitUntil(lambda: states.states[-2:] == [RECONNECTING, CONNECTED], timeout=5000)
     assert room.status.session.text() == "yes"
-    before = room.subscriptions.received
-    room.publisher.topic.setText("keep/after-restart")
-    room.publisher.publish_many(1)
-    qtbot.waitUntil(lambda: room.subscriptions.received > before, timeout=3000)
+    publish_and_see(room, qtbot, "keep/after-restart")
 
     room.controls.reset_button.click()  # RST every proxied connection
     qtbot.waitUntil(lambda: states.states.count(CONNECTED) == 2, timeout=5000)
     assert room.status.reconnects == 2
     assert log_has(room, "reset network")
+
+
+def test_a_connect_while_the_old_connection_closes_keeps_the_new_ones_bindings(
+    room: ControlRoom, qtbot: QtBot
+) -> None:
+    old = room.connection
+    assert old is not None
+    subscribe_and_wait(room, qtbot, "race/#", "race/before")
+    states = StateRecorder(room)
+
+    room.controls.connect_button.click()  # "Disconnect": the close lingers for the broker
+    assert room.controls.connect_button.text() == "Disconnecting…"
+    new = room.open_connection()  # a Connect before the old one has finished closing
+    assert new is not old
+    assert len(room.findChildren(QObject, "connection-scope")) == 1, "only the new one's"
+    qtbot.waitUntil(lambda: old.state is ConnectionState.CLOSED, timeout=3000)
+    qtbot.waitUntil(lambda: room.status.state is CONNECTED, timeout=5000)
+    assert room.connection is new
+    assert room.controls.connect_button.text() == "Disconnect"
+    assert room.controls.connect_button.isEnabled()
+    assert len(room.findChildren(QObject, "connection-scope")) == 1, "the close spared it"
+    assert ConnectionState.CLOSED not in states.states, "the old one's end was not shown"
+    publish_and_see(room, qtbot, "race/after")
+
+
+def test_the_status_panel_keeps_the_last_disconnect_apart_from_the_last_failed_attempt(
+    room: ControlRoom, qtbot: QtBot
+) -> None:
+    connection = room.connection
+    assert connection is not None
+    events: list[object] = []
+    connection.lifecycle.subscribe(events.append)
+
+    room.controls.crash_button.click()
+    qtbot.waitUntil(lambda: any(isinstance(e, ConnectFailed) for e in events), timeout=5000)
+    dropped = next(e for e in events if isinstance(e, Disconnected)).disconnect
+    failed = [e for e in events if isinstance(e, ConnectFailed)][-1]
+    assert room.status.disconnect_code.text() == f"0x{dropped.reason_code:02X}"
+    assert room.status.disconnect_reason.text() == dropped.reason, "not the failed attempt's"
+    assert room.status.disconnect_source.text() == "network"
+    shown = room.status.failed_attempt.text()
+    assert shown.startswith(f"#{failed.attempt}: 0x{failed.reason_code:02X} ")
+    assert failed.reason.startswith(shown.split(" ", 2)[2].removesuffix(" (network)").rstrip("…"))
+    assert shown.endswith("(network)")
+    assert room.status.failed_attempt.toolTip() == str(failed.disconnect), "all of it"
+
+    room.controls.start_button.click()
+    qtbot.waitUntil(lambda: room.status.state is CONNECTED, timeout=5000)
+    last_failed = [e for e in events if isinstance(e, ConnectFailed)][-1]
+    assert room.status.failed_attempt.text().startswith(f"#{last_failed.attempt}: ")
+    assert room.status.disconnect_reason.text() == dropped.reason, "still the last disconnect"
