@@ -33,6 +33,9 @@ class DropReason(enum.Enum):
     """Discarded on purpose by the application (``OfflineQueue.clear``)."""
     RETRIES_EXHAUSTED = "retries_exhausted"
     """Handed out, but the publish retry policy gave up on it (``OfflineQueue.discard``)."""
+    REFUSED = "refused"
+    """The broker's limits forbid it: its CONNACK said so (the message was never sent), or it
+    closed the connection over this message twice (see ``PublishRefusedError``)."""
 
 
 @dataclass(frozen=True, slots=True)
