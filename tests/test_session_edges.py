@@ -211,6 +211,7 @@ async def test_mosquitto_retain_not_available_refuses_at_publish_and_drain(
 ) -> None:
     broker = rxmqtt_mosquitto_factory(BrokerConfig(retain_available=False, extra="max_qos 1"))
     conn = Connection(settings(broker.port, host=broker.host), reconnect=FAST)
+    events: Recorder[LifecycleEvent] = Recorder(conn.lifecycle)
     queued = conn.publish("m/retained", b"r", qos=1, retain=True)
     async with conn:
         await conn.wait_for(ConnectionState.CONNECTED, DEADLINE)
@@ -222,6 +223,8 @@ async def test_mosquitto_retain_not_available_refuses_at_publish_and_drain(
         fine = await outcome(conn.publish("m/fine", b"f", qos=1))
     refused(never_sent, 0x9A)
     assert isinstance(fine, PublishResult), fine
+    # Refused here, never sent: Mosquitto had no retained PUBLISH to disconnect over.
+    assert not any(isinstance(e, Disconnected) for e in events.items[:-2]), events.items
 
 
 @pytest.mark.broker
