@@ -163,6 +163,32 @@ async def test_an_innocent_publish_the_broker_was_slow_to_ack_is_not_blamed() ->
         assert sent[-1] == "poison", seen
 
 
+async def test_publishes_flow_freely_again_once_the_poison_is_given_up() -> None:
+    """Sending one at a time is for finding the culprit only: the connection after it is given
+    up must not keep it (this broker acknowledges nothing until it has read three PUBLISHes)."""
+
+    async def script(link: PeerLink) -> None:
+        link.send(connack(session_present=link.number > 1))
+        if link.number <= 2:
+            await link.read_until(PUBLISH)
+            link.send(disconnect(0x99))
+            await link.close()
+            return
+        batch = [parse_publish(await link.read_until(PUBLISH)) for _ in range(3)]
+        for pub in batch:
+            link.send(ack(PUBACK, pub.packet_id))
+        await link.idle()
+
+    async with ScriptedPeer(script) as peer:
+        conn = Connection(settings(peer.port), reconnect=FAST)
+        async with conn:
+            await conn.wait_for(ConnectionState.CONNECTED, DEADLINE)
+            refused(await outcome(conn.publish("poison", b"x", qos=1)), 0x99)
+            results = [conn.publish(f"free/{n}", b".", qos=1) for n in range(3)]
+            done = await asyncio.gather(*(outcome(r) for r in results))
+    assert all(isinstance(r, PublishResult) for r in done), done
+
+
 async def test_what_the_connack_forbids_is_refused_at_publish_and_a_queued_one_never_sent() -> None:
     topics: list[str] = []
 

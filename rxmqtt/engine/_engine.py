@@ -308,6 +308,8 @@ class Engine:
 
     def forget_publish(self, mid: int) -> None:
         """Stop re-sending one publish: the owner gave up on it (the broker refuses it)."""
+        if self._isolating:
+            self._end_isolation_after(mid)
         self._client._out_messages.pop(mid, None)
         self._client.rx_pubrec_codes.pop(mid, None)
 
@@ -551,9 +553,9 @@ class Engine:
         self._client.rx_after_connack = _logged(lambda: self._after_connack(orphans))
 
     def _after_connack(self, orphans: list[int]) -> None:
-        if self._phase != "connected":
-            return
-        for mid in orphans:
+        if self._phase == "connected":
+            self._handler.on_connack(self.session_present, self.limits)
+        for mid in orphans:  # (gone from paho: reported even if the link died meanwhile)
             self._handler.on_publish_uncertain(
                 mid,
                 PACKET_ID_NOT_FOUND,
@@ -561,7 +563,6 @@ class Engine:
                 "exchange waited for its PUBCOMP: the broker no longer knows the message, "
                 "so it may not have been delivered",
             )
-        self._handler.on_connack(self.session_present, self.limits)
 
     def _on_disconnect(
         self,
