@@ -110,10 +110,10 @@ async def subscribed(conn: Connection, got: Recorder[Message], probe: str) -> No
 def refusing(
     bad_topic: str, code: int, *, hold_acks_on_first: frozenset[str] = frozenset()
 ) -> tuple[Script, list[tuple[int, str]]]:
-    """A broker that closes the connection with ``code`` whenever it reads a PUBLISH to
-    ``bad_topic`` (as one does for a payload format or retain it refuses) and acknowledges every
-    other QoS 1 PUBLISH, except the topics in ``hold_acks_on_first`` on the first connection
-    (a broker slow to acknowledge: the innocent one must not be blamed)."""
+    """A broker that closes the connection with ``code`` whenever it reads a PUBLISH to a topic
+    starting with ``bad_topic`` (as one does for a payload format or retain it refuses) and
+    acknowledges every other QoS 1 PUBLISH, except the topics in ``hold_acks_on_first`` on the
+    first connection (a broker slow to acknowledge: the innocent one must not be blamed)."""
     seen: list[tuple[int, str]] = []
 
     async def script(link: PeerLink) -> None:
@@ -121,7 +121,7 @@ def refusing(
         while True:
             pub = parse_publish(await link.read_until(PUBLISH))
             seen.append((link.number, pub.topic))
-            if pub.topic == bad_topic:
+            if pub.topic.startswith(bad_topic):
                 link.send(disconnect(code))
                 await link.close()
                 return
@@ -173,6 +173,22 @@ async def test_an_innocent_publish_the_broker_was_slow_to_ack_is_not_blamed() ->
     for number in range(2, peer.connections):
         sent = [topic for n, topic in seen if n == number]
         assert sent[-1] == "poison", seen
+
+
+async def test_two_poison_publishes_are_each_given_up_and_the_good_one_goes_out() -> None:
+    script, seen = refusing("poison", 0x99)
+    async with ScriptedPeer(script) as peer:
+        conn = Connection(settings(peer.port), reconnect=FAST)
+        async with conn:
+            await conn.wait_for(ConnectionState.CONNECTED, DEADLINE)
+            results = [conn.publish(t, b".", qos=1) for t in ("poison/1", "poison/2", "good")]
+            first, second, good = await asyncio.gather(*(outcome(r) for r in results))
+    refused(first, 0x99)
+    refused(second, 0x99)
+    assert isinstance(good, PublishResult), (good, seen)
+    # Each is isolated and refused twice; one connection each, then a clean one.
+    assert [topic for _, topic in seen].count("poison/2") == 2, seen
+    assert peer.connections == 5, seen
 
 
 async def test_publishes_flow_freely_again_once_the_poison_is_given_up() -> None:
