@@ -50,6 +50,10 @@ class PublishRefusedError(PublishError):
     Sending it once more would only repeat the refusal, so it is given up and reported on
     ``dropped``."""
 
+    def __init__(self, reason_code: int, reason: str, topic: str) -> None:
+        super().__init__(reason_code, reason, topic)
+        self.args = (f"publish to {topic!r} refused: 0x{reason_code:02X} {reason}",)
+
 
 class SubscribeError(MqttError):
     """The broker refused a subscription (SUBACK reason code >= 0x80)."""

@@ -643,19 +643,18 @@ class Engine:
         properties: Properties | None,
     ) -> None:
         pubrec = self._client.rx_pubrec_codes.pop(mid, None)
-        held = self._client._out_messages.get(mid)
         if self._isolating:
             self._end_isolation_after(mid)
-        accepted = pubrec is None or pubrec[0] < 0x80
-        if held is not None and held.qos == 2 and reason_code.is_failure and accepted:
-            # The PUBREC accepted the message; the PUBCOMP says the exchange failed.
-            self._handler.on_publish_uncertain(
-                mid,
-                reason_code.value,
-                f"{reason_code}: the broker accepted the message (PUBREC) but its PUBCOMP "
-                "reports a failure, so it may not have been delivered",
-            )
-            return
+        if reason_code.is_failure and (pubrec is None or pubrec[0] < 0x80):
+            held = self._client._out_messages.get(mid)
+            if held is not None and held.qos == 2:  # a PUBREC accepted it, the PUBCOMP failed
+                self._handler.on_publish_uncertain(
+                    mid,
+                    reason_code.value,
+                    f"{reason_code}: the broker accepted the message (PUBREC) but its PUBCOMP "
+                    "reports a failure, so it may not have been delivered",
+                )
+                return
         if pubrec is not None:
             code, reason = pubrec
         else:
