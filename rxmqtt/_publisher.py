@@ -11,16 +11,35 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ._outcome import Outcome
-from .errors import ConnectionClosedError, MessageDroppedError, NotConnectedError, PublishError
+from .errors import (
+    ConnectionClosedError,
+    MessageDroppedError,
+    MessageMayBeLostError,
+    NotConnectedError,
+    PublishError,
+    PublishRefusedError,
+)
 from .lifecycle import Disconnect, DisconnectSource
 from .message import Message, PublishResult
-from .policies import PublishRetry, QueuePolicy, is_retriable_publish_code
+from .policies import (
+    PublishRetry,
+    QueuePolicy,
+    is_per_message_disconnect_code,
+    is_retriable_publish_code,
+)
 from .queue import DroppedMessage, DropReason, MemoryStore, OfflineQueue, QueuedMessage, QueueStats
 
+if TYPE_CHECKING:
+    from .engine import BrokerLimits
+
 Result = Outcome[PublishResult]
+
+REFUSALS_TO_GIVE_UP = 2
+"""How many DISCONNECTs with the same per-message reason code a publish must draw (at least one
+while it was the only QoS 1/2 publish in flight) before it is given up as refused."""
 
 
 class Wire(Protocol):
@@ -32,9 +51,18 @@ class Wire(Protocol):
     @property
     def receive_maximum(self) -> int: ...
 
+    @property
+    def limits(self) -> BrokerLimits: ...
+
     def publish(self, message: Message) -> int: ...
 
     def in_flight_mids(self) -> list[int]: ...
+
+    def publishes_on_the_wire(self) -> list[int]: ...
+
+    def isolate_publishes(self) -> None: ...
+
+    def forget_publish(self, mid: int) -> None: ...
 
     def abort(self, disconnect: Disconnect) -> None: ...
 
@@ -57,6 +85,12 @@ class _InFlight:
     """Its queue entry when it went through the queue (acknowledged there once resolved)."""
     refusals: int = 0
     retry_delays: Iterator[float] | None = None
+    disconnected_by: int | None = None
+    """The per-message reason code of the DISCONNECTs this publish drew (see ``link_lost``)."""
+    disconnects: int = 0
+    """How many DISCONNECTs with ``disconnected_by`` it drew in a row."""
+    disconnected_alone: bool = False
+    """Whether one of them came while it was the only QoS 1/2 publish in flight."""
 
 
 def _drop_error(dropped: DroppedMessage) -> Exception:
@@ -150,6 +184,11 @@ class Publisher:
 
     def _send(self, message: Message, result: Result, item: QueuedMessage | None) -> None:
         assert self._wire is not None
+        refusal = self._wire.limits.refusal(message)
+        if refusal is not None:  # queued before this broker's CONNACK said what it allows
+            _, code, limit = refusal
+            self._give_up(message, result, item, code, f"{limit}; not sent")
+            return
         try:
             mid = self._wire.publish(message)
         except NotConnectedError:
@@ -174,14 +213,18 @@ class Publisher:
 
     # ------------------------------------------------------------------ outcomes
 
+    def _untrack(self, mid: int) -> _InFlight | None:
+        entry = self._unacked.pop(mid, None)
+        if entry is not None and entry.message.qos > 0:
+            self._window_used -= 1
+        return entry
+
     def acknowledged(self, mid: int, reason_code: int, reason: str) -> None:
         """PUBACK / PUBCOMP (QoS 2 carries the PUBREC's code) or, for QoS 0, written."""
-        entry = self._unacked.pop(mid, None)
+        entry = self._untrack(mid)
         if entry is None:
             return
         message, result = entry.message, entry.result
-        if message.qos > 0:
-            self._window_used -= 1
         if reason_code >= 0x80 and self._retry_refused(entry, reason_code):
             pass
         else:
@@ -192,6 +235,31 @@ class Publisher:
             else:
                 result._resolve(PublishResult(message.topic, message.qos, reason_code, reason))
         self.drain()
+
+    def uncertain(self, mid: int, reason_code: int, reason: str) -> None:
+        """A QoS 2 exchange ended without the broker confirming the message: never a success,
+        an error that says it may be lost."""
+        entry = self._untrack(mid)
+        if entry is None:
+            return
+        if entry.item is not None:
+            self._queue.acknowledge(entry.item.seq)
+        entry.result._fail(MessageMayBeLostError(reason_code, reason, entry.message.topic))
+        self.drain()
+
+    def _give_up(
+        self,
+        message: Message,
+        result: Result,
+        item: QueuedMessage | None,
+        reason_code: int,
+        reason: str,
+    ) -> None:
+        """End a publish the broker will not take: ``PublishRefusedError`` on its observable and
+        an item on ``dropped`` (through the queue when it came from there)."""
+        result._fail(PublishRefusedError(reason_code, reason, message.topic))
+        if item is None or self._queue.discard(item.seq, DropReason.REFUSED) is None:
+            self._on_dropped(DroppedMessage(message, DropReason.REFUSED, self._clock()))
 
     def _retry_refused(self, entry: _InFlight, reason_code: int) -> bool:
         """Re-publish after backoff when the refusal is transient (quota exceeded, server busy)
@@ -234,10 +302,15 @@ class Publisher:
             entry.sent_at = now
         self.drain()
 
-    def link_lost(self) -> None:
+    def link_lost(self, disconnect: Disconnect) -> None:
         """QoS 0 publishes the wire had not written when the link died are forgotten by paho:
-        they go back to the queue (or are reported dropped by policy) instead of vanishing."""
+        they go back to the queue (or are reported dropped by policy) instead of vanishing.
+        A DISCONNECT about one PUBLISH is held against the publish it was about."""
         assert self._wire is not None
+        if disconnect.source is DisconnectSource.SERVER and is_per_message_disconnect_code(
+            disconnect.reason_code
+        ):
+            self._disconnected_over_a_publish(disconnect)
         still_held = set(self._wire.in_flight_mids())
         for mid in [m for m, e in self._unacked.items() if e.message.qos == 0]:
             if mid in still_held:
@@ -248,6 +321,42 @@ class Publisher:
             else:
                 self._queue.offer(entry.message, token=entry.result)
         self.publish_stats()
+
+    def _disconnected_over_a_publish(self, disconnect: Disconnect) -> None:
+        """The broker closed the connection over one PUBLISH (0x99 Payload format invalid,
+        ...); re-sending it as is would be refused again, forever.
+
+        Which one: a broker handles packets in order and acknowledges QoS 1/2 PUBLISHes in the
+        order it received them [MQTT-4.6.0], so the suspect is the oldest QoS 1/2 publish on the
+        wire still unacknowledged. A broker that holds its acks (for replication, say) may not
+        have acknowledged an innocent one yet, so one refusal only marks it; the next connection
+        sends QoS 1/2 publishes one at a time, and the publish is given up once it has drawn
+        ``REFUSALS_TO_GIVE_UP`` refusals with the same code, one of them while it was alone in
+        flight. (QoS 0 publishes have no ack: one that caused it is not sent again anyway.)"""
+        assert self._wire is not None
+        suspects = [mid for mid in self._wire.publishes_on_the_wire() if mid in self._unacked]
+        if not suspects:
+            return
+        mid = suspects[0]
+        entry = self._unacked[mid]
+        code = disconnect.reason_code
+        if entry.disconnected_by != code:
+            entry.disconnected_by, entry.disconnects, entry.disconnected_alone = code, 0, False
+        entry.disconnects += 1
+        entry.disconnected_alone |= len(suspects) == 1
+        if entry.disconnects >= REFUSALS_TO_GIVE_UP and entry.disconnected_alone:
+            self._untrack(mid)
+            self._wire.forget_publish(mid)
+            self._give_up(
+                entry.message,
+                entry.result,
+                entry.item,
+                code,
+                f"{disconnect.reason}; the broker closed the connection over this publish "
+                f"{entry.disconnects} times",
+            )
+            return
+        self._wire.isolate_publishes()
 
     def close(self) -> None:
         """Error what is unacknowledged and what is queued (a persistent store keeps both)."""

@@ -30,6 +30,31 @@ class PublishError(MqttError):
         self.topic = topic
 
 
+class MessageMayBeLostError(PublishError):
+    """A QoS 2 publish whose exchange could not complete: the broker answered PUBCOMP with a
+    failure code, or it lost the session while the PUBREL was still owed. The broker took the
+    message once (PUBREC) but never confirmed it, so it may or may not have been delivered."""
+
+    def __init__(self, reason_code: int, reason: str, topic: str) -> None:
+        super().__init__(reason_code, reason, topic)
+        self.args = (
+            f"the QoS 2 publish to {topic!r} did not complete (0x{reason_code:02X}): {reason}; "
+            "the message may be lost",
+        )
+
+
+class PublishRefusedError(PublishError):
+    """The broker's limits forbid this publish: it said so in its CONNACK (checked here, the
+    message was never sent), or it closed the connection over the message again and again
+    (a DISCONNECT with a reason code about one PUBLISH, such as 0x99 Payload format invalid).
+    Sending it once more would only repeat the refusal, so it is given up and reported on
+    ``dropped``."""
+
+    def __init__(self, reason_code: int, reason: str, topic: str) -> None:
+        super().__init__(reason_code, reason, topic)
+        self.args = (f"publish to {topic!r} refused: 0x{reason_code:02X} {reason}",)
+
+
 class SubscribeError(MqttError):
     """The broker refused a subscription (SUBACK reason code >= 0x80)."""
 

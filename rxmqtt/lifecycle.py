@@ -54,10 +54,14 @@ class Disconnect:
     session_present: bool | None = None
     at: float = 0.0
     """``time.monotonic()`` (the loop's clock) when it was observed."""
+    server_reference: str | None = None
+    """The Server Reference the broker sent with 0x9C Use another server / 0x9D Server moved:
+    where the connection goes next (see the reason-code table)."""
 
     def __str__(self) -> str:
         fatal = ", fatal" if self.fatal else ""
-        return f"{self.source.value}: 0x{self.reason_code:02X} {self.reason}{fatal}"
+        moved = f" (server reference {self.server_reference!r})" if self.server_reference else ""
+        return f"{self.source.value}: 0x{self.reason_code:02X} {self.reason}{moved}{fatal}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,8 @@ from rxmqtt import (
     Message,
     ReconnectPolicy,
 )
-from rxmqtt.testing._raw import packet, read_packet, varint
+from rxmqtt.testing._peer import PeerLink, ScriptedPeer
+from rxmqtt.testing._raw import packet, varint
 from rxmqtt.testing.recorder import Recorder
 
 MAX_PACKET = 1024
@@ -140,49 +141,31 @@ CASES = [
 
 
 class FakeServer:
-    """``asyncio.start_server`` on 127.0.0.1 playing one script per connection."""
+    """A scripted peer on 127.0.0.1 playing ``script`` on every connection."""
 
     def __init__(self, script: tuple[bytes, ...]) -> None:
         self.script = script
         self.received: list[bytes] = []
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._peer = ScriptedPeer(self._play)
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return int(self._server.sockets[0].getsockname()[1])
+        await self._peer.__aenter__()
+        return self._peer.port
 
     async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
+        await self._peer.__aexit__(None, None, None)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        try:
-            connect = await read_packet(reader)
-            assert connect[0] >> 4 == 1, f"expected CONNECT, got {connect!r}"
-            for chunk in self.script:
-                if chunk is CLOSE:
-                    writer.close()
-                    return
-                if chunk is RESET:
-                    writer.transport.abort()
-                    return
-                writer.write(chunk)
-                await writer.drain()
-            while True:  # silence: read and discard (PINGREQ, PUBACK, DISCONNECT, ...)
-                self.received.append(await read_packet(reader))
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
+    async def _play(self, link: PeerLink) -> None:
+        for chunk in self.script:
+            if chunk is CLOSE:
+                return  # (the peer closes the connection when the script ends)
+            if chunk is RESET:
+                link.abort()
+                return
+            link.send(chunk)
+            await link.drain()
+        while True:  # silence: read and discard (PINGREQ, PUBACK, DISCONNECT, ...)
+            self.received.append(await link.read_raw())
 
 
 @contextlib.contextmanager

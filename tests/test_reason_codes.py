@@ -10,13 +10,17 @@ from rxmqtt.policies import (
     REASON_CODES,
     ReasonCodeInfo,
     is_fatal_reason_code,
+    is_per_message_disconnect_code,
     is_retriable_publish_code,
     reason_name,
 )
 from rxmqtt.policies._reason_codes import _render_table
 
-# Refused CONNACKs that retrying with the same settings cannot cure.
-FATAL_ON_CONNACK = {0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C, 0x8E, 0x90, 0x95, 0x99, 0x9A, 0x9B}
+# Refused CONNACKs that retrying with the same settings cannot cure (0x9C/0x9D: when they carry
+# no Server Reference; with one the reconnect loop follows it, see test_session_edges.py).
+FATAL_ON_CONNACK = {
+    0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C, 0x8E, 0x90, 0x95, 0x99, 0x9A, 0x9B, 0x9C, 0x9D,
+}  # fmt: skip
 # Of those, the ones that in a DISCONNECT were about a PUBLISH and so are worth reconnecting.
 RETRIABLE_ON_DISCONNECT = {0x90, 0x95, 0x99, 0x9A, 0x9B}
 
@@ -60,7 +64,13 @@ def test_fatal_set_on_connack() -> None:
 def test_fatal_set_on_disconnect() -> None:
     fatal = {code for code in range(256) if is_fatal_reason_code(code, "DISCONNECT")}
     assert fatal == FATAL_ON_CONNACK - RETRIABLE_ON_DISCONNECT
-    assert fatal == {0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C, 0x8E}
+    assert fatal == {0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C, 0x8E, 0x9C, 0x9D}
+
+
+def test_the_per_message_disconnect_codes_are_the_ones_retried_on_disconnect() -> None:
+    """A DISCONNECT about one PUBLISH reconnects (and the publish is given up when it repeats)."""
+    per_message = {code for code in range(256) if is_per_message_disconnect_code(code)}
+    assert per_message == RETRIABLE_ON_DISCONNECT
 
 
 @pytest.mark.parametrize(
@@ -79,8 +89,6 @@ def test_fatal_set_on_disconnect() -> None:
         0x93,
         0x97,  # quota exceeded
         0x98,  # administrative action
-        0x9C,
-        0x9D,
         0x9F,  # connection rate exceeded: backing off is the cure
     ],
 )

@@ -255,34 +255,46 @@ class Connection:
         if reconnect is not None:
             self._reconnect_loop.set_policy(reconnect)
 
-    async def close(self) -> None:
+    async def close(self, *, end_session: bool = False) -> None:
         """Close for good: DISCONNECT (so the broker discards the Will), error what is still
-        queued or unacknowledged with :class:`ConnectionClosedError`, complete every stream."""
+        queued or unacknowledged with :class:`ConnectionClosedError`, complete every stream.
+
+        By default the broker keeps a named client's session (its subscriptions and the
+        messages queued for it) for ``session_expiry`` seconds, so the next start with the same
+        client id resumes it. ``end_session=True`` sends Session Expiry Interval 0 in the
+        DISCONNECT: the broker discards the session now (the next start finds
+        ``session_present`` False). It takes effect only while connected; closed offline, the
+        session expires on the broker by itself.
+        """
+        if not isinstance(end_session, bool):
+            raise TypeError(f"end_session: must be a bool, got {type(end_session).__name__}")
         if self._closed:
             return
         if self._loop is None:
-            self._finish_close(was_connected=False)
+            self._finish_close(was_connected=False, end_session=end_session)
             return
         if not self._on_loop_thread():
-            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.close(), self._loop))
+            await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(self.close(end_session=end_session), self._loop)
+            )
             return
         was_connected = self._engine is not None and self._engine.connected
-        self._finish_close(was_connected=was_connected)
+        self._finish_close(was_connected=was_connected, end_session=end_session)
         if self._engine is not None:
             await self._engine.wait_closed()  # the broker got DISCONNECT and closed its side
 
-    def _finish_close(self, *, was_connected: bool) -> None:
+    def _finish_close(self, *, was_connected: bool, end_session: bool) -> None:
         self._closed = True
         self._reconnect_loop.stop()
         if self._engine is not None:
-            self._engine.close(send_disconnect=True)
+            self._engine.close(send_disconnect=True, end_session=end_session)
             self._engine.forget_in_flight()
         if was_connected:
             self._emit(
                 Disconnected(
                     Disconnect(
                         0,
-                        "closed by the application",
+                        "closed by the application" + (" (session ended)" if end_session else ""),
                         DisconnectSource.USER,
                         at=self._now(),
                     )
@@ -470,7 +482,7 @@ class Connection:
         self._reconnect_loop.connect_failed(disconnect)
 
     def on_connection_lost(self, disconnect: Disconnect) -> None:
-        self._publisher.link_lost()
+        self._publisher.link_lost(disconnect)
         self._reconnect_loop.connection_lost(disconnect)
 
     def on_message(self, message: Message) -> None:
@@ -483,6 +495,9 @@ class Connection:
 
     def on_publish_done(self, mid: int, reason_code: int, reason: str) -> None:
         self._publisher.acknowledged(mid, reason_code, reason)
+
+    def on_publish_uncertain(self, mid: int, reason_code: int, reason: str) -> None:
+        self._publisher.uncertain(mid, reason_code, reason)
 
     def on_suback(self, mid: int, reason_codes: list[tuple[int, str]]) -> None:
         self._subscriptions.acknowledged(mid, reason_codes)

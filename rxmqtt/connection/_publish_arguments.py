@@ -9,9 +9,6 @@ from ..engine import BrokerLimits
 from ..message import NO_PROPERTIES, Message, PublishProperties, check_qos
 from ..topics import validate_topic
 
-_PUBLISH_HEADER_ALLOWANCE = 16
-"""Bytes a PUBLISH adds around topic, payload and properties (fixed header, lengths, id)."""
-
 
 def message_from_arguments(
     topic: str,
@@ -37,15 +34,28 @@ def message_from_arguments(
         properties = dataclasses.replace(
             properties, message_expiry_interval=message_expiry_interval
         )
+    _check_properties(properties, data)
     message = Message(topic, data, qos, retain, properties)
-    if limits is not None and limits.maximum_packet_size is not None:
-        approx_packet = message.size + _PUBLISH_HEADER_ALLOWANCE
-        if approx_packet > limits.maximum_packet_size:
-            raise ValueError(
-                f"payload: the PUBLISH would be about {approx_packet} bytes, over the "
-                f"broker's maximum packet size of {limits.maximum_packet_size}"
-            )
+    refusal = None if limits is None else limits.refusal(message)
+    if refusal is not None:
+        argument, _, limit = refusal
+        raise ValueError(f"{argument}: {limit}")
     return message
+
+
+def _check_properties(properties: PublishProperties, payload: bytes) -> None:
+    """What every broker refuses by closing the connection, whatever its CONNACK said."""
+    if properties.payload_format_indicator == 1:
+        try:
+            payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"payload: not valid UTF-8 ({exc.reason} at byte {exc.start}), but "
+                "payload_format_indicator=1 declares it UTF-8 text (a broker refuses it with "
+                "0x99 Payload format invalid); send it with payload_format_indicator 0 or None"
+            ) from None
+    if properties.response_topic is not None:  # (a wildcard there is a Protocol Error, 0x82)
+        validate_topic(properties.response_topic, argument="properties.response_topic")
 
 
 def as_payload(payload: object) -> bytes:

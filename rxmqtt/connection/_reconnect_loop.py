@@ -31,9 +31,16 @@ from ..lifecycle import (
 )
 from ..operators import RetryAttempt, retry_with_backoff
 from ..policies import ReasonPacket, ReconnectPolicy
-from ..settings import ConnectionSettings
+from ..settings import ConnectionSettings, Endpoint
 
 log = logging.getLogger("rxmqtt.connection")
+
+REDIRECT_CODES = frozenset({0x9C, 0x9D})
+"""0x9C Use another server, 0x9D Server moved: followed when they carry a Server Reference."""
+
+MAX_REDIRECTS = 5
+"""Redirections followed in a row without a successful connection before giving up (a broker
+pair sending the client back and forth must not keep it busy forever)."""
 
 
 class AttemptEnded(Exception):
@@ -70,6 +77,9 @@ class ReconnectLoop:
         """Endpoints that failed since the retry loop last (re)subscribed: a backoff step is a
         round over every endpoint, so failing over to the next one costs no extra wait."""
         self._ever_connected = False
+        self._redirect: Endpoint | None = None
+        """Where the next attempt goes instead of the configured endpoints (once)."""
+        self._redirects = 0
 
     @property
     def ever_connected(self) -> bool:
@@ -124,6 +134,7 @@ class ReconnectLoop:
         had_connected = self._ever_connected
         self._ever_connected = True
         self._attempts_since_connected = 0
+        self._redirects = 0
         return had_connected
 
     def adopt(self, event: Connected) -> None:
@@ -134,15 +145,17 @@ class ReconnectLoop:
 
     def connect_failed(self, disconnect: Disconnect) -> None:
         """The attempt ended before CONNACK success: fail over, or end the attempt."""
-        self._endpoint_index += 1
-        self._round_failures += 1
         ended = AttemptEnded(self._with_fatality(disconnect, "CONNACK"), was_connected=False)
+        if self._redirect is None:
+            self._endpoint_index += 1
+            self._round_failures += 1
         if (
             not ended.disconnect.fatal
-            and self._round_failures < len(self._endpoints)
+            and (self._redirect is not None or self._round_failures < len(self._endpoints))
             and self._attempt_observer is not None
         ):
-            # Fail over at once: the backoff waits between rounds over all endpoints.
+            # Fail over (or follow a redirection) at once: the backoff waits between rounds
+            # over all endpoints.
             self._emit(_failure_event(ended, self._attempts_since_connected, 0.0))
             self._open_attempt()
             return
@@ -184,7 +197,8 @@ class ReconnectLoop:
         engine = self._engine
         assert engine is not None
         self._attempts_since_connected += 1
-        endpoint = self._endpoints[self._endpoint_index % len(self._endpoints)]
+        endpoint = self._redirect or self._endpoints[self._endpoint_index % len(self._endpoints)]
+        self._redirect = None  # a transient endpoint: the configured ones come next
         self._emit(Connecting(self._attempts_since_connected, str(endpoint)))
         engine.open(endpoint, clean_start=self._clean_start and not self._ever_connected)
 
@@ -201,11 +215,35 @@ class ReconnectLoop:
         return self._ever_connected or self._policy.retry_first_connect
 
     def _with_fatality(self, disconnect: Disconnect, packet: ReasonPacket) -> Disconnect:
+        if (
+            disconnect.source is DisconnectSource.SERVER
+            and disconnect.reason_code in REDIRECT_CODES
+            and disconnect.server_reference
+        ):
+            return self._follow(disconnect, disconnect.server_reference)
         fatal = disconnect.fatal or (
             disconnect.source is DisconnectSource.SERVER
             and self._policy.is_fatal_in(disconnect.reason_code, packet)
         )
         return dataclasses.replace(disconnect, fatal=fatal)
+
+    def _follow(self, disconnect: Disconnect, reference: str) -> Disconnect:
+        """Aim the next attempt at the broker's Server Reference; fatal when it cannot be used
+        or after ``MAX_REDIRECTS`` redirections in a row."""
+        engine = self._engine
+        current = engine.endpoint if engine is not None else None
+        default_port = current.port if current is not None else self._endpoints[0].port
+        if self._redirects >= MAX_REDIRECTS:
+            problem = f"redirected {self._redirects} times in a row without connecting"
+        else:
+            try:
+                self._redirect = parse_server_reference(reference, default_port)
+            except ValueError as exc:
+                problem = f"cannot follow the server reference: {exc}"
+            else:
+                self._redirects += 1
+                return dataclasses.replace(disconnect, fatal=False)
+        return dataclasses.replace(disconnect, reason=f"{disconnect.reason}; {problem}", fatal=True)
 
     def _on_retry(self, attempt: RetryAttempt) -> None:
         error = attempt.error
@@ -236,3 +274,13 @@ def _failure_event(
     if error.was_connected:
         return Disconnected(disconnect, retry_in)
     return ConnectFailed(disconnect.reason_code, disconnect.reason, attempt, retry_in, disconnect)
+
+
+def parse_server_reference(reference: str, default_port: int) -> Endpoint:
+    """The endpoint a Server Reference names. MQTT 5 leaves its format open: the first of
+    space-separated references is used, as ``host``, ``host:port`` or ``[v6]:port``, with any
+    ``scheme://`` prefix ignored (the connection's own TLS settings apply, never weaker ones)."""
+    first = reference.split()[0] if reference.split() else ""
+    if "://" in first:
+        first = first.split("://", 1)[1]
+    return Endpoint.parse(first.rstrip("/"), default_port=default_port, argument="reference")

@@ -51,7 +51,13 @@ def connection_end(
         server_says = getattr(properties, "ReasonString", None)
         if server_says:
             reason = f"{reason}: {server_says}"
-        return Disconnect(reason_code.value, reason, DisconnectSource.SERVER, at=now)
+        return Disconnect(
+            reason_code.value,
+            reason,
+            DisconnectSource.SERVER,
+            at=now,
+            server_reference=getattr(properties, "ServerReference", None),
+        )
     if reason_code.value == KEEP_ALIVE_TIMEOUT:
         return Disconnect(
             KEEP_ALIVE_TIMEOUT, "Keep alive timeout", DisconnectSource.KEEPALIVE, at=now

@@ -24,6 +24,7 @@ from ..message import NO_PROPERTIES, Message
 from ..settings import ConnectionSettings, Endpoint
 from ._convert import (
     KEEP_ALIVE_TIMEOUT,
+    PACKET_ID_NOT_FOUND,
     UNSPECIFIED_ERROR,
     BrokerLimits,
     _from_paho_properties,
@@ -59,6 +60,11 @@ class EngineHandler(Protocol):
     def on_message(self, message: Message) -> None: ...
 
     def on_publish_done(self, mid: int, reason_code: int, reason: str) -> None: ...
+
+    def on_publish_uncertain(self, mid: int, reason_code: int, reason: str) -> None:
+        """A QoS 2 exchange ended without the broker confirming it holds the message (PUBCOMP
+        with a failure code, or the session lost while the PUBREL was owed)."""
+        ...
 
     def on_suback(self, mid: int, reason_codes: list[tuple[int, str]]) -> None: ...
 
@@ -159,6 +165,7 @@ class Engine:
         self._linger_done: asyncio.Future[None] | None = None
         self.limits = BrokerLimits()
         self.session_present = False
+        self._isolating = False
 
     # ----------------------------------------------------------------- public surface
 
@@ -197,11 +204,12 @@ class Engine:
             name=f"rxmqtt-connect-{endpoint}",
         )
 
-    def close(self, *, send_disconnect: bool = True) -> None:
+    def close(self, *, send_disconnect: bool = True, end_session: bool = False) -> None:
         """End the current attempt or connection without reporting it (the owner knows why).
 
         With ``send_disconnect`` a DISCONNECT (reason 0, so the broker discards the Will) is sent
-        first when connected.
+        first when connected; ``end_session`` adds Session Expiry Interval 0 to it, so the broker
+        discards the session at once instead of keeping it for the next start.
         """
         self._generation += 1
         self._closing = True
@@ -212,8 +220,12 @@ class Engine:
         phase, self._phase = self._phase, "idle"
         if phase == "connected" and send_disconnect:
             self._lingering = True  # paho closes the socket once DISCONNECT is written
+            properties = None
+            if end_session:
+                properties = _properties(PacketTypes.DISCONNECT)
+                properties.SessionExpiryInterval = 0
             try:
-                self._client.disconnect()
+                self._client.disconnect(properties=properties)
                 self._client.loop_write()
             except Exception:
                 log.debug("DISCONNECT could not be written", exc_info=True)
@@ -279,6 +291,28 @@ class Engine:
         """Packet ids of publishes paho still holds (unacknowledged or waiting for the window)."""
         return list(self._client._out_messages.keys())
 
+    def publishes_on_the_wire(self) -> list[int]:
+        """Packet ids of the QoS 1/2 publishes written (or being written) and not yet
+        acknowledged, oldest first: the ones a broker's DISCONNECT can be about."""
+        return [
+            mid
+            for mid, m in self._client._out_messages.items()
+            if m.state in (paho.mqtt_ms_wait_for_puback, paho.mqtt_ms_wait_for_pubrec)
+        ]
+
+    def isolate_publishes(self) -> None:
+        """Send QoS 1/2 publishes one at a time from the next connection on (each waits for the
+        previous one's ack), until none is left waiting: then a DISCONNECT about a PUBLISH can
+        only be about the one in flight."""
+        self._isolating = True
+
+    def forget_publish(self, mid: int) -> None:
+        """Stop re-sending one publish: the owner gave up on it (the broker refuses it)."""
+        if self._isolating:
+            self._end_isolation_after(mid)
+        self._client._out_messages.pop(mid, None)
+        self._client.rx_pubrec_codes.pop(mid, None)
+
     def forget_in_flight(self) -> None:
         """Drop every message paho holds (used when the connection closes for good)."""
         self._client._out_messages.clear()
@@ -332,6 +366,9 @@ class Engine:
         client.username_pw_set(username, password)  # type: ignore[arg-type]
         props = connect_properties(settings, auth_data)
         client.rx_maximum_packet_size = settings.maximum_packet_size
+        # (paho re-sends the session's publishes at CONNACK up to its in-flight limit, then one
+        # per ack; 0 is no limit: the Connection keeps the broker's Receive Maximum itself.)
+        client.rx_one_publish_at_a_time(self._isolating)
         self._phase = "awaiting_connack"
         self._sock = sock
         self._keep_alive = settings.keep_alive
@@ -494,12 +531,17 @@ class Engine:
             self._connack_timer = None
         if reason_code.is_failure:
             self._abort_reason = Disconnect(
-                reason_code.value, str(reason_code), DisconnectSource.SERVER, at=self._clock()
+                reason_code.value,
+                str(reason_code),
+                DisconnectSource.SERVER,
+                at=self._clock(),
+                server_reference=getattr(properties, "ServerReference", None),
             )
             # paho closes the socket next and reports through _on_disconnect.
             return
         self.limits = _limits_from(properties)
         self.session_present = bool(flags.session_present)
+        orphans = [] if self.session_present else self._client.rx_forget_owed_pubrel()
         if self.limits.server_keep_alive is not None:
             self._keep_alive = self.limits.server_keep_alive
         self._phase = "connected"
@@ -508,11 +550,19 @@ class Engine:
             self._tick_interval(), self._tick, self._generation
         )
         # Reported once paho has re-sent the session's in-flight messages (see _PahoClient).
-        self._client.rx_after_connack = _logged(self._after_connack)
+        self._client.rx_after_connack = _logged(lambda: self._after_connack(orphans))
 
-    def _after_connack(self) -> None:
+    def _after_connack(self, orphans: list[int]) -> None:
         if self._phase == "connected":
             self._handler.on_connack(self.session_present, self.limits)
+        for mid in orphans:  # (gone from paho: reported even if the link died meanwhile)
+            self._handler.on_publish_uncertain(
+                mid,
+                PACKET_ID_NOT_FOUND,
+                "the broker lost the session (CONNACK session_present 0) while the QoS 2 "
+                "exchange waited for its PUBCOMP: the broker no longer knows the message, "
+                "so it may not have been delivered",
+            )
 
     def _on_disconnect(
         self,
@@ -593,11 +643,34 @@ class Engine:
         properties: Properties | None,
     ) -> None:
         pubrec = self._client.rx_pubrec_codes.pop(mid, None)
+        if self._isolating:
+            self._end_isolation_after(mid)
+        if reason_code.is_failure and (pubrec is None or pubrec[0] < 0x80):
+            held = self._client._out_messages.get(mid)
+            if held is not None and held.qos == 2:  # a PUBREC accepted it, the PUBCOMP failed
+                self._handler.on_publish_uncertain(
+                    mid,
+                    reason_code.value,
+                    f"{reason_code}: the broker accepted the message (PUBREC) but its PUBCOMP "
+                    "reports a failure, so it may not have been delivered",
+                )
+                return
         if pubrec is not None:
             code, reason = pubrec
         else:
             code, reason = reason_code.value, str(reason_code)
         self._handler.on_publish_done(mid, code, reason)
+
+    def _end_isolation_after(self, mid: int) -> None:
+        """Back to sending publishes freely once nothing waits behind the one acknowledged."""
+        waiting = any(
+            m.state == paho.mqtt_ms_queued
+            for other, m in self._client._out_messages.items()
+            if other != mid
+        )
+        if not waiting:
+            self._isolating = False
+            self._client.rx_one_publish_at_a_time(False)
 
     def _on_subscribe(
         self,

@@ -158,6 +158,37 @@ class _PahoClient(paho.Client):
         if not self._check_clean_session():
             for m in owed_pubrel:
                 m.state = paho.mqtt_ms_resend_pubrel
+        if self._max_inflight_messages == 1:
+            # One QoS 1/2 PUBLISH at a time (see Engine.isolate_publishes): paho's reset does
+            # not apply the limit, so hold back all but the first. They go to the end, behind
+            # the owed PUBRELs, because paho's CONNACK re-send stops at the first held one; it
+            # sends them one per ack afterwards, with their packet ids [MQTT-4.4.0-1].
+            held = [
+                m for m in self._out_messages.values() if m.qos and m.state == paho.mqtt_ms_publish
+            ]
+            for m in held[1:]:
+                m.state = paho.mqtt_ms_queued
+                self._out_messages.move_to_end(m.mid)
+
+    def rx_one_publish_at_a_time(self, on: bool) -> None:
+        """Limit QoS 1/2 PUBLISHes in flight to one (paho sends the next on each ack), or lift
+        the limit (0: the owner keeps the broker's window). paho's setter refuses to change it
+        while connected; the limit itself works at any time."""
+        self._max_inflight_messages = 1 if on else 0
+
+    def rx_forget_owed_pubrel(self) -> list[int]:
+        """Drop the QoS 2 messages whose PUBREL is still owed (PUBREC received, no PUBCOMP) and
+        return their packet ids: after a CONNACK without a session the broker no longer knows
+        them, and a PUBREL for a packet id it never saw in this session would be meaningless."""
+        owed = [
+            mid
+            for mid, m in self._out_messages.items()
+            if m.qos == 2 and m.state in (paho.mqtt_ms_wait_for_pubcomp, paho.mqtt_ms_resend_pubrel)
+        ]
+        for mid in owed:
+            del self._out_messages[mid]
+            self.rx_pubrec_codes.pop(mid, None)
+        return owed
 
     def _refuse(self, code: int, reason: str, source: DisconnectSource) -> Any:
         self.rx_violation = (code, reason, source)
@@ -459,6 +490,8 @@ def paho_seams_present() -> bool:
         and hasattr(paho.Client, "_packet_handle")
         and hasattr(paho.Client, "_messages_reconnect_reset_out")
         and hasattr(paho.Client, "_check_clean_session")
+        and hasattr(paho.Client, "_update_inflight")
+        and hasattr(paho, "mqtt_ms_queued")
         and hasattr(paho, "mqtt_ms_resend_pubrel")
         and hasattr(paho.Client, "_sock_recv")
         and hasattr(paho.Client, "_sock_send")
@@ -472,6 +505,7 @@ def paho_seams_present() -> bool:
         and hasattr(paho.Client, "_mid_generate")
         and "_in_packet" in paho.Client.__init__.__code__.co_names
         and "_msgtime_mutex" in paho.Client.__init__.__code__.co_names
+        and "_max_inflight_messages" in paho.Client.__init__.__code__.co_names
         and "_last_bytes_received" in paho.Client.__init__.__code__.co_names
         and hasattr(paho.Client, "_do_on_publish")
         and "_out_message_mutex" in paho.Client.__init__.__code__.co_names

@@ -22,6 +22,7 @@ from ._reason_codes import (
     ReasonCodeInfo,
     ReasonPacket,
     is_fatal_reason_code,
+    is_per_message_disconnect_code,
     is_retriable_publish_code,
     reason_name,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "ReasonPacket",
     "ReconnectPolicy",
     "is_fatal_reason_code",
+    "is_per_message_disconnect_code",
     "is_retriable_publish_code",
     "reason_name",
 ]

@@ -17,6 +17,7 @@ __all__ = [
     "ReasonCodeInfo",
     "ReasonPacket",
     "is_fatal_reason_code",
+    "is_per_message_disconnect_code",
     "is_retriable_publish_code",
     "reason_name",
 ]
@@ -80,7 +81,10 @@ def _row(
     return code, ReasonCodeInfo(code, name, fatal, why, packets, fatal_on_disconnect)
 
 
-_ON_DISCONNECT_A_PUBLISH = "as a DISCONNECT it was about one of our PUBLISHes: reconnect"
+_ON_DISCONNECT_A_PUBLISH = (
+    "as a DISCONNECT it was about one of our PUBLISHes: reconnect, and give that publish up "
+    "when the refusal repeats"
+)
 
 REASON_CODES: Mapping[int, ReasonCodeInfo] = MappingProxyType(
     dict(
@@ -276,15 +280,17 @@ REASON_CODES: Mapping[int, ReasonCodeInfo] = MappingProxyType(
             _row(
                 0x9C,
                 "Use another server",
-                False,
-                "temporary redirection; the server may be back (or follow Server Reference)",
+                True,
+                "with a Server Reference the next attempt goes there (not fatal); without one "
+                "this server sends us away again and there is nowhere else to go",
                 (_CONNACK, _DISCONNECT),
             ),
             _row(
                 0x9D,
                 "Server moved",
-                False,
-                "the endpoint may be re-pointed (or follow Server Reference)",
+                True,
+                "with a Server Reference the next attempt goes there (not fatal); without one "
+                "this server sends us away again and there is nowhere else to go",
                 (_CONNACK, _DISCONNECT),
             ),
             _row(
@@ -330,6 +336,8 @@ REASON_CODES: Mapping[int, ReasonCodeInfo] = MappingProxyType(
 _DISCONNECT_NAMES: Mapping[int, str] = MappingProxyType({0x00: "Normal disconnection"})
 
 _RETRIABLE_PUBLISH_CODES = frozenset({0x89, 0x97})
+
+_PER_MESSAGE_DISCONNECT_CODES = frozenset({0x90, 0x95, 0x99, 0x9A, 0x9B})
 
 
 def reason_name(code: int, packet: str | None = None) -> str:
@@ -380,20 +388,20 @@ def is_fatal_reason_code(code: int, packet: ReasonPacket | None = None) -> bool:
     | 0x8D | Keep Alive timeout | no | a network hiccup; reconnect |
     | 0x8E | Session taken over | **yes** | another client uses this client id; reconnecting would fight it for the session |
     | 0x8F | Topic Filter invalid | no | about one SUBSCRIBE, not about the connection |
-    | 0x90 | Topic Name invalid | **yes** (DISCONNECT: no) | in CONNACK the will topic is refused and will be again; as a DISCONNECT it was about one of our PUBLISHes: reconnect |
+    | 0x90 | Topic Name invalid | **yes** (DISCONNECT: no) | in CONNACK the will topic is refused and will be again; as a DISCONNECT it was about one of our PUBLISHes: reconnect, and give that publish up when the refusal repeats |
     | 0x91 | Packet Identifier in use | no | about one packet |
     | 0x92 | Packet Identifier not found | no | about one packet |
     | 0x93 | Receive Maximum exceeded | no | too many in-flight messages; a new connection starts from zero |
     | 0x94 | Topic Alias invalid | no | a new connection resets topic aliases |
-    | 0x95 | Packet too large | **yes** (DISCONNECT: no) | in CONNACK the CONNECT (will, credentials) is too large and will be again; as a DISCONNECT it was about one of our PUBLISHes: reconnect |
+    | 0x95 | Packet too large | **yes** (DISCONNECT: no) | in CONNACK the CONNECT (will, credentials) is too large and will be again; as a DISCONNECT it was about one of our PUBLISHes: reconnect, and give that publish up when the refusal repeats |
     | 0x96 | Message rate too high | no | slow down and reconnect |
     | 0x97 | Quota exceeded | no | quotas refill over time |
     | 0x98 | Administrative action | no | an administrator disconnected the client, not banned it |
-    | 0x99 | Payload format invalid | **yes** (DISCONNECT: no) | in CONNACK the will payload is refused and will be again; as a DISCONNECT it was about one of our PUBLISHes: reconnect |
-    | 0x9A | Retain not supported | **yes** (DISCONNECT: no) | in CONNACK the will's retain flag is refused and will be again; as a DISCONNECT it was about one of our PUBLISHes: reconnect |
-    | 0x9B | QoS not supported | **yes** (DISCONNECT: no) | in CONNACK the will's QoS is refused and will be again; as a DISCONNECT it was about one of our PUBLISHes: reconnect |
-    | 0x9C | Use another server | no | temporary redirection; the server may be back (or follow Server Reference) |
-    | 0x9D | Server moved | no | the endpoint may be re-pointed (or follow Server Reference) |
+    | 0x99 | Payload format invalid | **yes** (DISCONNECT: no) | in CONNACK the will payload is refused and will be again; as a DISCONNECT it was about one of our PUBLISHes: reconnect, and give that publish up when the refusal repeats |
+    | 0x9A | Retain not supported | **yes** (DISCONNECT: no) | in CONNACK the will's retain flag is refused and will be again; as a DISCONNECT it was about one of our PUBLISHes: reconnect, and give that publish up when the refusal repeats |
+    | 0x9B | QoS not supported | **yes** (DISCONNECT: no) | in CONNACK the will's QoS is refused and will be again; as a DISCONNECT it was about one of our PUBLISHes: reconnect, and give that publish up when the refusal repeats |
+    | 0x9C | Use another server | **yes** | with a Server Reference the next attempt goes there (not fatal); without one this server sends us away again and there is nowhere else to go |
+    | 0x9D | Server moved | **yes** | with a Server Reference the next attempt goes there (not fatal); without one this server sends us away again and there is nowhere else to go |
     | 0x9E | Shared Subscriptions not supported | no | about one SUBSCRIBE, not about the connection |
     | 0x9F | Connection rate exceeded | no | backing off is exactly the cure |
     | 0xA0 | Maximum connect time | no | the broker limits session length; reconnect |
@@ -414,6 +422,17 @@ def is_retriable_publish_code(code: int) -> bool:
     codes below 0x80 are not refusals at all.
     """
     return code in _RETRIABLE_PUBLISH_CODES
+
+
+def is_per_message_disconnect_code(code: int) -> bool:
+    """Whether a DISCONNECT from the broker with ``code`` is about one PUBLISH this client sent
+    (0x90 Topic Name invalid, 0x95 Packet too large, 0x99 Payload format invalid, 0x9A Retain not
+    supported, 0x9B QoS not supported), so that re-sending the same PUBLISH draws it again.
+
+    The connection reconnects after it, and gives the publish up with a ``PublishRefusedError``
+    once the refusal repeats (see "Poison publishes" in the reliability guide).
+    """
+    return code in _PER_MESSAGE_DISCONNECT_CODES
 
 
 def _render_table() -> str:

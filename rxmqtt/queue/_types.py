@@ -37,6 +37,9 @@ class DropReason(enum.Enum):
     UNMATCHED = "unmatched"
     """Received, but no ``messages()`` subscription took it (not even within the grace period
     after a CONNACK) and nobody observed ``Connection.unmatched_messages``."""
+    REFUSED = "refused"
+    """The broker's limits forbid it: its CONNACK said so (the message was never sent), or it
+    closed the connection over this message twice (see ``PublishRefusedError``)."""
 
 
 @dataclass(frozen=True, slots=True)
