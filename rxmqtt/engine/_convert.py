@@ -33,6 +33,7 @@ class BrokerLimits:
     assigned_client_id: str | None = None
     session_expiry_interval: int | None = None
     """The session expiry the broker granted, when it differs from what we asked for."""
+    subscription_identifiers_available: bool = True
 
 
 def reason_name(code: ReasonCode | int) -> str:
@@ -115,6 +116,7 @@ def _limits_from(props: Properties | None) -> BrokerLimits:
         server_keep_alive=get("ServerKeepAlive", None),
         assigned_client_id=get("AssignedClientIdentifier", None),
         session_expiry_interval=get("SessionExpiryInterval", None),
+        subscription_identifiers_available=bool(get("SubscriptionIdentifierAvailable", 1)),
     )
 
 

@@ -22,6 +22,7 @@ from ..errors import NotConnectedError
 from ..lifecycle import Disconnect, DisconnectSource
 from ..message import NO_PROPERTIES, Message
 from ..settings import ConnectionSettings, Endpoint
+from ..subscription_options import SubscriptionOptions
 from ._convert import (
     KEEP_ALIVE_TIMEOUT,
     UNSPECIFIED_ERROR,
@@ -255,12 +256,31 @@ class Engine:
             raise NotConnectedError(f"paho refused publish: {paho.error_string(info.rc)}")
         return int(info.mid)
 
-    def subscribe(self, filters: list[tuple[str, int]]) -> int:
-        """Send one SUBSCRIBE for ``(filter, qos)`` pairs; returns its packet id."""
+    def subscribe(
+        self, filters: list[tuple[str, SubscriptionOptions]], identifier: int | None = None
+    ) -> int:
+        """Send one SUBSCRIBE for ``(filter, options)`` pairs, with a Subscription Identifier
+        when ``identifier`` is given; returns its packet id."""
         if self._phase != "connected":
             raise NotConnectedError("subscribe while not connected")
+        properties = None
+        if identifier is not None:
+            properties = _properties(PacketTypes.SUBSCRIBE)
+            properties.SubscriptionIdentifier = identifier
         rc, mid = self._client.subscribe(
-            [(topic_filter, SubscribeOptions(qos=qos)) for topic_filter, qos in filters]
+            [
+                (
+                    topic_filter,
+                    SubscribeOptions(
+                        qos=options.qos,
+                        noLocal=options.no_local,
+                        retainAsPublished=options.retain_as_published,
+                        retainHandling=options.retain_handling,
+                    ),
+                )
+                for topic_filter, options in filters
+            ],
+            properties=properties,
         )
         if rc != paho.MQTT_ERR_SUCCESS or mid is None:
             raise NotConnectedError(f"paho refused subscribe: {paho.error_string(rc)}")

@@ -33,6 +33,10 @@ class DropReason(enum.Enum):
     """Discarded on purpose by the application (``OfflineQueue.clear``)."""
     RETRIES_EXHAUSTED = "retries_exhausted"
     """Handed out, but the publish retry policy gave up on it (``OfflineQueue.discard``)."""
+    UNREAD = "unread"
+    """A received message no reader took: an ``async for`` loop over ``messages()`` fell its
+    buffer behind (the oldest waiting one is dropped), or the backlog of a ``subscribe()``d
+    filter without a reader overflowed or was released by ``unsubscribe()``/``close()``."""
 
 
 @dataclass(frozen=True, slots=True)
