@@ -191,10 +191,13 @@ async def test_a_slow_reader_under_a_flood_stays_bounded_and_counts_what_it_lost
 # ------------------------------------------------------------------------- await subscribe
 
 
+@pytest.mark.parametrize("callback_reader", [False, True], ids=["alone", "beside an Rx reader"])
 async def test_subscribe_then_read_loses_nothing_published_in_between(
-    rxmqtt_mosquitto: MosquittoBroker,
+    rxmqtt_mosquitto: MosquittoBroker, callback_reader: bool
 ) -> None:
     async with _connect(rxmqtt_mosquitto, "pub") as pub, _connect(rxmqtt_mosquitto) as sub:
+        if callback_reader:
+            other = Recorder(sub.messages("gap/#", qos=1))
         assert await sub.subscribe("gap/#", qos=1) == 1
         await pub.wait_for(ConnectionState.CONNECTED, 5)
         for i in range(5):
@@ -208,6 +211,9 @@ async def test_subscribe_then_read_loses_nothing_published_in_between(
             if len(got) == 5:
                 await pub.publish("gap/live", b"live", qos=1)
         assert got == [b"0", b"1", b"2", b"3", b"4", b"live"]
+        if callback_reader:
+            assert [m.payload for m in other.items] == got, "the other reader got them all too"
+            other.dispose()
         assert (
             rxmqtt_mosquitto.log_text().count(f"Received SUBSCRIBE from {sub.settings.client_id}")
             == 1

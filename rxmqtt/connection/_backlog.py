@@ -15,9 +15,11 @@ DEFAULT_BACKLOG = 1000
 
 class Backlog(abc.ObserverBase[Message]):
     """One observer of a ``subscribe()``d filter: it keeps the broker subscription alive (it
-    counts as a subscriber) and, while it is the filter's only observer, keeps the messages that
-    arrive (at most ``size``, the oldest dropped) for the next ``messages()`` reader, so that
-    ``await subscribe(f)`` then ``async for m in messages(f)`` loses nothing in between."""
+    counts as a subscriber) and keeps the messages that arrive (at most ``size``, the oldest
+    dropped) for the next ``messages()`` reader, so that ``await subscribe(f)`` then
+    ``async for m in messages(f)`` loses nothing in between, even while other readers of the
+    filter get them too. It keeps them from each ``subscribe()`` until the next reader takes
+    them, and whenever no reader is attached."""
 
     def __init__(
         self,
@@ -31,9 +33,15 @@ class Backlog(abc.ObserverBase[Message]):
         self._alone = alone
         self._on_drop = on_drop
         self._on_refused = on_refused
+        self._armed = True
+        """A ``subscribe()`` call waits for its reader."""
+
+    def arm(self) -> None:
+        """Another ``subscribe()`` call: keep messages for the next reader again."""
+        self._armed = True
 
     def on_next(self, value: Message) -> None:
-        if not self._alone():
+        if not (self._armed or self._alone()):
             return
         if len(self._items) >= self._size:
             self._on_drop(self._items.popleft())
@@ -46,7 +54,8 @@ class Backlog(abc.ObserverBase[Message]):
         pass
 
     def take(self) -> list[Message]:
-        """Hand over (and forget) what was kept."""
+        """Hand over (and forget) what was kept, to the reader that came."""
+        self._armed = False
         items = list(self._items)
         self._items.clear()
         return items

@@ -463,11 +463,12 @@ class Connection:
             )
             self._holds[topic_filter] = held
             self._add_subscriber(topic_filter, qos, wanted, held)
-        elif self._subscriptions.add(topic_filter, qos, held):  # a higher QoS is due
-            self._subscriptions.remove(topic_filter, held)  # the holder counts once
-            self._send_subscribe()
         else:
-            self._subscriptions.remove(topic_filter, held)
+            held.arm()
+            due = self._subscriptions.add(topic_filter, qos, held)  # raises the QoS if asked
+            self._subscriptions.remove(topic_filter, held)  # the holder counts once
+            if due:
+                self._send_subscribe()
         sub = self._subscriptions.get(topic_filter)
         if sub is None:  # refused at once (the CONNACK said the broker cannot have it)
             return
