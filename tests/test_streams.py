@@ -422,3 +422,32 @@ async def test_a_random_client_id_leaves_no_session_behind(
     async with _connect(rxmqtt_mosquitto, "pub") as pub:
         await pub.publish("session/q", b"while away", qos=1)
     assert await _session_present(rxmqtt_mosquitto, client_id) is named
+
+
+@pytest.mark.parametrize(
+    ("block", "expected"),
+    [
+        pytest.param(b"\x02\x0b\x05", (5,), id="one id"),
+        pytest.param(b"\x04\x0b\x05\x0b\x07", (5, 7), id="two ids"),
+        pytest.param(b"\x04\x0b\xff\xff\x7f", (0x1FFFFF,), id="a three-byte id"),
+        pytest.param(b"\x05\x0b\x05\x01\x00\x00", None, id="with another property: paho's"),
+        pytest.param(b"\x02\x0b\x00", None, id="a zero id is malformed: paho's"),
+        pytest.param(b"\x03\x0b\x05", None, id="a length past the ids: paho's"),
+    ],
+)
+def test_identifier_only_properties_are_decoded_without_paho(
+    block: bytes, expected: tuple[int, ...] | None
+) -> None:
+    """Every message of a subscription with an identifier carries it: the receive fast path
+    decodes that block itself (paho's Properties cost tens of microseconds a message)."""
+    from rxmqtt.engine._paho_client import _only_identifiers
+
+    packet = b"\x00\x01t" + block + b"payload"
+    found = _only_identifiers(packet, 3)
+    if expected is None:
+        assert found is None
+        return
+    assert found is not None
+    props, end = found
+    assert props.subscription_identifiers == expected
+    assert packet[end:] == b"payload"

@@ -20,7 +20,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ..errors import NotConnectedError
 from ..lifecycle import Disconnect, DisconnectSource
-from ..message import NO_PROPERTIES, Message
+from ..message import NO_PROPERTIES, Message, PublishProperties
 from ..settings import ConnectionSettings, Endpoint
 from ..subscription_options import SubscriptionOptions
 from ._convert import (
@@ -573,7 +573,12 @@ class Engine:
             self._handler.on_connect_failed(disconnect)
 
     def _on_publish_packet(
-        self, topic: str, payload: bytes, qos: int, retain: bool, props: Properties | None
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        props: Properties | PublishProperties | None,
     ) -> None:
         """A QoS 0/1 PUBLISH from the fast path (paho sends the PUBACK after this returns)."""
         try:
@@ -583,7 +588,11 @@ class Engine:
                     payload,
                     qos,
                     retain,
-                    NO_PROPERTIES if props is None else _from_paho_properties(props),
+                    NO_PROPERTIES
+                    if props is None
+                    else props
+                    if isinstance(props, PublishProperties)
+                    else _from_paho_properties(props),
                 )
             )
         except Exception:
