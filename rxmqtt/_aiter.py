@@ -17,6 +17,7 @@ the source completes (``close()`` completes every stream) and raises the source'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -227,4 +228,5 @@ class StreamIterator(AsyncIterator[T], Generic[T]):
 
     def __del__(self) -> None:
         # Leaving an ``async for`` by break/return/exception drops the last reference here.
-        self._dispose()
+        with contextlib.suppress(Exception):  # e.g. the source's loop is already closed
+            self._dispose()

@@ -451,3 +451,19 @@ def test_identifier_only_properties_are_decoded_without_paho(
     props, end = found
     assert props.subscription_identifiers == expected
     assert packet[end:] == b"payload"
+
+
+async def test_async_for_from_another_loop_than_the_connections(
+    rxmqtt_mosquitto: MosquittoBroker,
+) -> None:
+    """A connection on its own thread (``start_in_thread``), read and subscribed from this
+    loop: values hop threads, leaving the loop unsubscribes on the connection's thread."""
+    conn = Connection(_url(rxmqtt_mosquitto), reconnect=FAST)
+    with conn.start_in_thread():
+        assert await asyncio.wait_for(conn.subscribe("thread/#", qos=1), 10) == 1
+        await asyncio.wait_for(conn.publish("thread/a", b"hop", qos=1), 10)
+        async for message in conn.messages("thread/#", qos=1):
+            assert message.payload == b"hop"
+            break
+        await conn.unsubscribe("thread/#")
+        await _wait_log(rxmqtt_mosquitto, f"Received UNSUBSCRIBE from {conn.settings.client_id}")
