@@ -181,6 +181,7 @@ async def test_a_slow_reader_under_a_flood_stays_bounded_and_counts_what_it_lost
             read += 1
             await asyncio.sleep(0)  # slow: one message per pass, while the socket floods in
         await publishing
+    print(f"\nflood: {total} sent, {read} read, {it.dropped} dropped, peak buffer {peak}/{size}")
     assert peak <= size
     assert it.dropped > 0, "the reader was slower than the flood"
     assert read + it.dropped == total, (read, it.dropped)
