@@ -27,7 +27,7 @@ from rxmqtt import (
 )
 from rxmqtt.errors import MqttError
 from rxmqtt.testing import BrokerConfig, MosquittoBroker
-from rxmqtt.testing._raw import packet
+from rxmqtt.testing._raw import packet, read_packet
 from rxmqtt.testing.plugin import BrokerFactory
 from rxmqtt.testing.recorder import Recorder
 
@@ -240,15 +240,7 @@ async def _refusing_peer(reader: asyncio.StreamReader, writer: asyncio.StreamWri
     subscription and applies its ACL on delivery, so it never refuses one.)"""
     with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
         while True:
-            header = (await reader.readexactly(1))[0]
-            length, shift = 0, 0
-            while True:
-                byte = (await reader.readexactly(1))[0]
-                length |= (byte & 0x7F) << shift
-                shift += 7
-                if not byte & 0x80:
-                    break
-            body = await reader.readexactly(length)
+            header, body = await read_packet(reader)
             if header >> 4 == 1:  # CONNECT
                 writer.write(packet(0x20, b"\x00\x00\x00"))
             elif header >> 4 == 8:  # SUBSCRIBE: packet id, properties, filters

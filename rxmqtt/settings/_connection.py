@@ -35,9 +35,16 @@ _MASK = "'***'"
 NAMED_SESSION_EXPIRY = 3600
 """Seconds a named client's session outlives its connection unless ``session_expiry`` says."""
 
-_BY_CLIENT_ID: Any = None
-"""The default of ``session_expiry`` and ``clean_start``: decided by whether a client id was
-given (the session rule in :class:`ConnectionSettings`)."""
+
+class _ByClientId:
+    """The default of ``session_expiry`` and ``clean_start``: decided by whether a client id
+    was given (the session rule in :class:`ConnectionSettings`)."""
+
+    def __repr__(self) -> str:
+        return "<by client id>"
+
+
+_BY_CLIENT_ID: Any = _ByClientId()
 
 
 @dataclass(frozen=True, slots=True, repr=False)

@@ -3,6 +3,8 @@ without an MQTT library in between."""
 
 from __future__ import annotations
 
+import asyncio
+
 
 def varint(value: int) -> bytes:
     """MQTT's Variable Byte Integer (a packet's remaining length): 7 bits a byte, low first."""
@@ -23,3 +25,15 @@ def mqtt_str(text: str | bytes) -> bytes:
 def packet(header: int, body: bytes) -> bytes:
     """A whole control packet: the header byte, the remaining length, the body."""
     return bytes([header]) + varint(len(body)) + body
+
+
+async def read_packet(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """The next whole control packet from ``reader``: its header byte and its body."""
+    header = (await reader.readexactly(1))[0]
+    length, shift = 0, 0
+    while True:
+        byte = (await reader.readexactly(1))[0]
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return header, await reader.readexactly(length)
