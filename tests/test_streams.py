@@ -460,3 +460,17 @@ async def test_async_for_from_another_loop_than_the_connections(
             break
         await conn.unsubscribe("thread/#")
         await _wait_log(rxmqtt_mosquitto, f"Received UNSUBSCRIBE from {conn.settings.client_id}")
+
+
+async def test_unsubscribe_before_the_grant_ends_the_wait_with_why() -> None:
+    """Offline (never started), ``subscribe()`` waits; ``unsubscribe()`` releases the filter
+    and the wait ends with an error saying so, never a hang."""
+    conn = Connection("mqtt://127.0.0.1:1?client_id=offline", reconnect=FAST)
+    waiting = asyncio.ensure_future(conn.subscribe("pending/#", qos=1))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    await conn.unsubscribe("pending/#")
+    with pytest.raises(MqttError, match=r"unsubscribe\('pending/#'\) came before the broker"):
+        await asyncio.wait_for(waiting, 5)
+    assert conn._subscriptions.get("pending/#") is None
+    await conn.close()
