@@ -95,7 +95,11 @@ async def main(argv: list[str] | None = None) -> int:
         else:
             broker = stack.enter_context(MosquittoBroker(BrokerConfig(persistence=True)))
             say("demo", f"embedded Mosquitto on {broker.url}")
-            settings = ConnectionSettings(host=broker.host, port=broker.port)
+            # Named after the pod (its host name), so the preset's persistent session (and
+            # the subscription) survives the broker update; without a client id the session
+            # would be clean and end with the connection.
+            name = f"svc-{socket.gethostname()}"
+            settings = ConnectionSettings(host=broker.host, port=broker.port, client_id=name)
 
         conn = k8s_single_node().connect(settings)
         conn.lifecycle.subscribe(lambda e: say("lifecycle", e))

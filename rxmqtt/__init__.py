@@ -13,6 +13,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._aiter import Stream, StreamIterator, aiter
     from .connection import Connection
     from .engine import BrokerLimits
     from .errors import (
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     )
     from .queue import DroppedMessage, DropReason, QueueStats
     from .settings import ConnectionSettings, Endpoint, TlsSettings, Will
+    from .subscription_options import SubscriptionOptions
     from .topics import InvalidTopicError
 
 # Imported on first use, so the pure layers (policies, operators, queue, settings) load without
@@ -95,9 +97,13 @@ _EXPORTS: dict[str, str] = {
     "ReconnectPolicy": "policies",
     "RetriesExhausted": "errors",
     "SessionLost": "lifecycle",
+    "Stream": "_aiter",
+    "StreamIterator": "_aiter",
     "SubscribeError": "errors",
+    "SubscriptionOptions": "subscription_options",
     "TlsSettings": "settings",
     "Will": "settings",
+    "aiter": "_aiter",
 }
 
 
@@ -151,7 +157,11 @@ __all__ = [
     "ReconnectPolicy",
     "RetriesExhausted",
     "SessionLost",
+    "Stream",
+    "StreamIterator",
     "SubscribeError",
+    "SubscriptionOptions",
     "TlsSettings",
     "Will",
+    "aiter",
 ]

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TypeVar
 
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
+
+from ._aiter import Stream
 
 log = logging.getLogger("rxmqtt")
 
 T = TypeVar("T")
 
 
-def isolated(source: Observable[T]) -> Observable[T]:
+def isolated(source: Observable[T], on_drop: Callable[[T], None] | None = None) -> Stream[T]:
     """``source`` with each subscriber's callbacks fenced off: an exception raised by one is
     logged with its traceback and goes no further, so it can never unwind into the engine, the
-    reconnect loop or another subscriber. (reactivex ends that one subscription, as it would.)"""
+    reconnect loop or another subscriber. (reactivex ends that one subscription, as it would.)
+    The result is a :class:`~rxmqtt.Stream` (``async for`` works; ``on_drop`` reports what a
+    slow loop lost)."""
 
     def subscribe(
         observer: abc.ObserverBase[T], scheduler: abc.SchedulerBase | None = None
@@ -42,4 +47,4 @@ def isolated(source: Observable[T]) -> Observable[T]:
         subscription = source.subscribe(on_next, on_error, on_completed, scheduler=scheduler)
         return Disposable(subscription.dispose)
 
-    return Observable(subscribe)
+    return Stream(subscribe, on_drop=on_drop)

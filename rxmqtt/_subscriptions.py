@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 
 from reactivex import abc
 
+from ._outcome import Outcome
 from .errors import SubscribeError
 from .message import Message
+from .subscription_options import SubscriptionOptions
 from .topics import TopicTrie
 
 log = logging.getLogger("rxmqtt.connection")
@@ -29,6 +31,21 @@ class Subscription:
     observers: list[abc.ObserverBase[Message]] = field(default_factory=list)
     granted: bool = False
     """The broker acknowledged it in the current session."""
+    no_local: bool = False
+    retain_as_published: bool = False
+    retain_handling: int = 0
+    identifier: int = 0
+    """Its Subscription Identifier (0: none): messages the broker sends for it carry it."""
+    granted_qos: int | None = None
+    """The QoS of the last SUBACK that granted it."""
+    waiters: list[Outcome[int]] = field(default_factory=list)
+    """``subscribe()`` calls waiting for the broker to grant it (resolved with the QoS)."""
+
+    def options(self) -> SubscriptionOptions:
+        """What a SUBSCRIBE for it asks."""
+        return SubscriptionOptions(
+            self.qos, self.no_local, self.retain_as_published, self.retain_handling
+        )
 
 
 class SubscriptionRegistry:
@@ -157,6 +174,10 @@ class SubscriptionRegistry:
         for sub, (code, reason) in zip(subs, reason_codes, strict=False):
             if code < 0x80:
                 sub.granted = True
+                sub.granted_qos = code
+                waiters, sub.waiters = sub.waiters, []
+                for waiter in waiters:
+                    waiter._resolve(code)
             else:
                 self.refuse(sub, SubscribeError(code, reason, sub.topic_filter))
 
@@ -170,13 +191,21 @@ class SubscriptionRegistry:
         del self._by_filter[sub.topic_filter]
         self._trie.remove(sub.topic_filter, sub)
         self._unsent.pop(sub.topic_filter, None)
+        waiters, sub.waiters = sub.waiters, []
+        for waiter in waiters:
+            waiter._fail(error)
         for observer in observers:
             observer.on_error(error)
 
     def dispatch(self, message: Message) -> int:
-        """Deliver ``message`` to every matching observer; returns how many got it."""
+        """Deliver ``message`` to every matching observer; returns how many got it. A message
+        carrying Subscription Identifiers was sent for those subscriptions only (a broker may
+        send one copy per overlapping subscription): it skips the others."""
         delivered = 0
+        ids = message.properties.subscription_identifiers
         for sub in self._trie.match(message.topic):
+            if ids and sub.identifier and sub.identifier not in ids:
+                continue
             for observer in list(sub.observers):
                 observer.on_next(message)
                 delivered += 1

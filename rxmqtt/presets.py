@@ -27,6 +27,10 @@ deployment, override what you know better, and apply it::
                       slow retries to save the radio, small packets and receive window
 ====================  ===========================================================================
 
+Every preset's persistent session (``clean_start=False`` and a ``session_expiry``) is for a
+named client: applied to settings without a client id it keeps their clean, expiring session
+(see :meth:`Preset.apply` and the session rule of :class:`~rxmqtt.ConnectionSettings`).
+
 This module is pure: it builds values and never touches the network (only :meth:`Preset.connect`
 imports the connection, when it is called).
 """
@@ -111,7 +115,7 @@ class Preset:
         publish_retry: passed to ``Connection(publish_retry=...)``.
         keep_alive: seconds; a black-holed link is noticed within about 1.5 times this.
         session_expiry: seconds the broker keeps the session (subscriptions, queued QoS 1/2
-            messages) after the connection drops.
+            messages) after the connection drops; applies to a named client only.
         clean_start: start without the broker's previous session on the first connect.
         connect_timeout: seconds one connection attempt may take before it counts as failed.
         receive_maximum: QoS 1/2 messages the broker may have in flight towards this client
@@ -184,17 +188,23 @@ class Preset:
     def apply(self, settings: ConnectionSettings) -> ConnectionSettings:
         """``settings`` with this preset's session fields (``keep_alive``, ``session_expiry``,
         ``clean_start``, ``connect_timeout``, and ``receive_maximum``/``maximum_packet_size``
-        when set) replacing theirs; everything else (host, credentials, TLS, Will) is kept."""
+        when set) replacing theirs; everything else (host, credentials, TLS, Will) is kept.
+
+        The session rule of :class:`~rxmqtt.ConnectionSettings` holds here too: settings that
+        ask for no session (``session_expiry=0``, the default without a client id, since no one
+        could resume it) keep ``session_expiry`` and ``clean_start``; the preset's persistent
+        session is for a named client."""
         if not isinstance(settings, ConnectionSettings):
             raise TypeError(
                 f"settings: must be a ConnectionSettings, got {type(settings).__name__}"
             )
         changes: dict[str, Any] = {
             "keep_alive": self.keep_alive,
-            "session_expiry": self.session_expiry,
-            "clean_start": self.clean_start,
             "connect_timeout": self.connect_timeout,
         }
+        if settings.session_expiry > 0:
+            changes["session_expiry"] = self.session_expiry
+            changes["clean_start"] = self.clean_start
         if self.receive_maximum is not None:
             changes["receive_maximum"] = self.receive_maximum
         if self.maximum_packet_size is not None:

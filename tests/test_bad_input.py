@@ -305,10 +305,55 @@ CONSTRUCTOR_CALLS = [
     ),
     pytest.param(lambda: QueuePolicy(max_bytes=-5), ValueError, r"^max_bytes: ", id="queue-bytes"),
     pytest.param(
-        lambda: Connection(bad("not settings")),
+        lambda: Connection(bad(42)),
         TypeError,
-        r"^settings: must be",
+        r"^settings: must be a ConnectionSettings or an mqtt:// URL",
         id="conn-settings",
+    ),
+    pytest.param(
+        lambda: Connection("not a url"), ValueError, r"^url: missing scheme", id="conn-url-scheme"
+    ),
+    pytest.param(
+        lambda: Connection("mqtt://h:70000"), ValueError, r"^url: invalid port", id="conn-url-port"
+    ),
+    pytest.param(
+        lambda: Connection("mqtt://h?client=x"),
+        ValueError,
+        r"^url: unknown query parameter 'client'",
+        id="conn-url-query",
+    ),
+    pytest.param(
+        lambda: Connection("mqtt://h", keep_alive=-1), ValueError, r"^keep_alive: ", id="conn-ovr"
+    ),
+    pytest.param(
+        lambda: Connection("mqtt://h", colour="red"),
+        TypeError,
+        r"^colour: not a ConnectionSettings field",
+        id="conn-override-unknown",
+    ),
+    pytest.param(
+        lambda: Connection("mqtt://h").messages("t", retain_handling=3),
+        ValueError,
+        r"^retain_handling: must be 0, 1 or 2",
+        id="messages-retain-handling",
+    ),
+    pytest.param(
+        lambda: Connection("mqtt://h").messages("t", no_local=bad(1)),
+        TypeError,
+        r"^no_local: must be a bool",
+        id="messages-no-local",
+    ),
+    pytest.param(
+        lambda: Connection("mqtt://h").messages("$share/g/t", no_local=True),
+        ValueError,
+        r"^no_local: not allowed on a shared subscription",
+        id="messages-no-local-shared",
+    ),
+    pytest.param(
+        lambda: Connection("mqtt://h").messages("t", retain_as_published=bad("yes")),
+        TypeError,
+        r"^retain_as_published: must be a bool",
+        id="messages-rap",
     ),
     pytest.param(
         lambda: Connection(ConnectionSettings(), reconnect=bad(Backoff())),

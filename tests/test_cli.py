@@ -111,7 +111,9 @@ async def subscribed(cli: Cli, helper: Connection, topic: str, timeout: float = 
 async def test_sub_survives_a_broker_restart_showing_why(
     rxmqtt_mosquitto: MosquittoBroker, cleanup: list[Cli]
 ) -> None:
-    cli = await start_cli("sub", "cli/#", "-v", "--qos", "1", "--url", rxmqtt_mosquitto.url)
+    # A named client: only a persistent session can be lost (and reported) by the restart.
+    url = rxmqtt_mosquitto.url + "?client_id=cli-restart"
+    cli = await start_cli("sub", "cli/#", "-v", "--qos", "1", "--url", url)
     cleanup.append(cli)
     await cli.line(cli.err, lambda line: "CONNECTED" in line and "connected to" in line, 10)
     async with Connection(ConnectionSettings.from_url(rxmqtt_mosquitto.url)) as helper:

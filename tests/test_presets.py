@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import itertools
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -143,6 +144,20 @@ def test_apply_sets_session_fields_and_keeps_the_rest() -> None:
     assert settings.keep_alive == 99, "settings are values: the original is unchanged"
     keeps_own = mpu_gui().apply(dataclasses.replace(settings, receive_maximum=50))
     assert keeps_own.receive_maximum == 50, "None in the preset leaves the settings' value"
+
+
+@pytest.mark.parametrize("factory", list(PRESETS.values()), ids=list(PRESETS))
+def test_a_preset_session_is_for_a_named_client(factory: Any) -> None:
+    """The session rule: without a client id nobody can resume a session, so a preset leaves
+    the clean, expiring one; a named client gets the preset's persistent session."""
+    value = factory()
+    anonymous = value.apply(ConnectionSettings(host="broker"))
+    assert (anonymous.clean_start, anonymous.session_expiry) == (True, 0)
+    assert anonymous.keep_alive == value.keep_alive, "the other session fields still apply"
+    named = value.apply(ConnectionSettings(host="broker", client_id="dev-1"))
+    assert (named.clean_start, named.session_expiry) == (value.clean_start, value.session_expiry)
+    assert named.session_expiry > 0
+    assert not named.clean_start
 
 
 def test_connect_builds_a_connection_with_everything_applied(tmp_path: Path) -> None:

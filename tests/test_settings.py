@@ -10,6 +10,7 @@ import re
 import ssl
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -519,11 +520,35 @@ def test_defaults() -> None:
     assert settings.host == "localhost"
     assert settings.port == 1883
     assert settings.keep_alive == 60
-    assert settings.session_expiry == 3600
-    assert settings.clean_start is False
     assert settings.tls is None
     assert settings.connect_timeout == 10.0
     assert settings.all_endpoints() == (Endpoint("localhost", 1883),)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "clean_start", "session_expiry"),
+    [
+        pytest.param({}, True, 0, id="no client id: clean, no session"),
+        pytest.param({"client_id": ""}, True, 0, id="empty client id: the same"),
+        pytest.param({"client_id": "dev-1"}, False, 3600, id="named: persistent session"),
+        pytest.param({"session_expiry": 600}, True, 600, id="no id, explicit expiry wins"),
+        pytest.param({"clean_start": False}, False, 0, id="no id, explicit clean_start wins"),
+        pytest.param({"client_id": "d", "session_expiry": 0}, False, 0, id="named, expiry 0"),
+        pytest.param({"client_id": "d", "clean_start": True}, True, 3600, id="named, clean"),
+    ],
+)
+def test_the_session_rule(kwargs: dict[str, Any], clean_start: bool, session_expiry: int) -> None:
+    """The table in ConnectionSettings' docstring: the session follows the client id."""
+    settings = ConnectionSettings(**kwargs)
+    assert (settings.clean_start, settings.session_expiry) == (clean_start, session_expiry)
+    url = "mqtt://h?client_id=dev-1" if kwargs.get("client_id") == "dev-1" else None
+    if url is not None:
+        from_url = ConnectionSettings.from_url(url)
+        assert (from_url.clean_start, from_url.session_expiry) == (False, 3600)
+    if not kwargs:
+        assert ConnectionSettings.from_url("mqtt://h").session_expiry == 0
+        env = ConnectionSettings.from_env({"AIO_BROKER_HOSTNAME": "h", "AIO_MQTT_USE_TLS": "false"})
+        assert (env.clean_start, env.session_expiry) == (True, 0)
 
 
 def test_port_defaults_to_8883_with_tls() -> None:
@@ -868,9 +893,12 @@ def test_from_env_minimal_uses_aio_defaults() -> None:
     assert settings.host == "aio-broker"
     assert settings.port == 8883  # TLS is on by default
     assert settings.tls == TlsSettings()
-    assert settings.clean_start is False
-    assert (settings.keep_alive, settings.session_expiry) == (60, 3600)
+    # No AIO_MQTT_CLIENT_ID: a generated id, so the session rule gives a clean, expiring one.
+    assert settings.clean_start is True
+    assert (settings.keep_alive, settings.session_expiry) == (60, 0)
     assert settings.client_id.startswith("rxmqtt-")
+    named = ConnectionSettings.from_env({"AIO_BROKER_HOSTNAME": "h", "AIO_MQTT_CLIENT_ID": "d"})
+    assert (named.clean_start, named.session_expiry) == (False, 3600)
     assert settings.credentials() == (None, None)
     assert settings.auth_method is None
 

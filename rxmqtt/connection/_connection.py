@@ -5,6 +5,8 @@ emits there; ``lifecycle`` is the source the other streams derive from."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
 import logging
 import math
 import threading
@@ -20,13 +22,14 @@ from reactivex.scheduler import ImmediateScheduler
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 from reactivex.subject import ReplaySubject, Subject
 
+from .._aiter import Stream
 from .._grace_buffer import GraceBuffer
 from .._isolate import isolated
 from .._outcome import Outcome
 from .._publisher import Publisher
 from .._subscriptions import Subscription, SubscriptionRegistry
 from ..engine import BrokerLimits, Engine
-from ..errors import SubscribeError
+from ..errors import ConnectionClosedError, MqttError, SubscribeError
 from ..lifecycle import (
     Closed,
     Connected,
@@ -48,7 +51,9 @@ from ..policies import (
 )
 from ..queue import DroppedMessage, DropReason, QueueStats
 from ..settings import ConnectionSettings
-from ..topics import validate_filter
+from ..subscription_options import SubscriptionOptions
+from ..topics import split_shared, validate_filter
+from ._backlog import DEFAULT_BACKLOG, Backlog
 from ._publish_arguments import message_from_arguments
 from ._reconnect_loop import ReconnectLoop
 from ._thread_runner import ThreadRunner
@@ -72,17 +77,20 @@ class Connection:
 
     def __init__(
         self,
-        settings: ConnectionSettings,
+        settings: ConnectionSettings | str,
         *,
         reconnect: ReconnectPolicy | None = None,
         queue: QueuePolicy | None = None,
         publish_retry: PublishRetry | None = None,
         grace_period: GracePeriod | None = None,
+        **overrides: Any,
     ) -> None:
-        if not isinstance(settings, ConnectionSettings):
-            raise TypeError(
-                f"settings: must be a ConnectionSettings, got {type(settings).__name__}"
-            )
+        """``settings``: a :class:`ConnectionSettings` or a URL for
+        :meth:`ConnectionSettings.from_url` (``"mqtt://host:1883?client_id=dev-1"``);
+        ``overrides``: :class:`ConnectionSettings` fields that replace the settings' (or the
+        URL's) values, e.g. ``Connection("mqtt://broker", client_id="dev-1", keep_alive=30)``.
+        A bad URL raises ``ValueError`` naming the part that is wrong."""
+        settings = _settings_of(settings, overrides)
         if reconnect is not None and not isinstance(reconnect, ReconnectPolicy):
             raise TypeError(f"reconnect: must be a ReconnectPolicy, got {type(reconnect).__name__}")
         if queue is not None and not isinstance(queue, QueuePolicy):
@@ -126,6 +134,10 @@ class Connection:
         self._unmatched: Subject[Message] = Subject()
         self._unmatched_logged_at = -math.inf
         self._unmatched_since_log = 0
+        self._holds: dict[str, Backlog] = {}
+        """What ``subscribe()`` holds, by filter."""
+        self._identifiers = itertools.count(1)
+        """Subscription Identifiers, one per broker subscription (1..268,435,455)."""
 
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -144,13 +156,13 @@ class Connection:
         return self._settings
 
     @property
-    def lifecycle(self) -> Observable[LifecycleEvent]:
+    def lifecycle(self) -> Stream[LifecycleEvent]:
         """Every event of the connection's life, in order; the source the other streams derive
         from. Hot: subscribers see events from the moment they subscribe."""
         return isolated(self._lifecycle)
 
     @property
-    def connection_state(self) -> Observable[ConnectionState]:
+    def connection_state(self) -> Stream[ConnectionState]:
         """The current :class:`ConnectionState` on subscribe, then every change."""
         return isolated(self._states.pipe(ops.distinct_until_changed()))
 
@@ -160,18 +172,18 @@ class Connection:
         return self._current_state
 
     @property
-    def disconnects(self) -> Observable[Disconnect]:
+    def disconnects(self) -> Stream[Disconnect]:
         """Why each connection ended or each attempt was refused."""
         return isolated(self._lifecycle.pipe(ops.flat_map(_disconnect_of)))
 
     @property
-    def queue_stats(self) -> Observable[QueueStats]:
+    def queue_stats(self) -> Stream[QueueStats]:
         """Offline-queue depth, bytes, dropped, drained and in-flight: the current value, then
         every change (while connected, coalesced to one per event-loop pass)."""
         return isolated(self._stats.pipe(ops.distinct_until_changed()))
 
     @property
-    def dropped(self) -> Observable[DroppedMessage]:
+    def dropped(self) -> Stream[DroppedMessage]:
         """Every message a policy discarded, with why: publishes the offline queue or the retry
         policy gave up on, and received messages that nobody took (``DropReason.UNMATCHED``:
         see :attr:`unmatched_messages`)."""
@@ -306,6 +318,15 @@ class Connection:
             self._grace_timer.cancel()
         self._publisher.close()
         self._emit(Closed())
+        closed = ConnectionClosedError("the connection was closed before the broker granted it")
+        for sub in self._subscriptions.all():
+            waiters, sub.waiters = sub.waiters, []
+            for waiter in waiters:
+                waiter._fail(closed)
+        holds, self._holds = self._holds, {}
+        for held in holds.values():
+            for message in held.take():
+                self._report_unread(message)
         self._subscriptions.complete_all()
         self._release_unmatched(self._grace.clear())
         self._lifecycle.on_completed()
@@ -359,16 +380,39 @@ class Connection:
 
     # ------------------------------------------------------------------ messages
 
-    def messages(self, topic_filter: str, qos: int = 0) -> Observable[Message]:
+    def messages(
+        self,
+        topic_filter: str,
+        qos: int = 0,
+        *,
+        no_local: bool | None = None,
+        retain_as_published: bool | None = None,
+        retain_handling: int | None = None,
+    ) -> Stream[Message]:
         """Messages matching ``topic_filter``. The first subscriber sends SUBSCRIBE, the last
         dispose sends UNSUBSCRIBE; overlapping subscribers share one broker subscription.
         Survives reconnects; completes on ``close()``; errors only if the broker refuses it.
 
         A subscriber first gets, in arrival order, the messages that arrived in the
         :class:`GracePeriod` after a CONNACK, matched no subscription then, and match its filter
-        (a resumed session's queue reaches a subscriber created after ``start()``)."""
-        topic_filter = validate_filter(topic_filter)
-        qos = check_qos(qos)
+        (a resumed session's queue reaches a subscriber created after ``start()``).
+
+        ``async for message in conn.messages(f):`` reads it with a bounded buffer (see
+        :func:`rxmqtt.aiter`); leaving the loop unsubscribes.
+
+        The MQTT 5 subscription options (``no_local``, ``retain_as_published``,
+        ``retain_handling``: see :class:`~rxmqtt.SubscriptionOptions`) belong to the filter's
+        one broker subscription. ``None`` (the default) takes what the live subscription has
+        (the MQTT defaults for a new one); a value that differs from a live subscription's is
+        an error (``ValueError`` naming the option, raised here when it is already live, else
+        delivered to the new subscriber). QoS never conflicts: the highest asked is used.
+        """
+        topic_filter, qos, wanted = _request(
+            topic_filter, qos, no_local, retain_as_published, retain_handling
+        )
+        conflict = self._conflict(topic_filter, wanted) if self._on_loop_thread() else None
+        if conflict is not None:
+            raise conflict
 
         def subscribe(
             observer: abc.ObserverBase[Message], scheduler: abc.SchedulerBase | None = None
@@ -376,20 +420,69 @@ class Connection:
             if self._closed:
                 observer.on_completed()
                 return Disposable()
-            self._call_on_loop(self._add_subscriber, topic_filter, qos, observer)
+            self._call_on_loop(self._add_subscriber, topic_filter, qos, wanted, observer)
             return Disposable(
                 lambda: self._call_on_loop(self._remove_subscriber, topic_filter, observer)
             )
 
-        return isolated(reactivex.create(subscribe))
+        return isolated(reactivex.create(subscribe), on_drop=self._report_unread)
+
+    async def subscribe(
+        self,
+        topic_filter: str,
+        qos: int = 0,
+        *,
+        no_local: bool | None = None,
+        retain_as_published: bool | None = None,
+        retain_handling: int | None = None,
+    ) -> int:
+        """Subscribe ``topic_filter`` at the broker and wait until it is granted: returns the
+        QoS the broker granted, or raises :class:`~rxmqtt.SubscribeError` with its reason code.
+
+        The subscription is held until :meth:`unsubscribe` (or ``close()``), across reconnects,
+        whether or not anyone reads it. While no ``messages()`` reader of the same filter is
+        attached, its messages are kept (at most 1,000, the oldest reported on ``dropped`` as
+        ``UNREAD``) and handed to the next reader first: ``await conn.subscribe(f)`` then
+        ``async for m in conn.messages(f)`` loses nothing in between. Options: as for
+        :meth:`messages`. Offline, it waits for the connection (bound it with
+        ``asyncio.timeout``); cancelling the wait keeps the subscription requested.
+        """
+        topic_filter, qos, wanted = _request(
+            topic_filter, qos, no_local, retain_as_published, retain_handling
+        )
+        granted: Outcome[int] = Outcome()
+        self._call_on_loop(self._hold, topic_filter, qos, wanted, granted)
+        return await granted
+
+    async def unsubscribe(self, topic_filter: str) -> None:
+        """Release what :meth:`subscribe` holds on ``topic_filter`` (its unread backlog is
+        reported on ``dropped``). The broker subscription ends (UNSUBSCRIBE) when no
+        ``messages()`` reader of the filter remains. Unknown filters are ignored."""
+        topic_filter = validate_filter(topic_filter)
+        self._call_on_loop(self._release, topic_filter)
 
     def _add_subscriber(
-        self, topic_filter: str, qos: int, observer: abc.ObserverBase[Message]
+        self,
+        topic_filter: str,
+        qos: int,
+        wanted: dict[str, Any],
+        observer: abc.ObserverBase[Message],
     ) -> None:
         if self._closed:
             observer.on_completed()
             return
+        live = self._subscriptions.get(topic_filter)
+        conflict = self._conflict(topic_filter, wanted)
+        if conflict is not None:
+            observer.on_error(conflict)
+            return
         due = self._subscriptions.add(topic_filter, qos, observer)
+        if live is None:
+            sub = self._subscriptions.get(topic_filter)
+            assert sub is not None
+            for name, value in wanted.items():
+                setattr(sub, name, value)
+            sub.identifier = next(self._identifiers)
         # What the grace buffer kept for it first (before a local refusal could end it).
         self._release_unmatched(self._grace.expire())
         claimed = self._grace.claim(topic_filter)
@@ -400,8 +493,74 @@ class Connection:
             self._dropped.on_next(DroppedMessage(message, DropReason.EXPIRED, self._now()))
         for message in claimed.messages:
             observer.on_next(message)
+        held = self._holds.get(topic_filter)
+        if held is not None and observer is not held:
+            for message in held.take():
+                observer.on_next(message)
         if due:
             self._send_due()
+
+    def _hold(
+        self, topic_filter: str, qos: int, wanted: dict[str, Any], granted: Outcome[int]
+    ) -> None:
+        if self._closed:
+            granted._fail(ConnectionClosedError(f"subscribe({topic_filter!r}): closed"))
+            return
+        conflict = self._conflict(topic_filter, wanted)
+        if conflict is not None:
+            granted._fail(conflict)
+            return
+        held = self._holds.get(topic_filter)
+        if held is None:
+            held = Backlog(
+                DEFAULT_BACKLOG,
+                alone=lambda: self._alone(topic_filter),
+                on_drop=self._report_unread,
+                on_refused=lambda error: self._refused(topic_filter, granted, error),
+            )
+            self._holds[topic_filter] = held
+            self._add_subscriber(topic_filter, qos, wanted, held)
+        else:
+            held.arm()
+            due = self._subscriptions.add(topic_filter, qos, held)  # raises the QoS if asked
+            self._subscriptions.remove(topic_filter, held)  # the holder counts once
+            if due:
+                self._send_due()
+        sub = self._subscriptions.get(topic_filter)
+        if sub is None:  # refused at once (the CONNACK said the broker cannot have it)
+            return
+        if sub.granted and sub.granted_qos is not None:
+            granted._resolve(sub.granted_qos)
+        else:
+            sub.waiters.append(granted)
+
+    def _refused(self, topic_filter: str, granted: Outcome[int], error: Exception) -> None:
+        self._holds.pop(topic_filter, None)
+        granted._fail(error)
+
+    def _release(self, topic_filter: str) -> None:
+        held = self._holds.pop(topic_filter, None)
+        if held is None or self._closed:
+            return
+        for message in held.take():
+            self._report_unread(message)
+        sub = self._subscriptions.get(topic_filter)
+        waiters = list(sub.waiters) if sub is not None else []
+        self._remove_subscriber(topic_filter, held)
+        if waiters and self._subscriptions.get(topic_filter) is not sub:
+            error = MqttError(f"unsubscribe({topic_filter!r}) came before the broker granted it")
+            for waiter in waiters:
+                waiter._fail(error)
+
+    def _conflict(self, topic_filter: str, wanted: dict[str, Any]) -> ValueError | None:
+        return _conflict(self._subscriptions.get(topic_filter), wanted)
+
+    def _alone(self, topic_filter: str) -> bool:
+        sub = self._subscriptions.get(topic_filter)
+        return sub is not None and len(sub.observers) == 1
+
+    def _report_unread(self, message: Message) -> None:
+        self._dropped.on_next(DroppedMessage(message, DropReason.UNREAD, self._now()))
 
     def _remove_subscriber(self, topic_filter: str, observer: abc.ObserverBase[Message]) -> None:
         if not self._closed and self._subscriptions.remove(topic_filter, observer):
@@ -417,9 +576,16 @@ class Connection:
         if filters:
             self._subscriptions.unsubscribe_sent(engine.unsubscribe(filters), filters)
         subs = [sub for sub in self._subscriptions.ungranted() if self._broker_allows(sub)]
-        if subs:
-            mid = engine.subscribe([(sub.topic_filter, sub.qos) for sub in subs])
-            self._subscriptions.sent(mid, subs)
+        if not subs:
+            return
+        if engine.limits.subscription_identifiers_available:
+            # One Subscription Identifier per SUBSCRIBE packet, so one packet per filter.
+            for sub in subs:
+                mid = engine.subscribe([(sub.topic_filter, sub.options())], sub.identifier)
+                self._subscriptions.sent(mid, [sub])
+            return
+        mid = engine.subscribe([(sub.topic_filter, sub.options()) for sub in subs])
+        self._subscriptions.sent(mid, subs)
 
     def _broker_allows(self, sub: Subscription) -> bool:
         """Refuse locally what the CONNACK said the broker does not support: sending it anyway
@@ -572,6 +738,61 @@ class Connection:
             func(*args)
         else:
             self._loop.call_soon_threadsafe(func, *args)
+
+
+def _request(
+    topic_filter: str,
+    qos: int,
+    no_local: bool | None,
+    retain_as_published: bool | None,
+    retain_handling: int | None,
+) -> tuple[str, int, dict[str, Any]]:
+    """A subscription request validated: the filter, the QoS and the options the caller asked
+    for (``None``: whatever the live subscription has)."""
+    topic_filter = validate_filter(topic_filter)
+    qos = check_qos(qos)
+    asked: dict[str, Any] = {
+        "no_local": no_local,
+        "retain_as_published": retain_as_published,
+        "retain_handling": retain_handling,
+    }
+    wanted = {name: value for name, value in asked.items() if value is not None}
+    SubscriptionOptions(**wanted)  # type and range checks, naming the option
+    if wanted.get("no_local") and split_shared(topic_filter)[0] is not None:
+        raise ValueError(
+            f"no_local: not allowed on a shared subscription ({topic_filter!r}; MQTT 5 3.8.3.1)"
+        )
+    return topic_filter, qos, wanted
+
+
+def _conflict(live: Subscription | None, wanted: dict[str, Any]) -> ValueError | None:
+    """Why ``wanted`` cannot share the live subscription, if it cannot."""
+    if live is None:
+        return None
+    for name, value in wanted.items():
+        current = getattr(live, name)
+        if current != value:
+            return ValueError(
+                f"{name}: {live.topic_filter!r} is already subscribed with {name}={current!r}; "
+                f"one filter has one set of subscription options (got {name}={value!r}; "
+                "leave it unset to share the live subscription)"
+            )
+    return None
+
+
+def _settings_of(settings: object, overrides: dict[str, Any]) -> ConnectionSettings:
+    """The settings ``Connection(settings, **overrides)`` means."""
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(ConnectionSettings)})
+    if unknown:
+        raise TypeError(f"{unknown[0]}: not a ConnectionSettings field (nor a Connection argument)")
+    if isinstance(settings, str):
+        return ConnectionSettings.from_url(settings, **overrides)
+    if not isinstance(settings, ConnectionSettings):
+        raise TypeError(
+            "settings: must be a ConnectionSettings or an mqtt:// URL, "
+            f"got {type(settings).__name__}"
+        )
+    return dataclasses.replace(settings, **overrides) if overrides else settings
 
 
 def _disconnect_of(event: LifecycleEvent) -> Observable[Disconnect]:

@@ -37,6 +37,7 @@ class BrokerLimits:
     assigned_client_id: str | None = None
     session_expiry_interval: int | None = None
     """The session expiry the broker granted, when it differs from what we asked for."""
+    subscription_identifiers_available: bool = True
 
     def refusal(self, message: Message) -> tuple[str, int, str] | None:
         """Why this broker would refuse ``message`` (its CONNACK said so), or None: the
@@ -148,6 +149,7 @@ def _limits_from(props: Properties | None) -> BrokerLimits:
         server_keep_alive=get("ServerKeepAlive", None),
         assigned_client_id=get("AssignedClientIdentifier", None),
         session_expiry_interval=get("SessionExpiryInterval", None),
+        subscription_identifiers_available=bool(get("SubscriptionIdentifierAvailable", 1)),
     )
 
 

@@ -20,8 +20,9 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ..errors import NotConnectedError
 from ..lifecycle import Disconnect, DisconnectSource
-from ..message import NO_PROPERTIES, Message
+from ..message import NO_PROPERTIES, Message, PublishProperties
 from ..settings import ConnectionSettings, Endpoint
+from ..subscription_options import SubscriptionOptions
 from ._convert import (
     KEEP_ALIVE_TIMEOUT,
     PACKET_ID_NOT_FOUND,
@@ -267,12 +268,31 @@ class Engine:
             raise NotConnectedError(f"paho refused publish: {paho.error_string(info.rc)}")
         return int(info.mid)
 
-    def subscribe(self, filters: list[tuple[str, int]]) -> int:
-        """Send one SUBSCRIBE for ``(filter, qos)`` pairs; returns its packet id."""
+    def subscribe(
+        self, filters: list[tuple[str, SubscriptionOptions]], identifier: int | None = None
+    ) -> int:
+        """Send one SUBSCRIBE for ``(filter, options)`` pairs, with a Subscription Identifier
+        when ``identifier`` is given; returns its packet id."""
         if self._phase != "connected":
             raise NotConnectedError("subscribe while not connected")
+        properties = None
+        if identifier is not None:
+            properties = _properties(PacketTypes.SUBSCRIBE)
+            properties.SubscriptionIdentifier = identifier
         rc, mid = self._client.subscribe(
-            [(topic_filter, SubscribeOptions(qos=qos)) for topic_filter, qos in filters]
+            [
+                (
+                    topic_filter,
+                    SubscribeOptions(
+                        qos=options.qos,
+                        noLocal=options.no_local,
+                        retainAsPublished=options.retain_as_published,
+                        retainHandling=options.retain_handling,
+                    ),
+                )
+                for topic_filter, options in filters
+            ],
+            properties=properties,
         )
         if rc != paho.MQTT_ERR_SUCCESS or mid is None:
             raise NotConnectedError(f"paho refused subscribe: {paho.error_string(rc)}")
@@ -603,7 +623,12 @@ class Engine:
             self._handler.on_connect_failed(disconnect)
 
     def _on_publish_packet(
-        self, topic: str, payload: bytes, qos: int, retain: bool, props: Properties | None
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        props: Properties | PublishProperties | None,
     ) -> None:
         """A QoS 0/1 PUBLISH from the fast path (paho sends the PUBACK after this returns)."""
         try:
@@ -613,7 +638,11 @@ class Engine:
                     payload,
                     qos,
                     retain,
-                    NO_PROPERTIES if props is None else _from_paho_properties(props),
+                    NO_PROPERTIES
+                    if props is None
+                    else props
+                    if isinstance(props, PublishProperties)
+                    else _from_paho_properties(props),
                 )
             )
         except Exception:

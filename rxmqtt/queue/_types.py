@@ -40,6 +40,10 @@ class DropReason(enum.Enum):
     REFUSED = "refused"
     """The broker's limits forbid it: its CONNACK said so (the message was never sent), or it
     closed the connection over this message twice (see ``PublishRefusedError``)."""
+    UNREAD = "unread"
+    """A received message no reader took: an ``async for`` loop over ``messages()`` fell its
+    buffer behind (the oldest waiting one is dropped), or the backlog of a ``subscribe()``d
+    filter without a reader overflowed or was released by ``unsubscribe()``/``close()``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,14 +32,42 @@ _DEFAULT_PORT = 1883
 _DEFAULT_TLS_PORT = 8883
 _MASK = "'***'"
 
+NAMED_SESSION_EXPIRY = 3600
+"""Seconds a named client's session outlives its connection unless ``session_expiry`` says."""
+
+
+class _ByClientId:
+    """The default of ``session_expiry`` and ``clean_start``: decided by whether a client id
+    was given (the session rule in :class:`ConnectionSettings`)."""
+
+    def __repr__(self) -> str:
+        return "<by client id>"
+
+
+_BY_CLIENT_ID: Any = _ByClientId()
+
 
 @dataclass(frozen=True, slots=True, repr=False)
 class ConnectionSettings:
     """Everything needed to (re)connect: endpoints, session, credentials, TLS, Last Will.
 
     ``port`` defaults to 8883 with ``tls`` and 1883 without. An empty ``client_id`` becomes
-    ``rxmqtt-`` + 12 random hex digits, fixed for this object, so a persistent session resumes
-    on every reconnect. ``password``/``password_file``/``auth_data`` may rotate: they are
+    ``rxmqtt-`` + 12 random hex digits, fixed for this object.
+
+    The session rule: ``clean_start`` and ``session_expiry`` default by whether you named the
+    client, since only a client that comes back under the same id can resume a session.
+
+    ======================  ===============  ==================
+    ``client_id``           ``clean_start``  ``session_expiry``
+    ======================  ===============  ==================
+    given                   ``False``        3600 (one hour)
+    not given (random id)   ``True``         0 (ends with the connection)
+    ======================  ===============  ==================
+
+    A value you pass always wins (e.g. ``session_expiry=600`` without a client id keeps the
+    session across this object's reconnects). The rule is applied when the settings are built:
+    ``dataclasses.replace(settings, client_id="x")`` keeps the session fields it had.
+    ``password``/``password_file``/``auth_data`` may rotate: they are
     resolved on each attempt by :meth:`credentials` and :meth:`resolved_auth_data`.
     ``endpoints`` lists extra brokers for failover (``Endpoint`` or ``"host:port"``), tried
     after ``host:port`` in order.
@@ -49,8 +77,8 @@ class ConnectionSettings:
     port: int | None = None
     client_id: str = ""
     keep_alive: int = 60
-    session_expiry: int = 3600
-    clean_start: bool = False
+    session_expiry: int = _BY_CLIENT_ID
+    clean_start: bool = _BY_CLIENT_ID
     tls: TlsSettings | None = None
     username: str | None = None
     password: str | bytes | SecretProvider | None = None
@@ -73,8 +101,13 @@ class ConnectionSettings:
         else:
             _check_int(self.port, "port", 1, 65535)
         _check_text(self.client_id, "client_id")
-        if not self.client_id:
+        named = bool(self.client_id)
+        if not named:
             set_(self, "client_id", "rxmqtt-" + secrets.token_hex(6))
+        if self.session_expiry is _BY_CLIENT_ID:
+            set_(self, "session_expiry", NAMED_SESSION_EXPIRY if named else 0)
+        if self.clean_start is _BY_CLIENT_ID:
+            set_(self, "clean_start", not named)
         _check_int(self.keep_alive, "keep_alive", 0, _MAX_UINT16, " seconds")
         _check_int(self.session_expiry, "session_expiry", 0, _MAX_UINT32, " seconds")
         _check_bool(self.clean_start, "clean_start")
@@ -192,7 +225,8 @@ class ConnectionSettings:
         User and password are URL-decoded. Query parameters: ``client_id``, ``keep_alive``,
         ``session_expiry``, ``clean_start``, ``connect_timeout``, and with a TLS scheme
         ``ca_file``, ``cert_file``, ``key_file``, ``verify_hostname``. Keyword ``overrides``
-        win over anything in the URL.
+        win over anything in the URL. Without a ``client_id`` the id is random and the session
+        clean, ending with the connection (the session rule above).
         """
         kwargs = _url_arguments(url, overrides)
         kwargs.update(overrides)
@@ -211,10 +245,13 @@ class ConnectionSettings:
         - ``AIO_BROKER_TCP_PORT``: TCP port (default 8883 with TLS, 1883 without).
         - ``AIO_MQTT_USE_TLS``: ``true``/``false`` (default ``true``).
         - ``AIO_TLS_CA_FILE``: PEM file of CAs to trust (default: the system's CAs).
-        - ``AIO_MQTT_CLEAN_START``: ``true``/``false`` (default ``false``).
+        - ``AIO_MQTT_CLEAN_START``: ``true``/``false`` (default: the session rule, ``false``
+          for a named client).
         - ``AIO_MQTT_KEEP_ALIVE``: keep-alive, seconds (default 60).
-        - ``AIO_MQTT_CLIENT_ID``: client id (default: generated, stable for these settings).
-        - ``AIO_MQTT_SESSION_EXPIRY``: session expiry interval, seconds (default 3600).
+        - ``AIO_MQTT_CLIENT_ID``: client id (default: generated, stable for these settings,
+          with a session that ends with the connection).
+        - ``AIO_MQTT_SESSION_EXPIRY``: session expiry interval, seconds (default: the session
+          rule, 3600 for a named client, 0 without one).
         - ``AIO_MQTT_USERNAME``: MQTT user name.
         - ``AIO_MQTT_PASSWORD_FILE``: file holding the password, re-read on every attempt.
         - ``AIO_TLS_CERT_FILE``: client certificate (PEM) for X.509 authentication.
