@@ -18,6 +18,7 @@ from rxmqtt import (
     TlsSettings,
 )
 from rxmqtt.testing import BrokerConfig, TlsFiles
+from rxmqtt.testing._raw import varint_at
 from rxmqtt.testing.plugin import BrokerFactory
 from rxmqtt.testing.recorder import Recorder
 
@@ -60,15 +61,7 @@ async def test_client_certificate_files_are_reread_on_every_attempt(
 
 def _connect_properties(packet: bytes) -> dict[int, bytes]:
     """The MQTT 5 CONNECT properties we care about, by identifier (raw values)."""
-    pos = 2 + 4 + 1 + 1 + 2  # protocol name, level, flags, keep alive
-    length, shift = 0, 0
-    while True:
-        byte = packet[pos]
-        pos += 1
-        length |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            break
+    length, pos = varint_at(packet, 2 + 4 + 1 + 1 + 2)  # protocol name, level, flags, keep alive
     end = pos + length
     fixed = {0x11: 4, 0x21: 2, 0x27: 4, 0x22: 2, 0x19: 1, 0x17: 1}
     found: dict[int, bytes] = {}

@@ -35,7 +35,7 @@ from rxmqtt import (
     Message,
     ReconnectPolicy,
 )
-from rxmqtt.testing._peer import PeerLink, ScriptedPeer
+from rxmqtt.testing._peer import PeerLink, Script, ScriptedPeer, connack, publish
 from rxmqtt.testing._raw import packet, varint
 from rxmqtt.testing.recorder import Recorder
 
@@ -48,15 +48,7 @@ CLOSE = b"<close>"
 RESET = b"<reset>"
 
 
-def _publish(topic: bytes, payload: bytes, *, qos: int = 0, packet_id: int = 7) -> bytes:
-    body = len(topic).to_bytes(2, "big") + topic
-    if qos:
-        body += packet_id.to_bytes(2, "big")
-    body += b"\x00" + payload  # no properties
-    return packet(0x30 | qos << 1, body)
-
-
-CONNACK_OK = packet(0x20, b"\x00\x00\x00")
+CONNACK_OK = connack()
 
 
 @dataclass(frozen=True)
@@ -80,11 +72,11 @@ CASES = [
         id="connack-too-short",
     ),
     pytest.param(
-        Case((packet(0x20, b"\x00\x87\x00"),), ConnectFailed, DisconnectSource.SERVER, 0x87),
+        Case((connack(0x87),), ConnectFailed, DisconnectSource.SERVER, 0x87),
         id="connack-not-authorized",
     ),
     pytest.param(
-        Case((packet(0x20, b"\x00\xa5\x00"),), ConnectFailed, DisconnectSource.SERVER, 0xA5),
+        Case((connack(0xA5),), ConnectFailed, DisconnectSource.SERVER, 0xA5),
         id="connack-unknown-reason-code",
     ),
     pytest.param(
@@ -93,7 +85,7 @@ CASES = [
     ),
     pytest.param(
         Case(
-            (CONNACK_OK, _publish(b"big", b"x" * 2 * MAX_PACKET)),
+            (CONNACK_OK, publish(b"big", b"x" * 2 * MAX_PACKET)),
             Disconnected,
             DisconnectSource.CLIENT,
             0x95,
@@ -111,7 +103,7 @@ CASES = [
     ),
     pytest.param(
         Case(
-            (CONNACK_OK, _publish(b"t", b"x" * 100)[:20], CLOSE),
+            (CONNACK_OK, publish(b"t", b"x" * 100)[:20], CLOSE),
             Disconnected,
             DisconnectSource.NETWORK,
         ),
@@ -126,12 +118,12 @@ CASES = [
         id="reset-after-connack",
     ),
     pytest.param(
-        Case((CONNACK_OK, _publish(b"\xff\xfe/t", b"x")), Disconnected, DisconnectSource.CLIENT),
+        Case((CONNACK_OK, publish(b"\xff\xfe/t", b"x")), Disconnected, DisconnectSource.CLIENT),
         id="publish-invalid-utf8-topic-qos0",
     ),
     pytest.param(
         Case(
-            (CONNACK_OK, _publish(b"a/\xc3(", b"x", qos=1)),
+            (CONNACK_OK, publish(b"a/\xc3(", b"x", qos=1)),
             Disconnected,
             DisconnectSource.CLIENT,
         ),
@@ -140,23 +132,11 @@ CASES = [
 ]
 
 
-class FakeServer:
-    """A scripted peer on 127.0.0.1 playing ``script`` on every connection."""
+def playing(chunks: tuple[bytes, ...]) -> Script:
+    """A fake server that sends ``chunks`` on every connection (the peer counts any PUBACK)."""
 
-    def __init__(self, script: tuple[bytes, ...]) -> None:
-        self.script = script
-        self.received: list[bytes] = []
-        self._peer = ScriptedPeer(self._play)
-
-    async def start(self) -> int:
-        await self._peer.__aenter__()
-        return self._peer.port
-
-    async def stop(self) -> None:
-        await self._peer.__aexit__(None, None, None)
-
-    async def _play(self, link: PeerLink) -> None:
-        for chunk in self.script:
+    async def script(link: PeerLink) -> None:
+        for chunk in chunks:
             if chunk is CLOSE:
                 return  # (the peer closes the connection when the script ends)
             if chunk is RESET:
@@ -164,8 +144,10 @@ class FakeServer:
                 return
             link.send(chunk)
             await link.drain()
-        while True:  # silence: read and discard (PINGREQ, PUBACK, DISCONNECT, ...)
-            self.received.append(await link.read_raw())
+        while True:  # silence: read and discard (PINGREQ unanswered, PUBACK, DISCONNECT, ...)
+            await link.read_raw()
+
+    return script
 
 
 @contextlib.contextmanager
@@ -182,25 +164,25 @@ def loop_exceptions() -> Iterator[list[dict[str, Any]]]:
 
 async def _first_failure(
     script: tuple[bytes, ...], caplog: pytest.LogCaptureFixture
-) -> tuple[ConnectFailed | Disconnected, list[LifecycleEvent], list[Message], FakeServer]:
+) -> tuple[ConnectFailed | Disconnected, list[LifecycleEvent], list[Message], ScriptedPeer]:
     """Connect to a fake server playing ``script``; return the first failure event."""
     caplog.set_level(logging.WARNING)
-    server = FakeServer(script)
-    port = await server.start()
-    conn = Connection(
-        ConnectionSettings(
-            host="127.0.0.1",
-            port=port,
-            client_id="hostile-peer",
-            keep_alive=1,
-            connect_timeout=5.0,
-            maximum_packet_size=MAX_PACKET,
-        ),
-        reconnect=ReconnectPolicy(backoff=Backoff(initial=0.5, maximum=1.0, jitter=Jitter.NONE)),
-    )
-    events: Recorder[LifecycleEvent] = Recorder(conn.lifecycle)
-    messages: Recorder[Message] = Recorder(conn.messages("#"))
-    try:
+    async with ScriptedPeer(playing(script)) as peer:
+        conn = Connection(
+            ConnectionSettings(
+                host="127.0.0.1",
+                port=peer.port,
+                client_id="hostile-peer",
+                keep_alive=1,
+                connect_timeout=5.0,
+                maximum_packet_size=MAX_PACKET,
+            ),
+            reconnect=ReconnectPolicy(
+                backoff=Backoff(initial=0.5, maximum=1.0, jitter=Jitter.NONE)
+            ),
+        )
+        events: Recorder[LifecycleEvent] = Recorder(conn.lifecycle)
+        messages: Recorder[Message] = Recorder(conn.messages("#"))
         with loop_exceptions() as crashes:
             conn.start()
             failure = await events.wait_for_item(
@@ -208,28 +190,25 @@ async def _first_failure(
             )
             await asyncio.wait_for(conn.close(), DEADLINE)
             await asyncio.sleep(0)  # let anything scheduled by close() run under the handler
-    finally:
-        await server.stop()
     assert not crashes, f"exceptions reached the event loop: {crashes}"
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, f"logged at ERROR: {[r.getMessage() for r in errors]}"
     assert isinstance(failure, ConnectFailed | Disconnected)
-    return failure, events.items, messages.items, server
+    return failure, events.items, messages.items, peer
 
 
 @pytest.mark.parametrize("case", CASES)
 async def test_hostile_peer_ends_in_a_disconnect_with_the_right_source(
     case: Case, caplog: pytest.LogCaptureFixture
 ) -> None:
-    failure, events, messages, server = await _first_failure(case.script, caplog)
+    failure, events, messages, peer = await _first_failure(case.script, caplog)
     disconnect: Disconnect = failure.disconnect
     assert isinstance(failure, case.kind), f"{failure!r} (all events: {events})"
     assert disconnect.source is case.source, f"{disconnect!r}"
     if case.reason_code is not None:
         assert disconnect.reason_code == case.reason_code, f"{disconnect!r}"
     assert not messages, f"a message from a malformed packet was delivered: {messages}"
-    acks = [p for p in server.received if p[0] >> 4 == 4]
-    assert not acks, f"the client acknowledged a malformed packet: {acks}"
+    assert not peer.pubacks, f"the client acknowledged a malformed packet: {peer.pubacks}"
 
 
 @pytest.mark.parametrize("seed", range(20))

@@ -28,7 +28,15 @@ from rxmqtt import (
     ReconnectPolicy,
 )
 from rxmqtt.testing import MosquittoBroker
-from rxmqtt.testing._scripted_peer import Peer, Script, ScriptedBroker
+from rxmqtt.testing._peer import (
+    PeerLink,
+    Script,
+    ScriptedPeer,
+    connack,
+    message_expiry,
+    properties,
+    publish,
+)
 from rxmqtt.testing.recorder import Recorder
 
 FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2, jitter=Jitter.NONE))
@@ -50,16 +58,16 @@ def _delivers_on_connack(*topics: str, then_more: asyncio.Event | None = None) -
     """A resumed session that delivers one QoS 1 message per topic right after CONNACK (and
     ``late/more`` once ``then_more`` is set)."""
 
-    async def script(peer: Peer) -> None:
-        await peer.connack(session_present=True)
+    async def script(link: PeerLink) -> None:
+        link.send(connack(session_present=True))
         for number, topic in enumerate(topics, 1):
-            await peer.publish(topic, str(number).encode(), qos=1, packet_id=number)
+            link.send(publish(topic, str(number).encode(), qos=1, packet_id=number))
         if then_more is None:
-            await peer.serve()
+            await link.serve()
             return
-        serving = asyncio.ensure_future(peer.serve())
+        serving = asyncio.ensure_future(link.serve())
         await then_more.wait()
-        await peer.publish("late/more", b"more", qos=1, packet_id=99)
+        link.send(publish("late/more", b"more", qos=1, packet_id=99))
         await serving
 
     return script
@@ -67,11 +75,11 @@ def _delivers_on_connack(*topics: str, then_more: asyncio.Event | None = None) -
 
 async def test_a_subscriber_created_after_delivery_gets_what_the_session_queued_in_order() -> None:
     topics = ("late/a", "other/x", "late/b", "late/c")
-    async with ScriptedBroker(_delivers_on_connack(*topics)) as broker:
-        conn = Connection(_settings(broker.port), reconnect=FAST)
+    async with ScriptedPeer(_delivers_on_connack(*topics)) as peer:
+        conn = Connection(_settings(peer.port), reconnect=FAST)
         dropped = Recorder(conn.dropped)
         async with conn:
-            await broker.wait_pubacks(len(topics), DEADLINE)  # received and acknowledged
+            await peer.wait_pubacks(len(topics), DEADLINE)  # received and acknowledged
             got = Recorder(conn.messages("late/#", qos=1))
             other = Recorder(conn.messages("other/#", qos=1))
             assert [(m.topic, m.payload) for m in got.items] == [
@@ -89,10 +97,10 @@ async def test_kept_messages_come_before_newer_ones() -> None:
     more = asyncio.Event()
     script = _delivers_on_connack("late/1", "late/2", then_more=more)
     async with (
-        ScriptedBroker(script) as broker,
-        Connection(_settings(broker.port), reconnect=FAST) as conn,
+        ScriptedPeer(script) as peer,
+        Connection(_settings(peer.port), reconnect=FAST) as conn,
     ):
-        await broker.wait_pubacks(2, DEADLINE)
+        await peer.wait_pubacks(2, DEADLINE)
         got = Recorder(conn.messages("late/#", qos=1))
         more.set()
         await got.wait_for_count(3, DEADLINE)
@@ -106,14 +114,14 @@ async def test_unclaimed_messages_leave_the_grace_buffer_to_unmatched_or_dropped
     caplog.set_level(logging.INFO, logger="rxmqtt.connection")
     more = asyncio.Event()
     script = _delivers_on_connack("late/1", "late/2", then_more=more)
-    async with ScriptedBroker(script) as broker:
+    async with ScriptedPeer(script) as peer:
         conn = Connection(
-            _settings(broker.port), reconnect=FAST, grace_period=GracePeriod(seconds=0.3)
+            _settings(peer.port), reconnect=FAST, grace_period=GracePeriod(seconds=0.3)
         )
         unmatched = Recorder(conn.unmatched_messages) if observed else None
         dropped = Recorder(conn.dropped)
         async with conn:
-            await broker.wait_pubacks(2, DEADLINE)
+            await peer.wait_pubacks(2, DEADLINE)
             # The grace period ends (its timer fires) with nobody having claimed them.
             if unmatched is not None:
                 await unmatched.wait_for_count(2, DEADLINE)
@@ -137,10 +145,8 @@ async def test_unclaimed_messages_leave_the_grace_buffer_to_unmatched_or_dropped
 
 
 async def test_without_a_grace_period_an_unmatched_message_is_reported_at_once() -> None:
-    async with ScriptedBroker(_delivers_on_connack("nobody/1")) as broker:
-        conn = Connection(
-            _settings(broker.port), reconnect=FAST, grace_period=GracePeriod(seconds=0)
-        )
+    async with ScriptedPeer(_delivers_on_connack("nobody/1")) as peer:
+        conn = Connection(_settings(peer.port), reconnect=FAST, grace_period=GracePeriod(seconds=0))
         dropped = Recorder(conn.dropped)
         async with conn:
             first = await dropped.wait_for_count(1, DEADLINE)
@@ -154,10 +160,8 @@ async def test_a_flood_of_unmatched_messages_is_one_warning_and_every_message_on
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="rxmqtt.connection")
     topics = [f"stale/{n}" for n in range(50)]
-    async with ScriptedBroker(_delivers_on_connack(*topics)) as broker:
-        conn = Connection(
-            _settings(broker.port), reconnect=FAST, grace_period=GracePeriod(seconds=0)
-        )
+    async with ScriptedPeer(_delivers_on_connack(*topics)) as peer:
+        conn = Connection(_settings(peer.port), reconnect=FAST, grace_period=GracePeriod(seconds=0))
         dropped = Recorder(conn.dropped)
         async with conn:
             await dropped.wait_for_count(len(topics), DEADLINE)
@@ -167,30 +171,34 @@ async def test_a_flood_of_unmatched_messages_is_one_warning_and_every_message_on
 
 
 async def test_messages_still_kept_at_close_are_accounted_for() -> None:
-    async with ScriptedBroker(_delivers_on_connack("late/1")) as broker:
-        conn = Connection(_settings(broker.port), reconnect=FAST)
+    async with ScriptedPeer(_delivers_on_connack("late/1")) as peer:
+        conn = Connection(_settings(peer.port), reconnect=FAST)
         unmatched = Recorder(conn.unmatched_messages)
         async with conn:
-            await broker.wait_pubacks(1, DEADLINE)
+            await peer.wait_pubacks(1, DEADLINE)
             assert unmatched.items == [], "kept for a late subscriber"
     assert [m.topic for m in unmatched.items] == ["late/1"]
     assert unmatched.completed
 
 
 async def test_a_kept_message_whose_own_expiry_passed_is_dropped_as_expired() -> None:
-    async def script(peer: Peer) -> None:
-        await peer.connack(session_present=True)
-        await peer.publish("cmd/stale", b"", qos=1, packet_id=1, message_expiry=1)
-        await peer.publish("cmd/fresh", b"", qos=1, packet_id=2, message_expiry=60)
-        await peer.serve()
+    async def script(link: PeerLink) -> None:
+        link.send(connack(session_present=True))
+        link.send(
+            publish("cmd/stale", b"", qos=1, packet_id=1, props=properties(message_expiry(1)))
+        )
+        link.send(
+            publish("cmd/fresh", b"", qos=1, packet_id=2, props=properties(message_expiry(60)))
+        )
+        await link.serve()
 
-    async with ScriptedBroker(script) as broker:
-        conn = Connection(_settings(broker.port), reconnect=FAST)
+    async with ScriptedPeer(script) as peer:
+        conn = Connection(_settings(peer.port), reconnect=FAST)
         dropped = Recorder(conn.dropped)
         loop = asyncio.get_running_loop()
         async with conn:
             started = loop.time()  # before the messages arrived
-            await broker.wait_pubacks(2, DEADLINE)
+            await peer.wait_pubacks(2, DEADLINE)
             await asyncio.sleep(1.2)  # no event to await: time itself must pass the 1 s expiry
             got = Recorder(conn.messages("cmd/#", qos=1))
             kept_at_most = loop.time() - started

@@ -205,7 +205,7 @@ async def test_publishes_flow_freely_again_once_the_poison_is_given_up() -> None
         batch = [parse_publish(await link.read_until(PUBLISH)) for _ in range(3)]
         for pub in batch:
             link.send(ack(PUBACK, pub.packet_id))
-        await link.idle()
+        await link.serve()
 
     async with ScriptedPeer(script) as peer:
         conn = Connection(settings(peer.port), reconnect=FAST)
@@ -327,7 +327,7 @@ async def test_a_pubcomp_with_a_failure_code_is_not_a_success() -> None:
         link.send(ack(PUBREC, pub.packet_id))
         await link.read_until(PUBREL)
         link.send(ack(PUBCOMP, pub.packet_id, 0x92))
-        await link.idle()
+        await link.serve()
 
     async with ScriptedPeer(script) as peer, Connection(settings(peer.port), reconnect=FAST) as c:
         await c.wait_for(ConnectionState.CONNECTED, DEADLINE)

@@ -26,7 +26,16 @@ from rxmqtt import (
     ReconnectPolicy,
 )
 from rxmqtt.testing import FaultProxy, MosquittoBroker
-from rxmqtt.testing._scripted_peer import SUBSCRIBE, UNSUBSCRIBE, Peer, Request, ScriptedBroker
+from rxmqtt.testing._peer import (
+    SUBSCRIBE,
+    UNSUBSCRIBE,
+    PeerLink,
+    Request,
+    ScriptedPeer,
+    connack,
+    publish,
+    reply,
+)
 from rxmqtt.testing.recorder import Recorder
 
 FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2, jitter=Jitter.NONE))
@@ -52,21 +61,21 @@ def _conn(port: int) -> Connection:
 async def test_a_subscribe_lost_before_its_suback_is_sent_again_on_the_next_connection() -> None:
     seen: list[list[Request]] = [[], []]
 
-    async def withholds_the_suback(peer: Peer) -> None:
-        await peer.connack(session_present=False)
-        seen[0].append(await peer.next_request())  # then close: the SUBACK never comes
+    async def withholds_the_suback(link: PeerLink) -> None:
+        link.send(connack(session_present=False))
+        seen[0].append(await link.next_request())  # then close: the SUBACK never comes
 
-    async def resumes_the_session(peer: Peer) -> None:
-        await peer.connack(session_present=True)
-        request = await peer.next_request()
+    async def resumes_the_session(link: PeerLink) -> None:
+        link.send(connack(session_present=True))
+        request = await link.next_request()
         seen[1].append(request)
-        await peer.ack(request)
-        await peer.publish("lost/sub", b"after the re-SUBSCRIBE")
-        await peer.serve()
+        link.send(reply(request))
+        link.send(publish("lost/sub", b"after the re-SUBSCRIBE"))
+        await link.serve()
 
     async with (
-        ScriptedBroker(withholds_the_suback, resumes_the_session) as broker,
-        _conn(broker.port) as conn,
+        ScriptedPeer(withholds_the_suback, resumes_the_session) as peer,
+        _conn(peer.port) as conn,
     ):
         got = Recorder(conn.messages("lost/sub", qos=1))
         await got.wait_for_count(1, DEADLINE)
@@ -81,24 +90,24 @@ async def test_an_unsubscribe_lost_before_its_unsuback_is_sent_again_on_the_resu
     subscribed, resent = asyncio.Event(), asyncio.Event()
     seen: list[list[Request]] = [[], []]
 
-    async def withholds_the_unsuback(peer: Peer) -> None:
-        await peer.connack(session_present=False)
-        request = await peer.next_request()
-        await peer.ack(request)
+    async def withholds_the_unsuback(link: PeerLink) -> None:
+        link.send(connack(session_present=False))
+        request = await link.next_request()
+        link.send(reply(request))
         subscribed.set()
-        seen[0].append(await peer.next_request())  # the UNSUBSCRIBE; then close
+        seen[0].append(await link.next_request())  # the UNSUBSCRIBE; then close
 
-    async def resumes_the_session(peer: Peer) -> None:
-        await peer.connack(session_present=True)
-        request = await peer.next_request()
+    async def resumes_the_session(link: PeerLink) -> None:
+        link.send(connack(session_present=True))
+        request = await link.next_request()
         seen[1].append(request)
-        await peer.ack(request)
+        link.send(reply(request))
         resent.set()
-        await peer.serve()
+        await link.serve()
 
     async with (
-        ScriptedBroker(withholds_the_unsuback, resumes_the_session) as broker,
-        _conn(broker.port) as conn,
+        ScriptedPeer(withholds_the_unsuback, resumes_the_session) as peer,
+        _conn(peer.port) as conn,
     ):
         subscription = conn.messages("stale/#", qos=1).subscribe()
         await asyncio.wait_for(subscribed.wait(), DEADLINE)
@@ -116,24 +125,24 @@ async def test_changes_during_an_outage_reach_the_resumed_session_as_their_net_e
     resumed: list[Request] = []
     sentinel_seen = asyncio.Event()
 
-    async def then_the_link_drops(peer: Peer) -> None:
-        await peer.connack(session_present=False)
-        await peer.ack(await peer.next_request())
+    async def then_the_link_drops(link: PeerLink) -> None:
+        link.send(connack(session_present=False))
+        link.send(reply(await link.next_request()))
         subscribed.set()
 
-    async def resumes_when_told(peer: Peer) -> None:
+    async def resumes_when_told(link: PeerLink) -> None:
         await back_online.wait()
-        await peer.connack(session_present=True)
+        link.send(connack(session_present=True))
         while True:
-            request = await peer.next_request()
+            request = await link.next_request()
             resumed.append(request)
-            await peer.ack(request)
+            link.send(reply(request))
             if ("sentinel", 0) in request.filters:
                 sentinel_seen.set()
 
     async with (
-        ScriptedBroker(then_the_link_drops, resumes_when_told) as broker,
-        _conn(broker.port) as conn,
+        ScriptedPeer(then_the_link_drops, resumes_when_told) as peer,
+        _conn(peer.port) as conn,
     ):
         a1 = conn.messages("a", qos=1).subscribe()
         b = conn.messages("b", qos=1).subscribe()
@@ -159,23 +168,23 @@ async def test_a_lost_session_gets_the_live_filters_and_no_stale_unsubscribe() -
     subscribed, resent = asyncio.Event(), asyncio.Event()
     resumed: list[Request] = []
 
-    async def withholds_the_unsuback(peer: Peer) -> None:
-        await peer.connack(session_present=False)
-        await peer.ack(await peer.next_request())
+    async def withholds_the_unsuback(link: PeerLink) -> None:
+        link.send(connack(session_present=False))
+        link.send(reply(await link.next_request()))
         subscribed.set()
-        await peer.next_request()  # the UNSUBSCRIBE; then close without UNSUBACK
+        await link.next_request()  # the UNSUBSCRIBE; then close without UNSUBACK
 
-    async def lost_the_session(peer: Peer) -> None:
-        await peer.connack(session_present=False)
-        request = await peer.next_request()
+    async def lost_the_session(link: PeerLink) -> None:
+        link.send(connack(session_present=False))
+        request = await link.next_request()
         resumed.append(request)
-        await peer.ack(request)
+        link.send(reply(request))
         resent.set()
-        await peer.serve()
+        await link.serve()
 
     async with (
-        ScriptedBroker(withholds_the_unsuback, lost_the_session) as broker,
-        _conn(broker.port) as conn,
+        ScriptedPeer(withholds_the_unsuback, lost_the_session) as peer,
+        _conn(peer.port) as conn,
     ):
         conn.messages("keep", qos=1).subscribe()
         stale = conn.messages("stale", qos=1).subscribe()
@@ -191,20 +200,20 @@ async def test_a_refused_unsubscribe_is_logged_with_its_reason_code_and_not_retr
     requests: list[Request] = []
     refused = asyncio.Event()
 
-    async def refuses_the_unsubscribe(peer: Peer) -> None:
-        await peer.connack(session_present=False)
-        await peer.ack(await peer.next_request())
+    async def refuses_the_unsubscribe(link: PeerLink) -> None:
+        link.send(connack(session_present=False))
+        link.send(reply(await link.next_request()))
         while True:
-            request = await peer.next_request()
+            request = await link.next_request()
             requests.append(request)
-            await peer.ack(request, codes=b"\x87" if request.kind == UNSUBSCRIBE else None)
+            link.send(reply(request, b"\x87" if request.kind == UNSUBSCRIBE else None))
             if ("sentinel", 0) in request.filters:
-                await peer.publish("sentinel", b"after the UNSUBACK and the SUBACK")
+                link.send(publish("sentinel", b"after the UNSUBACK and the SUBACK"))
             refused.set()
 
     async with (
-        ScriptedBroker(refuses_the_unsubscribe) as broker,
-        _conn(broker.port) as conn,
+        ScriptedPeer(refuses_the_unsubscribe) as peer,
+        _conn(peer.port) as conn,
     ):
         subscription = conn.messages("guarded", qos=1).subscribe()
         await conn.wait_for(ConnectionState.CONNECTED, DEADLINE)

@@ -1,6 +1,7 @@
 """A scripted MQTT 5 server for tests: each accepted connection is handed to a coroutine that
-reads the client's packets and answers with raw bytes, so a test can play a broker edge case
-(a refusing DISCONNECT, a lost session, a redirection) that no real broker shows on demand."""
+reads the client's packets and answers with raw bytes (or withholds the answer), so a test can
+play a broker edge case no real broker shows on demand (a refusing DISCONNECT, a lost session, a
+redirection, a SUBACK that never comes) and see exactly what the client sends."""
 
 from __future__ import annotations
 
@@ -10,14 +11,18 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ._raw import mqtt_str, packet, varint
+from ._raw import mqtt_str, packet, read_packet, varint, varint_at
 
 CONNECT, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 3, 4, 5, 6, 7
-SUBSCRIBE, PINGREQ, DISCONNECT = 8, 12, 14
+SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT = 8, 10, 12, 14
+"""Control packet types (the high nibble of a packet's first byte)."""
 
 Script = Callable[["PeerLink"], Awaitable[None]]
-"""What the peer does with one connection (its CONNECT already read); ``link.number`` counts the
-connections from 1."""
+"""What the peer does with one connection (its CONNECT already read). A script that returns
+closes the connection."""
+
+
+# ----------------------------------------------------------------------------- encoders
 
 
 def properties(*encoded: bytes) -> bytes:
@@ -26,24 +31,24 @@ def properties(*encoded: bytes) -> bytes:
     return varint(len(body)) + body
 
 
+def message_expiry(seconds: int) -> bytes:
+    """Property 0x02 Message Expiry Interval."""
+    return b"\x02" + seconds.to_bytes(4, "big")
+
+
 def server_reference(text: str) -> bytes:
     """Property 0x1C Server Reference."""
     return b"\x1c" + mqtt_str(text)
 
 
-def reason_string(text: str) -> bytes:
-    """Property 0x1F Reason String."""
-    return b"\x1f" + mqtt_str(text)
+def maximum_qos(value: int) -> bytes:
+    """Property 0x24 Maximum QoS."""
+    return bytes((0x24, value))
 
 
 def retain_available(value: int) -> bytes:
     """Property 0x25 Retain Available."""
     return bytes((0x25, value))
-
-
-def maximum_qos(value: int) -> bytes:
-    """Property 0x24 Maximum QoS."""
-    return bytes((0x24, value))
 
 
 def connack(code: int = 0, *, session_present: bool = False, props: bytes = b"\x00") -> bytes:
@@ -61,6 +66,46 @@ def ack(kind: int, packet_id: int, code: int = 0) -> bytes:
     return packet(kind << 4, packet_id.to_bytes(2, "big") + bytes((code, 0)))
 
 
+def publish(
+    topic: str | bytes,
+    payload: bytes,
+    *,
+    qos: int = 0,
+    packet_id: int = 1,
+    props: bytes = b"\x00",
+) -> bytes:
+    """PUBLISH to the client (``packet_id`` only goes out with QoS 1 or 2); ``topic`` may be
+    bytes that are not UTF-8, as a hostile server sends."""
+    packet_id_bytes = packet_id.to_bytes(2, "big") if qos else b""
+    return packet(0x30 | qos << 1, mqtt_str(topic) + packet_id_bytes + props + payload)
+
+
+@dataclass(frozen=True)
+class Request:
+    """A SUBSCRIBE (filters with their QoS) or UNSUBSCRIBE (QoS 0) the client sent."""
+
+    kind: int
+    packet_id: int
+    filters: tuple[tuple[str, int], ...]
+
+
+def reply(request: Request, codes: bytes | None = None) -> bytes:
+    """SUBACK granting each requested QoS, or UNSUBACK with Success; or with ``codes``."""
+    header = 0x90 if request.kind == SUBSCRIBE else 0xB0
+    if codes is None:
+        codes = bytes(qos for _, qos in request.filters)
+    return packet(header, request.packet_id.to_bytes(2, "big") + b"\x00" + codes)
+
+
+# ----------------------------------------------------------------------------- decoders
+
+
+def _body(raw: bytes) -> bytes:
+    """A whole packet's variable header and payload (after the header byte and the length)."""
+    _, start = varint_at(raw, 1)
+    return raw[start:]
+
+
 @dataclass(frozen=True)
 class Publish:
     """A PUBLISH the client sent."""
@@ -74,12 +119,8 @@ class Publish:
 
 
 def parse_publish(raw: bytes) -> Publish:
-    """Decode a whole PUBLISH packet (header byte, length, body)."""
-    pos = 1
-    while raw[pos] & 0x80:
-        pos += 1
-    body = raw[pos + 1 :]
-    header = raw[0]
+    """Decode a whole PUBLISH packet."""
+    header, body = raw[0], _body(raw)
     qos = (header >> 1) & 3
     size = int.from_bytes(body[:2], "big")
     topic = body[2 : 2 + size].decode()
@@ -88,52 +129,88 @@ def parse_publish(raw: bytes) -> Publish:
     if qos:
         packet_id = int.from_bytes(body[cursor : cursor + 2], "big")
         cursor += 2
-    prop_length, shift = 0, 0
-    while True:
-        byte = body[cursor]
-        cursor += 1
-        prop_length |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            break
+    prop_length, cursor = varint_at(body, cursor)
     payload = body[cursor + prop_length :]
     return Publish(topic, payload, qos, packet_id, bool(header & 8), bool(header & 1))
 
 
+def parse_request(raw: bytes) -> Request:
+    """Decode a whole SUBSCRIBE or UNSUBSCRIBE packet."""
+    kind, body = raw[0] >> 4, _body(raw)
+    prop_length, cursor = varint_at(body, 2)
+    cursor += prop_length
+    filters = []
+    while cursor < len(body):
+        size = int.from_bytes(body[cursor : cursor + 2], "big")
+        name = body[cursor + 2 : cursor + 2 + size].decode()
+        cursor += 2 + size
+        qos = 0
+        if kind == SUBSCRIBE:
+            qos = body[cursor] & 0x03
+            cursor += 1
+        filters.append((name, qos))
+    return Request(kind, packet_id_of(raw), tuple(filters))
+
+
 def packet_id_of(raw: bytes) -> int:
-    """The packet id of a PUBREL/PUBACK-shaped packet."""
-    pos = 1
-    while raw[pos] & 0x80:
-        pos += 1
-    return int.from_bytes(raw[pos + 1 : pos + 3], "big")
+    """The packet id of a packet whose variable header starts with it (PUBACK, PUBREL,
+    SUBSCRIBE, ...)."""
+    return int.from_bytes(_body(raw)[:2], "big")
+
+
+# ----------------------------------------------------------------------------- the server
 
 
 class PeerLink:
-    """One client connection to the scripted peer."""
+    """One client connection to the scripted peer; ``number`` counts the connections from 1
+    (so one script can play each connection differently), ``connect`` is its CONNECT."""
 
     def __init__(
-        self, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        number: int,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        on_puback: Callable[[int], None],
     ) -> None:
         self.number = number
         self.connect = b""
         self._reader = reader
         self._writer = writer
+        self._on_puback = on_puback
+
+    async def read_raw(self) -> bytes:
+        """The client's next packet, whatever it is (a PINGREQ goes unanswered; a PUBACK is
+        counted by the peer)."""
+        raw = await read_packet(self._reader)
+        if raw[0] >> 4 == PUBACK:
+            self._on_puback(packet_id_of(raw))
+        return raw
 
     async def read(self) -> bytes:
         """The client's next packet (PINGREQs are answered and skipped)."""
         while True:
             raw = await self.read_raw()
-            if raw[0] >> 4 == PINGREQ:
-                self.send(packet(0xD0, b""))
-                continue
-            return raw
+            if raw[0] >> 4 != PINGREQ:
+                return raw
+            self.send(packet(0xD0, b""))
 
-    async def read_until(self, kind: int) -> bytes:
-        """Skip the client's packets up to the first of ``kind`` (e.g. ``PUBLISH``)."""
+    async def read_until(self, *kinds: int) -> bytes:
+        """Skip the client's packets up to the first of one of ``kinds`` (e.g. ``PUBLISH``)."""
         while True:
             raw = await self.read()
-            if raw[0] >> 4 == kind:
+            if raw[0] >> 4 in kinds:
                 return raw
+
+    async def next_request(self) -> Request:
+        """The client's next SUBSCRIBE or UNSUBSCRIBE (skipping other packets)."""
+        return parse_request(await self.read_until(SUBSCRIBE, UNSUBSCRIBE))
+
+    async def serve(self) -> None:
+        """Until the client goes away: grant every SUBSCRIBE and UNSUBSCRIBE, answer PINGREQs,
+        read and drop the rest."""
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                self.send(reply(await self.next_request()))
 
     def send(self, data: bytes) -> None:
         self._writer.write(data)
@@ -152,37 +229,24 @@ class PeerLink:
             await self._writer.drain()
         self._writer.close()
 
-    async def idle(self) -> None:
-        """Read (and answer PINGREQs) until the client goes away."""
-        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
-            while True:
-                await self.read()
-
-    async def read_raw(self) -> bytes:
-        """The client's next packet, whatever it is (a PINGREQ goes unanswered)."""
-        header = await self._reader.readexactly(1)
-        length, shift, raw = 0, 0, b""
-        while True:
-            byte = await self._reader.readexactly(1)
-            raw += byte
-            length |= (byte[0] & 0x7F) << shift
-            shift += 7
-            if not byte[0] & 0x80:
-                break
-        return header + raw + await self._reader.readexactly(length)
-
 
 class ScriptedPeer:
-    """``asyncio.start_server`` on 127.0.0.1 running ``script`` for every connection.
+    """``asyncio.start_server`` on 127.0.0.1: connection *n* plays ``scripts[n - 1]``, and the
+    last script plays every connection after that (so one script plays them all).
 
-    Use as ``async with ScriptedPeer(script) as peer:``; ``peer.port`` is where it listens and
-    ``peer.connections`` how many connections it accepted."""
+    Use as ``async with ScriptedPeer(script) as peer:``; ``peer.port`` is where it listens,
+    ``peer.connections`` how many connections it accepted and ``peer.pubacks`` the packet ids of
+    the PUBACKs the client sent (that a script read), over all connections."""
 
-    def __init__(self, script: Script, *, tls: ssl.SSLContext | None = None) -> None:
-        self.script = script
+    def __init__(self, *scripts: Script, tls: ssl.SSLContext | None = None) -> None:
+        if not scripts:
+            raise TypeError("ScriptedPeer: needs at least one script")
+        self.scripts = scripts
         self.tls = tls
         self.connections = 0
         self.port = 0
+        self.pubacks: list[int] = []
+        self._pubacked = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -199,17 +263,32 @@ class ScriptedPeer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._server.wait_closed()
 
+    async def wait_pubacks(self, count: int, timeout: float) -> None:
+        """Wait until the client acknowledged ``count`` QoS 1 messages in all."""
+
+        async def enough() -> None:
+            while len(self.pubacks) < count:
+                self._pubacked.clear()
+                await self._pubacked.wait()
+
+        await asyncio.wait_for(enough(), timeout)
+
+    def _count_puback(self, packet_id: int) -> None:
+        self.pubacks.append(packet_id)
+        self._pubacked.set()
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        script = self.scripts[min(self.connections, len(self.scripts) - 1)]
         self.connections += 1
-        link = PeerLink(self.connections, reader, writer)
+        link = PeerLink(self.connections, reader, writer, self._count_puback)
         try:
             link.connect = await link.read_raw()
             assert link.connect[0] >> 4 == CONNECT, f"expected CONNECT, got {link.connect!r}"
-            await self.script(link)
+            await script(link)
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, asyncio.CancelledError):
             pass
         finally:

@@ -16,6 +16,19 @@ def varint(value: int) -> bytes:
             return bytes(out)
 
 
+def varint_at(data: bytes, pos: int) -> tuple[int, int]:
+    """Decode the Variable Byte Integer starting at ``data[pos]``: its value, and the position
+    just after it."""
+    value, shift = 0, 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+
+
 def mqtt_str(text: str | bytes) -> bytes:
     """A UTF-8 string (or binary data) with its two-byte length prefix."""
     raw = text.encode() if isinstance(text, str) else text
