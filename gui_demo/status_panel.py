@@ -12,7 +12,6 @@ import time
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QFormLayout, QGroupBox, QLabel, QProgressBar, QVBoxLayout, QWidget
 
-from gui_demo.style import badge_css, format_seconds
 from rxmqtt import (
     Closed,
     Connected,
@@ -27,6 +26,8 @@ from rxmqtt import (
     SessionLost,
 )
 from rxmqtt.qt import bind
+
+from .style import badge_css, format_seconds
 
 
 def _value_label(text: str = "—") -> QLabel:
