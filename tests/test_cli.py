@@ -377,6 +377,27 @@ def test_retries_then_gives_up_and_timeout_bounds_forever() -> None:
     )
 
 
+def test_a_reader_that_goes_away_ends_the_run() -> None:
+    """``rxmqtt ... -d 2>&1 | head -2``: when the pipe closes the process ends (SIGPIPE, as the
+    Unix tools), instead of hanging on a BrokenPipeError inside a stream callback."""
+    args = ("pub", "-p", str(free_port()), "-t", "x", "-m", "x", "--retries", "forever", "-d")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rxmqtt.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=CLEAN_ENV,
+    )
+    try:
+        assert proc.stderr is not None
+        assert b"CONNECTING" in proc.stderr.readline()
+        proc.stderr.close()  # the reader goes away; the next event line hits a closed pipe
+        assert proc.wait(timeout=10) == -signal.SIGPIPE
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 async def test_sub_survives_a_broker_restart_and_gives_up_only_when_told(
     rxmqtt_mosquitto_factory: BrokerFactory, start_cli: StartCli
 ) -> None:

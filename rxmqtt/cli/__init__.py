@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import importlib
 import logging
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -89,6 +90,10 @@ def main(
 ) -> int:
     """Run the ``rxmqtt`` command line; returns the exit status."""
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if stdout is None and stderr is None and hasattr(signal, "SIGPIPE"):
+        # a reader that goes away (`rxmqtt sub ... | head -1`) ends the process, as it ends
+        # mosquitto_sub, instead of a BrokenPipeError inside a stream callback
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     if arguments[:1] == ["demo"]:
         return _demo(arguments[1:])
     out = stdout or sys.stdout
