@@ -228,13 +228,20 @@ async def test_pub_lines_are_sent_as_they_arrive(
 
 
 def test_pub_repeat(rxmqtt_mosquitto: MosquittoBroker) -> None:
-    """--repeat N publishes N times (-d's summary counts them, QoS 0 as written, not acked)."""
+    """--repeat N publishes N times, --repeat-delay apart (-d's summary counts them, QoS 0 as
+    written, not acked)."""
     done = cli("pub", *at(rxmqtt_mosquitto), "-t", "rep", "-m", "x", "--repeat", "3", "-d")
     assert done.returncode == 0
     summary = done.stderr.decode().splitlines()[-1]
     assert "published 3 messages: 3 written (QoS 0), 0 failed, 0 unresolved" in summary
     done = cli("pub", *at(rxmqtt_mosquitto), "-t", "rep", "-m", "x", "-q", "1", "-d")
     assert "published 1 message: 1 acked, 0 failed" in done.stderr.decode().splitlines()[-1]
+    paced = ("--repeat", "3", "--repeat-delay", "0.4", "-q", "1", "-d")
+    done = cli("pub", *at(rxmqtt_mosquitto), "-t", "rep", "-m", "x", *paced)
+    summary = done.stderr.decode().splitlines()[-1]
+    took = re.search(r"published 3 messages: 3 acked, 0 failed, 0 unresolved in ([\d.]+)s", summary)
+    assert took is not None, summary
+    assert float(took.group(1)) >= 0.75, "--repeat-delay: two waits of 0.4 s"
 
 
 def test_url_carries_credentials_and_topic(rxmqtt_mosquitto_factory: BrokerFactory) -> None:
@@ -477,9 +484,10 @@ def test_refused_publish_is_exit_1_with_the_reason_code(
     )
 
 
-async def test_refused_subscription_is_exit_1_with_the_reason_code() -> None:
-    """A broker that answers SUBSCRIBE with 0x87 (Mosquitto grants any filter, so a scripted
-    peer plays it)."""
+async def against_scripted_broker(*args: str) -> tuple[int, str]:
+    """Run the CLI against a scripted peer that accepts the connection, refuses every SUBSCRIBE
+    (SUBACK 0x87) and never acknowledges a PUBLISH: what Mosquitto will not do. Returns the exit
+    status and stderr."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         async def read_packet() -> bytes:
@@ -497,7 +505,7 @@ async def test_refused_subscription_is_exit_1_with_the_reason_code() -> None:
             writer.write(packet(0x20, b"\x00\x00\x00"))
             while True:
                 incoming = await read_packet()
-                if incoming[0] >> 4 == 8:  # SUBSCRIBE: packet id, then refuse it
+                if incoming[0] >> 4 == 8:  # SUBSCRIBE: its packet id, refused
                     writer.write(packet(0x90, incoming[1:3] + b"\x00\x87"))
                     await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -507,17 +515,27 @@ async def test_refused_subscription_is_exit_1_with_the_reason_code() -> None:
     port = server.sockets[0].getsockname()[1]
     try:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "rxmqtt.cli", "sub", "-h", "127.0.0.1", "-p", str(port),
-            "-t", "no/#", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env=CLEAN_ENV,
+            sys.executable, "-m", "rxmqtt.cli", *args, "-h", "127.0.0.1", "-p", str(port),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=CLEAN_ENV,
         )  # fmt: skip
         _out, err = await asyncio.wait_for(proc.communicate(), 20)
     finally:
         server.close()
-    assert proc.returncode == 1
-    assert err.decode() == (
-        "rxmqtt sub: error: broker refused subscription 'no/#': 0x87 Not authorized\n"
-    )
+    assert proc.returncode is not None
+    return proc.returncode, err.decode()
+
+
+async def test_refused_subscription_is_exit_1_with_the_reason_code() -> None:
+    """(Mosquitto grants any filter and withholds what its ACL denies.)"""
+    status, err = await against_scripted_broker("sub", "-t", "no/#")
+    assert status == 1
+    assert err == "rxmqtt sub: error: broker refused subscription 'no/#': 0x87 Not authorized\n"
+
+
+async def test_unacknowledged_publish_is_exit_1_at_the_timeout() -> None:
+    status, err = await against_scripted_broker("pub", "-t", "x", "-m", "x", "-q", "1", "-W", "1")
+    assert status == 1
+    assert err == "rxmqtt pub: error: timed out after 1 s: 1 of 1 publishes unresolved\n"
 
 
 # ---------------------------------------------------------------------- bad input: exit 2, one line
@@ -603,7 +621,7 @@ def test_demo_help_runs_the_control_room_entry_point() -> None:
 
 def test_plan_defaults_and_what_wins() -> None:
     """Defaults: localhost:1883, a clean session, no retry of the first connection. -L, a
-    --preset and flags compose; flags win."""
+    --preset and flags compose; flags win; $RXMQTT_PASSWORD only where no password is given."""
     parser = build_parser()
     plan = plan_from(parser.parse_args(["sub", "-t", "x"]), {})
     settings = plan.settings
@@ -623,5 +641,11 @@ def test_plan_defaults_and_what_wins() -> None:
     assert "queue" in plan.connection_kwargs, "the preset's policies"
     tls = plan_from(parser.parse_args(["pub", "-t", "x", "--tls-use-os-certs"]), {}).settings
     assert (tls.tls is not None, tls.port) == (True, 8883), "TLS moves the default port"
+    url = parser.parse_args(["sub", "-t", "x", "-L", "mqtt://u:from-url@h"])
+    assert plan_from(url, {"RXMQTT_PASSWORD": "from-env"}).settings.credentials()[1] == b"from-url"
+    flag = parser.parse_args(["sub", "-t", "x", "-L", "mqtt://u:from-url@h", "-P", "from-flag"])
+    assert plan_from(flag, {}).settings.credentials()[1] == b"from-flag", "-P wins"
+    expiry = plan_from(parser.parse_args(["sub", "-t", "x", "-c", "-i", "a", "-x", "60"]), {})
+    assert (expiry.settings.clean_start, expiry.settings.session_expiry) == (False, 60)
     retries = plan_from(parser.parse_args(["pub", "-t", "x", "--retries", "3"]), {}).reconnect
     assert (retries.max_attempts, retries.retry_first_connect) == (3, True)

@@ -40,10 +40,12 @@ def run(*args: str | Path, cwd: Path | None = None, timeout: float = 300) -> str
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The wheel and the sdist, built by ``python -m build`` (an isolated build)."""
+    """The sdist and the wheel, built by ``python -m build`` (isolated builds)."""
     pytest.importorskip("build", reason="python -m build needs the 'build' package (test extra)")
     out = tmp_path_factory.mktemp("dist")
-    run(sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", out, ROOT, timeout=600)
+    # the sdist from the tree, then the wheel from the sdist (as pip builds from PyPI): no build/
+    # left in the tree, and a wheel proves the sdist complete
+    run(sys.executable, "-m", "build", "--outdir", out, ROOT, timeout=600)
     (wheel,) = out.glob("*.whl")
     (sdist,) = out.glob("*.tar.gz")
     return wheel, sdist

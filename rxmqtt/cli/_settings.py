@@ -173,7 +173,8 @@ def plan_from(args: argparse.Namespace, environ: Mapping[str, str] | None = None
             changes.update(password=args.password, password_file=None)
         elif args.password_file is not None:
             changes.update(password=_read_password_file(args.password_file), password_file=None)
-        elif env.get(PASSWORD_ENV):
+        elif env.get(PASSWORD_ENV) and settings.password is None and not settings.password_file:
+            # the variable stands in for -P: below a password given in -L or by --env's files
             changes.update(password=env[PASSWORD_ENV], password_file=None)
         tls = _tls_from(args, settings.tls)
         if tls is not settings.tls:
