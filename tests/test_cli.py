@@ -172,8 +172,9 @@ def test_pub_then_sub_with_host_port_retain_qos_verbose_and_count(
         (("-f", "{file}"), b"", b"\x00file\xffbytes\n"),
         (("-s",), b"\x00stdin\xff\nall of it", b"\x00stdin\xff\nall of it"),
         (("-m", "-"), b"ignored", b"-"),
+        (("-m", os.fsdecode(b"\xff\xfe raw")), b"", b"\xff\xfe raw"),
     ],
-    ids=["file", "stdin", "dash-is-literal"],
+    ids=["file", "stdin", "dash-is-literal", "non-utf8-argument"],
 )
 def test_pub_message_sources(
     rxmqtt_mosquitto: MosquittoBroker,
@@ -182,7 +183,8 @@ def test_pub_message_sources(
     stdin: bytes,
     expected: bytes,
 ) -> None:
-    """-f FILE, -s (all of stdin, bytes as they are), and -m '-' is just '-'."""
+    """-f FILE, -s (all of stdin, bytes as they are), -m '-' is just '-', and -m sends the
+    argument's bytes even when they are not UTF-8."""
     payload_file = tmp_path / "payload.bin"
     payload_file.write_bytes(b"\x00file\xffbytes\n")
     args = [part.replace("{file}", str(payload_file)) for part in source]
@@ -546,6 +548,7 @@ async def test_unacknowledged_publish_is_exit_1_at_the_timeout() -> None:
     [
         (("pub", "-t", "a/+/bad", "-m", "x"), "-t: wildcards '+' and '#' are not allowed"),
         (("sub", "-t", "a/#/b"), "-t: '#' must be the last level: 'a/#/b'"),
+        (("pub", "-t", os.fsdecode(b"\xff"), "-m", "x"), "-t: must be valid UTF-8"),
         (("pub", "-m", "x"), "-t: a topic is required"),
         (("sub",), "-t: at least one topic filter is required"),
         (("pub", "-t", "x"), "a message is required: -m MESSAGE, -f FILE, -s, -l or -n"),

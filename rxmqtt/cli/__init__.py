@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import importlib
 import logging
+import os
 import signal
 import sys
 import traceback
@@ -41,8 +42,8 @@ EXIT_USAGE = 2
 
 def _payload(args: argparse.Namespace, stdin: BinaryIO) -> bytes | None:
     """The message of ``pub`` (``None`` for ``-l``, read as it arrives)."""
-    if args.message is not None:
-        return bytes(args.message, "utf-8")
+    if args.message is not None:  # the argument's own bytes, even when they are not UTF-8
+        return os.fsencode(args.message)
     if args.file is not None:
         try:
             return Path(args.file).read_bytes()
