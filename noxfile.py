@@ -23,6 +23,7 @@ UNIT_LAYERS = [
     "tests/test_secrets.py",
     "tests/test_topics.py",
     "tests/test_outcome.py",
+    "tests/binders/test_envoy_units.py",
     "tests/test_engine_seams.py",
 ]
 """The layers that need neither Qt nor long broker runs: ``bounds_unit`` runs them (CI does)."""

@@ -98,7 +98,7 @@ def test_wheel_contents_and_metadata(artifacts: tuple[Path, Path]) -> None:
     metadata = zipfile.ZipFile(wheel).read(f"rxmqtt-{version}.dist-info/METADATA").decode()
     assert "License-Expression: MIT" in metadata
     assert "Requires-Dist: paho-mqtt<3,>=2.2" in metadata
-    assert "Requires-Dist: reactivex<7,>=4.0.4" in metadata
+    assert "Requires-Dist: reactivex<7,>=4.1" in metadata
     entry_points = zipfile.ZipFile(wheel).read(f"rxmqtt-{version}.dist-info/entry_points.txt")
     assert b"pytest11" not in entry_points, "the pytest plugin is opt-in"
     assert b"rxmqtt = rxmqtt.cli:main" in entry_points
