@@ -384,6 +384,9 @@ def test_retries_then_gives_up_and_timeout_bounds_forever() -> None:
     assert error_line(done).startswith(
         f"rxmqtt pub: error: not connected to localhost:{port} within 1 s"
     )
+    watch = cli("watch", "-p", port, "--retries", "forever", "-W", "1")
+    assert watch.returncode == 1, "watch: -W is a normal end only once connected"
+    assert f"rxmqtt watch: error: not connected to localhost:{port}" in watch.stderr.decode()
 
 
 def test_a_reader_that_goes_away_ends_the_run() -> None:
