@@ -1,6 +1,10 @@
-"""Developer sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``demo``, ``bench``."""
+"""Developer sessions: ``nox -s tests lint typecheck demo bench bounds``, and more below."""
 
 from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
 
 import nox
 
@@ -9,12 +13,85 @@ nox.options.default_venv_backend = "venv"
 
 PYTHON = "3.11"
 
+UNIT_LAYERS = [
+    "tests/test_operators.py",
+    "tests/test_queue.py",
+    "tests/test_queue_properties.py",
+    "tests/test_backoff.py",
+    "tests/test_reconnect_policy.py",
+    "tests/test_settings.py",
+    "tests/test_secrets.py",
+    "tests/test_topics.py",
+    "tests/test_outcome.py",
+    "tests/binders/test_envoy_units.py",
+    "tests/test_engine_seams.py",
+]
+"""The layers that need neither Qt nor long broker runs: ``bounds_unit`` runs them (CI does)."""
+
+
+def _requirements(*extras: str) -> list[str]:
+    """pyproject's dependencies plus those of ``extras``, as written there."""
+    project = tomllib.loads(Path("pyproject.toml").read_text())["project"]
+    found = list(project["dependencies"])
+    for extra in extras:
+        found += project["optional-dependencies"][extra]
+    return found
+
+
+def _at_end(requirements: list[str], end: str) -> list[str]:
+    """``oldest``: each requirement pinned to its ``>=`` floor; ``newest``: as written (pip then
+    takes the newest release the upper bound allows, with ``--upgrade``)."""
+    if end == "newest":
+        return requirements
+    pinned = []
+    for requirement in requirements:
+        name = re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0]
+        floor = re.search(r">=\s*([^,;\s]+)", requirement)
+        pinned.append(f"{name}=={floor.group(1)}" if floor else requirement)
+    return pinned
+
+
+def _install_end(session: nox.Session, end: str, *extras: str) -> None:
+    """The project, its runtime requirements (and those of ``extras``) at ``end``, and the test
+    tools (pytest and its plugins are not what the bounds are about: always their newest)."""
+    tools = _requirements("test")[len(_requirements()) :]
+    if "qt" not in extras:
+        tools = [r for r in tools if not r.startswith(("pytest-qt", "build"))]
+    session.install("--no-deps", "-e", ".")
+    session.install(*tools)
+    session.install("--upgrade", *_at_end(_requirements(*extras), end))
+    session.run("python", "-m", "pip", "list", "--format=freeze", silent=False)
+
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The test suite against real Mosquitto brokers (GUI tests offscreen)."""
-    session.install("-e", ".[qt,test]")
+    """The test suite against real Mosquitto brokers (GUI tests offscreen; the gates' ruff and
+    mypy come with the dev extra)."""
+    session.install("-e", ".[qt,test,dev]")
     session.run("pytest", *session.posargs, env={"QT_QPA_PLATFORM": "offscreen"})
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("end", ["oldest", "newest"])
+def bounds(session: nox.Session, end: str) -> None:
+    """The whole suite on the oldest and on the newest releases pyproject allows of every
+    dependency (paho-mqtt, reactivex, PySide6, qasync). Not the static gates
+    (tests/test_gates.py): ruff and mypy judge the code against the development versions'
+    type stubs (``nox -s lint typecheck``), and old PySide6 stubs differ."""
+    _install_end(session, end, "qt")
+    gates = "--ignore=tests/test_gates.py"
+    session.run("pytest", gates, *session.posargs, env={"QT_QPA_PLATFORM": "offscreen"})
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("end", ["oldest", "newest"])
+def bounds_unit(session: nox.Session, end: str) -> None:
+    """CI's share of ``bounds``: importing rxmqtt and its CLI, and the unit layers, on the oldest
+    and newest paho-mqtt and reactivex (no Qt: the unit layers never import it)."""
+    _install_end(session, end)
+    session.run("python", "-c", "import rxmqtt.connection, rxmqtt.engine, rxmqtt.testing")
+    session.run("python", "-m", "rxmqtt.cli", "--help", silent=True)
+    session.run("pytest", *UNIT_LAYERS, *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -9,6 +9,11 @@ reconnect and queued message live, without ever restarting. ``--broker URL`` con
 The window never imports paho: it knows only :mod:`rxmqtt` and :mod:`rxmqtt.qt`.
 """
 
-from gui_demo.window import ControlRoom
+try:
+    from .window import ControlRoom
+except ModuleNotFoundError as missing:  # the window needs the qt extra; say so in one line
+    if missing.name not in {"PySide6", "shiboken6", "qasync"}:
+        raise
+    raise SystemExit(f"the rxmqtt demo needs {missing.name}: pip install 'rxmqtt[qt]'") from None
 
 __all__ = ["ControlRoom"]

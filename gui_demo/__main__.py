@@ -23,14 +23,14 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QApplication
 
-from gui_demo.lab import Lab
-from gui_demo.scenario import run_scenario
-from gui_demo.style import apply_theme
-from gui_demo.window import ControlRoom
 from rxmqtt import ConnectionSettings
 from rxmqtt.qt import run
 
+from .lab import Lab
+from .scenario import run_scenario
 from .screen import OFFSCREEN, choose_screen
+from .style import apply_theme
+from .window import ControlRoom
 
 HEADLESS_SCREENSHOT = Path("rxmqtt-demo.png")
 HEADLESS_RUN_FOR = 15.0
@@ -39,7 +39,7 @@ HEADLESS_RUN_FOR = 15.0
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m gui_demo",
+        prog=f"python -m {__package__}",
         description="rxmqtt control room: watch a connection survive broker crashes and "
         "network cuts, live.",
     )

@@ -22,8 +22,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui_demo.lab import Lab
 from rxmqtt import Backoff, Drain, Jitter, Overflow, QueuePolicy, ReconnectPolicy
+
+from .lab import Lab
 
 
 def _button(text: str, kind: str | None = None, tip: str = "") -> QPushButton:

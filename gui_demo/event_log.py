@@ -12,7 +12,6 @@ from PySide6.QtCore import QObject
 from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import QGroupBox, QPlainTextEdit, QVBoxLayout, QWidget
 
-from gui_demo.style import EVENT_COLOURS, MUTED, mono_font
 from rxmqtt import (
     Closed,
     Connected,
@@ -25,6 +24,8 @@ from rxmqtt import (
     SessionLost,
 )
 from rxmqtt.qt import bind
+
+from .style import EVENT_COLOURS, MUTED, mono_font
 
 MAX_LINES = 1000
 

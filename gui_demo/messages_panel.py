@@ -38,10 +38,11 @@ from PySide6.QtWidgets import (
 )
 from reactivex import abc
 
-from gui_demo.style import mono_font
 from rxmqtt import Connection, Message
 from rxmqtt.qt import Binding, bind, throttle_for_display
 from rxmqtt.topics import validate_filter
+
+from .style import mono_font
 
 DISPLAY_INTERVAL = 0.1
 MAX_ROWS = 300

@@ -16,7 +16,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from gui_demo.style import BORDER, MUTED, OFFLINE_SHADE, QUEUE_COLOUR, RX_COLOUR, TX_COLOUR
+from .style import BORDER, MUTED, OFFLINE_SHADE, QUEUE_COLOUR, RX_COLOUR, TX_COLOUR
 
 XMap = Callable[[float], float]
 """Time (s) -> x pixel."""

@@ -10,9 +10,10 @@ from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QProgressBar, QVBoxLayout, QWidget
 from reactivex import abc
 
-from gui_demo.style import format_bytes
 from rxmqtt import Connection, DroppedMessage, QueuePolicy, QueueStats
 from rxmqtt.qt import bind, sample_for_display, throttle_for_display
+
+from .style import format_bytes
 
 DISPLAY_INTERVAL = 0.1
 

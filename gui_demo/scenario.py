@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QTimer
 
-from gui_demo.window import ControlRoom
+from .window import ControlRoom
 
 MIN_RUN_FOR = 6.0
 """Shorter runs cannot show a crash, a backoff, a restart and a drain."""

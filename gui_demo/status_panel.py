@@ -13,7 +13,6 @@ import time
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QFormLayout, QGroupBox, QLabel, QProgressBar, QVBoxLayout, QWidget
 
-from gui_demo.style import badge_css, format_seconds
 from rxmqtt import (
     Closed,
     Connected,
@@ -28,6 +27,8 @@ from rxmqtt import (
     SessionLost,
 )
 from rxmqtt.qt import bind
+
+from .style import badge_css, format_seconds
 
 FAILED_REASON_CHARS = 40
 """A failed attempt's reason is cut to this on the panel (two lines); the tool tip has it all."""

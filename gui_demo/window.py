@@ -22,14 +22,6 @@ from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QMainWindow, QVBoxLayout, 
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 from shiboken6 import Shiboken
 
-from gui_demo.controls_panel import ControlsPanel, PoliciesPanel
-from gui_demo.event_log import EventLog
-from gui_demo.lab import Lab
-from gui_demo.messages_panel import MessageTable, SubscriptionsPanel
-from gui_demo.plot import LivePlot, Sample
-from gui_demo.publish_panel import PublishPanel
-from gui_demo.queue_panel import QueuePanel
-from gui_demo.status_panel import StatusPanel
 from rxmqtt import (
     Backoff,
     Connection,
@@ -39,6 +31,15 @@ from rxmqtt import (
     QueuePolicy,
     ReconnectPolicy,
 )
+
+from .controls_panel import ControlsPanel, PoliciesPanel
+from .event_log import EventLog
+from .lab import Lab
+from .messages_panel import MessageTable, SubscriptionsPanel
+from .plot import LivePlot, Sample
+from .publish_panel import PublishPanel
+from .queue_panel import QueuePanel
+from .status_panel import StatusPanel
 
 SAMPLE_INTERVAL_MS = 250
 

@@ -10,6 +10,7 @@ as ReactiveX streams.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -116,7 +117,10 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__version__ = "0.1.0"
+try:  # one source for the version: pyproject.toml, read back from the installed metadata
+    __version__ = importlib.metadata.version("rxmqtt")
+except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a source tree, not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "Backoff",

@@ -1,4 +1,5 @@
-"""The CLI's commands on one asyncio loop: a Connection, its events, the status line."""
+"""The CLI's commands on one asyncio loop: a Connection, its events, the status line, and the
+exit status."""
 
 from __future__ import annotations
 
@@ -6,18 +7,24 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import threading
 from collections import deque
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from reactivex.abc import DisposableBase
 
 from ..connection import Connection
-from ..lifecycle import ConnectionState, GaveUp, LifecycleEvent, next_state
+from ..lifecycle import (
+    Connected,
+    ConnectFailed,
+    Disconnected,
+    GaveUp,
+    LifecycleEvent,
+    next_state,
+)
 from ..message import Message, PublishResult
-from ..policies import Backoff, Jitter, ReconnectPolicy
-from ..presets import preset as named_preset
 from ..queue import DroppedMessage, QueueStats
-from ..settings import ConnectionSettings
+from ._settings import Plan
 from ._terminal import Terminal, _isatty
 
 _LIVE_REDRAW = 0.25
@@ -25,10 +32,16 @@ _LIVE_REDRAW = 0.25
 _DEFAULT_PROGRESS = 5.0
 _RATE_WINDOW = 2.0
 _MAX_OUTSTANDING = 500
-"""``pub`` without ``--rate`` keeps at most this many publishes unresolved (flow control)."""
+"""``pub`` keeps at most this many publishes unresolved (flow control)."""
 
-CLI_RECONNECT = ReconnectPolicy(backoff=Backoff(initial=0.1, maximum=5.0, jitter=Jitter.FULL))
-"""Without ``--preset``: someone is watching, so retry quickly."""
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_TIMEOUT = 27
+"""``sub``: ``-W`` passed first (mosquitto_sub's status for a timeout)."""
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _format_bytes(count: int) -> str:
@@ -56,35 +69,88 @@ class _Rate:
         return (total - before) / (now - then) if now > then else 0.0
 
 
+def _stdin_lines(loop: asyncio.AbstractEventLoop, stdin: BinaryIO) -> asyncio.Queue[bytes | None]:
+    """Lines of ``stdin`` as they arrive (``None`` at the end), read by a daemon thread so that
+    neither the loop nor the exit waits for a blocked ``readline()``."""
+    lines: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=_MAX_OUTSTANDING)
+
+    def put(item: bytes | None) -> None:
+        future = asyncio.run_coroutine_threadsafe(lines.put(item), loop)
+        with contextlib.suppress(Exception):  # the loop ended first: nobody reads any more
+            future.result()
+
+    def read() -> None:
+        try:
+            for line in iter(stdin.readline, b""):
+                put(line.rstrip(b"\r\n"))
+        except (OSError, ValueError):
+            pass
+        put(None)
+
+    threading.Thread(target=read, name="rxmqtt-stdin", daemon=True).start()
+    return lines
+
+
 class CliRun:
-    """One run of a command: owns the connection's subscriptions and the counters."""
+    """One run of a command: owns the connection's subscriptions, the counters and the exit
+    status (the first reason to stop wins)."""
 
     def __init__(
-        self, args: argparse.Namespace, settings: ConnectionSettings, out: TextIO, err: TextIO
+        self,
+        args: argparse.Namespace,
+        plan: Plan,
+        out: TextIO,
+        err: TextIO,
+        *,
+        payload: bytes | None = None,
+        stdin: BinaryIO | None = None,
     ) -> None:
         self.args = args
+        self.plan = plan
         self.command: str = args.command
-        live = _isatty(err)
-        self.terminal = Terminal(out, err, live=live, quiet=args.quiet)
-        if args.preset is not None:
-            kwargs = named_preset(args.preset).connection_kwargs()
-            self.conn = Connection(settings, **kwargs)
-        else:
-            self.conn = Connection(settings, reconnect=CLI_RECONNECT)
-        self.stop = asyncio.Event()
+        self.payload = payload
+        self.stdin = stdin
+        self.terminal = Terminal(out, err, live=_isatty(err), quiet=not args.debug)
+        self._err = err
+        self.conn = Connection(plan.settings, reconnect=plan.reconnect, **plan.connection_kwargs)
         self.received = 0
         self.sent = 0
         self.acked = 0
         self.failed = 0
         self.dropped = 0
-        self.gave_up: str | None = None
         self.state = self.conn.state
-        self._state_since = 0.0
+        self.connected_once = False
+        self.last_problem: str | None = None
         self.stats = QueueStats(0, 0, 0, 0)
+        self._state_since = 0.0
         self._subscriptions: list[DisposableBase] = []
-        self._settled = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._status: int | None = None
+        self._connected = asyncio.Event()
+
+    # ------------------------------------------------------------------ the end
+
+    def _end(self, status: int, error: str | None = None) -> None:
+        """Stop the run with ``status``; ``error`` is printed as one line (always, not only with
+        ``-d``). Only the first call counts."""
+        if self._status is not None:
+            return
+        self._status = status
+        if error is not None:
+            self.terminal.finish()
+            self._err.write(f"rxmqtt {self.command}: error: {error}\n")
+            self._err.flush()
+        self._stop.set()
+
+    def stop(self) -> None:
+        """Ctrl-C / SIGTERM: a clean stop."""
+        self._end(EXIT_OK)
 
     # ------------------------------------------------------------------ events
+
+    def _endpoint(self) -> str:
+        endpoint = self.plan.settings.all_endpoints()[0]
+        return str(endpoint)
 
     def _on_event(self, event: LifecycleEvent) -> None:
         # the state this event leads to, computed here rather than read from the connection,
@@ -94,9 +160,21 @@ class CliRun:
             self._state_since = asyncio.get_running_loop().time()
         self.state = state
         self.terminal.event(self.state.name, str(event))
-        if self.state is ConnectionState.FAILED and self.gave_up is None:
-            self.gave_up = event.reason if isinstance(event, GaveUp) else str(event)
-            self.stop.set()
+        if isinstance(event, Connected):
+            self.connected_once = True
+            self._connected.set()
+        elif isinstance(event, ConnectFailed | Disconnected):
+            self.last_problem = str(event.disconnect)
+        if isinstance(event, GaveUp):
+            if event.disconnect is not None:
+                self.last_problem = str(event.disconnect)
+            if self.connected_once:
+                self._end(EXIT_FAILED, f"gave up: {self.last_problem or event.reason}")
+            else:
+                self._end(
+                    EXIT_FAILED,
+                    f"could not connect to {self._endpoint()}: {self.last_problem or event.reason}",
+                )
 
     def _on_stats(self, stats: QueueStats) -> None:
         self.stats = stats
@@ -106,14 +184,19 @@ class CliRun:
 
     def _on_message(self, message: Message) -> None:
         count = getattr(self.args, "count", None)
-        if self.command == "sub" and count is not None and self.received >= count:
-            return  # arrived while closing: --count means exactly that many
+        if count is not None and self.received >= count:
+            return  # arrived while closing: -C means exactly that many
         self.received += 1
         if self.command == "sub":
-            payload = message.payload.decode("utf-8", errors="backslashreplace")
-            self.terminal.data(f"{message.topic} {payload}" if self.args.verbose else payload)
-            if self.args.count is not None and self.received >= self.args.count:
-                self.stop.set()
+            prefix = (message.topic.encode() + b" ") if self.args.verbose else b""
+            self.terminal.data(prefix + message.payload)
+            if count is not None and self.received >= count:
+                self._end(EXIT_OK)
+
+    def _on_subscribe_error(self, error: Exception) -> None:
+        self._end(EXIT_FAILED, str(error))
+
+    # ------------------------------------------------------------------ status line (-d)
 
     def _status_text(self, rate: _Rate) -> str:
         in_state = asyncio.get_running_loop().time() - self._state_since
@@ -121,15 +204,17 @@ class CliRun:
         stats = self.stats
         queue = f"queue {stats.depth} ({_format_bytes(stats.bytes)}), in flight {stats.in_flight}"
         if self.command == "pub":
-            total = self.args.count
-            done = f"{self.sent}/{total} sent, {self.acked} acked"
+            done = f"{self.sent} sent, {self._acked_text()}"
             return f"{state} | {done} | {rate.per_second(self.acked):.1f} msg/s | {queue}" + (
                 f" | {self.failed} failed" if self.failed else ""
             )
         return (
-            f"{state} | {self.received} msgs | {rate.per_second(self.received):.1f} msg/s"
-            f" | {queue} | dropped {self.dropped}"
+            f"{state} | {_plural(self.received, 'msg')} | "
+            f"{rate.per_second(self.received):.1f} msg/s | {queue} | dropped {self.dropped}"
         )
+
+    def _acked_text(self) -> str:
+        return f"{self.acked} written (QoS 0)" if self.args.qos == 0 else f"{self.acked} acked"
 
     async def _show_status(self) -> None:
         loop = asyncio.get_running_loop()
@@ -145,21 +230,22 @@ class CliRun:
             await asyncio.sleep(interval)
             self.terminal.status(self._status_text(rate))
 
-    # ------------------------------------------------------------------ commands
+    # ------------------------------------------------------------------ pub
 
     async def _publish_all(self) -> None:
         args = self.args
-        loop = asyncio.get_running_loop()
-        interval = 1.0 / args.rate if args.rate else 0.0
-        next_at = loop.time()
+        topic = self.plan.topic
+        assert topic is not None
         room = asyncio.Event()
         room.set()
+        settled = asyncio.Event()
+        reading = True
 
         def resolved() -> None:
             if self.sent - self.acked - self.failed < _MAX_OUTSTANDING:
                 room.set()
-            if self.acked + self.failed >= args.count:
-                self._settled.set()
+            if not reading and self.acked + self.failed >= self.sent:
+                settled.set()
 
         def on_ack(result: PublishResult) -> None:
             self.acked += 1
@@ -167,34 +253,59 @@ class CliRun:
 
         def on_error(error: Exception) -> None:
             self.failed += 1
-            self.terminal.event(self.state.name, f"publish failed: {error}")
+            self._end(EXIT_FAILED, str(error))
             resolved()
 
-        for n in range(1, args.count + 1):
-            if self.stop.is_set():
-                return
-            payload = args.payload.replace("{n}", str(n))
-            outcome = self.conn.publish(args.topic, payload, qos=args.qos, retain=args.retain)
-            self.sent += 1
-            outcome.subscribe(on_next=on_ack, on_error=on_error)
-            if interval:
-                next_at += interval
-                delay = next_at - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            elif self.sent - self.acked - self.failed >= _MAX_OUTSTANDING:
+        async def publish(payload: bytes) -> None:
+            if self.sent - self.acked - self.failed >= _MAX_OUTSTANDING:
                 room.clear()
                 await room.wait()
-            elif n % 100 == 0:
-                await asyncio.sleep(0)
-        await self._settled.wait()
-        self.stop.set()
+            outcome = self.conn.publish(topic, payload, qos=args.qos, retain=args.retain)
+            self.sent += 1
+            outcome.subscribe(on_next=on_ack, on_error=on_error)
+
+        await self._connected.wait()
+        if self.payload is not None:
+            for n in range(args.repeat):
+                if n and args.repeat_delay:
+                    await asyncio.sleep(args.repeat_delay)
+                await publish(self.payload)
+        else:
+            assert self.stdin is not None
+            lines = _stdin_lines(asyncio.get_running_loop(), self.stdin)
+            while (line := await lines.get()) is not None:
+                if line:  # as mosquitto_pub -l: blank lines are not sent
+                    await publish(line)
+        reading = False
+        resolved()
+        await settled.wait()
+        self._end(EXIT_OK if self.failed == 0 else EXIT_FAILED)
+
+    # ------------------------------------------------------------------ the run
+
+    def _timed_out(self) -> None:
+        timeout = self.args.timeout
+        if not self.connected_once:
+            last = f" (last: {self.last_problem})" if self.last_problem else ""
+            self._end(
+                EXIT_FAILED, f"not connected to {self._endpoint()} within {timeout:g} s{last}"
+            )
+        elif self.command == "sub":
+            self._end(EXIT_TIMEOUT, f"timed out after {timeout:g} s")
+        elif self.command == "pub":
+            unresolved = self.sent - self.acked - self.failed
+            self._end(
+                EXIT_FAILED,
+                f"timed out after {timeout:g} s: {unresolved} of {self.sent} publishes unresolved",
+            )
+        else:
+            self._end(EXIT_OK)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stop.set)
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self.stop)
         conn = self.conn
         self._subscriptions = [
             conn.lifecycle.subscribe(self._on_event),
@@ -203,30 +314,41 @@ class CliRun:
         ]
         started = self._state_since = loop.time()
         tasks: list[asyncio.Task[None]] = []
+        timer = loop.call_later(self.args.timeout, self._timed_out) if self.args.timeout else None
         try:
             async with conn:
-                for topic_filter in getattr(self.args, "filters", []):
+                for topic_filter in self.plan.filters:
                     qos = getattr(self.args, "qos", 0)
                     self._subscriptions.append(
-                        conn.messages(topic_filter, qos=qos).subscribe(self._on_message)
+                        conn.messages(topic_filter, qos=qos).subscribe(
+                            self._on_message, self._on_subscribe_error
+                        )
                     )
                 tasks.append(loop.create_task(self._show_status()))
                 if self.command == "pub":
                     tasks.append(loop.create_task(self._publish_all()))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop.wait(), self.args.run_for)
+                    tasks[-1].add_done_callback(self._task_done)
+                await self._stop.wait()
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
         finally:
+            if timer is not None:
+                timer.cancel()
             for subscription in self._subscriptions:
                 subscription.dispose()
             for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.remove_signal_handler(sig)
-        return self._finish(loop.time() - started)
+        self._summary(loop.time() - started)
+        return EXIT_OK if self._status is None else self._status
 
-    def _finish(self, elapsed: float) -> int:
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._end(EXIT_FAILED, f"{type(task.exception()).__name__}: {task.exception()}")
+
+    def _summary(self, elapsed: float) -> None:
+        """With ``-d``: one closing line (what was done, how fast)."""
         self.terminal.finish()
 
         def rate(count: int) -> float:
@@ -235,26 +357,13 @@ class CliRun:
         if self.command == "pub":
             unresolved = self.sent - self.acked - self.failed
             summary = (
-                f"published {self.sent} of {self.args.count}: {self.acked} acknowledged, "
+                f"published {_plural(self.sent, 'message')}: {self._acked_text()}, "
                 f"{self.failed} failed, {unresolved} unresolved in {elapsed:.1f}s "
                 f"({rate(self.acked):.1f} msg/s)"
             )
-            ok = self.acked == self.args.count
         else:
             summary = (
-                f"received {self.received} messages in {elapsed:.1f}s "
+                f"received {_plural(self.received, 'message')} in {elapsed:.1f}s "
                 f"({rate(self.received):.1f} msg/s), dropped {self.dropped}"
             )
-            ok = True
-        if self.gave_up is not None:
-            summary += f"; gave up: {self.gave_up}"
-            ok = False
         self.terminal.event(self.state.name, summary)
-        return 0 if ok else 1
-
-
-async def run(
-    args: argparse.Namespace, settings: ConnectionSettings, out: TextIO, err: TextIO
-) -> int:
-    """Run the parsed command; the exit status."""
-    return await CliRun(args, settings, out, err).run()

@@ -23,7 +23,8 @@ def timestamp(clock: Callable[[], float] = time.time) -> str:
 
 class Terminal:
     """Where the CLI writes. ``live`` redraws one status line in place (stderr is a TTY);
-    ``quiet`` silences events and status (data still goes to stdout)."""
+    ``quiet`` (the default; not ``-d``) silences events and status (data still goes to
+    stdout)."""
 
     def __init__(self, out: TextIO, err: TextIO, *, live: bool, quiet: bool) -> None:
         self._out = out
@@ -34,14 +35,20 @@ class Terminal:
         self._drawn = False
         self._shares_screen = live and _isatty(out)
 
-    def data(self, line: str) -> None:
-        """One line of data (a received payload) on stdout."""
+    def data(self, line: bytes) -> None:
+        """One line of data (a received payload, as received) on stdout."""
         if self._drawn and self._shares_screen:
             self._err.write(_ERASE)
             self._err.flush()
             self._drawn = False
-        self._out.write(line + "\n")
-        self._out.flush()
+        binary = getattr(self._out, "buffer", None)
+        if binary is not None:  # a real stream: the payload's bytes, as mosquitto_sub prints them
+            self._out.flush()
+            binary.write(line + b"\n")
+            binary.flush()
+        else:
+            self._out.write(line.decode("utf-8", errors="backslashreplace") + "\n")
+            self._out.flush()
 
     def event(self, state: str, text: str) -> None:
         """A timestamped event line on stderr: ``12:00:01.234  CONNECTED     connected to ...``."""

@@ -6,6 +6,9 @@ Used by rxmqtt's own tests and by applications. The pytest fixtures are opt-in: 
 They are ``rxmqtt_mosquitto``, ``rxmqtt_mosquitto_factory``, ``rxmqtt_tls_files``,
 ``rxmqtt_fault_proxy`` and ``rxmqtt_fault_proxy_factory``, prefixed so that they never clash with
 another plugin's. This package never imports paho.
+
+``rxmqtt.testing._ejabberd`` (an ejabberd broker and cluster for rxmqtt's own interop tests) is
+private: it is not part of the supported API and may change or go away in any release.
 """
 
 from rxmqtt.testing.broker import (
@@ -17,7 +20,6 @@ from rxmqtt.testing.broker import (
     free_port,
 )
 from rxmqtt.testing.certs import TlsFiles, make_tls_files
-from rxmqtt.testing.ejabberd import *  # noqa: F403 -- EjabberdBroker, EjabberdCluster, ...
 from rxmqtt.testing.proxy import FaultProxy, ProxiedConnection
 from rxmqtt.testing.recorder import Recorder
 

@@ -22,7 +22,7 @@ import pytest
 
 from rxmqtt import Backoff, Connection, ConnectionSettings, Jitter, Message, ReconnectPolicy
 from rxmqtt.testing import BrokerConfig, FaultProxy, MosquittoBroker
-from rxmqtt.testing.ejabberd import (
+from rxmqtt.testing._ejabberd import (
     INSTALL_HINT,
     EjabberdBroker,
     EjabberdCluster,

@@ -40,7 +40,7 @@ from rxmqtt import (
     Will,
 )
 from rxmqtt.testing import FaultProxy
-from rxmqtt.testing.ejabberd import EjabberdBroker, EjabberdCluster
+from rxmqtt.testing._ejabberd import EjabberdBroker, EjabberdCluster
 from rxmqtt.testing.recorder import Recorder
 
 from .conftest import FAST, client_id, cluster_settings, until_delivered

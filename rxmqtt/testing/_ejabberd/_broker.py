@@ -15,15 +15,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-from rxmqtt.testing._process import BrokerProcess, BrokerStartError
-from rxmqtt.testing.ejabberd._config import EjabberdConfig, ejabberd_yml, ejabberdctl_cfg
-from rxmqtt.testing.ejabberd._discovery import (
+from rxmqtt.testing._ejabberd._config import EjabberdConfig, ejabberd_yml, ejabberdctl_cfg
+from rxmqtt.testing._ejabberd._discovery import (
     EjabberdNotFoundError,
     ejabberd_unavailable_reason,
     find_ejabberdctl,
 )
-from rxmqtt.testing.ejabberd._erlang import Epmd, NodeProcesses, RunAs, erlang_env, vm_child
-from rxmqtt.testing.ejabberd._probe import probe_connack
+from rxmqtt.testing._ejabberd._erlang import Epmd, NodeProcesses, RunAs, erlang_env, vm_child
+from rxmqtt.testing._ejabberd._probe import probe_connack
+from rxmqtt.testing._process import BrokerProcess, BrokerStartError
 
 _BIND_FAILURE_MARKERS = ("eaddrinuse", "address already in use", "Failed to open socket")
 _CTL_TIMEOUT = 60.0

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rxmqtt.testing._ejabberd._discovery import find_tool, install_user
 from rxmqtt.testing._process import (
     LOOPBACK,
     BrokerStartError,
@@ -24,7 +25,6 @@ from rxmqtt.testing._process import (
     free_port,
     kill_and_reap,
 )
-from rxmqtt.testing.ejabberd._discovery import find_tool, install_user
 
 try:  # POSIX only; importing this module must not fail elsewhere
     import pwd

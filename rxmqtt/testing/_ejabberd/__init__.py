@@ -1,5 +1,8 @@
 """A real ejabberd MQTT 5 broker (``mod_mqtt``) on free loopback ports, alone or as a cluster.
 
+Private: the harness of rxmqtt's own interop tests (tests/interop), not a supported API; it may
+change or go away in any release.
+
 :class:`EjabberdBroker` has the surface of :class:`~rxmqtt.testing.MosquittoBroker` where it
 makes sense (``start``/``stop``/``kill``/``restart``/``close``, ``host``/``port``/``url``,
 ``log_text()``, context manager). :class:`EjabberdCluster` starts ``n`` nodes that share one
@@ -29,11 +32,11 @@ Readiness is a real MQTT 5 CONNECT answered by a successful CONNACK (not just an
 # One concept a module: _discovery (is ejabberd here, where are its tools), _config (EjabberdConfig
 # and the generated files), _erlang (install user, env, epmd, the VM process), _probe (the CONNACK
 # readiness check), _broker (EjabberdBroker) and _cluster (EjabberdCluster).
-from rxmqtt.testing.ejabberd._broker import EjabberdBroker
-from rxmqtt.testing.ejabberd._cluster import EjabberdCluster
-from rxmqtt.testing.ejabberd._config import EjabberdConfig
-from rxmqtt.testing.ejabberd._discovery import INSTALL_HINT as INSTALL_HINT
-from rxmqtt.testing.ejabberd._discovery import (
+from rxmqtt.testing._ejabberd._broker import EjabberdBroker
+from rxmqtt.testing._ejabberd._cluster import EjabberdCluster
+from rxmqtt.testing._ejabberd._config import EjabberdConfig
+from rxmqtt.testing._ejabberd._discovery import INSTALL_HINT as INSTALL_HINT
+from rxmqtt.testing._ejabberd._discovery import (
     EjabberdNotFoundError,
     ejabberd_unavailable_reason,
     find_ejabberdctl,

@@ -13,15 +13,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from rxmqtt.testing._process import BrokerStartError
-from rxmqtt.testing.ejabberd._broker import EjabberdBroker
-from rxmqtt.testing.ejabberd._config import EjabberdConfig
-from rxmqtt.testing.ejabberd._discovery import (
+from rxmqtt.testing._ejabberd._broker import EjabberdBroker
+from rxmqtt.testing._ejabberd._config import EjabberdConfig
+from rxmqtt.testing._ejabberd._discovery import (
     EjabberdNotFoundError,
     ejabberd_unavailable_reason,
     find_ejabberdctl,
 )
-from rxmqtt.testing.ejabberd._erlang import Epmd, RunAs
+from rxmqtt.testing._ejabberd._erlang import Epmd, RunAs
+from rxmqtt.testing._process import BrokerStartError
 
 
 class EjabberdCluster:
