@@ -38,14 +38,11 @@ from ._dedup import DedupCache
 from ._envoy import Envoy, scheduler_seconds
 from ._errors import CommandExecutionError
 from ._protocol import (
-    SOURCE_ID_PROPERTY,
     STATUS_MESSAGE_PROPERTY,
     STATUS_PROPERTY,
-    TIMESTAMP_PROPERTY,
     Status,
     check_timeout,
     expiry_for,
-    now_timestamp,
 )
 from ._serializers import JSON, Serializer, check_serializer
 
@@ -494,8 +491,7 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
             user_properties=(
                 (STATUS_PROPERTY, str(int(status))),
                 (STATUS_MESSAGE_PROPERTY, detail),
-                (SOURCE_ID_PROPERTY, self._conn.settings.client_id),
-                (TIMESTAMP_PROPERTY, now_timestamp()),
+                *self._stamp(),
             ),
         )
         topic = request.properties.response_topic

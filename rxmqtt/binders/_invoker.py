@@ -29,14 +29,11 @@ from ._connection import MqttConnection
 from ._envoy import Envoy
 from ._errors import CommandExecutionError, CommandTimeoutError, EnvoyDisposedError, PayloadError
 from ._protocol import (
-    SOURCE_ID_PROPERTY,
     STATUS_MESSAGE_PROPERTY,
     STATUS_PROPERTY,
-    TIMESTAMP_PROPERTY,
     Status,
     check_timeout,
     expiry_for,
-    now_timestamp,
     user_property,
 )
 from ._serializers import JSON, Serializer, check_serializer
@@ -221,10 +218,7 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
             response_topic=self._response_topic,
             correlation_data=correlation,
             payload_format_indicator=self._serializer.payload_format_indicator,
-            user_properties=(
-                (SOURCE_ID_PROPERTY, self._conn.settings.client_id),
-                (TIMESTAMP_PROPERTY, now_timestamp()),
-            ),
+            user_properties=(*self._stamp(),),
         )
         self._ensure_responses()  # SUBSCRIBE leaves before the request, so no response is missed
         result: Outcome[Resp] = Outcome()

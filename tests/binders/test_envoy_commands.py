@@ -154,7 +154,7 @@ async def test_timeout_and_late_response_is_ignored(rxmqtt_mosquitto: MosquittoB
         assert isinstance(late.error, CommandTimeoutError)
         release.set()
         response = await ignored.wait_for_item(lambda m: m.payload == b'"late"', 5)
-        assert dict(response.properties.user_properties)["status"] == "200"
+        assert dict(response.properties.user_properties)["__stat"] == "200"
         assert late.items == [], "the late answer did not reach the timed-out invocation"
 
 
@@ -295,8 +295,8 @@ async def test_requests_without_expiry_or_response_topic_are_rejected(
         await inv_conn.publish("raw/cmd", b"{}", qos=1, message_expiry_interval=5)
         reply = await replies.wait_for_item(lambda m: True, 5)
         props = dict(reply.properties.user_properties)
-        assert props["status"] == "400"
-        assert "expiry" in props["status-message"]
+        assert props["__stat"] == "400"
+        assert "expiry" in props["__stMsg"]
         assert reply.properties.correlation_data == b"k1"
         await skipped.wait_for_count(2, 5)
         assert [s.reason for s in skipped.items] == [

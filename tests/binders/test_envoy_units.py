@@ -35,7 +35,7 @@ from rxmqtt.binders import (
     TelemetryReceiver,
     TelemetrySender,
 )
-from rxmqtt.binders._protocol import expiry_for, format_timestamp, parse_timestamp
+from rxmqtt.binders._protocol import expiry_for, parse_timestamp
 from rxmqtt.testing.recorder import Recorder
 from rxmqtt.topics import matches
 
@@ -109,7 +109,7 @@ def request(
 
 def status_of(message: Message) -> int:
     props = dict(message.properties.user_properties)
-    return int(props["status"])
+    return int(props["__stat"])
 
 
 @dataclass(frozen=True)
@@ -148,10 +148,10 @@ def test_raw_and_text_serializers() -> None:
 def test_timestamps_and_expiry_helpers() -> None:
     from datetime import UTC, datetime
 
-    moment = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
-    text = format_timestamp(moment)
-    assert text == "2024-05-01T12:00:00.123Z"
-    assert parse_timestamp(text) == moment.replace(microsecond=123000)
+    moment = datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=UTC)
+    text = f"{int(moment.timestamp() * 1000):015d}:00003:node-1"
+    assert parse_timestamp(text) == moment
+    assert parse_timestamp("2024-05-01T12:00:00.123Z") is None
     assert parse_timestamp("not a time") is None
     assert parse_timestamp(None) is None
     assert [expiry_for(s) for s in (0.01, 1.0, 1.2, 7)] == [1, 1, 2, 7]
@@ -190,7 +190,7 @@ def test_bad_arguments_raise_at_the_call_site_naming_them() -> None:
     conn = FakeConnection()
     with pytest.raises(TypeError, match="conn: must be an rxmqtt Connection"):
         TelemetrySender(object(), "t")  # type: ignore[call-overload]
-    with pytest.raises(ValueError, match="topic: wildcards"):
+    with pytest.raises(ValueError, match="topic: has an invalid level '\\+'"):
         TelemetrySender(conn, "a/+")
     with pytest.raises(ValueError, match="qos: must be 0, 1 or 2"):
         TelemetrySender(conn, "a", qos=3)
@@ -332,7 +332,7 @@ async def test_executor_status_codes_and_rejections(fake: FakeConnection) -> Non
     statuses = {m.properties.correlation_data: status_of(m) for m in responses.items}
     assert statuses == {b"1": 404, b"2": 500, b"3": 400, b"4": 400}
     messages = {
-        m.properties.correlation_data: dict(m.properties.user_properties)["status-message"]
+        m.properties.correlation_data: dict(m.properties.user_properties)["__stMsg"]
         for m in responses.items
     }
     assert messages[b"1"] == "no such valve"
@@ -461,12 +461,12 @@ async def test_invoker_matches_responses_and_ignores_duplicates(fake: FakeConnec
     assert props.correlation_data is not None
     assert len(props.correlation_data) == 16
     assert props.message_expiry_interval == 5
-    assert dict(props.user_properties)["source-id"] == "fake-1"
+    assert dict(props.user_properties)["__srcId"] == "fake-1"
     answer = Message(
         invoker.response_topic,
         b'{"ok":true}',
         properties=PublishProperties(
-            correlation_data=props.correlation_data, user_properties=(("status", "200"),)
+            correlation_data=props.correlation_data, user_properties=(("__stat", "200"),)
         ),
     )
     fake.deliver(answer)
@@ -481,7 +481,7 @@ async def test_invoker_matches_responses_and_ignores_duplicates(fake: FakeConnec
             payload=b"",
             properties=PublishProperties(
                 correlation_data=fake.published[-1].properties.correlation_data,
-                user_properties=(("status", "503"), ("status-message", "busy")),
+                user_properties=(("__stat", "503"), ("__stMsg", "busy")),
             ),
         )
     )
@@ -512,7 +512,7 @@ async def test_a_raising_result_subscriber_cannot_break_the_invoker(
             body,
             properties=PublishProperties(
                 correlation_data=fake.published[-1].properties.correlation_data,
-                user_properties=(("status", "200"),),
+                user_properties=(("__stat", "200"),),
             ),
         )
 

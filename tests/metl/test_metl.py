@@ -1,0 +1,430 @@
+"""AIO's language-neutral envoy test suite (METL), run against rxmqtt's envoys.
+
+One pytest item per case file (id: the file's stem). Each case drives our envoys through
+:class:`~.fake.MetlConnection` and checks every field of its epilogue. Cases needing something
+rxmqtt deliberately does not support are skipped one by one with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from rxmqtt.binders import (
+    AioError,
+    CloudEvent,
+    Telemetry,
+    TelemetryReceiver,
+    TelemetrySender,
+)
+from rxmqtt.message import Message, PublishProperties
+
+from .cases import Case, cases_dir, discover, merged, seconds
+from .fake import MetlConnection, push_acks
+
+CASES = discover()
+STEP = 5.0
+"""Seconds an ``await`` action may wait for the envoy before the case fails (never reached by
+a passing case: every wait is for an event)."""
+
+UNSUPPORTED: dict[str, str] = {
+    "TelemetryReceiverUnsubAckFailure_ThrowsException": (
+        "rxmqtt's subscriptions are ref-counted and released fire-and-forget on dispose; an "
+        "UNSUBACK failure is logged by the connection, not raised at the envoy"
+    ),
+}
+
+
+def _params() -> list[Any]:
+    if not CASES:
+        reason = (
+            f"no METL cases: RXMQTT_METL_CASES is unset or not a directory and "
+            f"{cases_dir() or '../shared/aio-metl/Protocol'} does not exist"
+        )
+        return [pytest.param(None, id="no-cases", marks=pytest.mark.skip(reason=reason))]
+    return [pytest.param(case, id=case.name) for case in CASES]
+
+
+@pytest.mark.parametrize("case", _params())
+async def test_metl_case(case: Case) -> None:
+    assert case is not None
+    if case.name in UNSUPPORTED:
+        pytest.skip(f"{case.name}: {UNSUPPORTED[case.name]}")
+    document = case.load()
+    driver = {
+        "TelemetrySender": run_sender,
+        "TelemetryReceiver": run_receiver,
+    }.get(case.envoy)
+    if driver is None:
+        pytest.skip(f"{case.name}: the {case.envoy} METL driver is not written yet")
+    await driver(document, case.defaults)
+
+
+# ---------------------------------------------------------------- shared checks
+
+
+@dataclass(frozen=True)
+class MetlSerializer:
+    """The cases' serializer: payloads are the UTF-8 text of the value, content types and
+    character-data flags as the case configures."""
+
+    content_type: str | None
+    payload_format_indicator: int | None
+    accept_content_types: tuple[str, ...] = ()
+    allow_character_data: bool = True
+    fail_deserialization: bool = False
+
+    def serialize(self, value: str | None) -> bytes:
+        return b"" if value is None else value.encode("utf-8")
+
+    def deserialize(self, payload: bytes) -> str:
+        if self.fail_deserialization:
+            raise ValueError("the case's serializer fails deserialization")
+        return payload.decode("utf-8")
+
+    def accepts(self, content_type: str | None, payload_format_indicator: int | None) -> bool:
+        if payload_format_indicator == 1 and not self.allow_character_data:
+            return False
+        return (content_type or "") in self.accept_content_types
+
+
+def connection(prologue: dict[str, Any]) -> MetlConnection:
+    config = prologue.get("mqtt-config") or {}
+    acks = prologue.get("push-acks") or {}
+    return MetlConnection(
+        client_id=config.get("client-id", "MetlClient"),
+        publish_acks=push_acks(acks.get("publish")),
+        subscribe_acks=push_acks(acks.get("subscribe")),
+        unsubscribe_acks=push_acks(acks.get("unsubscribe")),
+    )
+
+
+def check_catch(error: BaseException | None, catch: dict[str, Any], where: str) -> None:
+    """``error`` is the AIO error ``catch`` describes, field by field."""
+    assert error is not None, f"{where}: expected a {catch['error-kind']!r} error, got none"
+    assert isinstance(error, AioError), f"{where}: not an AioError: {error!r}"
+    assert error.kind.value == catch["error-kind"], f"{where}: kind {error.kind.value!r}: {error}"
+    if "is-shallow" in catch:
+        assert error.is_shallow == catch["is-shallow"], f"{where}: is_shallow of {error!r}"
+    if "is-remote" in catch:
+        assert error.is_remote == catch["is-remote"], f"{where}: is_remote of {error!r}"
+    if "message" in catch:
+        assert str(error) == catch["message"], f"{where}: message"
+    for key, expected in (catch.get("supplemental") or {}).items():
+        actual = _supplemental(error, key)
+        assert actual == expected, f"{where}: supplemental {key}: {actual!r} != {expected!r}"
+
+
+def _supplemental(error: AioError, key: str) -> str | None:
+    if key == "property-name":
+        return None if error.property_name is None else error.property_name.lower()
+    if key == "property-value":
+        value = error.property_value
+        return None if value is None else str(value)
+    if key == "header-name":
+        return error.header_name
+    if key == "header-value":
+        return error.header_value
+    if key == "timeout-name":
+        return None if error.timeout_name is None else error.timeout_name.lower()
+    if key == "timeout-value":
+        return None if error.timeout_value is None else str(error.timeout_value)
+    if key == "protocol-version":
+        return error.protocol_version
+    if key == "supported-protocols":
+        return " ".join(str(v) for v in error.supported_major_versions)
+    raise AssertionError(f"unknown supplemental field {key!r}")
+
+
+def check_metadata(
+    actual: Mapping[str, str], expected: Mapping[str, str | None], where: str
+) -> None:
+    """Each listed property has the value given; ``null`` means it must be absent."""
+    for key, value in expected.items():
+        if value is None:
+            assert key not in actual, f"{where}: {key!r} must be absent, is {actual[key]!r}"
+        else:
+            assert actual.get(key) == value, f"{where}: {key!r}: {actual.get(key)!r} != {value!r}"
+
+
+async def until(condition: Any, conn: MetlConnection, what: str) -> None:
+    """Wait (event-driven, bounded) until ``condition()`` holds."""
+    async with asyncio.timeout(STEP):
+        while not condition():
+            await conn.changed()
+    assert condition(), what
+
+
+# ---------------------------------------------------------------- TelemetrySender
+
+
+async def run_sender(case: dict[str, Any], defaults: dict[str, Any]) -> None:
+    prologue = case["prologue"]
+    conn = connection(prologue)
+    sender_defaults = defaults["prologue"]["sender"]
+    senders: list[TelemetrySender[Any]] = []
+    try:
+        for given in prologue.get("senders") or []:
+            config = merged(sender_defaults, given)
+            ser = config.get("serializer") or {}
+            serializer = MetlSerializer(
+                content_type=ser.get("out-content-type"),
+                payload_format_indicator=1 if ser.get("indicate-character-data") else 0,
+            )
+            senders.append(
+                TelemetrySender(
+                    conn,
+                    config.get("telemetry-topic"),  # type: ignore[arg-type]
+                    serializer,
+                    topic_namespace=config.get("topic-namespace"),
+                    topic_tokens=config.get("topic-token-map"),
+                )
+            )
+    except AioError as error:
+        check_catch(error, prologue["catch"], "prologue")
+        return
+    assert "catch" not in prologue, "prologue: expected an error, the senders were created"
+
+    outcomes: list[asyncio.Future[Any]] = []
+    awaited = 0
+    published_seen = 0
+    for action in case.get("actions") or []:
+        kind = action["action"]
+        if kind == "send telemetry":
+            spec = merged(defaults["actions"]["send-telemetry"], action)
+            outcomes.append(_send(senders[0], spec))
+        elif kind == "await publish":
+            published_seen += 1
+            await until(lambda n=published_seen: len(conn.publications) >= n, conn, "await publish")
+        elif kind == "await send":
+            future = outcomes[awaited]
+            awaited += 1
+            error: BaseException | None = None
+            try:
+                async with asyncio.timeout(STEP):
+                    await future
+            except Exception as exc:
+                error = exc
+            if "catch" in action:
+                check_catch(error, action["catch"], "await send")
+            else:
+                assert error is None, f"await send: {error!r}"
+        elif kind == "disconnect":
+            conn.disconnect()
+        else:
+            raise AssertionError(f"unknown sender action {kind!r}")
+
+    epilogue = case.get("epilogue") or {}
+    if "publication-count" in epilogue:
+        assert len(conn.publications) == epilogue["publication-count"]
+    for index, expected in enumerate(epilogue.get("published-messages") or []):
+        assert index < len(conn.publications), f"published message {index} missing"
+        check_publication(conn.publications[index], expected, conn, f"published {index}")
+
+
+def _send(sender: TelemetrySender[Any], spec: dict[str, Any]) -> asyncio.Future[Any]:
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    event = spec.get("cloud-event")
+    cloud_event = None
+    if event is not None:
+        cloud_event = CloudEvent(
+            source=event["source"],
+            **{
+                name: event[key]
+                for key, name in (
+                    ("type", "type"),
+                    ("spec-version", "spec_version"),
+                    ("id", "id"),
+                    ("time", "time"),
+                    ("subject", "subject"),
+                    ("data-schema", "data_schema"),
+                )
+                if key in event
+            },
+        )
+    timeout = seconds(spec.get("timeout"))
+    try:
+        outcome = sender.send(
+            spec.get("telemetry-value"),
+            topic_tokens=spec.get("topic-token-map"),
+            metadata=spec.get("metadata"),
+            cloud_event=cloud_event,
+            message_expiry_interval=None if timeout is None else int(timeout),
+        )
+    except Exception as exc:
+        future.set_exception(exc)
+        return future
+    outcome.subscribe(
+        on_next=lambda result: future.done() or future.set_result(result),
+        on_error=lambda error: future.done() or future.set_exception(error),
+    )
+    return future
+
+
+def check_publication(
+    message: Message, expected: dict[str, Any], conn: MetlConnection, where: str
+) -> None:
+    props = message.properties
+    for key, value in expected.items():
+        if key == "topic":
+            assert message.topic == value, f"{where}: topic"
+        elif key == "payload":
+            actual = None if not message.payload else message.payload.decode("utf-8")
+            assert actual == value, f"{where}: payload {actual!r}"
+        elif key == "content-type":
+            assert props.content_type == value, f"{where}: content type {props.content_type!r}"
+        elif key == "format-indicator":
+            actual_indicator = props.payload_format_indicator or 0
+            assert actual_indicator == value, f"{where}: format indicator"
+        elif key == "metadata":
+            check_metadata(dict(props.user_properties), value, f"{where}: metadata")
+        elif key == "source-id":
+            assert dict(props.user_properties).get("__srcId") == value, f"{where}: source id"
+        elif key == "expiry":
+            assert props.message_expiry_interval == value, f"{where}: expiry"
+        else:
+            raise AssertionError(f"{where}: unknown published-message field {key!r}")
+
+
+# ---------------------------------------------------------------- TelemetryReceiver
+
+
+async def run_receiver(case: dict[str, Any], defaults: dict[str, Any]) -> None:
+    prologue = case["prologue"]
+    conn = connection(prologue)
+    receiver_defaults = defaults["prologue"]["receiver"]
+    received: list[tuple[int, Telemetry[Any]]] = []
+    errors: list[BaseException] = []
+    receivers: list[TelemetryReceiver[Any]] = []
+    try:
+        for index, given in enumerate(prologue.get("receivers") or []):
+            config = merged(receiver_defaults, given)
+            ser = config.get("serializer") or {}
+            deserializer = MetlSerializer(
+                content_type=None,
+                payload_format_indicator=None,
+                accept_content_types=tuple(ser.get("accept-content-types") or ()),
+                allow_character_data=ser.get("allow-character-data", True),
+                fail_deserialization=ser.get("fail-deserialization", False),
+            )
+            receiver = TelemetryReceiver(
+                conn,
+                config.get("telemetry-topic"),  # type: ignore[arg-type]
+                deserializer,
+                topic_namespace=config.get("topic-namespace"),
+                topic_tokens=config.get("topic-token-map"),
+            )
+            receivers.append(receiver)
+            receiver.telemetry.subscribe(
+                on_next=lambda item, i=index: received.append((i, item)),
+                on_error=errors.append,
+            )
+            if errors:
+                raise errors[0]
+    except AioError as error:
+        check_catch(error, prologue["catch"], "prologue")
+        return
+    assert "catch" not in prologue, "prologue: expected an error, the receivers started"
+
+    packet_ids: dict[int, int] = {}
+    for action in case.get("actions") or []:
+        kind = action["action"]
+        if kind == "receive telemetry":
+            spec = merged(defaults["actions"]["receive-telemetry"], action)
+            index = spec.get("packet-index")
+            if index is None:
+                packet_id = len(packet_ids) + 1000
+            else:
+                packet_id = packet_ids.setdefault(index, len(packet_ids) + 1)
+            conn.inject(_telemetry_message(spec), packet_id)
+        elif kind == "await acknowledgement":
+            packet_id = packet_ids[action["packet-index"]]
+            await until(lambda p=packet_id: p in conn.acknowledged, conn, "await acknowledgement")
+        elif kind == "disconnect":
+            conn.disconnect()
+        else:
+            raise AssertionError(f"unknown receiver action {kind!r}")
+
+    epilogue = case.get("epilogue") or {}
+    assert not errors, f"receiver errors: {errors!r}"
+    for key, value in epilogue.items():
+        if key == "subscribed-topics":
+            assert sorted(conn.subscribed) == sorted(value), f"subscribed {conn.subscribed}"
+        elif key == "acknowledgement-count":
+            assert len(conn.acknowledged) == value, f"acknowledged {conn.acknowledged}"
+        elif key == "telemetry-count":
+            assert len(received) == value, f"telemetry count {len(received)}"
+        elif key == "telemetry-counts":
+            for index_text, count in value.items():
+                got = sum(1 for i, _ in received if i == int(index_text))
+                assert got == count, f"telemetry count of receiver {index_text}: {got}"
+        elif key == "received-telemetries":
+            assert len(received) >= len(value), f"received {len(received)} telemetries"
+            for index, expected in enumerate(value):
+                check_telemetry(received[index][1], expected, f"telemetry {index}")
+        elif key == "catch":
+            raise AssertionError("epilogue catch: not driven for receivers")
+        else:
+            raise AssertionError(f"unknown receiver epilogue field {key!r}")
+
+
+def source_id(index: int) -> str:
+    """The client id the cases' ``source-index`` stands for."""
+    return f"MetlSource{index}"
+
+
+def _telemetry_message(spec: dict[str, Any]) -> Message:
+    user = list((spec.get("metadata") or {}).items())
+    if spec.get("source-index") is not None:
+        user.append(("__srcId", source_id(spec["source-index"])))
+    expiry = seconds(spec.get("message-expiry"))
+    payload = spec.get("payload")
+    return Message(
+        spec["topic"],
+        b"" if payload is None else payload.encode("utf-8"),
+        spec.get("qos", 1),
+        properties=PublishProperties(
+            message_expiry_interval=None if expiry is None else int(expiry),
+            content_type=spec.get("content-type"),
+            payload_format_indicator=spec.get("format-indicator"),
+            user_properties=tuple(user),
+        ),
+    )
+
+
+_CLOUD_EVENT_FIELDS = {
+    "source": "source",
+    "type": "type",
+    "spec-version": "spec_version",
+    "id": "id",
+    "time": "time",
+    "data-content-type": "data_content_type",
+    "subject": "subject",
+    "data-schema": "data_schema",
+}
+
+
+def check_telemetry(item: Telemetry[Any], expected: dict[str, Any], where: str) -> None:
+    for key, value in expected.items():
+        if key == "telemetry-value":
+            assert item.value == value, f"{where}: value {item.value!r}"
+        elif key == "metadata":
+            check_metadata(item.metadata, value, f"{where}: metadata")
+        elif key == "topic-tokens":
+            assert dict(item.tokens) == value, f"{where}: tokens {dict(item.tokens)}"
+        elif key == "cloud-event":
+            if value is None:
+                assert item.cloud_event is None, f"{where}: unexpected {item.cloud_event!r}"
+                continue
+            assert item.cloud_event is not None, f"{where}: no cloud event"
+            for field_key, expected_value in value.items():
+                actual = getattr(item.cloud_event, _CLOUD_EVENT_FIELDS[field_key])
+                assert actual == expected_value, f"{where}: cloud event {field_key}: {actual!r}"
+        elif key == "source-index":
+            assert item.source_id == source_id(value), f"{where}: source {item.source_id!r}"
+        else:
+            raise AssertionError(f"{where}: unknown received-telemetry field {key!r}")
