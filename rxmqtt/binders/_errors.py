@@ -1,8 +1,11 @@
-"""Errors the envoys deliver on their streams (or raise at the call site for bad values).
+"""The AIO error model as Python exceptions (``doc/reference/error-model.md`` in AIO).
 
-Every one derives from :class:`rxmqtt.MqttError`, so an application can catch the whole family;
-the command errors derive from :class:`CommandError` so an invoker's caller can tell "the command
-failed" from "the connection was closed" (:class:`rxmqtt.ConnectionClosedError`).
+Every error an envoy raises or delivers is an :class:`AioError`: it carries the AIO
+:class:`ErrorKind`, ``is_shallow`` (detected before anything went on the wire: a bad argument
+or setting), ``is_remote`` (reported by the peer in a response, not detected here) and the
+supplemental details AIO defines. All derive from :class:`rxmqtt.MqttError`, so an application
+can catch the whole family. Specific classes keep the Python idiom: a bad setting is also a
+``ValueError``, a timeout also a ``TimeoutError``.
 """
 
 from __future__ import annotations
@@ -12,77 +15,8 @@ import enum
 from rxmqtt.errors import MqttError
 
 
-class PayloadError(MqttError, ValueError):
-    """A value could not be serialized, or a payload could not be deserialized.
-
-    Raised at the call site when ``send(value)``/``invoke(request)`` gets a value its serializer
-    cannot encode; delivered as a value (``TelemetryReceiver.decode_errors``) or as an error (a
-    command response) when an incoming payload cannot be decoded. ``topic`` is the MQTT topic the
-    payload travelled on (``None`` for outgoing values that never left).
-    """
-
-    def __init__(self, message: str, *, topic: str | None = None) -> None:
-        super().__init__(message)
-        self.topic = topic
-
-
-class EnvoyDisposedError(MqttError):
-    """The envoy was disposed while the operation was still pending (e.g. an invocation)."""
-
-
-class CommandError(MqttError):
-    """Base class of the errors a :class:`CommandInvoker` delivers for one invocation."""
-
-    def __init__(self, message: str, *, request_topic: str | None = None) -> None:
-        super().__init__(message)
-        self.request_topic = request_topic
-
-
-class CommandTimeoutError(CommandError, TimeoutError):
-    """No response arrived within the invocation's ``timeout``.
-
-    The request carried a Message Expiry Interval of ``ceil(timeout)`` seconds, so a broker, the
-    offline queue or the executor discards it once it can no longer be answered in time; a
-    response arriving after the timeout is ignored.
-    """
-
-    def __init__(
-        self, timeout: float, *, request_topic: str | None = None, correlation_data: bytes = b""
-    ) -> None:
-        where = f" to {request_topic!r}" if request_topic else ""
-        super().__init__(
-            f"no response to the command{where} within {timeout:g}s", request_topic=request_topic
-        )
-        self.timeout = timeout
-        self.correlation_data = correlation_data
-
-
-class CommandExecutionError(CommandError):
-    """The executor answered with an error status (its ``status`` user property >= 300).
-
-    On the executor side a handler may raise this to choose the status it responds with, e.g.
-    ``raise CommandExecutionError(404, "no such valve")``; any other exception becomes 500.
-    """
-
-    def __init__(
-        self, status: int, status_message: str, *, request_topic: str | None = None
-    ) -> None:
-        if isinstance(status, bool) or not isinstance(status, int):
-            raise TypeError(f"status: must be an int, got {type(status).__name__}")
-        if not 100 <= status <= 999 or 200 <= status <= 299:
-            raise ValueError(f"status: must be a non-2xx code in 100..999, got {status}")
-        where = f"{request_topic!r} " if request_topic else ""
-        super().__init__(
-            f"command {where}failed with status {status}: {status_message}",
-            request_topic=request_topic,
-        )
-        self.status = int(status)
-        self.status_message = status_message
-
-
 class ErrorKind(enum.Enum):
-    """The AIO error kinds (``doc/reference/error-model.md``): what went wrong, in the words the
-    .NET, Go and Rust envoys use, so a Python caller can branch on the same cases."""
+    """The AIO error kinds: what went wrong, in the words of the .NET, Go and Rust envoys."""
 
     MISSING_HEADER = "missing header"
     INVALID_HEADER = "invalid header"
@@ -99,10 +33,13 @@ class ErrorKind(enum.Enum):
 
 
 class AioError(MqttError):
-    """An error of the AIO error model: its :class:`ErrorKind`, whether it was detected by this
-    process (``is_remote`` False) or reported by the peer, whether it arose in this envoy
-    (``is_shallow``: bad arguments or configuration, nothing went on the wire), and the
-    supplemental details AIO carries (``property_name``/``property_value``, header names, ...)."""
+    """An error of the AIO error model, with its kind and supplemental details.
+
+    ``property_name``/``property_value`` name an offending setting or property;
+    ``header_name``/``header_value`` an offending MQTT header or user property;
+    ``timeout_name``/``timeout_value`` the timeout that ran out; ``protocol_version`` and
+    ``supported_major_versions`` a version mismatch; ``status`` the response status, if any.
+    """
 
     def __init__(
         self,
@@ -116,10 +53,11 @@ class AioError(MqttError):
         header_name: str | None = None,
         header_value: str | None = None,
         timeout_name: str | None = None,
-        timeout_value: float | None = None,
+        timeout_value: object = None,
         protocol_version: str | None = None,
         supported_major_versions: tuple[int, ...] = (),
         status: int | None = None,
+        request_topic: str | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -134,11 +72,12 @@ class AioError(MqttError):
         self.protocol_version = protocol_version
         self.supported_major_versions = supported_major_versions
         self.status = status
+        self.request_topic = request_topic
 
 
 class InvalidConfigurationError(AioError, ValueError):
-    """An envoy's setting or a call's argument is not valid (kind ``invalid configuration``);
-    also a ``ValueError``, raised at the call site."""
+    """An envoy's setting or a call's argument is not valid (``invalid configuration``, shallow);
+    raised at the call site."""
 
 
 def configuration_error(
@@ -155,27 +94,120 @@ def configuration_error(
     )
 
 
+class PayloadError(AioError, ValueError):
+    """A value could not be serialized (shallow, raised at the call site), or a payload could
+    not be deserialized (delivered on a stream). ``topic`` is the MQTT topic the payload
+    travelled on (``None`` for outgoing values that never left)."""
+
+    def __init__(self, message: str, *, topic: str | None = None) -> None:
+        super().__init__(ErrorKind.INVALID_PAYLOAD, message, is_shallow=topic is None)
+        self.topic = topic
+
+
+class EnvoyDisposedError(AioError):
+    """The envoy was disposed while the operation was still pending (``cancellation``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorKind.CANCELLATION, message, is_shallow=False)
+
+
+class CommandError(AioError):
+    """Base class of the errors a :class:`CommandInvoker` delivers that are about the command
+    itself (as opposed to the connection)."""
+
+
+class CommandTimeoutError(CommandError, TimeoutError):
+    """No response arrived within the invocation's ``timeout`` (``timeout``, local).
+
+    The request carried a Message Expiry Interval of ``ceil(timeout)`` seconds, so a broker, the
+    offline queue or the executor discards it once it can no longer be answered in time; a
+    response arriving after the timeout is ignored.
+    """
+
+    def __init__(
+        self, timeout: float, *, request_topic: str | None = None, correlation_data: bytes = b""
+    ) -> None:
+        where = f" to {request_topic!r}" if request_topic else ""
+        super().__init__(
+            ErrorKind.TIMEOUT,
+            f"no response to the command{where} within {timeout:g}s",
+            is_shallow=False,
+            timeout_name="timeout",
+            timeout_value=timeout,
+            request_topic=request_topic,
+        )
+        self.timeout = timeout
+        self.correlation_data = correlation_data
+
+
+class CommandExecutionError(CommandError):
+    """The executor answered with an error status; or, raised by a handler, the status and
+    message to answer with (``raise CommandExecutionError(404, "no such valve")``; any other
+    exception answers 500). Its message is the response's ``__stMsg``.
+
+    On the invoker side ``kind`` follows AIO's mapping of the status (500 with ``__apErr``:
+    ``execution error``; 400: ``invalid header``/``missing header``/``invalid payload``; 408:
+    ``timeout``; 415: ``invalid header``; 503: ``invalid state``; 505: ``unsupported version``;
+    anything else ``unknown error``) and ``is_application_error`` is the ``__apErr`` flag.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        status_message: str,
+        *,
+        kind: ErrorKind = ErrorKind.EXECUTION_ERROR,
+        is_application_error: bool = True,
+        request_topic: str | None = None,
+        property_name: str | None = None,
+        property_value: object = None,
+        header_name: str | None = None,
+        header_value: str | None = None,
+        timeout_name: str | None = None,
+        timeout_value: object = None,
+        protocol_version: str | None = None,
+        supported_major_versions: tuple[int, ...] = (),
+    ) -> None:
+        if isinstance(status, bool) or not isinstance(status, int):
+            raise TypeError(f"status: must be an int, got {type(status).__name__}")
+        if not 100 <= status <= 999 or 200 <= status <= 299:
+            raise ValueError(f"status: must be a non-2xx code in 100..999, got {status}")
+        super().__init__(
+            kind,
+            status_message or f"the command failed with status {status}",
+            is_shallow=False,
+            is_remote=True,
+            property_name=property_name,
+            property_value=property_value,
+            header_name=header_name,
+            header_value=header_value,
+            timeout_name=timeout_name,
+            timeout_value=timeout_value,
+            protocol_version=protocol_version,
+            supported_major_versions=supported_major_versions,
+            status=int(status),
+            request_topic=request_topic,
+        )
+        self.status: int = int(status)
+        self.status_message = status_message
+        self.is_application_error = is_application_error
+
+
 def error_kind(error: BaseException) -> ErrorKind:
-    """The AIO error kind of any error an envoy delivers: an :class:`AioError`'s own kind;
-    :class:`PayloadError` is ``invalid payload``; a timeout ``timeout``; a disposed envoy
-    ``cancellation``; the connection's own errors (publish, subscribe, closed) ``mqtt error``."""
+    """The AIO error kind of any error an envoy delivers: an :class:`AioError`'s own; a timeout
+    ``timeout``; the connection's own errors (publish, subscribe, closed) ``mqtt error``."""
     if isinstance(error, AioError):
         return error.kind
-    if isinstance(error, PayloadError):
-        return ErrorKind.INVALID_PAYLOAD
     if isinstance(error, TimeoutError):
         return ErrorKind.TIMEOUT
-    if isinstance(error, EnvoyDisposedError):
-        return ErrorKind.CANCELLATION
-    if isinstance(error, CommandExecutionError):
-        return ErrorKind.EXECUTION_ERROR
     if isinstance(error, MqttError):
         return ErrorKind.MQTT_ERROR
     return ErrorKind.UNKNOWN_ERROR
 
 
 def mqtt_error(error: Exception, what: str) -> AioError:
-    """``error`` from the connection (a failed PUBLISH/SUBSCRIBE) as an ``mqtt error``."""
+    """``error`` from the connection (a failed PUBLISH/SUBSCRIBE) as an ``mqtt error``, the
+    original as its ``__cause__``; AIO errors pass through."""
     if isinstance(error, AioError):
         return error
     wrapped = AioError(ErrorKind.MQTT_ERROR, f"{what}: {error}", is_shallow=False)

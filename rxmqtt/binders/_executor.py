@@ -38,6 +38,7 @@ from ._dedup import DedupCache
 from ._envoy import Envoy, scheduler_seconds
 from ._errors import CommandExecutionError
 from ._protocol import (
+    APPLICATION_ERROR_PROPERTY,
     STATUS_MESSAGE_PROPERTY,
     STATUS_PROPERTY,
     Status,
@@ -422,14 +423,22 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         else:
             log.warning("command handler for %r failed", job.message.topic, exc_info=error)
             status, detail = Status.INTERNAL_ERROR, f"{type(error).__name__}: {error}"
-        self._complete(job, status, detail, b"")
+        # The application, not the executor, reported it: AIO's "execution error".
+        self._complete(job, status, detail, b"", ((APPLICATION_ERROR_PROPERTY, "true"),))
 
-    def _complete(self, job: _Job, status: int, detail: str, payload: bytes) -> None:
+    def _complete(
+        self,
+        job: _Job,
+        status: int,
+        detail: str,
+        payload: bytes,
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         """Answer ``job`` (once), remember the answer for re-deliveries, start the next."""
         if job.done:
             return
         self._finish(job)
-        response = self._response(job.message, status, detail, payload, job.deadline)
+        response = self._response(job.message, status, detail, payload, job.deadline, extra)
         if job.key is not None:
             self._cache.update(job.key, response)
         self._publish(response)
@@ -480,7 +489,13 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
     # ------------------------------------------------------------------ responses
 
     def _response(
-        self, request: Message, status: int, detail: str, payload: bytes, deadline: float
+        self,
+        request: Message,
+        status: int,
+        detail: str,
+        payload: bytes,
+        deadline: float,
+        extra: tuple[tuple[str, str], ...] = (),
     ) -> _Response:
         properties = PublishProperties(
             correlation_data=request.properties.correlation_data,
@@ -491,6 +506,7 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
             user_properties=(
                 (STATUS_PROPERTY, str(int(status))),
                 (STATUS_MESSAGE_PROPERTY, detail),
+                *extra,
                 *self._stamp(),
             ),
         )

@@ -93,6 +93,8 @@ class TelemetrySender(Envoy, Generic[T]):
         qos: int = 1,
         retain: bool = False,
         message_expiry_interval: int | None = None,
+        topic_namespace: str | None = None,
+        topic_tokens: Mapping[str, str] | None = None,
     ) -> None: ...
 
     @overload
@@ -105,6 +107,8 @@ class TelemetrySender(Envoy, Generic[T]):
         qos: int = 1,
         retain: bool = False,
         message_expiry_interval: int | None = None,
+        topic_namespace: str | None = None,
+        topic_tokens: Mapping[str, str] | None = None,
     ) -> None: ...
 
     def __init__(

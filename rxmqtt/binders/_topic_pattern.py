@@ -31,20 +31,21 @@ def is_valid_namespace(namespace: str) -> bool:
 
 
 def check_token_map(tokens: object, argument: str) -> dict[str, str]:
-    """``tokens`` as a dict of token name to a valid level value; an ``invalid configuration``
-    error naming ``argument`` otherwise."""
+    """``tokens`` as a dict of token name to value; an ``invalid configuration`` error naming
+    ``argument`` when it is not a str-to-str mapping (values are checked where they are used)."""
     if tokens is None:
         return {}
-    if not isinstance(tokens, Mapping):
-        raise configuration_error(argument, tokens, "must be a mapping of token to value")
-    checked: dict[str, str] = {}
-    for name, value in tokens.items():
-        if not isinstance(name, str) or not isinstance(value, str) or not is_valid_level(value):
-            raise configuration_error(
-                argument, {name: value}, "token values must be single valid topic levels"
-            )
-        checked[name] = value
-    return checked
+    if not isinstance(tokens, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in tokens.items()
+    ):
+        raise configuration_error(argument, tokens, "must be a mapping of str token to str value")
+    return dict(tokens)
+
+
+def _check_value(name: str, value: str) -> str:
+    if not is_valid_level(value):
+        raise configuration_error(name, value, "must be a single valid topic level")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +61,11 @@ class TopicPattern:
         *,
         namespace: object = None,
         argument: str,
+        name: str = "topicpattern",
         tokens: Mapping[str, str] | None = None,
     ) -> TopicPattern:
-        """Validate ``pattern`` (and ``namespace``) and resolve the given ``tokens`` into it."""
+        """Validate ``pattern`` (and ``namespace``) and resolve the given ``tokens`` into it;
+        errors name AIO's property ``name`` and the Python ``argument``."""
         if namespace is not None and (
             not isinstance(namespace, str) or not is_valid_namespace(namespace)
         ):
@@ -71,26 +74,48 @@ class TopicPattern:
             )
         if not isinstance(pattern, str) or not pattern:
             raise configuration_error(
-                "topicpattern", pattern, "must be a non-empty topic pattern", argument=argument
+                name, pattern, "must be a non-empty topic pattern", argument=argument
             )
         levels: list[str | tuple[str]] = []
         for level in pattern.split("/"):
             match = _TOKEN.match(level)
             if match is not None:
-                name = match.group(1)
-                value = (tokens or {}).get(name)
-                levels.append(value if value is not None else (name,))
+                token = match.group(1)
+                value = (tokens or {}).get(token)
+                levels.append(_check_value(token, value) if value is not None else (token,))
             elif is_valid_level(level):
                 levels.append(level)
             else:
                 raise configuration_error(
-                    "topicpattern", pattern, f"has an invalid level {level!r}", argument=argument
+                    name, pattern, f"has an invalid level {level!r}", argument=argument
                 )
         full = pattern if namespace is None else f"{namespace}/{pattern}"
         prefix: list[str | tuple[str]] = (
             [] if namespace is None else list(str(namespace).split("/"))
         )
         return TopicPattern(full, tuple(prefix + levels))
+
+    def require(self, *names: str) -> None:
+        """An ``invalid configuration`` error naming the first of ``names`` still open (tokens
+        that must be known when the envoy is created)."""
+        for token in self.open_tokens:
+            if token in names:
+                raise AioError(
+                    ErrorKind.INVALID_CONFIGURATION,
+                    f"the token {{{token}}} of {self.pattern!r} needs a value at construction",
+                    is_shallow=True,
+                    property_name=token,
+                )
+
+    def resolve(self, tokens: Mapping[str, str]) -> TopicPattern:
+        """This pattern with more tokens filled in (values checked)."""
+        levels = tuple(
+            _check_value(level[0], tokens[level[0]])
+            if isinstance(level, tuple) and level[0] in tokens
+            else level
+            for level in self.levels
+        )
+        return TopicPattern(self.pattern, levels)
 
     @property
     def open_tokens(self) -> tuple[str, ...]:
@@ -112,9 +137,7 @@ class TopicPattern:
                         property_name=level[0],
                         property_value=None,
                     )
-                if not is_valid_level(value):
-                    raise configuration_error(level[0], value, "must be a single valid topic level")
-                parts.append(value)
+                parts.append(_check_value(level[0], value))
             else:
                 parts.append(level)
         return "/".join(parts)

@@ -12,6 +12,7 @@ import asyncio
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import reactivex
 from reactivex import Observable, abc
@@ -45,7 +46,8 @@ class _Outbound:
 @dataclass(slots=True)
 class _Subscriber:
     topic_filter: str
-    observer: abc.ObserverBase[Delivery]
+    observer: abc.ObserverBase[Any]
+    manual: bool
 
 
 @dataclass(eq=False)
@@ -57,6 +59,9 @@ class MetlConnection:
     subscribe_acks: deque[str] = field(default_factory=deque)
     unsubscribe_acks: deque[str] = field(default_factory=deque)
     supports_manual_ack: bool = True
+    frozen: bool = False
+    """Set by the cases' ``freeze time``; rxmqtt's envoys read no wall clock in the paths the
+    cases freeze (timeouts run on the loop's monotonic clock), so it is recorded only."""
 
     def __post_init__(self) -> None:
         self.settings = ConnectionSettings(host="127.0.0.1", client_id=self.client_id)
@@ -73,15 +78,18 @@ class MetlConnection:
 
     def messages(
         self, topic_filter: str, qos: int = 0, *, manual_ack: bool = False
-    ) -> Observable[Delivery]:
+    ) -> Observable[Any]:
+        """Messages (acknowledged on receipt) or, with ``manual_ack``, :class:`Delivery` items
+        whose PUBACK waits for ``ack()``."""
+
         def subscribe(
-            observer: abc.ObserverBase[Delivery], scheduler: abc.SchedulerBase | None = None
+            observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
             self.subscribed.append(topic_filter)
             if _next(self.subscribe_acks) == "fail":
                 observer.on_error(FakeAckError(f"SUBACK refused {topic_filter!r}"))
                 return Disposable()
-            entry = _Subscriber(topic_filter, observer)
+            entry = _Subscriber(topic_filter, observer, manual_ack)
             self._subscribers.append(entry)
 
             def unsubscribe() -> None:
@@ -102,8 +110,12 @@ class MetlConnection:
         if not targets:
             self._release(entry)
         for target in targets:
-            delivery = Delivery(message, _Acker(self, entry).ack)
-            target.observer.on_next(delivery)
+            acker = _Acker(self, entry)
+            if target.manual:
+                target.observer.on_next(Delivery(message, acker.ack))
+            else:
+                target.observer.on_next(message)
+                acker.ack()
 
     def _release(self, entry: _Inbound) -> None:
         entry.acked = True

@@ -8,7 +8,7 @@ rxmqtt deliberately does not support are skipped one by one with the reason.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ import pytest
 from rxmqtt.binders import (
     AioError,
     CloudEvent,
+    CommandInvoker,
     Telemetry,
     TelemetryReceiver,
     TelemetrySender,
@@ -58,6 +59,7 @@ async def test_metl_case(case: Case) -> None:
     driver = {
         "TelemetrySender": run_sender,
         "TelemetryReceiver": run_receiver,
+        "CommandInvoker": run_invoker,
     }.get(case.envoy)
     if driver is None:
         pytest.skip(f"{case.name}: the {case.envoy} METL driver is not written yet")
@@ -90,6 +92,11 @@ class MetlSerializer:
         if payload_format_indicator == 1 and not self.allow_character_data:
             return False
         return (content_type or "") in self.accept_content_types
+
+
+def given_value(config: dict[str, Any], key: str) -> Any:
+    """A setting as the case gives it, ``None`` included (cases test absent settings)."""
+    return config.get(key)
 
 
 def connection(prologue: dict[str, Any]) -> MetlConnection:
@@ -170,16 +177,11 @@ async def run_sender(case: dict[str, Any], defaults: dict[str, Any]) -> None:
     try:
         for given in prologue.get("senders") or []:
             config = merged(sender_defaults, given)
-            ser = config.get("serializer") or {}
-            serializer = MetlSerializer(
-                content_type=ser.get("out-content-type"),
-                payload_format_indicator=1 if ser.get("indicate-character-data") else 0,
-            )
             senders.append(
                 TelemetrySender(
                     conn,
-                    config.get("telemetry-topic"),  # type: ignore[arg-type]
-                    serializer,
+                    given_value(config, "telemetry-topic"),
+                    _serializer(config),
                     topic_namespace=config.get("topic-namespace"),
                     topic_tokens=config.get("topic-token-map"),
                 )
@@ -203,16 +205,16 @@ async def run_sender(case: dict[str, Any], defaults: dict[str, Any]) -> None:
         elif kind == "await send":
             future = outcomes[awaited]
             awaited += 1
-            error: BaseException | None = None
+            failure: BaseException | None = None
             try:
                 async with asyncio.timeout(STEP):
                     await future
             except Exception as exc:
-                error = exc
+                failure = exc
             if "catch" in action:
-                check_catch(error, action["catch"], "await send")
+                check_catch(failure, action["catch"], "await send")
             else:
-                assert error is None, f"await send: {error!r}"
+                assert failure is None, f"await send: {failure!r}"
         elif kind == "disconnect":
             conn.disconnect()
         else:
@@ -258,10 +260,21 @@ def _send(sender: TelemetrySender[Any], spec: dict[str, Any]) -> asyncio.Future[
     except Exception as exc:
         future.set_exception(exc)
         return future
-    outcome.subscribe(
-        on_next=lambda result: future.done() or future.set_result(result),
-        on_error=lambda error: future.done() or future.set_exception(error),
-    )
+    return settle(outcome, future)
+
+
+def settle(outcome: Any, future: asyncio.Future[Any]) -> asyncio.Future[Any]:
+    """``future`` completed by the first value or the error of the observable ``outcome``."""
+
+    def on_next(value: Any) -> None:
+        if not future.done():
+            future.set_result(value)
+
+    def on_error(error: Exception) -> None:
+        if not future.done():
+            future.set_exception(error)
+
+    outcome.subscribe(on_next=on_next, on_error=on_error)
     return future
 
 
@@ -303,26 +316,15 @@ async def run_receiver(case: dict[str, Any], defaults: dict[str, Any]) -> None:
     try:
         for index, given in enumerate(prologue.get("receivers") or []):
             config = merged(receiver_defaults, given)
-            ser = config.get("serializer") or {}
-            deserializer = MetlSerializer(
-                content_type=None,
-                payload_format_indicator=None,
-                accept_content_types=tuple(ser.get("accept-content-types") or ()),
-                allow_character_data=ser.get("allow-character-data", True),
-                fail_deserialization=ser.get("fail-deserialization", False),
-            )
             receiver = TelemetryReceiver(
                 conn,
-                config.get("telemetry-topic"),  # type: ignore[arg-type]
-                deserializer,
+                given_value(config, "telemetry-topic"),
+                _serializer(config),
                 topic_namespace=config.get("topic-namespace"),
                 topic_tokens=config.get("topic-token-map"),
             )
             receivers.append(receiver)
-            receiver.telemetry.subscribe(
-                on_next=lambda item, i=index: received.append((i, item)),
-                on_error=errors.append,
-            )
+            receiver.telemetry.subscribe(on_next=_recorder(received, index), on_error=errors.append)
             if errors:
                 raise errors[0]
     except AioError as error:
@@ -335,15 +337,10 @@ async def run_receiver(case: dict[str, Any], defaults: dict[str, Any]) -> None:
         kind = action["action"]
         if kind == "receive telemetry":
             spec = merged(defaults["actions"]["receive-telemetry"], action)
-            index = spec.get("packet-index")
-            if index is None:
-                packet_id = len(packet_ids) + 1000
-            else:
-                packet_id = packet_ids.setdefault(index, len(packet_ids) + 1)
+            packet_id = _packet_id(packet_ids, spec.get("packet-index"))
             conn.inject(_telemetry_message(spec), packet_id)
         elif kind == "await acknowledgement":
-            packet_id = packet_ids[action["packet-index"]]
-            await until(lambda p=packet_id: p in conn.acknowledged, conn, "await acknowledgement")
+            await _await_ack(conn, packet_ids, action)
         elif kind == "disconnect":
             conn.disconnect()
         else:
@@ -370,6 +367,13 @@ async def run_receiver(case: dict[str, Any], defaults: dict[str, Any]) -> None:
             raise AssertionError("epilogue catch: not driven for receivers")
         else:
             raise AssertionError(f"unknown receiver epilogue field {key!r}")
+
+
+def _recorder(
+    received: list[tuple[int, Telemetry[Any]]], index: int
+) -> Callable[[Telemetry[Any]], None]:
+    """Records what receiver ``index`` relays."""
+    return lambda item: received.append((index, item))
 
 
 def source_id(index: int) -> str:
@@ -428,3 +432,185 @@ def check_telemetry(item: Telemetry[Any], expected: dict[str, Any], where: str) 
             assert item.source_id == source_id(value), f"{where}: source {item.source_id!r}"
         else:
             raise AssertionError(f"{where}: unknown received-telemetry field {key!r}")
+
+
+# ---------------------------------------------------------------- CommandInvoker
+
+
+def _serializer(config: dict[str, Any]) -> Any:
+    """The case's serializer (typed ``Any``: it stands in for any value type)."""
+    ser = config.get("serializer") or {}
+    return MetlSerializer(
+        content_type=ser.get("out-content-type"),
+        payload_format_indicator=1 if ser.get("indicate-character-data") else 0,
+        accept_content_types=tuple(ser.get("accept-content-types") or ()),
+        allow_character_data=ser.get("allow-character-data", True),
+        fail_deserialization=ser.get("fail-deserialization", False),
+    )
+
+
+_INVOKER_TOPIC_ARGS = {
+    "response-topic-prefix": "response_topic_prefix",
+    "response-topic-suffix": "response_topic_suffix",
+    "response-topic-pattern": "response_topic",
+    "topic-namespace": "topic_namespace",
+    "topic-token-map": "topic_tokens",
+}
+
+
+async def run_invoker(case: dict[str, Any], defaults: dict[str, Any]) -> None:
+    prologue = case["prologue"]
+    conn = connection(prologue)
+    invokers: list[CommandInvoker[Any, Any]] = []
+    try:
+        for given in prologue.get("invokers") or []:
+            config = merged(defaults["prologue"]["invoker"], given)
+            invokers.append(
+                CommandInvoker(
+                    conn,
+                    given_value(config, "request-topic"),
+                    command_name=given_value(config, "command-name"),
+                    serializer=_serializer(config),
+                    **{
+                        arg: config[key]
+                        for key, arg in _INVOKER_TOPIC_ARGS.items()
+                        if key in config
+                    },
+                )
+            )
+            await invokers[-1].start()
+    except AioError as error:
+        check_catch(error, prologue["catch"], "prologue")
+        return
+    assert "catch" not in prologue, "prologue: expected an error, the invokers were created"
+
+    invocations: dict[int, asyncio.Future[Any]] = {}
+    correlations: dict[int, bytes] = {}
+    packet_ids: dict[int, int] = {}
+    seen = 0
+    for action in case.get("actions") or []:
+        kind = action["action"]
+        if kind == "invoke command":
+            spec = merged(defaults["actions"]["invoke-command"], action)
+            invocations[spec["invocation-index"]] = _invoke(invokers[0], spec)
+        elif kind == "await publish":
+            seen += 1
+            await until(lambda n=seen: len(conn.publications) >= n, conn, "await publish")
+            data = conn.publications[seen - 1].properties.correlation_data
+            if "correlation-index" in action and data is not None:
+                correlations[action["correlation-index"]] = data
+        elif kind == "receive response":
+            spec = merged(defaults["actions"]["receive-response"], action)
+            packet_id = _packet_id(packet_ids, spec.get("packet-index"))
+            conn.inject(_response_message(spec, correlations), packet_id)
+        elif kind == "await invocation":
+            await _await_invocation(invocations[action["invocation-index"]], action)
+        elif kind == "await acknowledgement":
+            await _await_ack(conn, packet_ids, action)
+        elif kind == "disconnect":
+            conn.disconnect()
+        elif kind in ("freeze time", "unfreeze time"):
+            conn.frozen = kind == "freeze time"
+        elif kind == "sleep":
+            await asyncio.sleep(seconds(action["duration"]) or 0.0)  # the case's own pause
+        else:
+            raise AssertionError(f"unknown invoker action {kind!r}")
+
+    epilogue = case.get("epilogue") or {}
+    for key, value in epilogue.items():
+        if key == "subscribed-topics":
+            assert sorted(set(conn.subscribed)) == sorted(value), f"subscribed {conn.subscribed}"
+        elif key == "acknowledgement-count":
+            assert len(conn.acknowledged) == value, f"acknowledged {conn.acknowledged}"
+        elif key == "publication-count":
+            assert len(conn.publications) == value, f"published {len(conn.publications)}"
+        elif key == "published-messages":
+            for index, expected in enumerate(value):
+                fields = dict(expected)
+                data = correlations[fields.pop("correlation-index")]
+                found = [m for m in conn.publications if m.properties.correlation_data == data]
+                assert found, f"request {index} (correlation {data.hex()}) not published"
+                check_publication(found[-1], fields, conn, f"request {index}")
+                assert len(data) == 16, f"request {index}: correlation data is not a GUID"
+        else:
+            raise AssertionError(f"unknown invoker epilogue field {key!r}")
+
+
+def _packet_id(packet_ids: dict[int, int], index: int | None) -> int:
+    """The packet id for a case's ``packet-index`` (the same index, the same id: a
+    re-delivery); a PUBLISH without one gets a fresh id."""
+    if index is None:
+        index = -1 - sum(1 for k in packet_ids if k < 0)
+    return packet_ids.setdefault(index, len(packet_ids) + 1)
+
+
+async def _await_ack(conn: MetlConnection, packet_ids: dict[int, int], action: Any) -> None:
+    index = action.get("packet-index")
+    if index is None:
+        await until(lambda: len(conn.acknowledged) > 0, conn, "await acknowledgement")
+        return
+    packet_id = packet_ids[index]
+    await until(lambda: packet_id in conn.acknowledged, conn, "await acknowledgement")
+
+
+def _invoke(invoker: CommandInvoker[Any, Any], spec: dict[str, Any]) -> asyncio.Future[Any]:
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    timeout = seconds(spec.get("timeout"))
+    try:
+        outcome = invoker.invoke_response(
+            spec.get("request-value"),
+            timeout=timeout if timeout is not None else 10.0,
+            topic_tokens=spec.get("topic-token-map"),
+            metadata=spec.get("metadata"),
+        )
+    except Exception as exc:
+        future.set_exception(exc)
+        return future
+    return settle(outcome, future)
+
+
+async def _await_invocation(future: asyncio.Future[Any], action: dict[str, Any]) -> None:
+    error: BaseException | None = None
+    response: Any = None
+    try:
+        async with asyncio.timeout(STEP):
+            response = await future
+    except Exception as exc:
+        error = exc
+    if "catch" in action:
+        check_catch(error, action["catch"], "await invocation")
+        return
+    assert error is None, f"await invocation: {error!r}"
+    if "response-value" in action:
+        assert response.value == action["response-value"], f"response {response.value!r}"
+    if "metadata" in action:
+        check_metadata(response.metadata, action["metadata"], "response metadata")
+
+
+def _response_message(spec: dict[str, Any], correlations: dict[int, bytes]) -> Message:
+    user = list((spec.get("metadata") or {}).items())
+    if spec.get("status") is not None:
+        user.append(("__stat", spec["status"]))
+    if spec.get("status-message") is not None:
+        user.append(("__stMsg", spec["status-message"]))
+    if spec.get("is-application-error") is not None:
+        user.append(("__apErr", spec["is-application-error"]))
+    if spec.get("invalid-property-name") is not None:
+        user.append(("__propName", spec["invalid-property-name"]))
+    if spec.get("invalid-property-value") is not None:
+        user.append(("__propVal", spec["invalid-property-value"]))
+    index = spec.get("correlation-index")
+    expiry = seconds(spec.get("message-expiry"))
+    payload = spec.get("payload")
+    return Message(
+        spec["topic"],
+        b"" if payload is None else payload.encode("utf-8"),
+        spec.get("qos", 1),
+        properties=PublishProperties(
+            message_expiry_interval=None if expiry is None else int(expiry),
+            content_type=spec.get("content-type"),
+            payload_format_indicator=spec.get("format-indicator"),
+            correlation_data=None if index is None else correlations.get(index, b"unknown"),
+            user_properties=tuple(user),
+        ),
+    )
