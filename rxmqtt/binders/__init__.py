@@ -32,7 +32,8 @@ from ._errors import (
 )
 from ._executor import CommandExecutor, SkippedRequest, SkipReason
 from ._hlc import HybridLogicalClock, Timestamp
-from ._invoker import CommandInvoker
+from ._invoker import CommandInvoker, CommandResponse
+from ._metadata import CommandRequest, CommandResult
 from ._protocol import (
     PROTOCOL_VERSION,
     PROTOCOL_VERSION_PROPERTY,
@@ -69,6 +70,9 @@ __all__ = [
     "CommandExecutionError",
     "CommandExecutor",
     "CommandInvoker",
+    "CommandRequest",
+    "CommandResponse",
+    "CommandResult",
     "CommandTimeoutError",
     "DedupCache",
     "Delivery",

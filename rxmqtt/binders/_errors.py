@@ -38,7 +38,8 @@ class AioError(MqttError):
     ``property_name``/``property_value`` name an offending setting or property;
     ``header_name``/``header_value`` an offending MQTT header or user property;
     ``timeout_name``/``timeout_value`` the timeout that ran out; ``protocol_version`` and
-    ``supported_major_versions`` a version mismatch; ``status`` the response status, if any.
+    ``supported_major_versions`` a version mismatch; ``status`` the response status, if any;
+    ``command_name`` the command concerned.
     """
 
     def __init__(
@@ -58,6 +59,7 @@ class AioError(MqttError):
         supported_major_versions: tuple[int, ...] = (),
         status: int | None = None,
         request_topic: str | None = None,
+        command_name: str | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -73,6 +75,7 @@ class AioError(MqttError):
         self.supported_major_versions = supported_major_versions
         self.status = status
         self.request_topic = request_topic
+        self.command_name = command_name
 
 
 class InvalidConfigurationError(AioError, ValueError):

@@ -21,7 +21,7 @@ import enum
 import inspect
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar, overload
 
@@ -30,22 +30,39 @@ from reactivex.disposable import Disposable
 from reactivex.subject import Subject
 
 from rxmqtt.message import Message, PublishProperties
-from rxmqtt.topics import InvalidTopicError, validate_filter, validate_topic
+from rxmqtt.topics import validate_filter
 
+from .._outcome import Outcome
 from ..message import check_qos
+from ._acks import Delivery, deliveries
 from ._connection import MqttConnection
 from ._dedup import DedupCache
 from ._envoy import Envoy, scheduler_seconds
-from ._errors import CommandExecutionError
+from ._errors import (
+    AioError,
+    CommandExecutionError,
+    ErrorKind,
+    InvalidConfigurationError,
+    configuration_error,
+    mqtt_error,
+)
+from ._metadata import CommandRequest, CommandResult, application_metadata
 from ._protocol import (
     APPLICATION_ERROR_PROPERTY,
+    PROPERTY_NAME_PROPERTY,
+    PROPERTY_VALUE_PROPERTY,
+    SOURCE_ID_PROPERTY,
     STATUS_MESSAGE_PROPERTY,
     STATUS_PROPERTY,
     Status,
     check_timeout,
     expiry_for,
+    iso_duration,
+    user_property,
 )
+from ._request_checks import check_request
 from ._serializers import JSON, Serializer, check_serializer
+from ._topic_pattern import TopicPattern, check_token_map, is_valid_namespace
 
 log = logging.getLogger("rxmqtt.binders")
 
@@ -111,6 +128,8 @@ class _Job:
     response_topic: str
     key: tuple[str, bytes] | None
     deadline: float
+    ack: Callable[[], None]
+    execution_deadline: float | None = None
     timer: abc.DisposableBase | None = None
     work: abc.DisposableBase | None = None
     started: bool = False
@@ -150,6 +169,12 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         dedup_ttl: float = DEFAULT_DEDUP_TTL,
         dedup_size: int = DEFAULT_DEDUP_SIZE,
         scheduler: abc.SchedulerBase | None = None,
+        command_name: str = "command",
+        executor_id: str | None = None,
+        topic_namespace: str | None = None,
+        topic_tokens: Mapping[str, str] | None = None,
+        execution_timeout: float | None = None,
+        with_context: bool = False,
     ) -> None: ...
 
     @overload
@@ -167,6 +192,12 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         dedup_ttl: float = DEFAULT_DEDUP_TTL,
         dedup_size: int = DEFAULT_DEDUP_SIZE,
         scheduler: abc.SchedulerBase | None = None,
+        command_name: str = "command",
+        executor_id: str | None = None,
+        topic_namespace: str | None = None,
+        topic_tokens: Mapping[str, str] | None = None,
+        execution_timeout: float | None = None,
+        with_context: bool = False,
     ) -> None: ...
 
     @overload
@@ -184,6 +215,12 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         dedup_ttl: float = DEFAULT_DEDUP_TTL,
         dedup_size: int = DEFAULT_DEDUP_SIZE,
         scheduler: abc.SchedulerBase | None = None,
+        command_name: str = "command",
+        executor_id: str | None = None,
+        topic_namespace: str | None = None,
+        topic_tokens: Mapping[str, str] | None = None,
+        execution_timeout: float | None = None,
+        with_context: bool = False,
     ) -> None: ...
 
     def __init__(
@@ -200,6 +237,12 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         dedup_ttl: float = DEFAULT_DEDUP_TTL,
         dedup_size: int = DEFAULT_DEDUP_SIZE,
         scheduler: abc.SchedulerBase | None = None,
+        command_name: str = "command",
+        executor_id: str | None = None,
+        topic_namespace: str | None = None,
+        topic_tokens: Mapping[str, str] | None = None,
+        execution_timeout: float | None = None,
+        with_context: bool = False,
     ) -> None:
         super().__init__(conn, scheduler=scheduler)
         if isinstance(request_topic, str) and request_topic.startswith("$share/"):
@@ -207,7 +250,28 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
                 "request_topic: give the plain filter and shared_group=... instead of a "
                 f"'$share/' filter, got {request_topic!r}"
             )
-        self._request_topic = validate_filter(request_topic, argument="request_topic")
+        if not isinstance(command_name, str) or not command_name:
+            raise configuration_error("commandname", command_name, "must be a non-empty str")
+        self._command_name = command_name
+        tokens = check_token_map(topic_tokens, "topic_tokens")
+        if executor_id is not None:
+            tokens["executorId"] = executor_id
+        self._tokens = tokens
+        self._pattern = TopicPattern.parse(
+            request_topic,
+            namespace=topic_namespace,
+            argument="request_topic",
+            name="requesttopicpattern",
+            tokens=tokens,
+            wildcards=True,
+        )
+        self._request_topic = validate_filter(self._pattern.filter(), argument="request_topic")
+        self._execution_timeout = (
+            None if execution_timeout is None else _check_execution_timeout(execution_timeout)
+        )
+        if not isinstance(with_context, bool):
+            raise TypeError(f"with_context: must be a bool, got {type(with_context).__name__}")
+        self._with_context = with_context
         if not callable(handler):
             raise TypeError(f"handler: must be callable, got {type(handler).__name__}")
         self._handler = handler
@@ -251,9 +315,20 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         self._running = 0
         self._executed = 0
         self._skipped: Subject[SkippedRequest] = Subject()
-        self._subscription: abc.DisposableBase | None = self._conn.messages(
-            self._filter, self._qos
+        self._refused: AioError | None = None
+        self._subscription: abc.DisposableBase | None = deliveries(
+            self._conn, self._filter, self._qos
         ).subscribe(self._on_request, self._on_subscription_error)
+
+    def start(self) -> Observable[None]:
+        """The (awaitable) outcome of subscribing, which the constructor began: errors with an
+        ``mqtt error`` :class:`AioError` when the subscription was refused at once."""
+        result: Outcome[None] = Outcome()
+        if self._refused is not None:
+            result._fail(self._refused)
+        else:
+            result._resolve(None)
+        return result
 
     @property
     def request_topic(self) -> str:
@@ -286,51 +361,71 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         return scheduler_seconds(self._timer_scheduler("executor"))
 
     def _on_subscription_error(self, error: Exception) -> None:
+        self._refused = mqtt_error(error, f"executor subscription {self._filter!r}")
+        self._refused.command_name = self._command_name
         log.error("executor for %r lost its subscription: %s", self._filter, error)
 
-    def _on_request(self, message: Message) -> None:
+    def _on_request(self, delivery: Delivery) -> None:
         if self._disposed:
+            delivery.ack()
             return
         try:
-            self._accept(message)
+            self._accept(delivery.message, delivery.ack)
         except Exception:  # never let a bug here reach the connection's dispatch
-            log.exception("executor for %r failed on a request to %r", self._filter, message.topic)
+            delivery.ack()
+            log.exception(
+                "executor for %r failed on a request to %r", self._filter, delivery.message.topic
+            )
 
-    def _accept(self, message: Message) -> None:
+    def _accept(self, message: Message, ack: Callable[[], None]) -> None:
         properties = message.properties
         response_topic = properties.response_topic
         if response_topic is None:
             self._skip(SkipReason.NO_RESPONSE_TOPIC, message, "the request has no response topic")
+            ack()
             return
-        try:
-            validate_topic(response_topic, argument="response_topic")
-        except (InvalidTopicError, TypeError) as exc:
-            self._skip(SkipReason.NO_RESPONSE_TOPIC, message, str(exc))
+        if not is_valid_namespace(response_topic):  # plain levels: no wildcard, no empty level
+            detail = f"the response topic {response_topic!r} is not a valid topic"
+            self._skip(SkipReason.NO_RESPONSE_TOPIC, message, detail)
+            ack()
             return
         now = self._now()
         expiry = properties.message_expiry_interval
-        if expiry is None:
-            detail = "the request has no message expiry interval"
-            deadline = now + self._dedup_ttl  # the invoker is unknown: answer for a while
-            self._publish(self._response(message, Status.BAD_REQUEST, detail, b"", deadline))
-            self._skip(SkipReason.NO_EXPIRY, message, detail)
+        rejection = check_request(message, self._serializer, self.clock)
+        if rejection is not None:
+            # Without an expiry the invoker's patience is unknown: answer for a while.
+            deadline = now + (self._dedup_ttl if expiry is None else expiry)
+            reason = SkipReason.NO_EXPIRY if expiry is None else SkipReason.BAD_REQUEST
+            self._skip(reason, message, rejection.detail)
+            self._publish(
+                self._response(
+                    message, rejection.status, rejection.detail, b"", deadline, rejection.properties
+                ),
+                ack,
+            )
             return
+        assert expiry is not None
         correlation = properties.correlation_data
         key = (response_topic, correlation) if correlation is not None else None
         if key is not None:
             cached = self._cache.get(key)
             if isinstance(cached, _Response):
-                self._publish(cached)
                 self._skip(SkipReason.DUPLICATE, message, "already executed: answered again")
+                self._publish(cached, ack)
                 return
             if cached is not None:
                 self._skip(SkipReason.DUPLICATE, message, "in progress: one answer follows")
+                ack()
                 return
             self._cache.put(key, _RUNNING, ttl=max(self._dedup_ttl, float(expiry)))
-        job = _Job(message, response_topic, key, deadline=now + expiry)
+        job = _Job(message, response_topic, key, deadline=now + expiry, ack=ack)
+        limit = float(expiry)
+        if self._execution_timeout is not None and self._execution_timeout < limit:
+            limit = self._execution_timeout
+            job.execution_deadline = now + limit
         self._jobs.add(job)
         job.timer = self._timer_scheduler("executor").schedule_relative(
-            float(expiry), lambda _scheduler, _state: self._on_deadline(job)
+            limit, lambda _scheduler, _state: self._on_deadline(job)
         )
         if self._max_concurrency is not None and self._running >= self._max_concurrency:
             self._waiting.append(job)
@@ -348,8 +443,19 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
             self._complete(job, Status.BAD_REQUEST, detail, b"")
             return
         self._executed += 1
+        argument: Any = request
+        if self._with_context:
+            argument = CommandRequest(
+                value=request,
+                metadata=application_metadata(job.message),
+                tokens=self._pattern.tokens_of(job.message.topic, self._tokens) or {},
+                invoker_id=user_property(
+                    job.message.properties.user_properties, SOURCE_ID_PROPERTY
+                ),
+                message=job.message,
+            )
         try:
-            outcome = self._handler(request)
+            outcome = self._handler(argument)
         except Exception as exc:
             self._fail(job, exc)
             return
@@ -405,15 +511,19 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         future.add_done_callback(done)
         job.work = Disposable(lambda: _cancel(future))
 
-    def _succeed(self, job: _Job, value: Resp) -> None:
+    def _succeed(self, job: _Job, value: Any) -> None:
         if job.done:
             return
+        metadata: tuple[tuple[str, str], ...] = ()
+        if isinstance(value, CommandResult):
+            metadata = tuple(value.metadata.items())
+            value = value.value
         try:
             payload = self._response_serializer.serialize(value)
         except Exception as exc:
             self._fail(job, TypeError(f"the handler's response cannot be serialized: {exc}"))
             return
-        self._complete(job, Status.OK, "OK", payload)
+        self._complete(job, Status.OK, "OK", payload, metadata)
 
     def _fail(self, job: _Job, error: Exception) -> None:
         if job.done:
@@ -441,7 +551,7 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         response = self._response(job.message, status, detail, payload, job.deadline, extra)
         if job.key is not None:
             self._cache.update(job.key, response)
-        self._publish(response)
+        self._publish(response, job.ack)
         self._start_waiting()
 
     def _finish(self, job: _Job) -> None:
@@ -453,9 +563,30 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
             self._running -= 1
 
     def _on_deadline(self, job: _Job) -> None:
-        """The request's expiry passed before it was answered: nobody waits any more."""
+        """The request's expiry passed before it was answered: nobody waits any more. Or the
+        execution timeout passed first: cancel the handler and answer 408."""
         if job.done:
             return
+        if job.execution_deadline is not None:
+            if job.started and job.work is not None:
+                job.work.dispose()
+            if not job.started:
+                self._waiting.remove(job)
+                job.started = True
+                self._running += 1
+            assert self._execution_timeout is not None
+            self._complete(
+                job,
+                Status.REQUEST_TIMEOUT,
+                f"the execution timeout ({self._execution_timeout:g}s) passed",
+                b"",
+                (
+                    (PROPERTY_NAME_PROPERTY, "ExecutionTimeout"),
+                    (PROPERTY_VALUE_PROPERTY, iso_duration(self._execution_timeout)),
+                ),
+            )
+            return
+        job.ack()
         started = job.started
         self._finish(job)
         if job.key is not None:
@@ -480,6 +611,7 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
                 continue
             if self._now() >= job.deadline:
                 self._finish(job)
+                job.ack()
                 if job.key is not None:
                     self._cache.discard(job.key)
                 self._skip(SkipReason.EXPIRED, job.message, "expired while waiting to run")
@@ -514,12 +646,14 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         assert topic is not None
         return _Response(topic, payload, properties, deadline)
 
-    def _publish(self, response: _Response) -> None:
+    def _publish(self, response: _Response, ack: Callable[[], None]) -> None:
         """Send ``response`` with the time its request has left as its expiry (none left: the
-        invoker gave up, so nothing is sent)."""
+        invoker gave up, so nothing is sent), then ``ack`` the request once the response's
+        PUBACK (or failure) is in: a request is acknowledged only once it was answered."""
         remaining = response.deadline - self._now()
         if remaining <= 0:
             log.debug("too late to answer on %r: the request expired", response.topic)
+            ack()
             return
         properties = dataclasses.replace(
             response.properties, message_expiry_interval=expiry_for(remaining)
@@ -530,8 +664,14 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
             )
         except (TypeError, ValueError) as exc:  # e.g. over the broker's maximum packet size
             log.error("cannot send the response on %r: %s", response.topic, exc)
+            ack()
             return
-        outcome.subscribe(on_error=lambda error: log.warning("response not delivered: %s", error))
+
+        def failed(error: Exception) -> None:
+            log.warning("response not delivered: %s", error)
+            ack()
+
+        outcome.subscribe(on_error=failed, on_completed=ack)
 
     def _skip(self, reason: SkipReason, message: Message, detail: str) -> None:
         log.debug("request on %r not executed (%s): %s", message.topic, reason.value, detail)
@@ -552,6 +692,20 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
 
     def _describe(self) -> str:
         return f" {self._filter!r}"
+
+
+def _check_execution_timeout(value: object) -> float:
+    """An execution timeout, or ``invalid configuration`` naming ``executiontimeout``."""
+    try:
+        return check_timeout(value, "execution_timeout")
+    except (TypeError, ValueError) as exc:
+        raise InvalidConfigurationError(
+            ErrorKind.INVALID_CONFIGURATION,
+            str(exc),
+            is_shallow=True,
+            property_name="executiontimeout",
+            property_value=value,
+        ) from None
 
 
 def _cancel(future: asyncio.Future[Any]) -> None:

@@ -42,9 +42,9 @@ from ._errors import (
     mqtt_error,
 )
 from ._hlc import Timestamp
+from ._metadata import application_metadata, outgoing_metadata
 from ._protocol import (
     PROTOCOL_VERSION_PROPERTY,
-    RESERVED_PREFIX,
     STATUS_PROPERTY,
     SUPPORTED_MAJOR_VERSIONS,
     TIMESTAMP_PROPERTY,
@@ -363,7 +363,7 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
         tokens = {**self._tokens, **check_token_map(topic_tokens, "topic_tokens")}
         topic = self._request.topic(tokens, argument="request_topic")
         response_topic = self._response.topic(tokens, argument="response_topic")
-        user = _metadata(metadata)
+        user = outgoing_metadata(metadata)
         try:
             payload = self._serializer.serialize(request)
         except (TypeError, ValueError) as exc:
@@ -521,7 +521,7 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
             return error
         return CommandResponse(
             value=value,
-            metadata={k: v for k, v in user.items() if not k.startswith(RESERVED_PREFIX)},
+            metadata=application_metadata(message),
             timestamp=parse_timestamp(stamp),
             message=message,
         )
@@ -586,15 +586,3 @@ def _check_command_timeout(value: object) -> float:
             property_name="commandtimeout",
             property_value=value,
         ) from None
-
-
-def _metadata(metadata: Mapping[str, str] | None) -> list[tuple[str, str]]:
-    """Application user properties, refusing reserved names."""
-    user: list[tuple[str, str]] = []
-    for name, text in (metadata or {}).items():
-        if not isinstance(name, str) or not isinstance(text, str):
-            raise configuration_error("metadata", {name: text}, "must map str to str")
-        if name.startswith(RESERVED_PREFIX):
-            raise configuration_error("metadata", name, "names starting '__' are reserved")
-        user.append((name, text))
-    return user

@@ -91,6 +91,21 @@ def parse_timestamp(text: str | None) -> datetime | None:
     return datetime.fromtimestamp(int(millis) / 1000, UTC)
 
 
+def iso_duration(seconds: float) -> str:
+    """``seconds`` as an ISO 8601 duration, the way AIO reports timeouts (``PT1S``,
+    ``PT0.5S``, ``PT1M30S``)."""
+    whole_minutes, rest = divmod(seconds, 60)
+    hours, minutes = divmod(int(whole_minutes), 60)
+    text = "PT"
+    if hours:
+        text += f"{hours}H"
+    if minutes:
+        text += f"{minutes}M"
+    if rest or text == "PT":
+        text += f"{rest:g}S"
+    return text
+
+
 def expiry_for(seconds: float) -> int:
     """Whole seconds of Message Expiry Interval covering ``seconds``: rounded up, at least 1
     (Mosquitto reads 0 as "never expires"), at most the protocol maximum."""

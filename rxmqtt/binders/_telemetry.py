@@ -29,10 +29,10 @@ from ._cloudevents import CloudEvent
 from ._connection import MqttConnection
 from ._envoy import Envoy
 from ._errors import PayloadError, configuration_error, mqtt_error
+from ._metadata import application_metadata, outgoing_metadata
 from ._protocol import (
     MAX_EXPIRY_SECONDS,
     PROTOCOL_VERSION_PROPERTY,
-    RESERVED_PREFIX,
     SOURCE_ID_PROPERTY,
     SUPPORTED_MAJOR_VERSIONS,
     TIMESTAMP_PROPERTY,
@@ -183,13 +183,7 @@ class TelemetrySender(Envoy, Generic[T]):
         self._check_live("send")
         tokens = {**self._tokens, **check_token_map(topic_tokens, "topic_tokens")}
         topic = self._pattern.topic(tokens, argument="topic")
-        user: list[tuple[str, str]] = []
-        for name, text in (metadata or {}).items():
-            if not isinstance(name, str) or not isinstance(text, str):
-                raise configuration_error("metadata", {name: text}, "must map str to str")
-            if name.startswith(RESERVED_PREFIX):
-                raise configuration_error("metadata", name, "names starting '__' are reserved")
-            user.append((name, text))
+        user = outgoing_metadata(metadata)
         if cloud_event is not None:
             if not isinstance(cloud_event, CloudEvent):
                 raise configuration_error("cloudevent", cloud_event, "must be a CloudEvent")
@@ -452,7 +446,7 @@ class TelemetryReceiver(Envoy, Generic[T]):
             timestamp=parse_timestamp(user_property(user, TIMESTAMP_PROPERTY)),
             message=message,
             tokens=named,
-            metadata={k: v for k, v in user_map.items() if not k.startswith(RESERVED_PREFIX)},
+            metadata=application_metadata(message),
             cloud_event=CloudEvent.from_user_properties(user_map, content_type),
         )
 

@@ -63,9 +63,11 @@ class TopicPattern:
         argument: str,
         name: str = "topicpattern",
         tokens: Mapping[str, str] | None = None,
+        wildcards: bool = False,
     ) -> TopicPattern:
         """Validate ``pattern`` (and ``namespace``) and resolve the given ``tokens`` into it;
-        errors name AIO's property ``name`` and the Python ``argument``."""
+        errors name AIO's property ``name`` and the Python ``argument``. With ``wildcards``,
+        MQTT's ``+`` and ``#`` levels are allowed too (a receiving pattern)."""
         if namespace is not None and (
             not isinstance(namespace, str) or not is_valid_namespace(namespace)
         ):
@@ -83,7 +85,7 @@ class TopicPattern:
                 token = match.group(1)
                 value = (tokens or {}).get(token)
                 levels.append(_check_value(token, value) if value is not None else (token,))
-            elif is_valid_level(level):
+            elif is_valid_level(level) or (wildcards and level in ("+", "#")):
                 levels.append(level)
             else:
                 raise configuration_error(
@@ -150,12 +152,14 @@ class TopicPattern:
         """Every token's value in ``topic`` (resolved ones included), or ``None`` when
         ``topic`` does not match."""
         parts = topic.split("/")
+        if self.levels and self.levels[-1] == "#":
+            parts = [*parts[: len(self.levels) - 1], "#"]
         if len(parts) != len(self.levels):
             return None
         found = dict(resolved)
         for level, part in zip(self.levels, parts, strict=True):
             if isinstance(level, tuple):
                 found[level[0]] = part
-            elif level != part:
+            elif level not in (part, "+"):
                 return None
         return found

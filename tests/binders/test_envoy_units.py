@@ -87,12 +87,20 @@ class FakeConnection:
                 observer.on_next(message)
 
 
+def cid(text: bytes) -> bytes:
+    """A readable 16-byte correlation id (AIO's correlation data is a 16-byte GUID)."""
+    return text.ljust(16, b".")
+
+
+CID = cid(b"c1")
+
+
 def request(
     topic: str,
     payload: bytes,
     *,
     response_topic: str | None = "r/1",
-    correlation: bytes | None = b"c1",
+    correlation: bytes | None = CID,
     expiry: int | None = 10,
 ) -> Message:
     return Message(
@@ -308,7 +316,7 @@ async def test_executor_handler_kinds_sync_async_observable(fake: FakeConnection
     assert by_topic["r/a"].payload == b"4"
     assert by_topic["r/o"].payload == b"30"
     assert all(status_of(m) == 200 for m in responses.items)
-    assert all(m.properties.correlation_data == b"c1" for m in responses.items)
+    assert all(m.properties.correlation_data == CID for m in responses.items)
     assert all(m.properties.message_expiry_interval == 10 for m in responses.items)
 
 
@@ -323,22 +331,22 @@ async def test_executor_status_codes_and_rejections(fake: FakeConnection) -> Non
     responses = Recorder(fake.messages("r/#"))
     executor = CommandExecutor(fake, "valves/+", handler)
     skipped = Recorder(executor.skipped)
-    fake.deliver(request("valves/1", b'"missing"', correlation=b"1"))
-    fake.deliver(request("valves/1", b'"boom"', correlation=b"2"))
-    fake.deliver(request("valves/1", b"{bad json", correlation=b"3"))
-    fake.deliver(request("valves/1", b'"x"', correlation=b"4", expiry=None))
-    fake.deliver(request("valves/1", b'"x"', correlation=b"5", response_topic=None))
-    fake.deliver(request("valves/1", b'"x"', correlation=b"6", response_topic="r/+"))
+    fake.deliver(request("valves/1", b'"missing"', correlation=cid(b"1")))
+    fake.deliver(request("valves/1", b'"boom"', correlation=cid(b"2")))
+    fake.deliver(request("valves/1", b"{bad json", correlation=cid(b"3")))
+    fake.deliver(request("valves/1", b'"x"', correlation=cid(b"4"), expiry=None))
+    fake.deliver(request("valves/1", b'"x"', correlation=cid(b"5"), response_topic=None))
+    fake.deliver(request("valves/1", b'"x"', correlation=cid(b"6"), response_topic="r/+"))
     statuses = {m.properties.correlation_data: status_of(m) for m in responses.items}
-    assert statuses == {b"1": 404, b"2": 500, b"3": 400, b"4": 400}
+    assert statuses == {cid(b"1"): 404, cid(b"2"): 500, cid(b"3"): 400, cid(b"4"): 400}
     messages = {
         m.properties.correlation_data: dict(m.properties.user_properties)["__stMsg"]
         for m in responses.items
     }
-    assert messages[b"1"] == "no such valve"
-    assert messages[b"2"] == "RuntimeError: boom"
-    assert "cannot be decoded" in messages[b"3"]
-    assert "no message expiry" in messages[b"4"]
+    assert messages[cid(b"1")] == "no such valve"
+    assert messages[cid(b"2")] == "RuntimeError: boom"
+    assert "cannot be decoded" in messages[cid(b"3")]
+    assert "no message expiry" in messages[cid(b"4")]
     reasons = [s.reason for s in skipped.items]
     assert reasons == [
         SkipReason.BAD_REQUEST,
@@ -388,12 +396,14 @@ def test_executor_drops_requests_that_expire_while_waiting_virtual_time() -> Non
     responses = Recorder(fake.messages("r/#"))
     executor = CommandExecutor(fake, "cmd", handler, max_concurrency=1, scheduler=scheduler)
     skipped = Recorder(executor.skipped)
-    fake.deliver(request("cmd", b"1", correlation=b"a", expiry=10))
-    fake.deliver(request("cmd", b"2", correlation=b"b", expiry=3))  # waits; expires at t=3
-    fake.deliver(request("cmd", b"3", correlation=b"c", expiry=20))  # waits; runs at t=5
+    fake.deliver(request("cmd", b"1", correlation=cid(b"a"), expiry=10))
+    fake.deliver(request("cmd", b"2", correlation=cid(b"b"), expiry=3))  # waits; expires at t=3
+    fake.deliver(request("cmd", b"3", correlation=cid(b"c"), expiry=20))  # waits; runs at t=5
     assert executor.running == 1
     scheduler.advance_to(3.0)
-    assert [(s.reason, s.correlation_data) for s in skipped.items] == [(SkipReason.EXPIRED, b"b")]
+    assert [(s.reason, s.correlation_data) for s in skipped.items] == [
+        (SkipReason.EXPIRED, cid(b"b"))
+    ]
     scheduler.advance_to(5.0)
     assert [m.payload for m in responses.items] == [b"1"]
     assert responses.items[0].properties.message_expiry_interval == 5  # what is left of 10

@@ -35,6 +35,8 @@ class _Inbound:
     packet_id: int
     holders: int
     acked: bool = False
+    stale: bool = False
+    """Received on a connection that has since dropped: its PUBACK can no longer be sent."""
 
 
 @dataclass(slots=True)
@@ -118,6 +120,8 @@ class MetlConnection:
                 acker.ack()
 
     def _release(self, entry: _Inbound) -> None:
+        if entry.stale:
+            return
         entry.acked = True
         while self._inbound and self._inbound[0].acked:
             self.acknowledged.append(self._inbound.popleft().packet_id)
@@ -155,7 +159,11 @@ class MetlConnection:
 
     def disconnect(self) -> None:
         """The connection drops and comes back with its session: unacknowledged QoS 1
-        PUBLISHes are sent again (as a real session resumption does)."""
+        PUBLISHes are sent again (as a real session resumption does); PUBACKs still held for
+        received PUBLISHes are lost with the connection (the broker will send those again)."""
+        for entry in self._inbound:
+            entry.stale = True
+        self._inbound.clear()
         pending, self._unacked = self._unacked, []
         for outbound in pending:
             self._send(outbound)

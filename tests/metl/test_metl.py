@@ -8,6 +8,7 @@ rxmqtt deliberately does not support are skipped one by one with the reason.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,10 @@ import pytest
 from rxmqtt.binders import (
     AioError,
     CloudEvent,
+    CommandExecutor,
     CommandInvoker,
+    CommandRequest,
+    CommandResult,
     Telemetry,
     TelemetryReceiver,
     TelemetrySender,
@@ -28,15 +32,18 @@ from .cases import Case, cases_dir, discover, merged, seconds
 from .fake import MetlConnection, push_acks
 
 CASES = discover()
-STEP = 5.0
+STEP = 15.0
 """Seconds an ``await`` action may wait for the envoy before the case fails (never reached by
 a passing case: every wait is for an event)."""
 
+UNSUBACK = (
+    "rxmqtt's subscriptions are ref-counted and released fire-and-forget on dispose (other "
+    "users of the filter may remain); an UNSUBACK failure is the connection's to log, not an "
+    "error raised at the envoy"
+)
 UNSUPPORTED: dict[str, str] = {
-    "TelemetryReceiverUnsubAckFailure_ThrowsException": (
-        "rxmqtt's subscriptions are ref-counted and released fire-and-forget on dispose; an "
-        "UNSUBACK failure is logged by the connection, not raised at the envoy"
-    ),
+    "TelemetryReceiverUnsubAckFailure_ThrowsException": UNSUBACK,
+    "CommandExecutorUnsubAckFailure_ThrowsException": UNSUBACK,
 }
 
 
@@ -60,6 +67,7 @@ async def test_metl_case(case: Case) -> None:
         "TelemetrySender": run_sender,
         "TelemetryReceiver": run_receiver,
         "CommandInvoker": run_invoker,
+        "CommandExecutor": run_executor,
     }.get(case.envoy)
     if driver is None:
         pytest.skip(f"{case.name}: the {case.envoy} METL driver is not written yet")
@@ -140,6 +148,8 @@ def _supplemental(error: AioError, key: str) -> str | None:
         return None if error.timeout_name is None else error.timeout_name.lower()
     if key == "timeout-value":
         return None if error.timeout_value is None else str(error.timeout_value)
+    if key == "command-name":
+        return error.command_name
     if key == "protocol-version":
         return error.protocol_version
     if key == "supported-protocols":
@@ -164,6 +174,34 @@ async def until(condition: Any, conn: MetlConnection, what: str) -> None:
         while not condition():
             await conn.changed()
     assert condition(), what
+
+
+async def common_action(conn: MetlConnection, action: dict[str, Any], envoy: str) -> None:
+    """The actions every envoy's cases share."""
+    kind = action["action"]
+    if kind == "disconnect":
+        conn.disconnect()
+    elif kind in ("freeze time", "unfreeze time"):
+        conn.frozen = kind == "freeze time"
+    elif kind == "sleep":
+        await asyncio.sleep(seconds(action["duration"]) or 0.0)  # the case's own pause
+    else:
+        raise AssertionError(f"unknown {envoy} action {kind!r}")
+
+
+async def common_epilogue(conn: MetlConnection, key: str, value: Any) -> bool:
+    """Check the epilogue fields every envoy's cases share; False for any other field."""
+    if key == "subscribed-topics":
+        assert sorted(conn.subscribed) == sorted(value), f"subscribed {conn.subscribed}"
+    elif key == "acknowledgement-count":
+        # Acknowledgements may follow a last response's PUBACK: wait for them, then count.
+        await until(lambda: len(conn.acknowledged) >= value, conn, "acknowledgements")
+        assert len(conn.acknowledged) == value, f"acknowledged {conn.acknowledged}"
+    elif key == "publication-count":
+        assert len(conn.publications) == value, f"published {len(conn.publications)}"
+    else:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- TelemetrySender
@@ -215,17 +253,17 @@ async def run_sender(case: dict[str, Any], defaults: dict[str, Any]) -> None:
                 check_catch(failure, action["catch"], "await send")
             else:
                 assert failure is None, f"await send: {failure!r}"
-        elif kind == "disconnect":
-            conn.disconnect()
         else:
-            raise AssertionError(f"unknown sender action {kind!r}")
+            await common_action(conn, action, "sender")
 
     epilogue = case.get("epilogue") or {}
-    if "publication-count" in epilogue:
-        assert len(conn.publications) == epilogue["publication-count"]
-    for index, expected in enumerate(epilogue.get("published-messages") or []):
-        assert index < len(conn.publications), f"published message {index} missing"
-        check_publication(conn.publications[index], expected, conn, f"published {index}")
+    for key, value in epilogue.items():
+        if await common_epilogue(conn, key, value):
+            continue
+        assert key == "published-messages", f"unknown sender epilogue field {key!r}"
+        for index, expected in enumerate(value):
+            assert index < len(conn.publications), f"published message {index} missing"
+            check_publication(conn.publications[index], expected, conn, f"published {index}")
 
 
 def _send(sender: TelemetrySender[Any], spec: dict[str, Any]) -> asyncio.Future[Any]:
@@ -341,18 +379,14 @@ async def run_receiver(case: dict[str, Any], defaults: dict[str, Any]) -> None:
             conn.inject(_telemetry_message(spec), packet_id)
         elif kind == "await acknowledgement":
             await _await_ack(conn, packet_ids, action)
-        elif kind == "disconnect":
-            conn.disconnect()
         else:
-            raise AssertionError(f"unknown receiver action {kind!r}")
+            await common_action(conn, action, "receiver")
 
     epilogue = case.get("epilogue") or {}
     assert not errors, f"receiver errors: {errors!r}"
     for key, value in epilogue.items():
-        if key == "subscribed-topics":
-            assert sorted(conn.subscribed) == sorted(value), f"subscribed {conn.subscribed}"
-        elif key == "acknowledgement-count":
-            assert len(conn.acknowledged) == value, f"acknowledged {conn.acknowledged}"
+        if await common_epilogue(conn, key, value):
+            pass
         elif key == "telemetry-count":
             assert len(received) == value, f"telemetry count {len(received)}"
         elif key == "telemetry-counts":
@@ -507,23 +541,13 @@ async def run_invoker(case: dict[str, Any], defaults: dict[str, Any]) -> None:
             await _await_invocation(invocations[action["invocation-index"]], action)
         elif kind == "await acknowledgement":
             await _await_ack(conn, packet_ids, action)
-        elif kind == "disconnect":
-            conn.disconnect()
-        elif kind in ("freeze time", "unfreeze time"):
-            conn.frozen = kind == "freeze time"
-        elif kind == "sleep":
-            await asyncio.sleep(seconds(action["duration"]) or 0.0)  # the case's own pause
         else:
-            raise AssertionError(f"unknown invoker action {kind!r}")
+            await common_action(conn, action, "invoker")
 
     epilogue = case.get("epilogue") or {}
     for key, value in epilogue.items():
-        if key == "subscribed-topics":
-            assert sorted(set(conn.subscribed)) == sorted(value), f"subscribed {conn.subscribed}"
-        elif key == "acknowledgement-count":
-            assert len(conn.acknowledged) == value, f"acknowledged {conn.acknowledged}"
-        elif key == "publication-count":
-            assert len(conn.publications) == value, f"published {len(conn.publications)}"
+        if await common_epilogue(conn, key, value):
+            pass
         elif key == "published-messages":
             for index, expected in enumerate(value):
                 fields = dict(expected)
@@ -611,6 +635,194 @@ def _response_message(spec: dict[str, Any], correlations: dict[int, bytes]) -> M
             content_type=spec.get("content-type"),
             payload_format_indicator=spec.get("format-indicator"),
             correlation_data=None if index is None else correlations.get(index, b"unknown"),
+            user_properties=tuple(user),
+        ),
+    )
+
+
+# ---------------------------------------------------------------- CommandExecutor
+
+
+class Countdowns:
+    """The cases' countdown events: ``signal`` counts one down, ``wait`` waits for zero."""
+
+    def __init__(self, initial: dict[str, int]) -> None:
+        self._counts = dict(initial)
+        self._zero = {name: asyncio.Event() for name in initial}
+        for name, count in initial.items():
+            if count <= 0:
+                self._zero[name].set()
+
+    def signal(self, name: str) -> None:
+        self._counts[name] -= 1
+        if self._counts[name] <= 0:
+            self._zero[name].set()
+
+    async def wait(self, name: str) -> None:
+        await self._zero[name].wait()
+
+
+class MetlHandler:
+    """The cases' command handler: answers from ``request-responses-map`` (the n-th execution
+    of a request value gets its n-th response), after its ``sync`` steps."""
+
+    def __init__(self, config: dict[str, Any], countdowns: Countdowns) -> None:
+        self.config = config
+        self.countdowns = countdowns
+        self.executions = 0
+        self.per_value: dict[Any, int] = {}
+
+    async def __call__(self, request: CommandRequest[Any]) -> CommandResult[Any]:
+        self.executions += 1
+        for step in self.config.get("sync") or []:
+            if "signal-event" in step:
+                self.countdowns.signal(step["signal-event"])
+            if "wait-event" in step:
+                await self.countdowns.wait(step["wait-event"])
+        if self.config.get("raise-error"):
+            raise RuntimeError("the case's handler raises")
+        responses = (self.config.get("request-responses-map") or {}).get(request.value) or [None]
+        n = self.per_value.get(request.value, 0)
+        self.per_value[request.value] = n + 1
+        metadata: dict[str, str] = {}
+        for name, value in (self.config.get("response-metadata") or {}).items():
+            copied = request.metadata.get(name) if value is None else value
+            if copied is not None:
+                metadata[name] = copied
+        prefix = self.config.get("token-metadata-prefix")
+        if prefix is not None:
+            metadata.update({f"{prefix}{k}": v for k, v in request.tokens.items()})
+        return CommandResult(responses[min(n, len(responses) - 1)], metadata)
+
+
+async def run_executor(case: dict[str, Any], defaults: dict[str, Any]) -> None:
+    prologue = case["prologue"]
+    conn = connection(prologue)
+    countdowns = Countdowns(prologue.get("countdown-events") or {})
+    handlers: list[MetlHandler] = []
+    executors: list[CommandExecutor[Any, Any]] = []
+    try:
+        for given in prologue.get("executors") or []:
+            config = merged(defaults["prologue"]["executor"], given)
+            handler = MetlHandler(config, countdowns)
+            handlers.append(handler)
+            timeout = seconds(config.get("execution-timeout"))
+            cache_ttl = seconds(config.get("cache-ttl"))
+            executors.append(
+                CommandExecutor(
+                    conn,
+                    given_value(config, "request-topic"),
+                    handler,
+                    serializer=_serializer(config),
+                    command_name=given_value(config, "command-name"),
+                    executor_id=config.get("executor-id"),
+                    topic_namespace=config.get("topic-namespace"),
+                    topic_tokens=config.get("topic-token-map"),
+                    execution_timeout=timeout,
+                    max_concurrency=config.get("execution-concurrency"),
+                    with_context=True,
+                    **({} if cache_ttl is None else {"dedup_ttl": cache_ttl}),
+                )
+            )
+            await executors[-1].start()
+    except AioError as error:
+        check_catch(error, prologue["catch"], "prologue")
+        return
+    assert "catch" not in prologue, "prologue: expected an error, the executors were created"
+
+    correlations: dict[int, bytes] = {}
+    packet_ids: dict[int, int] = {}
+    seen = 0
+    for action in case.get("actions") or []:
+        kind = action["action"]
+        if kind == "receive request":
+            spec = merged(defaults["actions"]["receive-request"], action)
+            packet_id = _packet_id(packet_ids, spec.get("packet-index"))
+            conn.inject(_request_message(spec, correlations), packet_id)
+        elif kind == "await publish":
+            seen += 1
+            await until(lambda n=seen: len(conn.publications) >= n, conn, "await publish")
+            if "correlation-index" in action:
+                data = conn.publications[seen - 1].properties.correlation_data
+                assert data == correlations.get(action["correlation-index"]), "await publish"
+        elif kind == "await acknowledgement":
+            await _await_ack(conn, packet_ids, action)
+        elif kind == "sync":
+            if "signal-event" in action:
+                countdowns.signal(action["signal-event"])
+            if "wait-event" in action:
+                async with asyncio.timeout(STEP):
+                    await countdowns.wait(action["wait-event"])
+        else:
+            await common_action(conn, action, "executor")
+
+    epilogue = case.get("epilogue") or {}
+    for key, value in epilogue.items():
+        if await common_epilogue(conn, key, value):
+            pass
+        elif key == "execution-count":
+            got = sum(h.executions for h in handlers)
+            assert got == value, f"executions {got}"
+        elif key == "execution-counts":
+            for index_text, count in value.items():
+                got = handlers[int(index_text)].executions
+                assert got == count, f"executions of executor {index_text}: {got}"
+        elif key == "published-messages":
+            for index, expected in enumerate(value):
+                check_response(conn, correlations, expected, f"response {index}")
+        elif key == "catch":
+            raise AssertionError("epilogue catch: not driven for executors")
+        else:
+            raise AssertionError(f"unknown executor epilogue field {key!r}")
+
+
+def check_response(
+    conn: MetlConnection, correlations: dict[int, bytes], expected: dict[str, Any], where: str
+) -> None:
+    fields = dict(expected)
+    index = fields.pop("correlation-index")
+    data = None if index is None else correlations[index]
+    found = [m for m in conn.publications if m.properties.correlation_data == data]
+    assert found, f"{where}: no response with correlation {data!r}"
+    message = found[0]
+    user = dict(message.properties.user_properties)
+    if "command-status" in fields:
+        status = fields.pop("command-status")
+        actual = user.get("__stat")
+        assert actual == (None if status is None else str(status)), f"{where}: status {actual}"
+    if "is-application-error" in fields:
+        flag = fields.pop("is-application-error")
+        actual_flag = user.get("__apErr", "false").lower() == "true"
+        assert actual_flag == flag, f"{where}: __apErr {user.get('__apErr')!r}"
+    check_publication(message, fields, conn, where)
+
+
+def _request_message(spec: dict[str, Any], correlations: dict[int, bytes]) -> Message:
+    user = list((spec.get("metadata") or {}).items())
+    if spec.get("source-index") is not None:
+        user.append(("__srcId", source_id(spec["source-index"])))
+    index = spec.get("correlation-index")
+    data: bytes | None
+    if "correlation-id" in spec:
+        data = spec["correlation-id"].encode("utf-8")
+    elif index is None:
+        data = None
+    else:
+        data = correlations.setdefault(index, uuid.uuid4().bytes)
+    if index is not None and data is not None:
+        correlations[index] = data
+    expiry = seconds(spec.get("message-expiry"))
+    payload = spec.get("payload")
+    return Message(
+        spec["topic"],
+        b"" if payload is None else payload.encode("utf-8"),
+        spec.get("qos", 1),
+        properties=PublishProperties(
+            message_expiry_interval=None if expiry is None else int(expiry),
+            content_type=spec.get("content-type"),
+            payload_format_indicator=spec.get("format-indicator"),
+            response_topic=spec.get("response-topic"),
+            correlation_data=data,
             user_properties=tuple(user),
         ),
     )
