@@ -65,6 +65,10 @@ Resp = TypeVar("Resp")
 DEFAULT_TIMEOUT = 10.0
 """Seconds an invocation waits for its response unless told otherwise."""
 
+PARTITION_PROPERTY = "$partition"
+"""The user property a broker with partitioned shared subscriptions routes by (AIO sets it to
+the invoker's client id)."""
+
 CONSTRUCTION_TOKENS = ("modelId", "commandName", "invokerClientId")
 """Tokens that must have their value (from ``topic_tokens``) when an invoker is created; the
 others (``{executorId}``, custom ones) may come per call."""
@@ -364,6 +368,8 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
         topic = self._request.topic(tokens, argument="request_topic")
         response_topic = self._response.topic(tokens, argument="response_topic")
         user = outgoing_metadata(metadata)
+        if not any(name == PARTITION_PROPERTY for name, _ in user):
+            user.append((PARTITION_PROPERTY, self._conn.settings.client_id))
         try:
             payload = self._serializer.serialize(request)
         except (TypeError, ValueError) as exc:
