@@ -30,7 +30,8 @@ from ._errors import (
     PayloadError,
     error_kind,
 )
-from ._executor import CommandExecutor, SkippedRequest, SkipReason
+from ._executor import CommandExecutor
+from ._executor_jobs import SkippedRequest, SkipReason
 from ._hlc import HybridLogicalClock, Timestamp
 from ._invoker import CommandInvoker, CommandResponse
 from ._metadata import CommandRequest, CommandResult

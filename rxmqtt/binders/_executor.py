@@ -1,32 +1,29 @@
-"""``CommandExecutor``: MQTT 5 request/response from the serving side.
+"""``CommandExecutor``: AIO commands from the serving side.
 
-The executor subscribes to a request topic (optionally as one member of a ``$share/{group}/``
-shared subscription, so several executors balance the load), runs a handler per request and
-publishes the outcome to the request's Response Topic with its Correlation Data and a ``status``
-/ ``status-message`` pair in user properties.
+The executor subscribes to a request topic pattern (optionally as one member of a
+``$share/{group}/`` shared subscription, so several executors balance the load), checks each
+request as AIO does (:mod:`._request_checks`), runs the handler (:mod:`._handler_outcome`) and
+publishes the outcome to the request's Response Topic with its Correlation Data and the AIO
+status properties (``__stat``, ``__stMsg``, ``__apErr``, ...). The request is acknowledged once
+its response was acknowledged by the broker, so a lost connection redelivers it.
 
 Every request must carry a Message Expiry Interval: it is the request's deadline. A request is
 answered only while its deadline has not passed; one still waiting for a free handler slot at
-its deadline is dropped without running; a handler still running at the deadline is cancelled
-(async or observable handlers). A request re-delivered after a reconnect (QoS 1 is "at least
-once") is recognised by its correlation data and answered from a bounded, expiring cache instead
-of running the handler again.
+its deadline is dropped without running; a handler still running at the deadline is cancelled,
+or answered 408 when ``execution_timeout`` came first. A request re-delivered after a reconnect
+(QoS 1 is "at least once") is recognised by its correlation data and answered from a bounded,
+expiring cache instead of running the handler again.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import enum
-import inspect
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeVar, overload
+from typing import Any, Generic, TypeVar, overload
 
 from reactivex import Observable, abc
-from reactivex.disposable import Disposable
 from reactivex.subject import Subject
 
 from rxmqtt.message import Message, PublishProperties
@@ -46,6 +43,8 @@ from ._errors import (
     configuration_error,
     mqtt_error,
 )
+from ._executor_jobs import RUNNING, CachedResponse, Job, Running, SkippedRequest, SkipReason
+from ._handler_outcome import follow_outcome
 from ._metadata import CommandRequest, CommandResult, application_metadata
 from ._protocol import (
     APPLICATION_ERROR_PROPERTY,
@@ -71,69 +70,6 @@ Resp = TypeVar("Resp")
 
 DEFAULT_DEDUP_TTL = 60.0
 DEFAULT_DEDUP_SIZE = 10_000
-
-
-class SkipReason(enum.Enum):
-    """Why a request did not run the handler."""
-
-    NO_RESPONSE_TOPIC = "no_response_topic"
-    """It has no (valid) Response Topic, so it cannot be answered; dropped."""
-    NO_EXPIRY = "no_expiry"
-    """It has no Message Expiry Interval; answered with status 400."""
-    BAD_REQUEST = "bad_request"
-    """Its payload could not be decoded; answered with status 400."""
-    EXPIRED = "expired"
-    """Its expiry passed while it waited for a free handler slot; dropped, no answer."""
-    DUPLICATE = "duplicate"
-    """A re-delivery of a request already executed (answered again from the cache) or still
-    running (its one answer follows)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SkippedRequest:
-    """A request the executor did not hand to the handler, and why."""
-
-    reason: SkipReason
-    message: Message
-    detail: str
-
-    @property
-    def correlation_data(self) -> bytes | None:
-        """The request's Correlation Data."""
-        return self.message.properties.correlation_data
-
-
-@dataclass(frozen=True, slots=True)
-class _Response:
-    """A response as cached for re-sending: its expiry is recomputed from ``deadline``."""
-
-    topic: str
-    payload: bytes
-    properties: PublishProperties
-    deadline: float
-
-
-class _Running:
-    """Cache marker: the handler for this request has not finished yet."""
-
-
-_RUNNING: Final = _Running()
-
-
-@dataclass(eq=False, slots=True)
-class _Job:
-    """One request on its way through the executor."""
-
-    message: Message
-    response_topic: str
-    key: tuple[str, bytes] | None
-    deadline: float
-    ack: Callable[[], None]
-    execution_deadline: float | None = None
-    timer: abc.DisposableBase | None = None
-    work: abc.DisposableBase | None = None
-    started: bool = False
-    done: bool = False
 
 
 class CommandExecutor(Envoy, Generic[Req, Resp]):
@@ -307,11 +243,11 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         self._dedup_ttl = check_timeout(dedup_ttl, "dedup_ttl")
         if isinstance(dedup_size, bool) or not isinstance(dedup_size, int) or dedup_size < 1:
             raise ValueError(f"dedup_size: must be an int >= 1, got {dedup_size!r}")
-        self._cache: DedupCache[tuple[str, bytes], _Response | _Running] = DedupCache(
+        self._cache: DedupCache[tuple[str, bytes], CachedResponse | Running] = DedupCache(
             dedup_size, self._dedup_ttl, self._now
         )
-        self._waiting: deque[_Job] = deque()
-        self._jobs: set[_Job] = set()
+        self._waiting: deque[Job] = deque()
+        self._jobs: set[Job] = set()
         self._running = 0
         self._executed = 0
         self._skipped: Subject[SkippedRequest] = Subject()
@@ -409,7 +345,7 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         key = (response_topic, correlation) if correlation is not None else None
         if key is not None:
             cached = self._cache.get(key)
-            if isinstance(cached, _Response):
+            if isinstance(cached, CachedResponse):
                 self._skip(SkipReason.DUPLICATE, message, "already executed: answered again")
                 self._publish(cached, ack)
                 return
@@ -417,8 +353,8 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
                 self._skip(SkipReason.DUPLICATE, message, "in progress: one answer follows")
                 ack()
                 return
-            self._cache.put(key, _RUNNING, ttl=max(self._dedup_ttl, float(expiry)))
-        job = _Job(message, response_topic, key, deadline=now + expiry, ack=ack)
+            self._cache.put(key, RUNNING, ttl=max(self._dedup_ttl, float(expiry)))
+        job = Job(message, response_topic, key, deadline=now + expiry, ack=ack)
         limit = float(expiry)
         if self._execution_timeout is not None and self._execution_timeout < limit:
             limit = self._execution_timeout
@@ -432,7 +368,7 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         else:
             self._start(job)
 
-    def _start(self, job: _Job) -> None:
+    def _start(self, job: Job) -> None:
         job.started = True
         self._running += 1
         try:
@@ -454,64 +390,16 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
                 ),
                 message=job.message,
             )
-        try:
-            outcome = self._handler(argument)
-        except Exception as exc:
-            self._fail(job, exc)
-            return
-        try:
-            if isinstance(outcome, Observable):
-                self._follow_observable(job, outcome)
-            elif inspect.isawaitable(outcome):
-                self._follow_awaitable(job, outcome)
-            else:
-                self._succeed(job, outcome)
-        except Exception as exc:  # e.g. an async handler but no running loop
-            if inspect.iscoroutine(outcome):
-                outcome.close()
-            self._fail(job, exc)
-
-    def _follow_observable(self, job: _Job, outcome: Observable[Resp]) -> None:
-        last: list[Resp] = []
-
-        def on_next(value: Resp) -> None:
-            last[:] = [value]
-
-        def on_completed() -> None:
-            if last:
-                self._succeed(job, last[-1])
-            else:
-                self._fail(job, ValueError("the handler's observable completed without a value"))
-
-        subscription = outcome.subscribe(
-            on_next=on_next,
+        job.work = follow_outcome(
+            lambda: self._handler(argument),
+            on_value=lambda value: self._succeed(job, value),
             on_error=lambda error: self._fail(job, error),
-            on_completed=on_completed,
             scheduler=self._timer_scheduler("executor"),
         )
-        if job.done:
-            subscription.dispose()
-        else:
-            job.work = subscription
+        if job.done and job.work is not None:
+            job.work.dispose()
 
-    def _follow_awaitable(self, job: _Job, outcome: Awaitable[Resp]) -> None:
-        future = asyncio.ensure_future(outcome)
-
-        def done(finished: asyncio.Future[Resp]) -> None:
-            if finished.cancelled():
-                return
-            error = finished.exception()
-            if error is None:
-                self._succeed(job, finished.result())
-            elif isinstance(error, Exception):
-                self._fail(job, error)
-            else:  # KeyboardInterrupt/SystemExit: answer, then let it propagate in its task
-                self._fail(job, RuntimeError(repr(error)))
-
-        future.add_done_callback(done)
-        job.work = Disposable(lambda: _cancel(future))
-
-    def _succeed(self, job: _Job, value: Any) -> None:
+    def _succeed(self, job: Job, value: Any) -> None:
         if job.done:
             return
         metadata: tuple[tuple[str, str], ...] = ()
@@ -525,7 +413,7 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
             return
         self._complete(job, Status.OK, "OK", payload, metadata)
 
-    def _fail(self, job: _Job, error: Exception) -> None:
+    def _fail(self, job: Job, error: Exception) -> None:
         if job.done:
             return
         if isinstance(error, CommandExecutionError):
@@ -538,7 +426,7 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
 
     def _complete(
         self,
-        job: _Job,
+        job: Job,
         status: int,
         detail: str,
         payload: bytes,
@@ -554,7 +442,7 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         self._publish(response, job.ack)
         self._start_waiting()
 
-    def _finish(self, job: _Job) -> None:
+    def _finish(self, job: Job) -> None:
         job.done = True
         self._jobs.discard(job)
         if job.timer is not None:
@@ -562,7 +450,7 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         if job.started:
             self._running -= 1
 
-    def _on_deadline(self, job: _Job) -> None:
+    def _on_deadline(self, job: Job) -> None:
         """The request's expiry passed before it was answered: nobody waits any more. Or the
         execution timeout passed first: cancel the handler and answer 408."""
         if job.done:
@@ -628,7 +516,7 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         payload: bytes,
         deadline: float,
         extra: tuple[tuple[str, str], ...] = (),
-    ) -> _Response:
+    ) -> CachedResponse:
         properties = PublishProperties(
             correlation_data=request.properties.correlation_data,
             content_type=self._response_serializer.content_type if payload else None,
@@ -644,9 +532,9 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         )
         topic = request.properties.response_topic
         assert topic is not None
-        return _Response(topic, payload, properties, deadline)
+        return CachedResponse(topic, payload, properties, deadline)
 
-    def _publish(self, response: _Response, ack: Callable[[], None]) -> None:
+    def _publish(self, response: CachedResponse, ack: Callable[[], None]) -> None:
         """Send ``response`` with the time its request has left as its expiry (none left: the
         invoker gave up, so nothing is sent), then ``ack`` the request once the response's
         PUBACK (or failure) is in: a request is acknowledged only once it was answered."""
@@ -706,7 +594,3 @@ def _check_execution_timeout(value: object) -> float:
             property_name="executiontimeout",
             property_value=value,
         ) from None
-
-
-def _cancel(future: asyncio.Future[Any]) -> None:
-    future.cancel()
