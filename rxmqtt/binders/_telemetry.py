@@ -28,7 +28,8 @@ from ._acks import Delivery, deliveries
 from ._cloudevents import CloudEvent
 from ._connection import MqttConnection
 from ._envoy import Envoy
-from ._errors import PayloadError, configuration_error, mqtt_error
+from ._errors import AioError, PayloadError, configuration_error, mqtt_error
+from ._hlc import Timestamp
 from ._metadata import application_metadata, outgoing_metadata
 from ._protocol import (
     MAX_EXPIRY_SECONDS,
@@ -125,10 +126,13 @@ class TelemetrySender(Envoy, Generic[T]):
     ) -> None:
         """``serializer`` defaults to JSON. ``message_expiry_interval`` (seconds) makes stale
         samples expire in the offline queue and at the broker instead of arriving late.
-        ``topic`` may hold ``{token}`` levels, filled from ``topic_tokens`` (and per call);
-        ``topic_namespace`` is prepended."""
+        ``topic`` may hold ``{token}`` levels, filled from ``topic_tokens`` (and per call;
+        ``{senderId}`` defaults to this client id); ``topic_namespace`` is prepended."""
         super().__init__(conn)
-        self._tokens = check_token_map(topic_tokens, "topic_tokens")
+        self._tokens = {
+            "senderId": self._conn.settings.client_id,
+            **check_token_map(topic_tokens, "topic_tokens"),
+        }
         self._pattern = TopicPattern.parse(
             topic, namespace=topic_namespace, argument="topic", tokens=self._tokens
         )
@@ -431,6 +435,12 @@ class TelemetryReceiver(Envoy, Generic[T]):
             log.debug("%s", error)
             self._decode_errors.on_next(error)
             return None
+        stamp = user_property(user, TIMESTAMP_PROPERTY)
+        if stamp is not None:
+            try:  # causality: whatever this process sends next is stamped later
+                self.clock.update(Timestamp.decode(stamp))
+            except AioError as error:
+                log.debug("telemetry on %r: %s (relayed anyway)", message.topic, error)
         levels = message.topic.split("/")
         tokens = tuple(levels[i] for i in self._plus_levels if i < len(levels))
         named = dict(self._tokens)
@@ -443,7 +453,7 @@ class TelemetryReceiver(Envoy, Generic[T]):
             topic=message.topic,
             topic_tokens=tokens,
             source_id=user_property(user, SOURCE_ID_PROPERTY),
-            timestamp=parse_timestamp(user_property(user, TIMESTAMP_PROPERTY)),
+            timestamp=parse_timestamp(stamp),
             message=message,
             tokens=named,
             metadata=application_metadata(message),

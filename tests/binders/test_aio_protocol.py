@@ -9,9 +9,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rxmqtt.binders import AioError, CommandInvoker, ErrorKind, HybridLogicalClock, Timestamp
+from rxmqtt.binders import (
+    RAW,
+    AioError,
+    CommandInvoker,
+    ErrorKind,
+    HybridLogicalClock,
+    TelemetryReceiver,
+    TelemetrySender,
+    Timestamp,
+)
 from rxmqtt.binders._protocol import iso_duration
 from rxmqtt.binders._topic_pattern import TopicPattern
+from rxmqtt.message import Message, PublishProperties
+from rxmqtt.testing.recorder import Recorder
 from tests.binders.test_envoy_units import FakeConnection
 
 
@@ -97,3 +108,24 @@ async def test_requests_carry_the_invokers_partition_unless_metadata_sets_it() -
     pairs = fake.published[-1].properties.user_properties
     assert [v for k, v in pairs if k == "$partition"] == ["tenant-9"]
     invoker.dispose()
+
+
+def test_a_receiver_merges_the_senders_clock_and_senders_fill_sender_id() -> None:
+    fake = FakeConnection("reader")
+    receiver = TelemetryReceiver(fake, "t/{senderId}", RAW)
+    got = Recorder(receiver.telemetry)
+    ahead = Timestamp(HybridLogicalClock("x").now().millis + 30_000, 3, "device")
+    fake.deliver(
+        Message(
+            "t/device",
+            b"1",
+            1,
+            properties=PublishProperties(user_properties=(("__ts", ahead.encode()),)),
+        )
+    )
+    assert [(t.tokens["senderId"], t.value) for t in got.items] == [("device", b"1")]
+    mine = receiver.clock.now()
+    assert (mine.millis, mine.counter) > (ahead.millis, ahead.counter), "merged: causally later"
+    sender = TelemetrySender(fake, "t/{senderId}", RAW)
+    sender.send(b"2")
+    assert fake.published[-1].topic == "t/reader"
