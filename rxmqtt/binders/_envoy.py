@@ -17,6 +17,13 @@ from reactivex import abc
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
 from ._connection import MqttConnection, check_connection
+from ._hlc import HybridLogicalClock, clock_for
+from ._protocol import (
+    PROTOCOL_VERSION,
+    PROTOCOL_VERSION_PROPERTY,
+    SOURCE_ID_PROPERTY,
+    TIMESTAMP_PROPERTY,
+)
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
@@ -44,6 +51,20 @@ class Envoy:
     def connection(self) -> MqttConnection:
         """The injected connection (owned by the application, not by this envoy)."""
         return self._conn
+
+    @property
+    def clock(self) -> HybridLogicalClock:
+        """The hybrid logical clock shared by every envoy on this connection (``__ts``)."""
+        return clock_for(self._conn, self._conn.settings.client_id)
+
+    def _stamp(self) -> tuple[tuple[str, str], ...]:
+        """The reserved user properties every outgoing message carries: ``__ts`` (a fresh
+        clock reading), ``__srcId`` (this client id) and ``__protVer``."""
+        return (
+            (TIMESTAMP_PROPERTY, self.clock.now().encode()),
+            (SOURCE_ID_PROPERTY, self._conn.settings.client_id),
+            (PROTOCOL_VERSION_PROPERTY, PROTOCOL_VERSION),
+        )
 
     @property
     def disposed(self) -> bool:

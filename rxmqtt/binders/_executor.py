@@ -1,53 +1,67 @@
-"""``CommandExecutor``: MQTT 5 request/response from the serving side.
+"""``CommandExecutor``: AIO commands from the serving side.
 
-The executor subscribes to a request topic (optionally as one member of a ``$share/{group}/``
-shared subscription, so several executors balance the load), runs a handler per request and
-publishes the outcome to the request's Response Topic with its Correlation Data and a ``status``
-/ ``status-message`` pair in user properties.
+The executor subscribes to a request topic pattern (optionally as one member of a
+``$share/{group}/`` shared subscription, so several executors balance the load), checks each
+request as AIO does (:mod:`._request_checks`), runs the handler (:mod:`._handler_outcome`) and
+publishes the outcome to the request's Response Topic with its Correlation Data and the AIO
+status properties (``__stat``, ``__stMsg``, ``__apErr``, ...). The request is acknowledged once
+its response was acknowledged by the broker, so a lost connection redelivers it.
 
 Every request must carry a Message Expiry Interval: it is the request's deadline. A request is
 answered only while its deadline has not passed; one still waiting for a free handler slot at
-its deadline is dropped without running; a handler still running at the deadline is cancelled
-(async or observable handlers). A request re-delivered after a reconnect (QoS 1 is "at least
-once") is recognised by its correlation data and answered from a bounded, expiring cache instead
-of running the handler again.
+its deadline is dropped without running; a handler still running at the deadline is cancelled,
+or answered 408 when ``execution_timeout`` came first. A request re-delivered after a reconnect
+(QoS 1 is "at least once") is recognised by its correlation data and answered from a bounded,
+expiring cache instead of running the handler again.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import enum
-import inspect
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeVar, overload
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Generic, TypeVar, overload
 
 from reactivex import Observable, abc
-from reactivex.disposable import Disposable
 from reactivex.subject import Subject
 
 from rxmqtt.message import Message, PublishProperties
-from rxmqtt.topics import InvalidTopicError, validate_filter, validate_topic
+from rxmqtt.topics import validate_filter
 
+from .._outcome import Outcome
 from ..message import check_qos
+from ._acks import Delivery, deliveries
 from ._connection import MqttConnection
 from ._dedup import DedupCache
 from ._envoy import Envoy, scheduler_seconds
-from ._errors import CommandExecutionError
+from ._errors import (
+    AioError,
+    CommandExecutionError,
+    ErrorKind,
+    InvalidConfigurationError,
+    configuration_error,
+    mqtt_error,
+)
+from ._executor_jobs import RUNNING, CachedResponse, Job, Running, SkippedRequest, SkipReason
+from ._handler_outcome import follow_outcome
+from ._metadata import CommandRequest, CommandResult, application_metadata
 from ._protocol import (
+    APPLICATION_ERROR_PROPERTY,
+    PROPERTY_NAME_PROPERTY,
+    PROPERTY_VALUE_PROPERTY,
     SOURCE_ID_PROPERTY,
     STATUS_MESSAGE_PROPERTY,
     STATUS_PROPERTY,
-    TIMESTAMP_PROPERTY,
     Status,
     check_timeout,
     expiry_for,
-    now_timestamp,
+    iso_duration,
+    user_property,
 )
+from ._request_checks import check_request
 from ._serializers import JSON, Serializer, check_serializer
+from ._topic_pattern import TopicPattern, check_token_map, is_valid_namespace
 
 log = logging.getLogger("rxmqtt.binders")
 
@@ -56,67 +70,6 @@ Resp = TypeVar("Resp")
 
 DEFAULT_DEDUP_TTL = 60.0
 DEFAULT_DEDUP_SIZE = 10_000
-
-
-class SkipReason(enum.Enum):
-    """Why a request did not run the handler."""
-
-    NO_RESPONSE_TOPIC = "no_response_topic"
-    """It has no (valid) Response Topic, so it cannot be answered; dropped."""
-    NO_EXPIRY = "no_expiry"
-    """It has no Message Expiry Interval; answered with status 400."""
-    BAD_REQUEST = "bad_request"
-    """Its payload could not be decoded; answered with status 400."""
-    EXPIRED = "expired"
-    """Its expiry passed while it waited for a free handler slot; dropped, no answer."""
-    DUPLICATE = "duplicate"
-    """A re-delivery of a request already executed (answered again from the cache) or still
-    running (its one answer follows)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SkippedRequest:
-    """A request the executor did not hand to the handler, and why."""
-
-    reason: SkipReason
-    message: Message
-    detail: str
-
-    @property
-    def correlation_data(self) -> bytes | None:
-        """The request's Correlation Data."""
-        return self.message.properties.correlation_data
-
-
-@dataclass(frozen=True, slots=True)
-class _Response:
-    """A response as cached for re-sending: its expiry is recomputed from ``deadline``."""
-
-    topic: str
-    payload: bytes
-    properties: PublishProperties
-    deadline: float
-
-
-class _Running:
-    """Cache marker: the handler for this request has not finished yet."""
-
-
-_RUNNING: Final = _Running()
-
-
-@dataclass(eq=False, slots=True)
-class _Job:
-    """One request on its way through the executor."""
-
-    message: Message
-    response_topic: str
-    key: tuple[str, bytes] | None
-    deadline: float
-    timer: abc.DisposableBase | None = None
-    work: abc.DisposableBase | None = None
-    started: bool = False
-    done: bool = False
 
 
 class CommandExecutor(Envoy, Generic[Req, Resp]):
@@ -152,6 +105,12 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         dedup_ttl: float = DEFAULT_DEDUP_TTL,
         dedup_size: int = DEFAULT_DEDUP_SIZE,
         scheduler: abc.SchedulerBase | None = None,
+        command_name: str = "command",
+        executor_id: str | None = None,
+        topic_namespace: str | None = None,
+        topic_tokens: Mapping[str, str] | None = None,
+        execution_timeout: float | None = None,
+        with_context: bool = False,
     ) -> None: ...
 
     @overload
@@ -169,6 +128,12 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         dedup_ttl: float = DEFAULT_DEDUP_TTL,
         dedup_size: int = DEFAULT_DEDUP_SIZE,
         scheduler: abc.SchedulerBase | None = None,
+        command_name: str = "command",
+        executor_id: str | None = None,
+        topic_namespace: str | None = None,
+        topic_tokens: Mapping[str, str] | None = None,
+        execution_timeout: float | None = None,
+        with_context: bool = False,
     ) -> None: ...
 
     @overload
@@ -186,6 +151,12 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         dedup_ttl: float = DEFAULT_DEDUP_TTL,
         dedup_size: int = DEFAULT_DEDUP_SIZE,
         scheduler: abc.SchedulerBase | None = None,
+        command_name: str = "command",
+        executor_id: str | None = None,
+        topic_namespace: str | None = None,
+        topic_tokens: Mapping[str, str] | None = None,
+        execution_timeout: float | None = None,
+        with_context: bool = False,
     ) -> None: ...
 
     def __init__(
@@ -202,6 +173,12 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         dedup_ttl: float = DEFAULT_DEDUP_TTL,
         dedup_size: int = DEFAULT_DEDUP_SIZE,
         scheduler: abc.SchedulerBase | None = None,
+        command_name: str = "command",
+        executor_id: str | None = None,
+        topic_namespace: str | None = None,
+        topic_tokens: Mapping[str, str] | None = None,
+        execution_timeout: float | None = None,
+        with_context: bool = False,
     ) -> None:
         super().__init__(conn, scheduler=scheduler)
         if isinstance(request_topic, str) and request_topic.startswith("$share/"):
@@ -209,7 +186,28 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
                 "request_topic: give the plain filter and shared_group=... instead of a "
                 f"'$share/' filter, got {request_topic!r}"
             )
-        self._request_topic = validate_filter(request_topic, argument="request_topic")
+        if not isinstance(command_name, str) or not command_name:
+            raise configuration_error("commandname", command_name, "must be a non-empty str")
+        self._command_name = command_name
+        tokens = check_token_map(topic_tokens, "topic_tokens")
+        if executor_id is not None:
+            tokens["executorId"] = executor_id
+        self._tokens = tokens
+        self._pattern = TopicPattern.parse(
+            request_topic,
+            namespace=topic_namespace,
+            argument="request_topic",
+            name="requesttopicpattern",
+            tokens=tokens,
+            wildcards=True,
+        )
+        self._request_topic = validate_filter(self._pattern.filter(), argument="request_topic")
+        self._execution_timeout = (
+            None if execution_timeout is None else _check_execution_timeout(execution_timeout)
+        )
+        if not isinstance(with_context, bool):
+            raise TypeError(f"with_context: must be a bool, got {type(with_context).__name__}")
+        self._with_context = with_context
         if not callable(handler):
             raise TypeError(f"handler: must be callable, got {type(handler).__name__}")
         self._handler = handler
@@ -245,17 +243,28 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         self._dedup_ttl = check_timeout(dedup_ttl, "dedup_ttl")
         if isinstance(dedup_size, bool) or not isinstance(dedup_size, int) or dedup_size < 1:
             raise ValueError(f"dedup_size: must be an int >= 1, got {dedup_size!r}")
-        self._cache: DedupCache[tuple[str, bytes], _Response | _Running] = DedupCache(
+        self._cache: DedupCache[tuple[str, bytes], CachedResponse | Running] = DedupCache(
             dedup_size, self._dedup_ttl, self._now
         )
-        self._waiting: deque[_Job] = deque()
-        self._jobs: set[_Job] = set()
+        self._waiting: deque[Job] = deque()
+        self._jobs: set[Job] = set()
         self._running = 0
         self._executed = 0
         self._skipped: Subject[SkippedRequest] = Subject()
-        self._subscription: abc.DisposableBase | None = self._conn.messages(
-            self._filter, self._qos
+        self._refused: AioError | None = None
+        self._subscription: abc.DisposableBase | None = deliveries(
+            self._conn, self._filter, self._qos
         ).subscribe(self._on_request, self._on_subscription_error)
+
+    def start(self) -> Observable[None]:
+        """The (awaitable) outcome of subscribing, which the constructor began: errors with an
+        ``mqtt error`` :class:`AioError` when the subscription was refused at once."""
+        result: Outcome[None] = Outcome()
+        if self._refused is not None:
+            result._fail(self._refused)
+        else:
+            result._resolve(None)
+        return result
 
     @property
     def request_topic(self) -> str:
@@ -288,58 +297,78 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         return scheduler_seconds(self._timer_scheduler("executor"))
 
     def _on_subscription_error(self, error: Exception) -> None:
+        self._refused = mqtt_error(error, f"executor subscription {self._filter!r}")
+        self._refused.command_name = self._command_name
         log.error("executor for %r lost its subscription: %s", self._filter, error)
 
-    def _on_request(self, message: Message) -> None:
+    def _on_request(self, delivery: Delivery) -> None:
         if self._disposed:
+            delivery.ack()
             return
         try:
-            self._accept(message)
+            self._accept(delivery.message, delivery.ack)
         except Exception:  # never let a bug here reach the connection's dispatch
-            log.exception("executor for %r failed on a request to %r", self._filter, message.topic)
+            delivery.ack()
+            log.exception(
+                "executor for %r failed on a request to %r", self._filter, delivery.message.topic
+            )
 
-    def _accept(self, message: Message) -> None:
+    def _accept(self, message: Message, ack: Callable[[], None]) -> None:
         properties = message.properties
         response_topic = properties.response_topic
         if response_topic is None:
             self._skip(SkipReason.NO_RESPONSE_TOPIC, message, "the request has no response topic")
+            ack()
             return
-        try:
-            validate_topic(response_topic, argument="response_topic")
-        except (InvalidTopicError, TypeError) as exc:
-            self._skip(SkipReason.NO_RESPONSE_TOPIC, message, str(exc))
+        if not is_valid_namespace(response_topic):  # plain levels: no wildcard, no empty level
+            detail = f"the response topic {response_topic!r} is not a valid topic"
+            self._skip(SkipReason.NO_RESPONSE_TOPIC, message, detail)
+            ack()
             return
         now = self._now()
         expiry = properties.message_expiry_interval
-        if expiry is None:
-            detail = "the request has no message expiry interval"
-            deadline = now + self._dedup_ttl  # the invoker is unknown: answer for a while
-            self._publish(self._response(message, Status.BAD_REQUEST, detail, b"", deadline))
-            self._skip(SkipReason.NO_EXPIRY, message, detail)
+        rejection = check_request(message, self._serializer, self.clock)
+        if rejection is not None:
+            # Without an expiry the invoker's patience is unknown: answer for a while.
+            deadline = now + (self._dedup_ttl if expiry is None else expiry)
+            reason = SkipReason.NO_EXPIRY if expiry is None else SkipReason.BAD_REQUEST
+            self._skip(reason, message, rejection.detail)
+            self._publish(
+                self._response(
+                    message, rejection.status, rejection.detail, b"", deadline, rejection.properties
+                ),
+                ack,
+            )
             return
+        assert expiry is not None
         correlation = properties.correlation_data
         key = (response_topic, correlation) if correlation is not None else None
         if key is not None:
             cached = self._cache.get(key)
-            if isinstance(cached, _Response):
-                self._publish(cached)
+            if isinstance(cached, CachedResponse):
                 self._skip(SkipReason.DUPLICATE, message, "already executed: answered again")
+                self._publish(cached, ack)
                 return
             if cached is not None:
                 self._skip(SkipReason.DUPLICATE, message, "in progress: one answer follows")
+                ack()
                 return
-            self._cache.put(key, _RUNNING, ttl=max(self._dedup_ttl, float(expiry)))
-        job = _Job(message, response_topic, key, deadline=now + expiry)
+            self._cache.put(key, RUNNING, ttl=max(self._dedup_ttl, float(expiry)))
+        job = Job(message, response_topic, key, deadline=now + expiry, ack=ack)
+        limit = float(expiry)
+        if self._execution_timeout is not None and self._execution_timeout < limit:
+            limit = self._execution_timeout
+            job.execution_deadline = now + limit
         self._jobs.add(job)
         job.timer = self._timer_scheduler("executor").schedule_relative(
-            float(expiry), lambda _scheduler, _state: self._on_deadline(job)
+            limit, lambda _scheduler, _state: self._on_deadline(job)
         )
         if self._max_concurrency is not None and self._running >= self._max_concurrency:
             self._waiting.append(job)
         else:
             self._start(job)
 
-    def _start(self, job: _Job) -> None:
+    def _start(self, job: Job) -> None:
         job.started = True
         self._running += 1
         try:
@@ -350,74 +379,41 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
             self._complete(job, Status.BAD_REQUEST, detail, b"")
             return
         self._executed += 1
-        try:
-            outcome = self._handler(request)
-        except Exception as exc:
-            self._fail(job, exc)
-            return
-        try:
-            if isinstance(outcome, Observable):
-                self._follow_observable(job, outcome)
-            elif inspect.isawaitable(outcome):
-                self._follow_awaitable(job, outcome)
-            else:
-                self._succeed(job, outcome)
-        except Exception as exc:  # e.g. an async handler but no running loop
-            if inspect.iscoroutine(outcome):
-                outcome.close()
-            self._fail(job, exc)
-
-    def _follow_observable(self, job: _Job, outcome: Observable[Resp]) -> None:
-        last: list[Resp] = []
-
-        def on_next(value: Resp) -> None:
-            last[:] = [value]
-
-        def on_completed() -> None:
-            if last:
-                self._succeed(job, last[-1])
-            else:
-                self._fail(job, ValueError("the handler's observable completed without a value"))
-
-        subscription = outcome.subscribe(
-            on_next=on_next,
+        argument: Any = request
+        if self._with_context:
+            argument = CommandRequest(
+                value=request,
+                metadata=application_metadata(job.message),
+                tokens=self._pattern.tokens_of(job.message.topic, self._tokens) or {},
+                invoker_id=user_property(
+                    job.message.properties.user_properties, SOURCE_ID_PROPERTY
+                ),
+                message=job.message,
+            )
+        job.work = follow_outcome(
+            lambda: self._handler(argument),
+            on_value=lambda value: self._succeed(job, value),
             on_error=lambda error: self._fail(job, error),
-            on_completed=on_completed,
             scheduler=self._timer_scheduler("executor"),
         )
-        if job.done:
-            subscription.dispose()
-        else:
-            job.work = subscription
+        if job.done and job.work is not None:
+            job.work.dispose()
 
-    def _follow_awaitable(self, job: _Job, outcome: Awaitable[Resp]) -> None:
-        future = asyncio.ensure_future(outcome)
-
-        def done(finished: asyncio.Future[Resp]) -> None:
-            if finished.cancelled():
-                return
-            error = finished.exception()
-            if error is None:
-                self._succeed(job, finished.result())
-            elif isinstance(error, Exception):
-                self._fail(job, error)
-            else:  # KeyboardInterrupt/SystemExit: answer, then let it propagate in its task
-                self._fail(job, RuntimeError(repr(error)))
-
-        future.add_done_callback(done)
-        job.work = Disposable(lambda: _cancel(future))
-
-    def _succeed(self, job: _Job, value: Resp) -> None:
+    def _succeed(self, job: Job, value: Any) -> None:
         if job.done:
             return
+        metadata: tuple[tuple[str, str], ...] = ()
+        if isinstance(value, CommandResult):
+            metadata = tuple(value.metadata.items())
+            value = value.value
         try:
             payload = self._response_serializer.serialize(value)
         except Exception as exc:
             self._fail(job, TypeError(f"the handler's response cannot be serialized: {exc}"))
             return
-        self._complete(job, Status.OK, "OK", payload)
+        self._complete(job, Status.OK, "OK", payload, metadata)
 
-    def _fail(self, job: _Job, error: Exception) -> None:
+    def _fail(self, job: Job, error: Exception) -> None:
         if job.done:
             return
         if isinstance(error, CommandExecutionError):
@@ -425,20 +421,28 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         else:
             log.warning("command handler for %r failed", job.message.topic, exc_info=error)
             status, detail = Status.INTERNAL_ERROR, f"{type(error).__name__}: {error}"
-        self._complete(job, status, detail, b"")
+        # The application, not the executor, reported it: AIO's "execution error".
+        self._complete(job, status, detail, b"", ((APPLICATION_ERROR_PROPERTY, "true"),))
 
-    def _complete(self, job: _Job, status: int, detail: str, payload: bytes) -> None:
+    def _complete(
+        self,
+        job: Job,
+        status: int,
+        detail: str,
+        payload: bytes,
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         """Answer ``job`` (once), remember the answer for re-deliveries, start the next."""
         if job.done:
             return
         self._finish(job)
-        response = self._response(job.message, status, detail, payload, job.deadline)
+        response = self._response(job.message, status, detail, payload, job.deadline, extra)
         if job.key is not None:
             self._cache.update(job.key, response)
-        self._publish(response)
+        self._publish(response, job.ack)
         self._start_waiting()
 
-    def _finish(self, job: _Job) -> None:
+    def _finish(self, job: Job) -> None:
         job.done = True
         self._jobs.discard(job)
         if job.timer is not None:
@@ -446,10 +450,31 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         if job.started:
             self._running -= 1
 
-    def _on_deadline(self, job: _Job) -> None:
-        """The request's expiry passed before it was answered: nobody waits any more."""
+    def _on_deadline(self, job: Job) -> None:
+        """The request's expiry passed before it was answered: nobody waits any more. Or the
+        execution timeout passed first: cancel the handler and answer 408."""
         if job.done:
             return
+        if job.execution_deadline is not None:
+            if job.started and job.work is not None:
+                job.work.dispose()
+            if not job.started:
+                self._waiting.remove(job)
+                job.started = True
+                self._running += 1
+            assert self._execution_timeout is not None
+            self._complete(
+                job,
+                Status.REQUEST_TIMEOUT,
+                f"the execution timeout ({self._execution_timeout:g}s) passed",
+                b"",
+                (
+                    (PROPERTY_NAME_PROPERTY, "ExecutionTimeout"),
+                    (PROPERTY_VALUE_PROPERTY, iso_duration(self._execution_timeout)),
+                ),
+            )
+            return
+        job.ack()
         started = job.started
         self._finish(job)
         if job.key is not None:
@@ -474,6 +499,7 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
                 continue
             if self._now() >= job.deadline:
                 self._finish(job)
+                job.ack()
                 if job.key is not None:
                     self._cache.discard(job.key)
                 self._skip(SkipReason.EXPIRED, job.message, "expired while waiting to run")
@@ -483,8 +509,14 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
     # ------------------------------------------------------------------ responses
 
     def _response(
-        self, request: Message, status: int, detail: str, payload: bytes, deadline: float
-    ) -> _Response:
+        self,
+        request: Message,
+        status: int,
+        detail: str,
+        payload: bytes,
+        deadline: float,
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> CachedResponse:
         properties = PublishProperties(
             correlation_data=request.properties.correlation_data,
             content_type=self._response_serializer.content_type if payload else None,
@@ -494,20 +526,22 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
             user_properties=(
                 (STATUS_PROPERTY, str(int(status))),
                 (STATUS_MESSAGE_PROPERTY, detail),
-                (SOURCE_ID_PROPERTY, self._conn.settings.client_id),
-                (TIMESTAMP_PROPERTY, now_timestamp()),
+                *extra,
+                *self._stamp(),
             ),
         )
         topic = request.properties.response_topic
         assert topic is not None
-        return _Response(topic, payload, properties, deadline)
+        return CachedResponse(topic, payload, properties, deadline)
 
-    def _publish(self, response: _Response) -> None:
+    def _publish(self, response: CachedResponse, ack: Callable[[], None]) -> None:
         """Send ``response`` with the time its request has left as its expiry (none left: the
-        invoker gave up, so nothing is sent)."""
+        invoker gave up, so nothing is sent), then ``ack`` the request once the response's
+        PUBACK (or failure) is in: a request is acknowledged only once it was answered."""
         remaining = response.deadline - self._now()
         if remaining <= 0:
             log.debug("too late to answer on %r: the request expired", response.topic)
+            ack()
             return
         properties = dataclasses.replace(
             response.properties, message_expiry_interval=expiry_for(remaining)
@@ -518,8 +552,14 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
             )
         except (TypeError, ValueError) as exc:  # e.g. over the broker's maximum packet size
             log.error("cannot send the response on %r: %s", response.topic, exc)
+            ack()
             return
-        outcome.subscribe(on_error=lambda error: log.warning("response not delivered: %s", error))
+
+        def failed(error: Exception) -> None:
+            log.warning("response not delivered: %s", error)
+            ack()
+
+        outcome.subscribe(on_error=failed, on_completed=ack)
 
     def _skip(self, reason: SkipReason, message: Message, detail: str) -> None:
         log.debug("request on %r not executed (%s): %s", message.topic, reason.value, detail)
@@ -542,5 +582,15 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         return f" {self._filter!r}"
 
 
-def _cancel(future: asyncio.Future[Any]) -> None:
-    future.cancel()
+def _check_execution_timeout(value: object) -> float:
+    """An execution timeout, or ``invalid configuration`` naming ``executiontimeout``."""
+    try:
+        return check_timeout(value, "execution_timeout")
+    except (TypeError, ValueError) as exc:
+        raise InvalidConfigurationError(
+            ErrorKind.INVALID_CONFIGURATION,
+            str(exc),
+            is_shallow=True,
+            property_name="executiontimeout",
+            property_value=value,
+        ) from None

@@ -1,18 +1,22 @@
-"""``CommandInvoker``: MQTT 5 request/response from the calling side.
+"""``CommandInvoker``: AIO commands from the calling side.
 
-Each ``invoke`` publishes one request to the command's request topic with a Response Topic, fresh
-Correlation Data (a random UUID) and a Message Expiry Interval of ``ceil(timeout)`` seconds, and
-returns an observable of the one response. All invocations of an invoker share one subscription
-to its response topic (taken on the first ``invoke``, ref-counted by the connection, released on
-``dispose``); responses are matched by correlation data, so a duplicate or late response -- one
-whose invocation already finished -- finds nothing and is ignored (and reported on ``ignored``).
+Each ``invoke`` publishes one request to the command's request topic with a Response Topic, a
+fresh 16-byte Correlation Data (a UUID), a Message Expiry Interval of ``ceil(timeout)`` seconds
+and the AIO reserved properties, and returns an observable of the one response. All invocations
+share one subscription to the response filter (taken on the first ``invoke``, ref-counted by the
+connection, released on ``dispose``); responses are matched by correlation data, so a duplicate
+or late response finds nothing and is reported on ``ignored``. A response's ``__stat`` and the
+other reserved properties map onto the AIO error model (:class:`CommandExecutionError` for what
+the executor reported, :class:`AioError` for what is wrong with the response itself).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar, overload
 
 from reactivex import Observable, abc
@@ -21,25 +25,37 @@ from reactivex.subject import Subject
 from rxmqtt.errors import ConnectionClosedError, MessageDroppedError
 from rxmqtt.message import Message, PublishProperties
 from rxmqtt.queue import DropReason
-from rxmqtt.topics import validate_topic
 
 from .._outcome import Outcome
 from ..message import check_qos
+from ._acks import Delivery, deliveries
 from ._connection import MqttConnection
 from ._envoy import Envoy
-from ._errors import CommandExecutionError, CommandTimeoutError, EnvoyDisposedError, PayloadError
+from ._errors import (
+    AioError,
+    CommandTimeoutError,
+    EnvoyDisposedError,
+    ErrorKind,
+    InvalidConfigurationError,
+    PayloadError,
+    configuration_error,
+    mqtt_error,
+)
+from ._hlc import Timestamp
+from ._metadata import application_metadata, outgoing_metadata
 from ._protocol import (
-    SOURCE_ID_PROPERTY,
-    STATUS_MESSAGE_PROPERTY,
+    PROTOCOL_VERSION_PROPERTY,
     STATUS_PROPERTY,
+    SUPPORTED_MAJOR_VERSIONS,
     TIMESTAMP_PROPERTY,
-    Status,
     check_timeout,
     expiry_for,
-    now_timestamp,
-    user_property,
+    parse_timestamp,
+    parse_version,
 )
-from ._serializers import JSON, Serializer, check_serializer
+from ._response_status import remote_error
+from ._serializers import JSON, Serializer, check_serializer, content_acceptable
+from ._topic_pattern import TopicPattern, check_token_map
 
 log = logging.getLogger("rxmqtt.binders")
 
@@ -49,12 +65,33 @@ Resp = TypeVar("Resp")
 DEFAULT_TIMEOUT = 10.0
 """Seconds an invocation waits for its response unless told otherwise."""
 
+PARTITION_PROPERTY = "$partition"
+"""The user property a broker with partitioned shared subscriptions routes by (AIO sets it to
+the invoker's client id)."""
+
+CONSTRUCTION_TOKENS = ("modelId", "commandName", "invokerClientId")
+"""Tokens that must have their value (from ``topic_tokens``) when an invoker is created; the
+others (``{executorId}``, custom ones) may come per call."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResponse(Generic[Resp]):
+    """A successful response: the decoded value and what came with it."""
+
+    value: Resp
+    metadata: Mapping[str, str]
+    """The executor's application user properties (none starting with ``__``)."""
+    timestamp: datetime | None
+    """The wall-clock part of the response's ``__ts``."""
+    message: Message
+    """The raw MQTT response."""
+
 
 @dataclass(eq=False, slots=True)
 class _Pending(Generic[Resp]):
     """One invocation waiting for its response."""
 
-    result: Outcome[Resp]
+    result: Outcome[CommandResponse[Resp]]
     timeout: float
     correlation: bytes
     timer: abc.DisposableBase | None = None
@@ -68,14 +105,20 @@ class _Pending(Generic[Resp]):
 
 
 class CommandInvoker(Envoy, Generic[Req, Resp]):
-    """Invokes the command served at ``request_topic`` by a :class:`CommandExecutor`.
+    """Invokes the command served at ``request_topic`` (an AIO topic pattern) by executors.
 
-    The response topic is ``{response_topic_prefix}/{client_id}/{request_topic}`` unless
-    ``response_topic`` gives one; with the client id in it, a broker ACL can keep each client to
-    its own responses. ``serializer`` encodes requests and, unless ``response_serializer`` is
-    given, decodes responses (both default to JSON). Call ``invoke`` on the connection's loop
-    thread (or inject ``scheduler``); it may be called before the connection is up -- the request
-    waits in the offline queue for as long as its expiry allows.
+    Topic tokens: ``{invokerClientId}`` is this client id; the others come from ``topic_tokens``
+    here or per ``invoke`` (``{modelId}`` and ``{commandName}`` must be known here, as in AIO).
+    ``command_name`` names the command in errors and logs.
+
+    The response topic is, in order of precedence, the ``response_topic`` pattern;
+    ``{response_topic_prefix}/{request topic}/{response_topic_suffix}`` when either is given;
+    else ``clients/{invokerClientId}/{request topic}``, so a broker ACL can keep each
+    client to its own responses. ``topic_namespace`` is prepended to both. ``serializer``
+    encodes requests and, unless ``response_serializer`` is given, decodes responses (both
+    default to JSON); a response whose content type the deserializer does not accept fails
+    with ``invalid header``. Call ``invoke`` on the connection's loop thread (or inject
+    ``scheduler``).
     """
 
     @overload
@@ -84,8 +127,12 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
         conn: MqttConnection,
         request_topic: str,
         *,
-        response_topic_prefix: str = "clients",
+        command_name: str = "command",
+        response_topic_prefix: str | None = None,
+        response_topic_suffix: str | None = None,
         response_topic: str | None = None,
+        topic_namespace: str | None = None,
+        topic_tokens: Mapping[str, str] | None = None,
         serializer: None = None,
         response_serializer: None = None,
         timeout: float = DEFAULT_TIMEOUT,
@@ -99,8 +146,12 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
         conn: MqttConnection,
         request_topic: str,
         *,
-        response_topic_prefix: str = "clients",
+        command_name: str = "command",
+        response_topic_prefix: str | None = None,
+        response_topic_suffix: str | None = None,
         response_topic: str | None = None,
+        topic_namespace: str | None = None,
+        topic_tokens: Mapping[str, str] | None = None,
         serializer: Serializer[Req],
         response_serializer: None = None,
         timeout: float = DEFAULT_TIMEOUT,
@@ -114,8 +165,12 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
         conn: MqttConnection,
         request_topic: str,
         *,
-        response_topic_prefix: str = "clients",
+        command_name: str = "command",
+        response_topic_prefix: str | None = None,
+        response_topic_suffix: str | None = None,
         response_topic: str | None = None,
+        topic_namespace: str | None = None,
+        topic_tokens: Mapping[str, str] | None = None,
         serializer: None = None,
         response_serializer: Serializer[Resp],
         timeout: float = DEFAULT_TIMEOUT,
@@ -129,8 +184,12 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
         conn: MqttConnection,
         request_topic: str,
         *,
-        response_topic_prefix: str = "clients",
+        command_name: str = "command",
+        response_topic_prefix: str | None = None,
+        response_topic_suffix: str | None = None,
         response_topic: str | None = None,
+        topic_namespace: str | None = None,
+        topic_tokens: Mapping[str, str] | None = None,
         serializer: Serializer[Req],
         response_serializer: Serializer[Resp],
         timeout: float = DEFAULT_TIMEOUT,
@@ -143,8 +202,12 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
         conn: MqttConnection,
         request_topic: str,
         *,
-        response_topic_prefix: str = "clients",
+        command_name: str = "command",
+        response_topic_prefix: str | None = None,
+        response_topic_suffix: str | None = None,
         response_topic: str | None = None,
+        topic_namespace: str | None = None,
+        topic_tokens: Mapping[str, str] | None = None,
         serializer: Serializer[Any] | None = None,
         response_serializer: Serializer[Any] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
@@ -152,11 +215,63 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
         scheduler: abc.SchedulerBase | None = None,
     ) -> None:
         super().__init__(conn, scheduler=scheduler)
-        self._request_topic = validate_topic(request_topic, argument="request_topic")
-        if response_topic is None:
-            prefix = validate_topic(response_topic_prefix, argument="response_topic_prefix")
-            response_topic = f"{prefix}/{self._conn.settings.client_id}/{self._request_topic}"
-        self._response_topic = validate_topic(response_topic, argument="response_topic")
+        if not isinstance(command_name, str) or not command_name:
+            raise configuration_error("commandname", command_name, "must be a non-empty str")
+        self._command_name = command_name
+        tokens = {
+            **check_token_map(topic_tokens, "topic_tokens"),
+            "invokerClientId": self._conn.settings.client_id,
+        }
+        self._tokens = tokens
+        request = TopicPattern.parse(
+            request_topic,
+            namespace=topic_namespace,
+            argument="request_topic",
+            name="requesttopicpattern",
+            tokens=tokens,
+        )
+        request.require(*CONSTRUCTION_TOKENS)
+        self._request = request
+        if response_topic is not None:
+            response = TopicPattern.parse(
+                response_topic,
+                namespace=topic_namespace,
+                argument="response_topic",
+                name="responsetopicpattern",
+                tokens=tokens,
+            )
+        else:
+            parts = [request_topic]
+            if response_topic_prefix is not None:
+                prefix = TopicPattern.parse(
+                    response_topic_prefix,
+                    argument="response_topic_prefix",
+                    name="responsetopicprefix",
+                    tokens=tokens,
+                )
+                prefix.require(*CONSTRUCTION_TOKENS)
+                parts.insert(0, response_topic_prefix)
+            if response_topic_suffix is not None:
+                suffix = TopicPattern.parse(
+                    response_topic_suffix,
+                    argument="response_topic_suffix",
+                    name="responsetopicsuffix",
+                    tokens=tokens,
+                )
+                suffix.require(*CONSTRUCTION_TOKENS)
+                parts.append(response_topic_suffix)
+            if response_topic_prefix is None and response_topic_suffix is None:
+                parts.insert(0, "clients/{invokerClientId}")
+            response = TopicPattern.parse(
+                "/".join(parts),
+                namespace=topic_namespace,
+                argument="response_topic",
+                name="responsetopicpattern",
+                tokens=tokens,
+            )
+        response.require(*CONSTRUCTION_TOKENS)
+        self._response = response
+        self._response_filter = response.filter()
         if serializer is None:
             serializer = JSON
         check_serializer(serializer, "serializer")
@@ -165,22 +280,23 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
         check_serializer(response_serializer, "response_serializer")
         self._serializer: Serializer[Req] = serializer
         self._response_serializer: Serializer[Resp] = response_serializer
-        self._timeout = check_timeout(timeout)
+        self._timeout = _check_command_timeout(timeout)
         self._qos = check_qos(qos)
         self._pending: dict[bytes, _Pending[Resp]] = {}
         self._responses: abc.DisposableBase | None = None
         self._responses_token: object | None = None
+        self._refused: AioError | None = None
         self._ignored: Subject[Message] = Subject()
 
     @property
     def request_topic(self) -> str:
-        """Where requests go."""
-        return self._request_topic
+        """The request topic pattern (namespace included)."""
+        return self._request.pattern
 
     @property
     def response_topic(self) -> str:
-        """Where this invoker asks executors to respond (and what it subscribes to)."""
-        return self._response_topic
+        """The filter this invoker subscribes to for responses (open tokens as ``+``)."""
+        return self._response_filter
 
     @property
     def pending(self) -> int:
@@ -193,19 +309,67 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
         timeout), or another invoker's on a shared response topic. Completes on dispose."""
         return self._ignored
 
-    def invoke(self, request: Req, *, timeout: float | None = None) -> Observable[Resp]:
-        """Send ``request`` now and return an (awaitable) observable of the one response.
+    def start(self) -> Observable[None]:
+        """Subscribe to the response filter now rather than on the first ``invoke``; the
+        (awaitable) observable completes, or errors with an ``mqtt error`` :class:`AioError`
+        when the subscription is refused at once."""
+        self._check_live("start")
+        result: Outcome[None] = Outcome()
+        self._refused = None
+        self._ensure_responses()
+        if self._refused is not None:
+            result._fail(self._refused)
+        else:
+            result._resolve(None)
+        return result
 
-        It emits the decoded response and completes, or errors with
-        :class:`CommandTimeoutError` (no response within ``timeout`` seconds, default the
-        invoker's), :class:`CommandExecutionError` (the executor answered with an error status),
-        :class:`PayloadError` (the response could not be decoded), or the publish's own error
-        (:class:`rxmqtt.MessageDroppedError`, :class:`rxmqtt.PublishError`,
-        :class:`rxmqtt.ConnectionClosedError`). The request is sent eagerly, once, whether or not
-        anyone subscribes; wrap it in ``reactivex.defer`` for a cold, retryable version.
+    def invoke(
+        self,
+        request: Req,
+        *,
+        timeout: float | None = None,
+        topic_tokens: Mapping[str, str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Observable[Resp]:
+        """Send ``request`` now and return an (awaitable) observable of the one response value.
+
+        See :meth:`invoke_response` for the arguments and the errors.
+        """
+        full = self.invoke_response(
+            request, timeout=timeout, topic_tokens=topic_tokens, metadata=metadata
+        )
+        result: Outcome[Resp] = Outcome()
+        full.subscribe(lambda response: result._resolve(response.value), result._fail)
+        return result
+
+    def invoke_response(
+        self,
+        request: Req,
+        *,
+        timeout: float | None = None,
+        topic_tokens: Mapping[str, str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Observable[CommandResponse[Resp]]:
+        """Send ``request`` now; the (awaitable) observable emits the :class:`CommandResponse`.
+
+        ``topic_tokens`` fill the request (and response) topic's remaining tokens, e.g.
+        ``{"executorId": "oven-2"}``; ``metadata`` become user properties. It errors with
+        :class:`CommandTimeoutError`, :class:`CommandExecutionError` (what the executor
+        reported), :class:`AioError` (a response this invoker cannot accept: missing/invalid
+        header, unsupported version, ...), :class:`PayloadError`, or an ``mqtt error``
+        :class:`AioError` (the request could not be published). Raises at once
+        :class:`InvalidConfigurationError` for a bad timeout, a missing token or a reserved
+        metadata name, :class:`PayloadError` for a value the serializer cannot encode. The
+        request is sent eagerly, once; wrap it in ``reactivex.defer`` for a cold version.
         """
         self._check_live("invoke")
-        seconds = self._timeout if timeout is None else check_timeout(timeout)
+        seconds = self._timeout if timeout is None else _check_command_timeout(timeout)
+        tokens = {**self._tokens, **check_token_map(topic_tokens, "topic_tokens")}
+        topic = self._request.topic(tokens, argument="request_topic")
+        response_topic = self._response.topic(tokens, argument="response_topic")
+        user = outgoing_metadata(metadata)
+        if not any(name == PARTITION_PROPERTY for name, _ in user):
+            user.append((PARTITION_PROPERTY, self._conn.settings.client_id))
         try:
             payload = self._serializer.serialize(request)
         except (TypeError, ValueError) as exc:
@@ -218,25 +382,20 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
         properties = PublishProperties(
             message_expiry_interval=expiry_for(seconds),
             content_type=self._serializer.content_type,
-            response_topic=self._response_topic,
+            response_topic=response_topic,
             correlation_data=correlation,
             payload_format_indicator=self._serializer.payload_format_indicator,
-            user_properties=(
-                (SOURCE_ID_PROPERTY, self._conn.settings.client_id),
-                (TIMESTAMP_PROPERTY, now_timestamp()),
-            ),
+            user_properties=(*self._stamp(), *user),
         )
         self._ensure_responses()  # SUBSCRIBE leaves before the request, so no response is missed
-        result: Outcome[Resp] = Outcome()
+        result: Outcome[CommandResponse[Resp]] = Outcome()
         pending = _Pending(result, seconds, correlation)
         self._pending[correlation] = pending
         pending.timer = scheduler.schedule_relative(
             seconds, lambda _scheduler, _state: self._on_timeout(correlation)
         )
         try:
-            outcome = self._conn.publish(
-                self._request_topic, payload, self._qos, properties=properties
-            )
+            outcome = self._conn.publish(topic, payload, self._qos, properties=properties)
         except BaseException:
             self._pending.pop(correlation, None)
             pending.release()
@@ -255,7 +414,7 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
             return
         token = object()
         self._responses_token = token
-        subscription = self._conn.messages(self._response_topic, self._qos).subscribe(
+        subscription = deliveries(self._conn, self._response_filter, self._qos).subscribe(
             self._on_response,
             lambda error: self._responses_ended(token, error),
             lambda: self._responses_ended(token, None),
@@ -271,12 +430,21 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
         self._responses_token = None
         self._responses = None
         if error is None:
-            error = ConnectionClosedError(
-                f"the connection closed before the response on {self._response_topic!r} arrived"
+            failure: Exception = ConnectionClosedError(
+                f"the connection closed before the response on {self._response_filter!r} arrived"
             )
-        self._fail_all(error)
+        else:
+            failure = mqtt_error(error, f"response subscription {self._response_filter!r}")
+            self._refused = failure
+        self._fail_all(failure)
 
-    def _on_response(self, message: Message) -> None:
+    def _on_response(self, delivery: Delivery) -> None:
+        try:
+            self._handle_response(delivery.message)
+        finally:
+            delivery.ack()
+
+    def _handle_response(self, message: Message) -> None:
         correlation = message.properties.correlation_data
         pending = self._pending.pop(correlation, None) if correlation is not None else None
         if pending is None:
@@ -284,42 +452,85 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
             self._ignored.on_next(message)
             return
         pending.release()
-        result = pending.result
         outcome = self._outcome(message)
         if isinstance(outcome, Exception):
-            result._fail(outcome)
+            pending.result._fail(outcome)
         else:
-            result._resolve(outcome[0])
+            pending.result._resolve(outcome)
 
-    def _outcome(self, message: Message) -> tuple[Resp] | Exception:
-        """The decoded response, or the error the invocation ends with."""
-        user = message.properties.user_properties
-        status_text = user_property(user, STATUS_PROPERTY)
-        status_message = user_property(user, STATUS_MESSAGE_PROPERTY) or ""
-        try:
-            status = Status.OK.value if status_text is None else int(status_text)
-        except ValueError:
-            return CommandExecutionError(
-                Status.INTERNAL_ERROR,
-                f"the response has an invalid status {status_text!r}",
-                request_topic=self._request_topic,
+    def _outcome(self, message: Message) -> CommandResponse[Resp] | Exception:
+        """The decoded response, or the error the invocation ends with (AIO's checks, in
+        AIO's order: version, timestamp, status, then content type and payload)."""
+        properties = message.properties
+        user = dict(properties.user_properties)
+        version_text = user.get(PROTOCOL_VERSION_PROPERTY)
+        version = parse_version(version_text)
+        if version is None or version[0] not in SUPPORTED_MAJOR_VERSIONS:
+            return AioError(
+                ErrorKind.UNSUPPORTED_VERSION,
+                f"the response's protocol version {version_text!r} is not supported",
+                is_shallow=False,
+                protocol_version=version_text,
+                supported_major_versions=SUPPORTED_MAJOR_VERSIONS,
+                request_topic=self.request_topic,
             )
+        stamp = user.get(TIMESTAMP_PROPERTY)
+        if stamp is not None:
+            try:
+                self.clock.update(Timestamp.decode(stamp))
+            except AioError as refused:
+                refused.request_topic = self.request_topic
+                return refused
+        status_text = user.get(STATUS_PROPERTY)
+        if status_text is None:
+            return AioError(
+                ErrorKind.MISSING_HEADER,
+                f"the response has no {STATUS_PROPERTY} property",
+                is_shallow=False,
+                header_name=STATUS_PROPERTY,
+                request_topic=self.request_topic,
+            )
+        if not status_text.isdigit() or not 100 <= int(status_text) <= 999:
+            return AioError(
+                ErrorKind.INVALID_HEADER,
+                f"the response's {STATUS_PROPERTY} {status_text!r} is not a status code",
+                is_shallow=False,
+                header_name=STATUS_PROPERTY,
+                header_value=status_text,
+                request_topic=self.request_topic,
+            )
+        status = int(status_text)
         if not 200 <= status <= 299:
-            if not 100 <= status <= 999:
-                status_message = f"(invalid status {status}) {status_message}"
-                status = Status.INTERNAL_ERROR
-            return CommandExecutionError(status, status_message, request_topic=self._request_topic)
+            return remote_error(status, user, request_topic=self.request_topic)
+        content_type = properties.content_type
+        if not content_acceptable(
+            self._response_serializer, content_type, properties.payload_format_indicator
+        ):
+            return AioError(
+                ErrorKind.INVALID_HEADER,
+                f"the response's content type {content_type!r} is not accepted",
+                is_shallow=False,
+                header_name="Content Type",
+                header_value=content_type,
+                request_topic=self.request_topic,
+            )
         try:
-            return (self._response_serializer.deserialize(message.payload),)
+            value = self._response_serializer.deserialize(message.payload)
         except Exception as exc:
             error = PayloadError(
-                f"response to {self._request_topic!r}: "
+                f"response to {self.request_topic!r}: "
                 f"{type(self._response_serializer).__name__} cannot decode the payload "
                 f"({len(message.payload)} bytes): {exc}",
                 topic=message.topic,
             )
             error.__cause__ = exc
             return error
+        return CommandResponse(
+            value=value,
+            metadata=application_metadata(message),
+            timestamp=parse_timestamp(stamp),
+            message=message,
+        )
 
     def _on_timeout(self, correlation: bytes) -> None:
         pending = self._pending.pop(correlation, None)
@@ -328,7 +539,7 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
         pending.release()
         pending.result._fail(
             CommandTimeoutError(
-                pending.timeout, request_topic=self._request_topic, correlation_data=correlation
+                pending.timeout, request_topic=self.request_topic, correlation_data=correlation
             )
         )
 
@@ -337,12 +548,15 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
         if pending is None:
             return
         pending.release()
+        failure: Exception
         if isinstance(error, MessageDroppedError) and error.reason == DropReason.EXPIRED.value:
             # Its expiry (the timeout) ran out in the offline queue: that is a timeout.
-            error = CommandTimeoutError(
-                pending.timeout, request_topic=self._request_topic, correlation_data=correlation
+            failure = CommandTimeoutError(
+                pending.timeout, request_topic=self.request_topic, correlation_data=correlation
             )
-        pending.result._fail(error)
+        else:
+            failure = mqtt_error(error, f"request to {self.request_topic!r}")
+        pending.result._fail(failure)
 
     def _fail_all(self, error: Exception) -> None:
         pending, self._pending = self._pending, {}
@@ -357,10 +571,24 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
             responses.dispose()
         self._fail_all(
             EnvoyDisposedError(
-                f"the invoker for {self._request_topic!r} was disposed before the response"
+                f"the invoker for {self.request_topic!r} was disposed before the response"
             )
         )
         self._ignored.on_completed()
 
     def _describe(self) -> str:
-        return f" {self._request_topic!r} -> {self._response_topic!r}"
+        return f" {self.request_topic!r} -> {self._response_filter!r}"
+
+
+def _check_command_timeout(value: object) -> float:
+    """A command timeout, or ``invalid configuration`` naming ``commandtimeout``."""
+    try:
+        return check_timeout(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidConfigurationError(
+            ErrorKind.INVALID_CONFIGURATION,
+            str(exc),
+            is_shallow=True,
+            property_name="commandtimeout",
+            property_value=value,
+        ) from None

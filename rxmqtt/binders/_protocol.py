@@ -1,15 +1,17 @@
-"""The wire conventions the envoys share: user property names, status codes, time helpers.
+"""The AIO wire protocol the envoys speak: reserved user properties, status codes, versions.
 
-Telemetry and commands are plain MQTT 5 messages; these conventions are what make a message a
-telemetry sample or a command request/response, so other implementations can interoperate:
+Telemetry and commands are plain MQTT 5 messages; these conventions (Azure IoT Operations,
+``doc/reference/message-metadata.md``) make a message a telemetry sample or a command
+request/response that the AIO .NET, Go and Rust envoys understand:
 
-- ``source-id``: the client id of the sender (telemetry, command requests).
-- ``timestamp``: when the sender created the message, ISO 8601 UTC with milliseconds
-  (``2024-05-01T12:00:00.123Z``).
-- ``status`` / ``status-message``: on a command response, an HTTP-like code (200 OK, 400 bad
-  request, 500 handler error, ...) and a human-readable reason.
-- The request/response pairing uses the MQTT 5 Response Topic and Correlation Data properties,
-  and the request's Message Expiry Interval bounds how long it may wait anywhere.
+- ``__ts``: a hybrid logical clock timestamp (:mod:`._hlc`); ``__srcId``: the sender's client id;
+  ``__protVer``: the protocol version (``major.minor``, absent means ``1.0``).
+- On responses: ``__stat`` (an HTTP-like code), ``__stMsg`` (the reason), ``__apErr`` (``true``
+  when the application, not the envoy, reported the error), ``__propName``/``__propVal`` (the
+  offending header or property), ``__supProtMajVer``/``__requestProtVer`` (on a 505).
+- User properties starting with ``__`` are reserved; applications may not set them.
+- Request/response pairing uses the MQTT 5 Response Topic and a 16-byte Correlation Data, and a
+  request's Message Expiry Interval bounds how long it may wait anywhere.
 """
 
 from __future__ import annotations
@@ -18,23 +20,55 @@ import math
 from datetime import UTC, datetime
 from enum import IntEnum
 
-SOURCE_ID_PROPERTY = "source-id"
-TIMESTAMP_PROPERTY = "timestamp"
-STATUS_PROPERTY = "status"
-STATUS_MESSAGE_PROPERTY = "status-message"
+RESERVED_PREFIX = "__"
+TIMESTAMP_PROPERTY = "__ts"
+SOURCE_ID_PROPERTY = "__srcId"
+PROTOCOL_VERSION_PROPERTY = "__protVer"
+STATUS_PROPERTY = "__stat"
+STATUS_MESSAGE_PROPERTY = "__stMsg"
+APPLICATION_ERROR_PROPERTY = "__apErr"
+PROPERTY_NAME_PROPERTY = "__propName"
+PROPERTY_VALUE_PROPERTY = "__propVal"
+SUPPORTED_MAJOR_VERSIONS_PROPERTY = "__supProtMajVer"
+REQUEST_PROTOCOL_VERSION_PROPERTY = "__requestProtVer"
+
+PROTOCOL_VERSION = "1.0"
+"""The version every envoy here sends."""
+SUPPORTED_MAJOR_VERSIONS: tuple[int, ...] = (1,)
+"""The major versions the envoys here accept."""
+
+
+def parse_version(text: str | None) -> tuple[int, int] | None:
+    """``major.minor`` of a ``__protVer`` value (absent: ``(1, 0)``), ``None`` when unparsable."""
+    if text is None:
+        return (1, 0)
+    major, dot, minor = text.partition(".")
+    if not dot or not major.isdigit() or not minor.isdigit():
+        return None
+    return (int(major), int(minor))
+
 
 MAX_EXPIRY_SECONDS = 0xFFFFFFFF
 """The largest Message Expiry Interval MQTT 5 can carry (a four-byte integer)."""
 
 
 class Status(IntEnum):
-    """The status codes a :class:`CommandExecutor` itself responds with."""
+    """The AIO status codes (``__stat``) of a command response."""
 
     OK = 200
+    NO_CONTENT = 204
     BAD_REQUEST = 400
-    """The request could not be decoded, or it lacks a Message Expiry Interval."""
+    """A header is missing or invalid, the payload cannot be decoded, or there is no expiry."""
+    REQUEST_TIMEOUT = 408
+    """The execution timeout passed before the handler finished."""
+    UNSUPPORTED_MEDIA_TYPE = 415
+    """The request's content type is not one the executor accepts."""
     INTERNAL_ERROR = 500
     """The handler raised (anything but :class:`CommandExecutionError`)."""
+    SERVICE_UNAVAILABLE = 503
+    """The executor's state was invalid, e.g. the invoker's clock ran too far ahead."""
+    VERSION_NOT_SUPPORTED = 505
+    """The request's protocol major version is not supported."""
 
 
 def user_property(properties: tuple[tuple[str, str], ...], name: str) -> str | None:
@@ -46,28 +80,30 @@ def user_property(properties: tuple[tuple[str, str], ...], name: str) -> str | N
     return found
 
 
-def format_timestamp(moment: datetime) -> str:
-    """``moment`` as ISO 8601 UTC with milliseconds and a ``Z`` suffix."""
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
-def now_timestamp() -> str:
-    """The current wall-clock time, formatted for the ``timestamp`` user property."""
-    return format_timestamp(datetime.now(UTC))
-
-
 def parse_timestamp(text: str | None) -> datetime | None:
-    """Parse a ``timestamp`` user property; ``None`` when absent or not ISO 8601."""
+    """The wall-clock part of a ``__ts`` value as a UTC datetime; ``None`` when absent or
+    malformed."""
     if not text:
         return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
+    millis, _, rest = text.partition(":")
+    if len(millis) != 15 or not millis.isdigit() or not rest:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment
+    return datetime.fromtimestamp(int(millis) / 1000, UTC)
+
+
+def iso_duration(seconds: float) -> str:
+    """``seconds`` as an ISO 8601 duration, the way AIO reports timeouts (``PT1S``,
+    ``PT0.5S``, ``PT1M30S``)."""
+    whole_minutes, rest = divmod(seconds, 60)
+    hours, minutes = divmod(int(whole_minutes), 60)
+    text = "PT"
+    if hours:
+        text += f"{hours}H"
+    if minutes:
+        text += f"{minutes}M"
+    if rest or text == "PT":
+        text += f"{rest:g}S"
+    return text
 
 
 def expiry_for(seconds: float) -> int:

@@ -66,6 +66,11 @@ class JsonSerializer(Generic[T]):
         text = json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         return text.encode("utf-8")
 
+    def accepts(self, content_type: str | None, payload_format_indicator: int | None) -> bool:
+        """JSON payloads: no content type, ``application/json`` or any ``+json`` type."""
+        base = (content_type or "").split(";", 1)[0].strip().lower()
+        return base in ("", "application/json") or base.endswith("+json")
+
     def deserialize(self, payload: bytes) -> T:
         """Parse the JSON, then ``from_json`` it (if set)."""
         document = json.loads(payload.decode("utf-8"))
@@ -90,6 +95,10 @@ class RawBytesSerializer:
             return bytes(value)
         raise TypeError(f"expected bytes, bytearray or memoryview, got {type(value).__name__}")
 
+    def accepts(self, content_type: str | None, payload_format_indicator: int | None) -> bool:
+        """Any payload."""
+        return True
+
     def deserialize(self, payload: bytes) -> bytes:
         """The payload itself."""
         return payload
@@ -107,6 +116,11 @@ class TextSerializer:
         if not isinstance(value, str):
             raise TypeError(f"expected str, got {type(value).__name__}")
         return value.encode("utf-8")
+
+    def accepts(self, content_type: str | None, payload_format_indicator: int | None) -> bool:
+        """No content type or a ``text/*`` one."""
+        base = (content_type or "").split(";", 1)[0].strip().lower()
+        return base == "" or base.startswith("text/")
 
     def deserialize(self, payload: bytes) -> str:
         """The payload decoded as UTF-8."""
@@ -127,3 +141,16 @@ def check_serializer(value: object, argument: str) -> None:
             f"{argument}: must be a Serializer (serialize, deserialize, content_type, "
             f"payload_format_indicator), got {type(value).__name__}"
         )
+
+
+def content_acceptable(
+    serializer: object, content_type: str | None, payload_format_indicator: int | None
+) -> bool:
+    """Whether ``serializer`` decodes payloads of this Content Type and Payload Format
+    Indicator: it asks the serializer's optional ``accepts(content_type, indicator)`` and, for
+    serializers without one, accepts an absent content type or its own."""
+    accepts = getattr(serializer, "accepts", None)
+    if callable(accepts):
+        return bool(accepts(content_type, payload_format_indicator))
+    own = getattr(serializer, "content_type", None)
+    return content_type in (None, "", own)

@@ -1,16 +1,17 @@
-"""Telemetry envoys: a typed stream of samples out of one device, into any number of readers.
+"""Telemetry envoys (AIO telemetry): typed samples out of one device, into any number of readers.
 
-:class:`TelemetrySender` publishes serialized values to one topic, stamping each with the
-sender's client id and a timestamp (user properties, see :mod:`._protocol`);
-:class:`TelemetryReceiver` subscribes to a topic filter and turns what arrives into
-:class:`Telemetry` items: the decoded value plus where it came from and when.
+:class:`TelemetrySender` publishes serialized values to a topic pattern (``{token}`` levels
+filled per sender or per call), stamping each with the AIO reserved properties (``__ts``,
+``__srcId``, ``__protVer``), application metadata and optionally a CloudEvent;
+:class:`TelemetryReceiver` subscribes to the pattern's filter and turns what arrives into
+:class:`Telemetry` items, acknowledging each message only after its observers processed it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar, overload
 
@@ -23,18 +24,25 @@ from rxmqtt.message import Message, PublishProperties, PublishResult
 from rxmqtt.topics import split_shared, validate_filter, validate_topic
 
 from ..message import check_qos
+from ._acks import Delivery, deliveries
+from ._cloudevents import CloudEvent
 from ._connection import MqttConnection
 from ._envoy import Envoy
-from ._errors import PayloadError
+from ._errors import AioError, PayloadError, configuration_error, mqtt_error
+from ._hlc import Timestamp
+from ._metadata import application_metadata, outgoing_metadata
 from ._protocol import (
     MAX_EXPIRY_SECONDS,
+    PROTOCOL_VERSION_PROPERTY,
     SOURCE_ID_PROPERTY,
+    SUPPORTED_MAJOR_VERSIONS,
     TIMESTAMP_PROPERTY,
-    now_timestamp,
     parse_timestamp,
+    parse_version,
     user_property,
 )
-from ._serializers import JSON, Serializer, check_serializer
+from ._serializers import JSON, Serializer, check_serializer, content_acceptable
+from ._topic_pattern import TopicPattern, check_token_map, is_valid_namespace
 
 log = logging.getLogger("rxmqtt.binders")
 
@@ -53,11 +61,18 @@ class Telemetry(Generic[T]):
     """The topic levels matched by each ``+`` of the receiver's filter, in order: for the filter
     ``sensors/+/temp`` and the topic ``sensors/dev-7/temp`` that is ``("dev-7",)``."""
     source_id: str | None
-    """The sender's client id (user property ``source-id``), when it said."""
+    """The sender's client id (user property ``__srcId``), when it said."""
     timestamp: datetime | None
-    """When the sender created it (user property ``timestamp``, UTC), when it said."""
+    """When the sender created it (the wall-clock part of ``__ts``, UTC), when it said."""
     message: Message
     """The raw MQTT message, for its other properties."""
+    tokens: Mapping[str, str] = field(default_factory=dict)
+    """Every ``{token}`` of the receiver's pattern with its value in this topic (tokens given
+    at construction included): ``{"modelId": "...", "ex:room": "kitchen"}``."""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    """The application's user properties (every one not starting with ``__``)."""
+    cloud_event: CloudEvent | None = None
+    """The CloudEvent the message carries, when its properties form a valid one."""
 
 
 class TelemetrySender(Envoy, Generic[T]):
@@ -79,6 +94,8 @@ class TelemetrySender(Envoy, Generic[T]):
         qos: int = 1,
         retain: bool = False,
         message_expiry_interval: int | None = None,
+        topic_namespace: str | None = None,
+        topic_tokens: Mapping[str, str] | None = None,
     ) -> None: ...
 
     @overload
@@ -91,6 +108,8 @@ class TelemetrySender(Envoy, Generic[T]):
         qos: int = 1,
         retain: bool = False,
         message_expiry_interval: int | None = None,
+        topic_namespace: str | None = None,
+        topic_tokens: Mapping[str, str] | None = None,
     ) -> None: ...
 
     def __init__(
@@ -102,11 +121,24 @@ class TelemetrySender(Envoy, Generic[T]):
         qos: int = 1,
         retain: bool = False,
         message_expiry_interval: int | None = None,
+        topic_namespace: str | None = None,
+        topic_tokens: Mapping[str, str] | None = None,
     ) -> None:
         """``serializer`` defaults to JSON. ``message_expiry_interval`` (seconds) makes stale
-        samples expire in the offline queue and at the broker instead of arriving late."""
+        samples expire in the offline queue and at the broker instead of arriving late.
+        ``topic`` may hold ``{token}`` levels, filled from ``topic_tokens`` (and per call;
+        ``{senderId}`` defaults to this client id); ``topic_namespace`` is prepended."""
         super().__init__(conn)
-        self._topic = validate_topic(topic, argument="topic")
+        self._tokens = {
+            "senderId": self._conn.settings.client_id,
+            **check_token_map(topic_tokens, "topic_tokens"),
+        }
+        self._pattern = TopicPattern.parse(
+            topic, namespace=topic_namespace, argument="topic", tokens=self._tokens
+        )
+        self._topic = self._pattern.pattern
+        if not self._pattern.open_tokens:
+            validate_topic(self._pattern.topic(argument="topic"), argument="topic")
         if serializer is None:
             serializer = JSON
         check_serializer(serializer, "serializer")
@@ -129,16 +161,42 @@ class TelemetrySender(Envoy, Generic[T]):
 
     @property
     def topic(self) -> str:
-        """The topic every value is published to."""
+        """The topic pattern values are published to (namespace included)."""
         return self._topic
 
-    def send(self, value: T) -> Observable[PublishResult]:
+    def send(
+        self,
+        value: T,
+        *,
+        topic_tokens: Mapping[str, str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        cloud_event: CloudEvent | None = None,
+        message_expiry_interval: int | None = None,
+    ) -> Observable[PublishResult]:
         """Publish ``value`` now; the returned (awaitable) observable emits the
-        :class:`~rxmqtt.PublishResult` or errors with why it was not delivered.
+        :class:`~rxmqtt.PublishResult` or errors with an ``mqtt error``
+        :class:`~rxmqtt.binders.AioError` when it was not delivered.
 
-        Raises :class:`PayloadError` at once if the serializer cannot encode ``value``.
+        ``topic_tokens`` fill the pattern's remaining tokens; ``metadata`` become user
+        properties (names starting with ``__`` are reserved); ``cloud_event`` is attached in
+        binary mode; ``message_expiry_interval`` overrides the sender's. Raises at once
+        :class:`PayloadError` if the serializer cannot encode ``value`` and
+        :class:`~rxmqtt.binders.InvalidConfigurationError` for a missing token, a reserved
+        metadata name or an invalid CloudEvent.
         """
         self._check_live("send")
+        tokens = {**self._tokens, **check_token_map(topic_tokens, "topic_tokens")}
+        topic = self._pattern.topic(tokens, argument="topic")
+        user = outgoing_metadata(metadata)
+        if cloud_event is not None:
+            if not isinstance(cloud_event, CloudEvent):
+                raise configuration_error("cloudevent", cloud_event, "must be a CloudEvent")
+            user.extend(
+                cloud_event.to_user_properties(
+                    topic=topic, content_type=self._serializer.content_type
+                )
+            )
+        expiry = self._expiry if message_expiry_interval is None else message_expiry_interval
         try:
             payload = self._serializer.serialize(value)
         except (TypeError, ValueError) as exc:
@@ -147,16 +205,18 @@ class TelemetrySender(Envoy, Generic[T]):
                 f"{type(value).__name__}: {exc}"
             ) from exc
         properties = PublishProperties(
-            message_expiry_interval=self._expiry,
+            message_expiry_interval=expiry,
             content_type=self._serializer.content_type,
             payload_format_indicator=self._serializer.payload_format_indicator,
-            user_properties=(
-                (SOURCE_ID_PROPERTY, self._conn.settings.client_id),
-                (TIMESTAMP_PROPERTY, now_timestamp()),
-            ),
+            user_properties=(*self._stamp(), *user),
         )
-        return self._conn.publish(
-            self._topic, payload, self._qos, self._retain, properties=properties
+        published = self._conn.publish(
+            topic, payload, self._qos, self._retain, properties=properties
+        )
+        return published.pipe(
+            ops.catch(
+                lambda error, _: reactivex.throw(mqtt_error(error, f"telemetry to {topic!r}"))
+            )
         )
 
     def sink(
@@ -201,12 +261,16 @@ class TelemetrySender(Envoy, Generic[T]):
 
 
 class TelemetryReceiver(Envoy, Generic[T]):
-    """Receives telemetry matching ``topic_filter`` (wildcards and ``$share/`` allowed).
+    """Receives telemetry on ``topic_filter``: a pattern with ``{token}`` levels (open tokens
+    become ``+``), MQTT wildcards or a ``$share/`` filter.
 
     :attr:`telemetry` is shared and ref-counted: the connection subscribes when the first
     observer subscribes and unsubscribes after the last one leaves (or on :meth:`dispose`, which
-    completes every observer). It survives reconnects and session loss, and may be subscribed
-    before the connection is started.
+    completes every observer). Each message is acknowledged once every observer's ``on_next``
+    returned (after processing, in arrival order) on a connection with manual acknowledgement.
+    A message is not relayed -- but still acknowledged -- when its ``__protVer`` major version
+    is unsupported or unparsable, the deserializer does not accept its content type, or it
+    cannot be decoded (reported on :attr:`decode_errors`).
     """
 
     @overload
@@ -217,6 +281,8 @@ class TelemetryReceiver(Envoy, Generic[T]):
         deserializer: None = None,
         *,
         qos: int = 1,
+        topic_namespace: str | None = None,
+        topic_tokens: Mapping[str, str] | None = None,
     ) -> None: ...
 
     @overload
@@ -227,6 +293,8 @@ class TelemetryReceiver(Envoy, Generic[T]):
         deserializer: Serializer[T],
         *,
         qos: int = 1,
+        topic_namespace: str | None = None,
+        topic_tokens: Mapping[str, str] | None = None,
     ) -> None: ...
 
     def __init__(
@@ -236,20 +304,45 @@ class TelemetryReceiver(Envoy, Generic[T]):
         deserializer: Serializer[T] | None = None,
         *,
         qos: int = 1,
+        topic_namespace: str | None = None,
+        topic_tokens: Mapping[str, str] | None = None,
     ) -> None:
         """``deserializer`` defaults to JSON; ``qos`` is the subscription's maximum QoS."""
         super().__init__(conn)
-        self._filter = validate_filter(topic_filter, argument="topic_filter")
+        if not isinstance(topic_filter, str) or not topic_filter:
+            raise configuration_error("topicpattern", topic_filter, "must be a non-empty pattern")
+        if topic_namespace is not None and (
+            not isinstance(topic_namespace, str) or not is_valid_namespace(topic_namespace)
+        ):
+            raise configuration_error(
+                "topicnamespace", topic_namespace, "must be plain topic levels without tokens"
+            )
+        self._tokens = check_token_map(topic_tokens, "topic_tokens")
+        share, plain = split_shared(topic_filter)
+        levels: list[str] = []
+        self._token_levels: dict[int, str] = {}
+        prefix = [] if topic_namespace is None else topic_namespace.split("/")
+        for index, level in enumerate([*prefix, *plain.split("/")]):
+            if level.startswith("{") and level.endswith("}") and len(level) > 2:
+                name = level[1:-1]
+                value = self._tokens.get(name)
+                self._token_levels[index] = name
+                levels.append("+" if value is None else value)
+            else:
+                levels.append(level)
+        joined = "/".join(levels)
+        full = joined if share is None else f"$share/{share}/{joined}"
+        self._filter = validate_filter(full, argument="topic_filter")
         if deserializer is None:
             deserializer = JSON
         check_serializer(deserializer, "deserializer")
         self._deserializer: Serializer[T] = deserializer
         self._qos = check_qos(qos)
-        levels = split_shared(self._filter)[1].split("/")
         self._plus_levels = tuple(i for i, level in enumerate(levels) if level == "+")
         self._stop: Subject[None] = Subject()
         self._decode_errors: Subject[PayloadError] = Subject()
-        source: Observable[Message] = reactivex.defer(self._source)
+        self._ignored: Subject[Message] = Subject()
+        source: Observable[Delivery] = reactivex.defer(self._source)
         self._telemetry: Observable[Telemetry[T]] = source.pipe(
             ops.take_until(self._stop),
             self._decoded,
@@ -263,7 +356,9 @@ class TelemetryReceiver(Envoy, Generic[T]):
 
     @property
     def telemetry(self) -> Observable[Telemetry[T]]:
-        """Every decodable sample, with its topic tokens, source and timestamp."""
+        """Every relayed sample, with its topic tokens, source, timestamp, metadata and
+        CloudEvent. Errors with an ``mqtt error`` :class:`~rxmqtt.binders.AioError` when the
+        subscription is refused."""
         return self._telemetry
 
     @property
@@ -277,21 +372,36 @@ class TelemetryReceiver(Envoy, Generic[T]):
         :attr:`telemetry` has subscribers). Completes on :meth:`dispose`."""
         return self._decode_errors
 
-    def _source(self, _scheduler: abc.SchedulerBase | None) -> Observable[Message]:
+    @property
+    def ignored(self) -> Observable[Message]:
+        """Messages not relayed because of their protocol version or content type (each
+        acknowledged). Completes on :meth:`dispose`."""
+        return self._ignored
+
+    def _source(self, _scheduler: abc.SchedulerBase | None) -> Observable[Delivery]:
         if self._disposed:
             return reactivex.empty()
-        return self._conn.messages(self._filter, self._qos)
+        return deliveries(self._conn, self._filter, self._qos).pipe(
+            ops.catch(
+                lambda error, _: reactivex.throw(
+                    mqtt_error(error, f"telemetry subscription to {self._filter!r}")
+                )
+            )
+        )
 
-    def _decoded(self, source: Observable[Message]) -> Observable[Telemetry[T]]:
-        """Decode each message; undecodable ones go to ``decode_errors`` instead."""
+    def _decoded(self, source: Observable[Delivery]) -> Observable[Telemetry[T]]:
+        """Decode each message, relay it, then acknowledge it."""
 
         def subscribe(
             observer: abc.ObserverBase[Telemetry[T]], scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
-            def on_next(message: Message) -> None:
-                item = self._decode(message)
-                if item is not None:
-                    observer.on_next(item)
+            def on_next(delivery: Delivery) -> None:
+                try:
+                    item = self._decode(delivery.message)
+                    if item is not None:
+                        observer.on_next(item)
+                finally:
+                    delivery.ack()
 
             return source.subscribe(
                 on_next, observer.on_error, observer.on_completed, scheduler=scheduler
@@ -300,6 +410,19 @@ class TelemetryReceiver(Envoy, Generic[T]):
         return reactivex.create(subscribe)
 
     def _decode(self, message: Message) -> Telemetry[T] | None:
+        properties = message.properties
+        user = properties.user_properties
+        version = parse_version(user_property(user, PROTOCOL_VERSION_PROPERTY))
+        if version is None or version[0] not in SUPPORTED_MAJOR_VERSIONS:
+            log.debug("telemetry on %r: unsupported protocol version, not relayed", message.topic)
+            self._ignored.on_next(message)
+            return None
+        content_type = properties.content_type
+        indicator = properties.payload_format_indicator
+        if not content_acceptable(self._deserializer, content_type, indicator):
+            log.debug("telemetry on %r: content type %r refused", message.topic, content_type)
+            self._ignored.on_next(message)
+            return None
         try:
             value = self._deserializer.deserialize(message.payload)
         except Exception as exc:
@@ -312,21 +435,35 @@ class TelemetryReceiver(Envoy, Generic[T]):
             log.debug("%s", error)
             self._decode_errors.on_next(error)
             return None
+        stamp = user_property(user, TIMESTAMP_PROPERTY)
+        if stamp is not None:
+            try:  # causality: whatever this process sends next is stamped later
+                self.clock.update(Timestamp.decode(stamp))
+            except AioError as error:
+                log.debug("telemetry on %r: %s (relayed anyway)", message.topic, error)
         levels = message.topic.split("/")
         tokens = tuple(levels[i] for i in self._plus_levels if i < len(levels))
-        user = message.properties.user_properties
+        named = dict(self._tokens)
+        for index, name in self._token_levels.items():
+            if index < len(levels):
+                named[name] = levels[index]
+        user_map = dict(user)
         return Telemetry(
             value=value,
             topic=message.topic,
             topic_tokens=tokens,
             source_id=user_property(user, SOURCE_ID_PROPERTY),
-            timestamp=parse_timestamp(user_property(user, TIMESTAMP_PROPERTY)),
+            timestamp=parse_timestamp(stamp),
             message=message,
+            tokens=named,
+            metadata=application_metadata(message),
+            cloud_event=CloudEvent.from_user_properties(user_map, content_type),
         )
 
     def _on_dispose(self) -> None:
         self._stop.on_next(None)
         self._decode_errors.on_completed()
+        self._ignored.on_completed()
 
     def _describe(self) -> str:
         return f" {self._filter!r}"

@@ -154,7 +154,7 @@ async def test_timeout_and_late_response_is_ignored(rxmqtt_mosquitto: MosquittoB
         assert isinstance(late.error, CommandTimeoutError)
         release.set()
         response = await ignored.wait_for_item(lambda m: m.payload == b'"late"', 5)
-        assert dict(response.properties.user_properties)["status"] == "200"
+        assert dict(response.properties.user_properties)["__stat"] == "200"
         assert late.items == [], "the late answer did not reach the timed-out invocation"
 
 
@@ -290,14 +290,16 @@ async def test_requests_without_expiry_or_response_topic_are_rejected(
             "raw/cmd",
             b"{}",
             qos=1,
-            properties=PublishProperties(response_topic="raw/replies", correlation_data=b"k1"),
+            properties=PublishProperties(
+                response_topic="raw/replies", correlation_data=b"k1".ljust(16, b".")
+            ),
         )
         await inv_conn.publish("raw/cmd", b"{}", qos=1, message_expiry_interval=5)
         reply = await replies.wait_for_item(lambda m: True, 5)
         props = dict(reply.properties.user_properties)
-        assert props["status"] == "400"
-        assert "expiry" in props["status-message"]
-        assert reply.properties.correlation_data == b"k1"
+        assert props["__stat"] == "400"
+        assert "expiry" in props["__stMsg"]
+        assert reply.properties.correlation_data == b"k1".ljust(16, b".")
         await skipped.wait_for_count(2, 5)
         assert [s.reason for s in skipped.items] == [
             SkipReason.NO_EXPIRY,
@@ -318,13 +320,17 @@ async def test_same_correlation_data_published_twice_runs_once(
         await until_served(CommandInvoker(inv_conn, "dup/cmd"))
         replies = Recorder(inv_conn.messages("dup/replies", qos=1))
         twice = PublishProperties(
-            response_topic="dup/replies", correlation_data=b"same-id", message_expiry_interval=10
+            response_topic="dup/replies",
+            correlation_data=b"same-id".ljust(16, b"."),
+            message_expiry_interval=10,
         )
         for _ in range(2):
             await inv_conn.publish("dup/cmd", b'{"charge":5}', qos=1, properties=twice)
         await replies.wait_for_count(2, 5)
         assert [m.payload for m in replies.items] == [b'{"echo":{"charge":5}}'] * 2
-        assert {m.properties.correlation_data for m in replies.items} == {b"same-id"}
+        assert {m.properties.correlation_data for m in replies.items} == {
+            b"same-id".ljust(16, b".")
+        }
         assert calls.requests == [{"charge": 5}], "executed once, answered twice"
 
 

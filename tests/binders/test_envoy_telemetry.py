@@ -98,6 +98,20 @@ async def test_a_thousand_values_arrive_in_order_and_typed(
         assert first.message.properties.content_type == "application/json"
 
 
+@dataclass(frozen=True)
+class JsonBytes:
+    """Raw bytes sent under the JSON content type (a misbehaving sender)."""
+
+    content_type: str = "application/json"
+    payload_format_indicator: int | None = None
+
+    def serialize(self, value: bytes) -> bytes:
+        return value
+
+    def deserialize(self, payload: bytes) -> bytes:
+        return payload
+
+
 async def test_undecodable_payloads_are_reported_not_fatal(
     rxmqtt_mosquitto: MosquittoBroker,
 ) -> None:
@@ -108,13 +122,19 @@ async def test_undecodable_payloads_are_reported_not_fatal(
         receiver = TelemetryReceiver(sub, "lab/#", READING)
         got = Recorder(receiver.telemetry)
         errors = Recorder(receiver.decode_errors)
+        ignored = Recorder(receiver.ignored)
         sender = TelemetrySender(pub, "lab/a", READING)
         await until_live(sender, got)
         raw = TelemetrySender(pub, "lab/raw", RAW)
+        # Labelled JSON but not JSON: a decode error. Labelled octet-stream: refused unread
+        # (AIO's content-type check), so it never reaches the JSON deserializer.
+        mislabelled = TelemetrySender(pub, "lab/bad", JsonBytes())
+        await mislabelled.send(b"\xff not json")
         await raw.send(b"\xff not json")
         await sender.send(Reading(1, 1.5))
         await got.wait_for_item(lambda t: t.value.seq == 1, 5)
-        assert [e.topic for e in errors.items] == ["lab/raw"]
+        assert [e.topic for e in errors.items] == ["lab/bad"]
+        assert [m.topic for m in ignored.items] == ["lab/raw"]
         assert got.error is None
 
 

@@ -35,7 +35,7 @@ from rxmqtt.binders import (
     TelemetryReceiver,
     TelemetrySender,
 )
-from rxmqtt.binders._protocol import expiry_for, format_timestamp, parse_timestamp
+from rxmqtt.binders._protocol import expiry_for, parse_timestamp
 from rxmqtt.testing.recorder import Recorder
 from rxmqtt.topics import matches
 
@@ -87,12 +87,20 @@ class FakeConnection:
                 observer.on_next(message)
 
 
+def cid(text: bytes) -> bytes:
+    """A readable 16-byte correlation id (AIO's correlation data is a 16-byte GUID)."""
+    return text.ljust(16, b".")
+
+
+CID = cid(b"c1")
+
+
 def request(
     topic: str,
     payload: bytes,
     *,
     response_topic: str | None = "r/1",
-    correlation: bytes | None = b"c1",
+    correlation: bytes | None = CID,
     expiry: int | None = 10,
 ) -> Message:
     return Message(
@@ -109,7 +117,7 @@ def request(
 
 def status_of(message: Message) -> int:
     props = dict(message.properties.user_properties)
-    return int(props["status"])
+    return int(props["__stat"])
 
 
 @dataclass(frozen=True)
@@ -148,10 +156,10 @@ def test_raw_and_text_serializers() -> None:
 def test_timestamps_and_expiry_helpers() -> None:
     from datetime import UTC, datetime
 
-    moment = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
-    text = format_timestamp(moment)
-    assert text == "2024-05-01T12:00:00.123Z"
-    assert parse_timestamp(text) == moment.replace(microsecond=123000)
+    moment = datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=UTC)
+    text = f"{int(moment.timestamp() * 1000):015d}:00003:node-1"
+    assert parse_timestamp(text) == moment
+    assert parse_timestamp("2024-05-01T12:00:00.123Z") is None
     assert parse_timestamp("not a time") is None
     assert parse_timestamp(None) is None
     assert [expiry_for(s) for s in (0.01, 1.0, 1.2, 7)] == [1, 1, 2, 7]
@@ -190,7 +198,7 @@ def test_bad_arguments_raise_at_the_call_site_naming_them() -> None:
     conn = FakeConnection()
     with pytest.raises(TypeError, match="conn: must be an rxmqtt Connection"):
         TelemetrySender(object(), "t")  # type: ignore[call-overload]
-    with pytest.raises(ValueError, match="topic: wildcards"):
+    with pytest.raises(ValueError, match="topic: has an invalid level '\\+'"):
         TelemetrySender(conn, "a/+")
     with pytest.raises(ValueError, match="qos: must be 0, 1 or 2"):
         TelemetrySender(conn, "a", qos=3)
@@ -200,11 +208,11 @@ def test_bad_arguments_raise_at_the_call_site_naming_them() -> None:
         TelemetrySender(conn, "a", message_expiry_interval=0)
     with pytest.raises(ValueError, match="topic_filter: '#' must be the last level"):
         TelemetryReceiver(conn, "a/#/b")
-    with pytest.raises(ValueError, match="request_topic: wildcards"):
+    with pytest.raises(ValueError, match="request_topic: has an invalid level '#'"):
         CommandInvoker(conn, "cmd/#")
     with pytest.raises(ValueError, match="timeout: must be a positive"):
         CommandInvoker(conn, "cmd", timeout=0)
-    with pytest.raises(ValueError, match="response_topic: wildcards"):
+    with pytest.raises(ValueError, match="response_topic: has an invalid level '\\+'"):
         CommandInvoker(conn, "cmd", response_topic="r/+")
     with pytest.raises(TypeError, match="handler: must be callable"):
         CommandExecutor(conn, "cmd", 42)  # type: ignore[call-overload]
@@ -308,7 +316,7 @@ async def test_executor_handler_kinds_sync_async_observable(fake: FakeConnection
     assert by_topic["r/a"].payload == b"4"
     assert by_topic["r/o"].payload == b"30"
     assert all(status_of(m) == 200 for m in responses.items)
-    assert all(m.properties.correlation_data == b"c1" for m in responses.items)
+    assert all(m.properties.correlation_data == CID for m in responses.items)
     assert all(m.properties.message_expiry_interval == 10 for m in responses.items)
 
 
@@ -323,22 +331,22 @@ async def test_executor_status_codes_and_rejections(fake: FakeConnection) -> Non
     responses = Recorder(fake.messages("r/#"))
     executor = CommandExecutor(fake, "valves/+", handler)
     skipped = Recorder(executor.skipped)
-    fake.deliver(request("valves/1", b'"missing"', correlation=b"1"))
-    fake.deliver(request("valves/1", b'"boom"', correlation=b"2"))
-    fake.deliver(request("valves/1", b"{bad json", correlation=b"3"))
-    fake.deliver(request("valves/1", b'"x"', correlation=b"4", expiry=None))
-    fake.deliver(request("valves/1", b'"x"', correlation=b"5", response_topic=None))
-    fake.deliver(request("valves/1", b'"x"', correlation=b"6", response_topic="r/+"))
+    fake.deliver(request("valves/1", b'"missing"', correlation=cid(b"1")))
+    fake.deliver(request("valves/1", b'"boom"', correlation=cid(b"2")))
+    fake.deliver(request("valves/1", b"{bad json", correlation=cid(b"3")))
+    fake.deliver(request("valves/1", b'"x"', correlation=cid(b"4"), expiry=None))
+    fake.deliver(request("valves/1", b'"x"', correlation=cid(b"5"), response_topic=None))
+    fake.deliver(request("valves/1", b'"x"', correlation=cid(b"6"), response_topic="r/+"))
     statuses = {m.properties.correlation_data: status_of(m) for m in responses.items}
-    assert statuses == {b"1": 404, b"2": 500, b"3": 400, b"4": 400}
+    assert statuses == {cid(b"1"): 404, cid(b"2"): 500, cid(b"3"): 400, cid(b"4"): 400}
     messages = {
-        m.properties.correlation_data: dict(m.properties.user_properties)["status-message"]
+        m.properties.correlation_data: dict(m.properties.user_properties)["__stMsg"]
         for m in responses.items
     }
-    assert messages[b"1"] == "no such valve"
-    assert messages[b"2"] == "RuntimeError: boom"
-    assert "cannot be decoded" in messages[b"3"]
-    assert "no message expiry" in messages[b"4"]
+    assert messages[cid(b"1")] == "no such valve"
+    assert messages[cid(b"2")] == "RuntimeError: boom"
+    assert "cannot be decoded" in messages[cid(b"3")]
+    assert "no message expiry" in messages[cid(b"4")]
     reasons = [s.reason for s in skipped.items]
     assert reasons == [
         SkipReason.BAD_REQUEST,
@@ -388,12 +396,14 @@ def test_executor_drops_requests_that_expire_while_waiting_virtual_time() -> Non
     responses = Recorder(fake.messages("r/#"))
     executor = CommandExecutor(fake, "cmd", handler, max_concurrency=1, scheduler=scheduler)
     skipped = Recorder(executor.skipped)
-    fake.deliver(request("cmd", b"1", correlation=b"a", expiry=10))
-    fake.deliver(request("cmd", b"2", correlation=b"b", expiry=3))  # waits; expires at t=3
-    fake.deliver(request("cmd", b"3", correlation=b"c", expiry=20))  # waits; runs at t=5
+    fake.deliver(request("cmd", b"1", correlation=cid(b"a"), expiry=10))
+    fake.deliver(request("cmd", b"2", correlation=cid(b"b"), expiry=3))  # waits; expires at t=3
+    fake.deliver(request("cmd", b"3", correlation=cid(b"c"), expiry=20))  # waits; runs at t=5
     assert executor.running == 1
     scheduler.advance_to(3.0)
-    assert [(s.reason, s.correlation_data) for s in skipped.items] == [(SkipReason.EXPIRED, b"b")]
+    assert [(s.reason, s.correlation_data) for s in skipped.items] == [
+        (SkipReason.EXPIRED, cid(b"b"))
+    ]
     scheduler.advance_to(5.0)
     assert [m.payload for m in responses.items] == [b"1"]
     assert responses.items[0].properties.message_expiry_interval == 5  # what is left of 10
@@ -461,12 +471,12 @@ async def test_invoker_matches_responses_and_ignores_duplicates(fake: FakeConnec
     assert props.correlation_data is not None
     assert len(props.correlation_data) == 16
     assert props.message_expiry_interval == 5
-    assert dict(props.user_properties)["source-id"] == "fake-1"
+    assert dict(props.user_properties)["__srcId"] == "fake-1"
     answer = Message(
         invoker.response_topic,
         b'{"ok":true}',
         properties=PublishProperties(
-            correlation_data=props.correlation_data, user_properties=(("status", "200"),)
+            correlation_data=props.correlation_data, user_properties=(("__stat", "200"),)
         ),
     )
     fake.deliver(answer)
@@ -481,7 +491,7 @@ async def test_invoker_matches_responses_and_ignores_duplicates(fake: FakeConnec
             payload=b"",
             properties=PublishProperties(
                 correlation_data=fake.published[-1].properties.correlation_data,
-                user_properties=(("status", "503"), ("status-message", "busy")),
+                user_properties=(("__stat", "503"), ("__stMsg", "busy")),
             ),
         )
     )
@@ -512,7 +522,7 @@ async def test_a_raising_result_subscriber_cannot_break_the_invoker(
             body,
             properties=PublishProperties(
                 correlation_data=fake.published[-1].properties.correlation_data,
-                user_properties=(("status", "200"),),
+                user_properties=(("__stat", "200"),),
             ),
         )
 
