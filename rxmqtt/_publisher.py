@@ -46,7 +46,7 @@ class Wire(Protocol):
     """What the publisher needs from the engine."""
 
     @property
-    def connected(self) -> bool: ...
+    def link_up(self) -> bool: ...
 
     @property
     def receive_maximum(self) -> int: ...
@@ -178,7 +178,7 @@ class Publisher:
 
     def _can_send(self, message: Message) -> bool:
         wire = self._wire
-        if wire is None or not wire.connected:
+        if wire is None or not wire.link_up:
             return False
         return message.qos == 0 or self._window_used < wire.receive_maximum
 
@@ -294,7 +294,7 @@ class Publisher:
             self._queue.offer(entry.message, token=entry.result)
         self.publish_stats()
 
-    def connected(self) -> None:
+    def link_established(self) -> None:
         """A connection is up: restart the ack clocks (the wire re-sends what it holds) and
         drain the queue."""
         now = self._clock()
@@ -408,7 +408,7 @@ class Publisher:
             ),
             None,
         )
-        if overdue is not None and wire.connected:
+        if overdue is not None and wire.link_up:
             mid, entry = overdue
             wire.abort(
                 Disconnect(
@@ -438,7 +438,7 @@ class Publisher:
         behind) instead of three times per message. ``now`` reports at once (closing does, so
         the final numbers precede the stream's completion)."""
         wire = self._wire
-        if now or wire is None or self._call_later is None or not wire.connected:
+        if now or wire is None or self._call_later is None or not wire.link_up:
             self._emit_stats()
         elif not self._stats_scheduled:
             self._stats_scheduled = True

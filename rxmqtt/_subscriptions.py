@@ -120,7 +120,7 @@ class SubscriptionRegistry:
         self._unsubscribe_due.clear()
         return filters
 
-    def connected(self) -> None:
+    def link_established(self) -> None:
         """A new connection: a SUBSCRIBE or UNSUBSCRIBE whose acknowledgement never came may not
         have reached the broker, so what was sent and not acknowledged is due again (unless
         ``messages()`` changed its mind about that filter in the meantime)."""

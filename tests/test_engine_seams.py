@@ -287,8 +287,8 @@ def _client_with_buffer(data: bytes) -> tuple[Any, list[tuple[str, bytes]]]:
 
     client = _PahoClient(CallbackAPIVersion.VERSION2, client_id="reader", protocol=paho.MQTTv5)
     got: list[tuple[str, bytes]] = []
-    client.rx_on_publish = lambda topic, payload, *_: got.append((topic, payload))
-    client._rx_buf, client._rx_pos = data, 0
+    client.publish_sink = lambda topic, payload, *_: got.append((topic, payload))
+    client._read_buf, client._read_pos = data, 0
     return client, got
 
 
@@ -310,7 +310,7 @@ def test_whole_buffered_packets_are_handled_without_paho_reader(
     assert got == [("a/1", b"one"), ("a/2", b"two")]
     assert client._in_packet["command"] == 0, "the packet record is reset after each"
     assert client._handle_buffered_packet() is None, "a partial packet waits for paho's reader"
-    assert client._rx_buf[client._rx_pos :] == partial
+    assert client._read_buf[client._read_pos :] == partial
 
 
 def test_a_fifth_length_byte_is_left_to_paho_to_refuse() -> None:
@@ -356,7 +356,7 @@ def test_the_reader_delivers_every_packet_however_the_stream_is_cut(
     for _ in range(10 * len(stream)):
         if client._packet_read() not in (0, -1):  # success, or "wait for more bytes"
             raise AssertionError("the reader reported an error for a valid stream")
-        if not chunks and not client.rx_buffered and client._in_packet["command"] == 0:
+        if not chunks and not client.has_buffered_input and client._in_packet["command"] == 0:
             break
     assert got == messages
 
@@ -396,7 +396,7 @@ def test_plain_qos0_publish_is_encoded_exactly_as_paho_encodes_it(
     """The fast path writes the very bytes paho would (remaining lengths of 1-4 bytes)."""
     payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
     ours, theirs = _offline_writer(), _offline_writer()
-    mid = ours.rx_publish_plain_qos0(topic, payload, retain)
+    mid = ours.publish_plain_qos0(topic, payload, retain)
     assert mid == 1
     theirs.publish(topic, payload, 0, retain)
     assert ours._out_packet[-1]["packet"] == theirs._out_packet[-1]["packet"]

@@ -290,7 +290,7 @@ class Connection:
                 asyncio.run_coroutine_threadsafe(self.close(end_session=end_session), self._loop)
             )
             return
-        was_connected = self._engine is not None and self._engine.connected
+        was_connected = self._engine is not None and self._engine.link_up
         self._finish_close(was_connected=was_connected, end_session=end_session)
         if self._engine is not None:
             await self._engine.wait_closed()  # the broker got DISCONNECT and closed its side
@@ -570,7 +570,7 @@ class Connection:
         """Send the UNSUBSCRIBEs and SUBSCRIBEs that bring the broker's view to what
         ``messages()`` holds; while offline they wait for the next CONNACK."""
         engine = self._engine
-        if engine is None or not engine.connected:
+        if engine is None or not engine.link_up:
             return
         filters = self._subscriptions.unsubscribes_due()
         if filters:
@@ -632,16 +632,16 @@ class Connection:
     def on_connack(self, session_present: bool, limits: BrokerLimits) -> None:
         assert self._engine is not None
         connected = Connected(session_present, str(self._engine.endpoint))
-        had_connected = self._reconnect_loop.connected()
+        had_connected = self._reconnect_loop.record_connack()
         self._emit(connected)
         self._grace.open_window()
-        self._subscriptions.connected()
+        self._subscriptions.link_established()
         if not session_present:
             self._subscriptions.session_lost()
             if had_connected and self._settings.session_expiry > 0:
                 self._emit(SessionLost())
         self._send_due()
-        self._publisher.connected()
+        self._publisher.link_established()
         self._reconnect_loop.adopt(connected)
 
     def on_connect_failed(self, disconnect: Disconnect) -> None:

@@ -128,7 +128,7 @@ class ReconnectLoop:
 
     # ------------------------------------------------------------------ what the engine said
 
-    def connected(self) -> bool:
+    def record_connack(self) -> bool:
         """CONNACK success; returns whether an earlier connection had succeeded. Call
         :meth:`adopt` once the connection has done its own CONNACK work."""
         had_connected = self._ever_connected
@@ -184,7 +184,7 @@ class ReconnectLoop:
                 if self._attempt_observer is observer:
                     self._attempt_observer = None
 
-            if engine.connected:  # a new policy adopts the live connection
+            if engine.link_up:  # a new policy adopts the live connection
                 observer.on_next(Connected(engine.session_present, str(engine.endpoint)))
             elif not engine.attempt_in_progress:  # (or adopts the attempt under way)
                 self._round_failures = 0

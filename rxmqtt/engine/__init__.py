@@ -10,10 +10,15 @@ The engine knows one attempt at a time. It reports each attempt's outcome exactl
 one ``on_connection_lost`` -- unless the owner ended it with :meth:`Engine.close`, which reports
 nothing. Reconnecting, backoff and queueing are the owner's business (``connection.py``).
 
-Modules: ``_engine`` (the Engine), ``_paho_client`` (paho's client with the engine's seams),
-``_sockets`` (non-blocking connect and TLS, and a close that does not reset),
-``_disconnects`` (why an attempt or a connection ended), ``_convert`` (paho types to ours and
-back).
+Events flow one way: socket -> paho adapter (``_paho_client``, whose discoveries arrive as
+``_adapter_events``) -> ``Engine`` (whose life is the table in ``_phase``) -> its handler (the
+connection).
+
+Modules: ``_engine`` (the Engine), ``_phase`` (its phases and allowed transitions),
+``_paho_client`` (paho's client with the engine's seams), ``_adapter_events`` (what the adapter
+tells the engine), ``_watchdog`` (keep-alive), ``_linger`` (a close that does not reset),
+``_sockets`` (non-blocking connect and TLS), ``_disconnects`` (why an attempt or a connection
+ended), ``_convert`` (paho types to ours and back).
 """
 
 from ._convert import (

@@ -21,6 +21,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from ..lifecycle import DisconnectSource
 from ..message import PublishProperties
+from ._adapter_events import (
+    ConnackHandled,
+    EventSink,
+    PacketRefused,
+    PubrecReceived,
+    SocketFailed,
+)
 from ._convert import _properties
 
 if TYPE_CHECKING:
@@ -95,37 +102,38 @@ def _only_identifiers(packet: Any, pos: int) -> tuple[PublishProperties, int] | 
     return _identified(tuple(ids)), end
 
 
-class _PahoClient(paho.Client):
-    """paho's client with two seams: the socket comes from us (opened asynchronously), and the
-    PUBREC reason code is kept (paho drops it) so QoS 2 results carry the broker's verdict."""
+def _ignore(event: object) -> None:
+    """The event sink of a client nobody listens to (tests of the codec alone)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+
+class _PahoClient(paho.Client):
+    """paho's client with the engine's seams: the socket comes from us (opened asynchronously);
+    what is learnt inside paho's packet handling goes to ``events`` at once (the PUBREC reason
+    code paho drops, a refused packet, a socket error, the end of CONNACK handling); whole
+    packets and plain QoS 0/1 publishes take fast paths around paho's byte-at-a-time code."""
+
+    def __init__(self, *args: Any, events: EventSink = _ignore, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.rx_prepared_socket: socket.socket | ssl.SSLSocket | None = None
-        self.rx_pubrec_codes: dict[int, tuple[int, str]] = {}
-        self.rx_after_connack: Callable[[], None] | None = None
-        """Run once paho has handled a CONNACK, after it re-sent the session's messages."""
-        self.rx_maximum_packet_size: int | None = None
+        self._events = events
+        self.prepared_socket: socket.socket | ssl.SSLSocket | None = None
+        """The socket the next connect() uses (paho's own connect would block)."""
+        self.announced_maximum_packet_size: int | None = None
         """The Maximum Packet Size this client announced in CONNECT (enforced on input)."""
-        self.rx_violation: tuple[int, str, DisconnectSource] | None = None
-        """Why this client dropped the link over a packet it refused (code, reason, source)."""
-        self.rx_socket_error: OSError | None = None
-        """The last error of paho's socket I/O (paho logs it and reports only "conn lost")."""
-        self.rx_on_publish: PublishSink | None = None
-        """Receives QoS 0/1 PUBLISHes decoded by the fast path; QoS 2 (and paho 1.x/3.x) still
-        go through paho's MQTTMessage and ``on_message``."""
-        self._rx_buf = b""
-        self._rx_pos = 0
+        self.publish_sink: PublishSink | None = None
+        """Receives QoS 0/1 PUBLISHes decoded by the fast path; QoS 2 still goes through
+        paho's MQTTMessage and ``on_message``."""
+        self._read_buf = b""
+        self._read_pos = 0
 
     @property
-    def rx_buffered(self) -> bool:
+    def has_buffered_input(self) -> bool:
         """Bytes were read from the socket that paho has not parsed yet."""
-        return self._rx_pos < len(self._rx_buf)
+        return self._read_pos < len(self._read_buf)
 
     def _sock_recv(self, bufsize: int) -> bytes:
         # paho reads each packet as 1 byte (type), 1-4 bytes (length), then the rest: three
         # system calls per packet. One large recv() feeds them from a buffer instead.
-        data, pos = self._rx_buf, self._rx_pos
+        data, pos = self._read_buf, self._read_pos
         if pos >= len(data):
             data = self._sock_recv_raw(_READ_SIZE if _FAST_PATHS else bufsize)
             if len(data) <= bufsize:
@@ -133,9 +141,9 @@ class _PahoClient(paho.Client):
             pos = 0
         end = pos + bufsize
         if end >= len(data):
-            self._rx_buf, self._rx_pos = b"", 0
+            self._read_buf, self._read_pos = b"", 0
             return data[pos:] if pos else data
-        self._rx_buf, self._rx_pos = data, end
+        self._read_buf, self._read_pos = data, end
         return data[pos:end]
 
     def _sock_recv_raw(self, bufsize: int) -> bytes:
@@ -144,11 +152,11 @@ class _PahoClient(paho.Client):
         except BlockingIOError:
             raise
         except OSError as exc:
-            self.rx_socket_error = exc
+            self._events(SocketFailed(exc))
             raise
 
     def _sock_close(self) -> None:
-        self._rx_buf, self._rx_pos = b"", 0  # a new socket must not see the old one's bytes
+        self._read_buf, self._read_pos = b"", 0  # a new socket must not see the old one's bytes
         super()._sock_close()
 
     def _sock_send(self, buf: bytes | bytearray) -> int:
@@ -157,12 +165,12 @@ class _PahoClient(paho.Client):
         except BlockingIOError:
             raise
         except OSError as exc:
-            self.rx_socket_error = exc
+            self._events(SocketFailed(exc))
             raise
 
     def _create_socket(self) -> Any:
-        sock = self.rx_prepared_socket
-        self.rx_prepared_socket = None
+        sock = self.prepared_socket
+        self.prepared_socket = None
         if sock is None:
             raise ConnectionError("rxmqtt engine: no prepared socket for this attempt")
         return sock
@@ -181,9 +189,7 @@ class _PahoClient(paho.Client):
         # PUBREL packets, so anything the owner publishes from on_connect (the offline queue's
         # drain) would overtake them [MQTT-4.6.0-1]. The owner's CONNACK handling runs after.
         rc = super()._handle_connack()
-        hook, self.rx_after_connack = self.rx_after_connack, None
-        if hook is not None:
-            hook()
+        self._events(ConnackHandled())
         return rc
 
     def _messages_reconnect_reset_out(self) -> None:
@@ -212,13 +218,13 @@ class _PahoClient(paho.Client):
                 m.state = paho.mqtt_ms_queued
                 self._out_messages.move_to_end(m.mid)
 
-    def rx_one_publish_at_a_time(self, on: bool) -> None:
+    def one_publish_at_a_time(self, on: bool) -> None:
         """Limit QoS 1/2 PUBLISHes in flight to one (paho sends the next on each ack), or lift
         the limit (0: the owner keeps the broker's window). paho's setter refuses to change it
         while connected; the limit itself works at any time."""
         self._max_inflight_messages = 1 if on else 0
 
-    def rx_forget_owed_pubrel(self) -> list[int]:
+    def forget_owed_pubrel(self) -> list[int]:
         """Drop the QoS 2 messages whose PUBREL is still owed (PUBREC received, no PUBCOMP) and
         return their packet ids: after a CONNACK without a session the broker no longer knows
         them, and a PUBREL for a packet id it never saw in this session would be meaningless."""
@@ -229,11 +235,10 @@ class _PahoClient(paho.Client):
         ]
         for mid in owed:
             del self._out_messages[mid]
-            self.rx_pubrec_codes.pop(mid, None)
         return owed
 
     def _refuse(self, code: int, reason: str, source: DisconnectSource) -> Any:
-        self.rx_violation = (code, reason, source)
+        self._events(PacketRefused(code, reason, source))
         return paho.MQTT_ERR_PROTOCOL
 
     def _incoming_size(self) -> int:
@@ -241,7 +246,7 @@ class _PahoClient(paho.Client):
         return 1 + len(packet["remaining_count"]) + int(packet["remaining_length"])
 
     def _incoming_too_large(self) -> bool:
-        limit = self.rx_maximum_packet_size
+        limit = self.announced_maximum_packet_size
         return (
             limit is not None
             and bool(self._in_packet["have_remaining"])
@@ -263,7 +268,7 @@ class _PahoClient(paho.Client):
         # reader takes it a byte at a time (type, each length byte, then the rest) through a
         # dict of partial state and two clock reads: about a tenth of the end-to-end profile.
         # None: no whole packet is buffered; paho's reader takes it from here.
-        data, start = self._rx_buf, self._rx_pos
+        data, start = self._read_buf, self._read_pos
         size = len(data)
         pos = start + 1
         length, multiplier = 0, 1
@@ -282,9 +287,9 @@ class _PahoClient(paho.Client):
         if end > size:
             return None
         if end == size:
-            self._rx_buf, self._rx_pos = b"", 0
+            self._read_buf, self._read_pos = b"", 0
         else:
-            self._rx_pos = end
+            self._read_pos = end
         self._in_packet = _in_packet(
             data[start], length_bytes, multiplier, length, bytearray(data[pos:end])
         )
@@ -306,7 +311,7 @@ class _PahoClient(paho.Client):
         return self._refuse(
             0x95,
             f"Packet too large: the broker sent a {self._incoming_size()}-byte packet, over the "
-            f"maximum_packet_size of {self.rx_maximum_packet_size} this client announced",
+            f"maximum_packet_size of {self.announced_maximum_packet_size} this client announced",
             DisconnectSource.CLIENT,
         )
 
@@ -325,7 +330,7 @@ class _PahoClient(paho.Client):
                 DisconnectSource.CLIENT,
             )
         qos = (header & 0x06) >> 1
-        deliver = self.rx_on_publish
+        deliver = self.publish_sink
         if qos == 2 or deliver is None or not _FAST_PATHS or self._protocol != paho.MQTTv5:
             return super()._handle_publish()
         # QoS 0/1 fast path. paho's decode_publish builds a Properties object (two tables of 27
@@ -354,7 +359,7 @@ class _PahoClient(paho.Client):
             return self._send_puback(mid)
         return paho.MQTT_ERR_SUCCESS
 
-    def rx_publish_plain_qos0(self, topic: str, payload: bytes, retain: bool) -> int | None:
+    def publish_plain_qos0(self, topic: str, payload: bytes, retain: bool) -> int | None:
         """Queue a QoS 0 PUBLISH without properties, encoded here; returns its packet id, or
         None when paho's ``publish()`` must take it (not connected, another protocol, or a
         packet too large to encode). paho's path builds an ``MQTTMessageInfo`` (a
@@ -449,7 +454,7 @@ class _PahoClient(paho.Client):
             self._in_packet["command"], self._in_packet["packet"], self._protocol
         )
         if result.reason is not None:
-            self.rx_pubrec_codes[result.mid] = (result.reason.value, str(result.reason))
+            self._events(PubrecReceived(result.mid, result.reason.value, str(result.reason)))
         return super()._handle_pubrec()
 
 
