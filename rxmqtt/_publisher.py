@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
-from ._outcome import Outcome
+from ._outcome import Outcome, settle_error, settle_value
 from .errors import (
     ConnectionClosedError,
     MessageDroppedError,
@@ -150,7 +150,7 @@ class Publisher:
     def publish(self, message: Message, result: Result) -> None:
         """Send now if the wire and the window allow, else queue (or drop by policy)."""
         if self._closed:
-            result._fail(ConnectionClosedError(f"publish to {message.topic!r}: closed"))
+            settle_error(result, ConnectionClosedError(f"publish to {message.topic!r}: closed"))
             return
         # QoS 0 promises no order relative to queued QoS 1/2, so it never waits behind them.
         # With a persistent store QoS 1/2 always pass through it, so a crash cannot lose them.
@@ -200,7 +200,7 @@ class Publisher:
         except Exception as exc:  # the wire cannot encode it: this publish fails, alone
             if item is not None:
                 self._queue.acknowledge(item.seq)
-            result._fail(exc)
+            settle_error(result, exc)
             return
         self._track(mid, _InFlight(message, result, self._clock(), item))
 
@@ -231,9 +231,9 @@ class Publisher:
             if entry.item is not None:
                 self._queue.acknowledge(entry.item.seq)
             if reason_code >= 0x80:
-                result._fail(PublishError(reason_code, reason, message.topic))
+                settle_error(result, PublishError(reason_code, reason, message.topic))
             else:
-                result._resolve(PublishResult(message.topic, message.qos, reason_code, reason))
+                settle_value(result, PublishResult(message.topic, message.qos, reason_code, reason))
         self.drain()
 
     def uncertain(self, mid: int, reason_code: int, reason: str) -> None:
@@ -244,7 +244,7 @@ class Publisher:
             return
         if entry.item is not None:
             self._queue.acknowledge(entry.item.seq)
-        entry.result._fail(MessageMayBeLostError(reason_code, reason, entry.message.topic))
+        settle_error(entry.result, MessageMayBeLostError(reason_code, reason, entry.message.topic))
         self.drain()
 
     def _give_up(
@@ -257,7 +257,7 @@ class Publisher:
     ) -> None:
         """End a publish the broker will not take: ``PublishRefusedError`` on its observable and
         an item on ``dropped`` (through the queue when it came from there)."""
-        result._fail(PublishRefusedError(reason_code, reason, message.topic))
+        settle_error(result, PublishRefusedError(reason_code, reason, message.topic))
         if item is None or self._queue.discard(item.seq, DropReason.REFUSED) is None:
             self._on_dropped(DroppedMessage(message, DropReason.REFUSED, self._clock()))
 
@@ -276,7 +276,9 @@ class Publisher:
 
     def _republish(self, entry: _InFlight) -> None:
         if self._closed:
-            entry.result._fail(ConnectionClosedError(f"publish to {entry.message.topic!r}: closed"))
+            settle_error(
+                entry.result, ConnectionClosedError(f"publish to {entry.message.topic!r}: closed")
+            )
             return
         if self._can_send(entry.message):
             assert self._wire is not None
@@ -367,10 +369,11 @@ class Publisher:
         unacked, self._unacked = self._unacked, {}
         self._window_used = 0
         for entry in unacked.values():
-            entry.result._fail(
+            settle_error(
+                entry.result,
                 ConnectionClosedError(
                     f"closed before the broker acknowledged the publish to {entry.message.topic!r}"
-                )
+                ),
             )
         self._queue.close()
         self.publish_stats(now=True)
@@ -426,7 +429,7 @@ class Publisher:
 
     def _queue_dropped(self, dropped: DroppedMessage, item: QueuedMessage) -> None:
         if isinstance(item.token, Outcome):
-            item.token._fail(_drop_error(dropped))
+            settle_error(item.token, _drop_error(dropped))
         self._on_dropped(dropped)
 
     def publish_stats(self, *, now: bool = False) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from reactivex import abc
 
-from ._outcome import Outcome
+from ._outcome import Outcome, settle_error, settle_value
 from .errors import SubscribeError
 from .message import Message
 from .subscription_options import SubscriptionOptions
@@ -177,7 +177,7 @@ class SubscriptionRegistry:
                 sub.granted_qos = code
                 waiters, sub.waiters = sub.waiters, []
                 for waiter in waiters:
-                    waiter._resolve(code)
+                    settle_value(waiter, code)
             else:
                 self.refuse(sub, SubscribeError(code, reason, sub.topic_filter))
 
@@ -193,7 +193,7 @@ class SubscriptionRegistry:
         self._unsent.pop(sub.topic_filter, None)
         waiters, sub.waiters = sub.waiters, []
         for waiter in waiters:
-            waiter._fail(error)
+            settle_error(waiter, error)
         for observer in observers:
             observer.on_error(error)
 

@@ -73,6 +73,56 @@ def test_paho_seams_present_notices_a_missing_seam(
 ) -> None:
     monkeypatch.delattr(target)
     assert not rx_engine.paho_seams_present()
+    name = target.rsplit(".", 1)[1]
+    assert any(name in problem for problem in rx_engine.missing_paho_seams())
+
+
+def test_every_method_the_adapter_overrides_is_checked() -> None:
+    """A new override of a paho private method must be listed in the seam check."""
+    from rxmqtt.engine._paho_client import _PahoClient
+    from rxmqtt.engine._seam_check import ADAPTER_NAMES, METHODS
+
+    own = {name for name in vars(_PahoClient) if not name.startswith("__")}
+    assert own - set(METHODS) - set(ADAPTER_NAMES) == set()
+
+
+def test_a_changed_signature_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import paho.mqtt.client as paho
+
+    def send_puback(self: Any, mid: int, reason_code: int) -> None:
+        raise AssertionError("never called")
+
+    monkeypatch.setattr(paho.Client, "_send_puback", send_puback)
+    assert rx_engine.missing_paho_seams() == [
+        "Client._send_puback('mid', 'reason_code') no longer takes ('mid')"
+    ]
+
+
+def test_a_changed_packet_record_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import paho.mqtt.client as paho
+
+    queue = paho.Client._packet_queue
+
+    def packet_queue(
+        self: Any, command: int, packet: Any, mid: int, qos: int, info: Any = None
+    ) -> Any:
+        rc = queue(self, command, packet, mid, qos, info)
+        self._out_packet[-1]["retries"] = 0
+        return rc
+
+    monkeypatch.setattr(paho.Client, "_packet_queue", packet_queue)
+    (problem,) = rx_engine.missing_paho_seams()
+    assert problem.startswith("Client._out_packet entries have keys")
+    assert "retries" in problem
+
+
+def test_a_paho_name_the_adapter_would_shadow_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import paho.mqtt.client as paho
+
+    monkeypatch.setattr(paho.Client, "publish_sink", None, raising=False)
+    assert rx_engine.missing_paho_seams() == [
+        "Client.publish_sink now exists in paho (the adapter would shadow it)"
+    ]
 
 
 def test_engine_knows_the_paho_version() -> None:
@@ -86,8 +136,9 @@ async def test_starting_without_the_seams_fails_loudly_naming_the_paho_version(
     monkeypatch.delattr("paho.mqtt.client.Client._create_socket")
     conn = Connection(ConnectionSettings(host="127.0.0.1", port=1, client_id="seamless"))
     try:
-        with pytest.raises(RuntimeError, match=rf"paho-mqtt {PAHO_VERSION}"):
+        with pytest.raises(RuntimeError, match=rf"paho-mqtt {PAHO_VERSION}") as raised:
             conn.start()
+        assert "Client._create_socket() is gone" in str(raised.value)
     finally:
         await conn.close()
 

@@ -25,7 +25,7 @@ from reactivex.subject import ReplaySubject, Subject
 from .._aiter import Stream
 from .._grace_buffer import GraceBuffer
 from .._isolate import isolated
-from .._outcome import Outcome
+from .._outcome import Outcome, settle_error, settle_value
 from .._publisher import Publisher
 from .._subscriptions import Subscription, SubscriptionRegistry
 from ..engine import BrokerLimits, Engine
@@ -322,7 +322,7 @@ class Connection:
         for sub in self._subscriptions.all():
             waiters, sub.waiters = sub.waiters, []
             for waiter in waiters:
-                waiter._fail(closed)
+                settle_error(waiter, closed)
         holds, self._holds = self._holds, {}
         for held in holds.values():
             for message in held.take():
@@ -504,11 +504,11 @@ class Connection:
         self, topic_filter: str, qos: int, wanted: dict[str, Any], granted: Outcome[int]
     ) -> None:
         if self._closed:
-            granted._fail(ConnectionClosedError(f"subscribe({topic_filter!r}): closed"))
+            settle_error(granted, ConnectionClosedError(f"subscribe({topic_filter!r}): closed"))
             return
         conflict = self._conflict(topic_filter, wanted)
         if conflict is not None:
-            granted._fail(conflict)
+            settle_error(granted, conflict)
             return
         held = self._holds.get(topic_filter)
         if held is None:
@@ -530,13 +530,13 @@ class Connection:
         if sub is None:  # refused at once (the CONNACK said the broker cannot have it)
             return
         if sub.granted and sub.granted_qos is not None:
-            granted._resolve(sub.granted_qos)
+            settle_value(granted, sub.granted_qos)
         else:
             sub.waiters.append(granted)
 
     def _refused(self, topic_filter: str, granted: Outcome[int], error: Exception) -> None:
         self._holds.pop(topic_filter, None)
-        granted._fail(error)
+        settle_error(granted, error)
 
     def _release(self, topic_filter: str) -> None:
         held = self._holds.pop(topic_filter, None)
@@ -550,7 +550,7 @@ class Connection:
         if waiters and self._subscriptions.get(topic_filter) is not sub:
             error = MqttError(f"unsubscribe({topic_filter!r}) came before the broker granted it")
             for waiter in waiters:
-                waiter._fail(error)
+                settle_error(waiter, error)
 
     def _conflict(self, topic_filter: str, wanted: dict[str, Any]) -> ValueError | None:
         return _conflict(self._subscriptions.get(topic_filter), wanted)

@@ -15,10 +15,11 @@ Events flow one way: socket -> paho adapter (``_paho_client``, whose discoveries
 connection).
 
 Modules: ``_engine`` (the Engine), ``_phase`` (its phases and allowed transitions),
-``_paho_client`` (paho's client with the engine's seams), ``_adapter_events`` (what the adapter
-tells the engine), ``_watchdog`` (keep-alive), ``_linger`` (a close that does not reset),
-``_sockets`` (non-blocking connect and TLS), ``_disconnects`` (why an attempt or a connection
-ended), ``_convert`` (paho types to ours and back).
+``_paho_client`` (paho's client with the engine's seams: every private paho access),
+``_seam_check`` (what the seam relies on in paho, checked at start), ``_adapter_events``
+(what the adapter tells the engine), ``_watchdog`` (keep-alive), ``_linger`` (a close that
+does not reset), ``_sockets`` (non-blocking connect and TLS), ``_disconnects`` (why an attempt
+or a connection ended), ``_convert`` (paho types to ours and back).
 """
 
 from ._convert import (
@@ -30,6 +31,7 @@ from ._convert import (
 )
 from ._engine import Engine, EngineHandler
 from ._paho_client import PAHO_VERSION, PAHO_VERSION_TEXT, paho_seams_present
+from ._seam_check import missing_paho_seams
 
 __all__ = [
     "KEEP_ALIVE_TIMEOUT",
@@ -40,6 +42,7 @@ __all__ = [
     "BrokerLimits",
     "Engine",
     "EngineHandler",
+    "missing_paho_seams",
     "paho_seams_present",
     "reason_name",
 ]

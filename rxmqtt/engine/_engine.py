@@ -43,8 +43,9 @@ from ._convert import (
 )
 from ._disconnects import connection_end, open_failure
 from ._linger import LINGER_SECONDS, Linger
-from ._paho_client import PAHO_VERSION_TEXT, _PahoClient, paho_seams_present
+from ._paho_client import PAHO_VERSION_TEXT, _PahoClient
 from ._phase import Phase, checked
+from ._seam_check import missing_paho_seams
 from ._sockets import open_socket
 from ._watchdog import KeepAliveWatchdog
 
@@ -117,12 +118,12 @@ class Engine:
         *,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        if not paho_seams_present():
+        missing = missing_paho_seams()
+        if missing:
             raise RuntimeError(
-                "rxmqtt.engine relies on paho-mqtt internals (Client._create_socket, "
-                "Client._handle_pubrec, _packet.decode_pubrec) that paho-mqtt "
-                f"{PAHO_VERSION_TEXT} does not have; install a paho-mqtt 2.x release rxmqtt "
-                "supports"
+                f"rxmqtt.engine relies on paho-mqtt internals that paho-mqtt {PAHO_VERSION_TEXT} "
+                f"does not have: {'; '.join(missing)}. Install a paho-mqtt release rxmqtt "
+                "supports (see its pyproject.toml)"
             )
         self._settings = settings
         self._loop = loop
@@ -322,16 +323,12 @@ class Engine:
 
     def in_flight_mids(self) -> list[int]:
         """Packet ids of publishes paho still holds (unacknowledged or waiting for the window)."""
-        return list(self._client._out_messages.keys())
+        return self._client.held_mids()
 
     def publishes_on_the_wire(self) -> list[int]:
         """Packet ids of the QoS 1/2 publishes written (or being written) and not yet
         acknowledged, oldest first: the ones a broker's DISCONNECT can be about."""
-        return [
-            mid
-            for mid, m in self._client._out_messages.items()
-            if m.state in (paho.mqtt_ms_wait_for_puback, paho.mqtt_ms_wait_for_pubrec)
-        ]
+        return self._client.mids_awaiting_ack()
 
     def isolate_publishes(self) -> None:
         """Send QoS 1/2 publishes one at a time from the next connection on (each waits for the
@@ -343,12 +340,12 @@ class Engine:
         """Stop re-sending one publish: the owner gave up on it (the broker refuses it)."""
         if self._isolating:
             self._end_isolation_after(mid)
-        self._client._out_messages.pop(mid, None)
+        self._client.forget_message(mid)
         self._pubrec_codes.pop(mid, None)
 
     def forget_in_flight(self) -> None:
         """Drop every message paho holds (used when the connection closes for good)."""
-        self._client._out_messages.clear()
+        self._client.forget_all_messages()
         self._pubrec_codes.clear()
 
     # ----------------------------------------------------------------- opening
@@ -502,7 +499,7 @@ class Engine:
             sock.shutdown(socket.SHUT_RDWR)
         self._client.loop_read()
         if self._client.socket() is not None:  # paho did not notice; close it ourselves
-            self._client._sock_close()
+            self._client.close_socket()
 
     def _cancel_timers(self) -> None:
         if self._connack_timer is not None:
@@ -677,16 +674,16 @@ class Engine:
         pubrec = self._pubrec_codes.pop(mid, None)
         if self._isolating:
             self._end_isolation_after(mid)
-        if reason_code.is_failure and (pubrec is None or pubrec[0] < 0x80):
-            held = self._client._out_messages.get(mid)
-            if held is not None and held.qos == 2:  # a PUBREC accepted it, the PUBCOMP failed
-                self._handler.on_publish_uncertain(
-                    mid,
-                    reason_code.value,
-                    f"{reason_code}: the broker accepted the message (PUBREC) but its PUBCOMP "
-                    "reports a failure, so it may not have been delivered",
-                )
-                return
+        accepted = pubrec is None or pubrec[0] < 0x80
+        if reason_code.is_failure and accepted and self._client.held_qos(mid) == 2:
+            # a PUBREC accepted it, the PUBCOMP failed
+            self._handler.on_publish_uncertain(
+                mid,
+                reason_code.value,
+                f"{reason_code}: the broker accepted the message (PUBREC) but its PUBCOMP "
+                "reports a failure, so it may not have been delivered",
+            )
+            return
         if pubrec is not None:
             code, reason = pubrec
         else:
@@ -695,12 +692,7 @@ class Engine:
 
     def _end_isolation_after(self, mid: int) -> None:
         """Back to sending publishes freely once nothing waits behind the one acknowledged."""
-        waiting = any(
-            m.state == paho.mqtt_ms_queued
-            for other, m in self._client._out_messages.items()
-            if other != mid
-        )
-        if not waiting:
+        if not self._client.any_held_back(besides=mid):
             self._isolating = False
             self._client.one_publish_at_a_time(False)
 

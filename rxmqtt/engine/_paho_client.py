@@ -1,7 +1,9 @@
-"""paho's client with the seams the engine needs, and the check that they still exist.
+"""The one seam to paho: its client with the engine's overrides, and every private access.
 
-Every override here leans on a paho internal; ``paho_seams_present()`` lists them and a test
-fails loudly, naming the paho version, when one goes missing.
+Every override here leans on a paho internal; ``_seam_check`` lists each one (with signatures
+and record layouts) and ``Engine`` refuses to start, naming what is missing, when the installed
+paho lacks one. Nothing else in rxmqtt touches paho's private parts (ruff's SLF001 and TID251
+enforce it outside ``rxmqtt/engine``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ._adapter_events import (
     SocketFailed,
 )
 from ._convert import _properties
+from ._seam_check import missing_paho_seams
 
 if TYPE_CHECKING:
     from paho.mqtt.client import _InPacket
@@ -43,11 +46,6 @@ PAHO_VERSION = (
     if all(part.isdigit() for part in _PAHO_PARTS)
     else (0, 0)
 )
-
-_FAST_PATHS = PAHO_VERSION[0] == 2
-"""The receive and write fast paths below re-implement small pieces of paho 2.x internals
-(``_in_packet``, ``_out_packet`` entries, ``_send_puback``); another major version falls back to
-paho's own code, and ``paho_seams_present()`` (checked by a test) fails when they change."""
 
 _READ_SIZE = 65536
 """Bytes asked of the socket per recv(): paho's 1-byte, 1-byte, rest reads are served from it."""
@@ -135,7 +133,7 @@ class _PahoClient(paho.Client):
         # system calls per packet. One large recv() feeds them from a buffer instead.
         data, pos = self._read_buf, self._read_pos
         if pos >= len(data):
-            data = self._sock_recv_raw(_READ_SIZE if _FAST_PATHS else bufsize)
+            data = self._sock_recv_raw(_READ_SIZE)
             if len(data) <= bufsize:
                 return data
             pos = 0
@@ -237,6 +235,46 @@ class _PahoClient(paho.Client):
             del self._out_messages[mid]
         return owed
 
+    # The engine's view of paho's outgoing session state (``_out_messages``: mid -> MQTTMessage
+    # with ``qos`` and ``state``), so the engine itself touches no paho internals.
+
+    def held_mids(self) -> list[int]:
+        """Packet ids of publishes paho still holds (unacknowledged or waiting for the window)."""
+        return list(self._out_messages)
+
+    def mids_awaiting_ack(self) -> list[int]:
+        """Packet ids of QoS 1/2 publishes written and not yet acknowledged, oldest first."""
+        return [
+            mid
+            for mid, m in self._out_messages.items()
+            if m.state in (paho.mqtt_ms_wait_for_puback, paho.mqtt_ms_wait_for_pubrec)
+        ]
+
+    def held_qos(self, mid: int) -> int | None:
+        """The QoS of the publish paho holds under ``mid``, or None when it holds none."""
+        held = self._out_messages.get(mid)
+        return None if held is None else int(held.qos)
+
+    def any_held_back(self, *, besides: int) -> bool:
+        """Whether a publish other than ``besides`` waits for the in-flight window."""
+        return any(
+            m.state == paho.mqtt_ms_queued
+            for mid, m in self._out_messages.items()
+            if mid != besides
+        )
+
+    def forget_message(self, mid: int) -> None:
+        """Stop re-sending one publish (its owner gave up on it)."""
+        self._out_messages.pop(mid, None)
+
+    def forget_all_messages(self) -> None:
+        """Drop every publish paho holds (the connection closes for good)."""
+        self._out_messages.clear()
+
+    def close_socket(self) -> None:
+        """Close the socket paho did not notice was shut (paho's own close, callbacks included)."""
+        self._sock_close()
+
     def _refuse(self, code: int, reason: str, source: DisconnectSource) -> Any:
         self._events(PacketRefused(code, reason, source))
         return paho.MQTT_ERR_PROTOCOL
@@ -254,7 +292,7 @@ class _PahoClient(paho.Client):
         )
 
     def _packet_read(self) -> Any:
-        if _FAST_PATHS and self._in_packet["command"] == 0:
+        if self._in_packet["command"] == 0:
             rc = self._handle_buffered_packet()
             if rc is not None:
                 return rc
@@ -331,7 +369,7 @@ class _PahoClient(paho.Client):
             )
         qos = (header & 0x06) >> 1
         deliver = self.publish_sink
-        if qos == 2 or deliver is None or not _FAST_PATHS or self._protocol != paho.MQTTv5:
+        if qos == 2 or deliver is None or self._protocol != paho.MQTTv5:
             return super()._handle_publish()
         # QoS 0/1 fast path. paho's decode_publish builds a Properties object (two tables of 27
         # entries, then a clear() probing each) for every message even without properties, plus
@@ -364,7 +402,7 @@ class _PahoClient(paho.Client):
         None when paho's ``publish()`` must take it (not connected, another protocol, or a
         packet too large to encode). paho's path builds an ``MQTTMessageInfo`` (a
         ``threading.Condition``), re-checks the topic and logs a formatted line per message."""
-        if not _FAST_PATHS or self._protocol != paho.MQTTv5 or self._sock is None:
+        if self._protocol != paho.MQTTv5 or self._sock is None:
             return None
         name = topic.encode("utf-8")
         remaining = 3 + len(name) + len(payload)  # topic length, topic, property length 0
@@ -384,7 +422,7 @@ class _PahoClient(paho.Client):
         # PUBACK. Join consecutive queued packets (up to _WRITE_BATCH bytes) into one send()
         # and complete each fully written one as paho does (QoS 0: on_publish, info published).
         out = self._out_packet
-        if not _FAST_PATHS or len(out) < 2:
+        if len(out) < 2:
             return super()._packet_write()
         partial = False
         while len(out) >= 2:
@@ -421,8 +459,8 @@ class _PahoClient(paho.Client):
                 if (entry["command"] & 0xF0) == paho.PUBLISH and entry["qos"] == 0:
                     if on_publish is not None:
                         on_publish(self, self._userdata, entry["mid"], _PUBACK_SUCCESS, None)
-                    if entry["info"] is not None:
-                        entry["info"]._set_as_published()
+                    if entry["info"] is not None:  # as paho marks a written QoS 0 packet:
+                        entry["info"]._set_as_published()  # noqa: SLF001
             if out and out[0]["pos"]:
                 partial = True  # the rest once the socket is writable again
                 break
@@ -436,7 +474,7 @@ class _PahoClient(paho.Client):
         # paho's decoder builds a Properties object and two ReasonCodes (each copying a
         # 60-entry table) per ack; the fast path hands on shared, read-only ones instead.
         packet = self._in_packet["packet"]
-        if cmd != "PUBACK" or not _FAST_PATHS or self._protocol != paho.MQTTv5:
+        if cmd != "PUBACK" or self._protocol != paho.MQTTv5:
             return super()._handle_pubackcomp(cmd)
         reason_code = _plain_puback_code(packet)
         if reason_code is None:  # properties, or a code PUBACK does not define: paho's way
@@ -525,40 +563,5 @@ def _is_connack_code(code: int) -> bool:
 
 
 def paho_seams_present() -> bool:
-    """True when the paho internals the engine relies on still exist (checked by a test)."""
-    try:
-        from paho.mqtt import _packet
-    except ImportError:
-        return False
-    return (
-        hasattr(paho.Client, "_create_socket")
-        and hasattr(paho.Client, "_handle_pubrec")
-        and hasattr(paho.Client, "_handle_connack")
-        and hasattr(paho.Client, "_handle_publish")
-        and hasattr(paho.Client, "_packet_read")
-        and hasattr(paho.Client, "_packet_handle")
-        and hasattr(paho.Client, "_messages_reconnect_reset_out")
-        and hasattr(paho.Client, "_check_clean_session")
-        and hasattr(paho.Client, "_update_inflight")
-        and hasattr(paho, "mqtt_ms_queued")
-        and hasattr(paho, "mqtt_ms_resend_pubrel")
-        and hasattr(paho.Client, "_sock_recv")
-        and hasattr(paho.Client, "_sock_send")
-        and hasattr(paho.Client, "_sock_close")
-        and hasattr(paho.Client, "_packet_write")
-        and hasattr(paho.Client, "_send_puback")
-        and hasattr(paho.Client, "_handle_pubackcomp")
-        and hasattr(paho.Client, "_packet_queue")
-        and hasattr(paho.Client, "_pack_remaining_length")
-        and hasattr(paho.Client, "_pack_str16")
-        and hasattr(paho.Client, "_mid_generate")
-        and "_in_packet" in paho.Client.__init__.__code__.co_names
-        and "_msgtime_mutex" in paho.Client.__init__.__code__.co_names
-        and "_max_inflight_messages" in paho.Client.__init__.__code__.co_names
-        and "_last_bytes_received" in paho.Client.__init__.__code__.co_names
-        and hasattr(paho.Client, "_do_on_publish")
-        and "_out_message_mutex" in paho.Client.__init__.__code__.co_names
-        and hasattr(paho, "time_func")
-        and hasattr(paho.MQTTMessageInfo, "_set_as_published")
-        and hasattr(_packet, "decode_pubrec")
-    )
+    """True when the paho internals the adapter relies on are all there (see ``_seam_check``)."""
+    return not missing_paho_seams()
