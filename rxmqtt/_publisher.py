@@ -33,7 +33,7 @@ from .policies import (
 from .queue import DroppedMessage, DropReason, MemoryStore, OfflineQueue, QueuedMessage, QueueStats
 
 if TYPE_CHECKING:
-    from .engine import BrokerLimits
+    from .broker_limits import BrokerLimits
 
 Result = Outcome[PublishResult]
 
@@ -140,10 +140,6 @@ class Publisher:
         """Re-bound the queue now; what no longer fits is reported dropped."""
         self._queue.set_policy(policy)
         self.publish_stats()
-
-    @property
-    def queue_policy(self) -> QueuePolicy:
-        return self._queue.policy
 
     # ------------------------------------------------------------------ publishing
 

@@ -1,4 +1,5 @@
-"""The engine's small pure units, in virtual time: the phase table and the keep-alive watchdog."""
+"""The engine's small pure units, in virtual time: the phase table and the keep-alive watchdog
+(plus the doctests of the shared argument checks)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from collections.abc import Callable
 
 import pytest
 
+from rxmqtt import _checks
 from rxmqtt.engine import _phase, _watchdog
 from rxmqtt.engine._phase import TRANSITIONS, Phase, PhaseError, checked
 from rxmqtt.engine._watchdog import KeepAliveWatchdog, ping_timeout
 
 
-@pytest.mark.parametrize("module", [_phase, _watchdog])
+@pytest.mark.parametrize("module", [_phase, _watchdog, _checks])
 def test_docstring_examples(module: object) -> None:
     failures, tried = doctest.testmod(module)  # type: ignore[arg-type]
     assert tried > 0

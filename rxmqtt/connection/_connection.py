@@ -28,7 +28,8 @@ from .._isolate import isolated
 from .._outcome import Outcome, settle_error, settle_value
 from .._publisher import Publisher
 from .._subscriptions import Subscription, SubscriptionRegistry
-from ..engine import BrokerLimits, Engine
+from ..broker_limits import BrokerLimits
+from ..engine import Engine
 from ..errors import ConnectionClosedError, MqttError, SubscribeError
 from ..lifecycle import (
     Closed,

@@ -26,8 +26,6 @@ from ._convert import (
     KEEP_ALIVE_TIMEOUT,
     PROTOCOL_ERROR,
     UNSPECIFIED_ERROR,
-    BrokerLimits,
-    reason_name,
 )
 from ._engine import Engine, EngineHandler
 from ._paho_client import PAHO_VERSION, PAHO_VERSION_TEXT, paho_seams_present
@@ -39,10 +37,8 @@ __all__ = [
     "PAHO_VERSION_TEXT",
     "PROTOCOL_ERROR",
     "UNSPECIFIED_ERROR",
-    "BrokerLimits",
     "Engine",
     "EngineHandler",
     "missing_paho_seams",
     "paho_seams_present",
-    "reason_name",
 ]

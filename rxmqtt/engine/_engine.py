@@ -18,6 +18,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from ..broker_limits import BrokerLimits
 from ..errors import NotConnectedError
 from ..lifecycle import Disconnect, DisconnectSource
 from ..message import NO_PROPERTIES, Message, PublishProperties
@@ -34,7 +35,6 @@ from ._convert import (
     KEEP_ALIVE_TIMEOUT,
     PACKET_ID_NOT_FOUND,
     UNSPECIFIED_ERROR,
-    BrokerLimits,
     _from_paho_properties,
     _limits_from,
     _properties,
