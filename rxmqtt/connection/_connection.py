@@ -633,7 +633,7 @@ class Connection:
     def on_connack(self, session_present: bool, limits: BrokerLimits) -> None:
         assert self._engine is not None
         connected = Connected(session_present, str(self._engine.endpoint))
-        had_connected = self._reconnect_loop.record_connack()
+        had_connected = self._engine.connections > 1
         self._emit(connected)
         self._grace.open_window()
         self._subscriptions.link_established()
@@ -643,14 +643,9 @@ class Connection:
                 self._emit(SessionLost())
         self._send_due()
         self._publisher.link_established()
-        self._reconnect_loop.adopt(connected)
-
-    def on_connect_failed(self, disconnect: Disconnect) -> None:
-        self._reconnect_loop.connect_failed(disconnect)
 
     def on_connection_lost(self, disconnect: Disconnect) -> None:
         self._publisher.link_lost(disconnect)
-        self._reconnect_loop.connection_lost(disconnect)
 
     def on_message(self, message: Message) -> None:
         if self._subscriptions.dispatch(message):

@@ -12,15 +12,18 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import paho.mqtt.client as paho
+import reactivex
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
+from reactivex import Observable, abc
+from reactivex.disposable import Disposable
 
 from ..broker_limits import BrokerLimits
 from ..errors import NotConnectedError
-from ..lifecycle import Disconnect, DisconnectSource
+from ..lifecycle import Connected, Disconnect, DisconnectSource
 from ..message import NO_PROPERTIES, Message, PublishProperties
 from ..settings import ConnectionSettings, Endpoint
 from ..subscription_options import SubscriptionOptions
@@ -31,6 +34,7 @@ from ._adapter_events import (
     PubrecReceived,
     SocketFailed,
 )
+from ._attempt import AttemptEnded, AttemptWatcher
 from ._convert import (
     KEEP_ALIVE_TIMEOUT,
     PACKET_ID_NOT_FOUND,
@@ -57,13 +61,17 @@ starve everything else on it."""
 
 
 class EngineHandler(Protocol):
-    """What the engine reports; every call happens on the loop's thread."""
+    """What the engine reports about the link's traffic; every call happens on the loop's thread.
+    (How each attempt ends is told by its observable, :meth:`Engine.attempt`.)"""
 
-    def on_connack(self, session_present: bool, limits: BrokerLimits) -> None: ...
+    def on_connack(self, session_present: bool, limits: BrokerLimits) -> None:
+        """CONNACK success, once paho re-sent the session's packets; the attempt observable
+        emits ``Connected`` right after this returns."""
+        ...
 
-    def on_connect_failed(self, disconnect: Disconnect) -> None: ...
-
-    def on_connection_lost(self, disconnect: Disconnect) -> None: ...
+    def on_connection_lost(self, disconnect: Disconnect) -> None:
+        """An established link ended; the attempt observable errors after this returns."""
+        ...
 
     def on_message(self, message: Message) -> None: ...
 
@@ -177,6 +185,10 @@ class Engine:
         """QoS 2 packet ids the CONNACK orphaned, reported once paho finished the CONNACK."""
         self._closing = False
         self._endpoint: Endpoint | None = None
+        self._watcher: AttemptWatcher | None = None
+        """Who subscribed to the attempt under way (see ``attempt``)."""
+        self.connections = 0
+        """How many attempts reached CONNACK success (over the engine's life)."""
         self.limits = BrokerLimits()
         self.session_present = False
         self._isolating = False
@@ -208,8 +220,60 @@ class Engine:
         """The endpoint of the current or last attempt."""
         return self._endpoint
 
-    def open(self, endpoint: Endpoint, *, clean_start: bool) -> None:
-        """Start an attempt; the outcome arrives through the handler."""
+    def attempt(self, endpoint: Endpoint, *, clean_start: bool) -> Observable[Connected]:
+        """One attempt at ``endpoint``, started on subscription: emits ``Connected`` on CONNACK
+        success, then errors with :class:`AttemptEnded` when the attempt fails or its link is
+        lost. The end is delivered on a later loop iteration, never from inside the engine, so a
+        subscriber may start the next attempt from it. Unsubscribing does not close anything."""
+
+        def subscribe(
+            observer: abc.ObserverBase[Connected], scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            disposable = self._watch(observer)
+            self._start_attempt(endpoint, clean_start=clean_start)
+            return disposable
+
+        return reactivex.create(subscribe)
+
+    def current_attempt(self) -> Observable[Connected]:
+        """The attempt under way, as :meth:`attempt` reports it (``Connected`` at once when its
+        link is up): how a new subscriber takes over without a new attempt."""
+
+        def subscribe(
+            observer: abc.ObserverBase[Connected], scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            if self._phase is Phase.IDLE:
+                raise RuntimeError("engine: no attempt under way to watch")
+            disposable = self._watch(observer)
+            if self._phase is Phase.CONNECTED:
+                observer.on_next(self._connected_event())
+            return disposable
+
+        return reactivex.create(subscribe)
+
+    def _watch(self, observer: abc.ObserverBase[Connected]) -> abc.DisposableBase:
+        if self._watcher is not None:
+            self._watcher.disposed = True  # a new subscriber takes over
+        watcher = self._watcher = AttemptWatcher(observer)
+
+        def dispose() -> None:
+            watcher.disposed = True
+            if self._watcher is watcher:
+                self._watcher = None
+
+        return Disposable(dispose)
+
+    def _connected_event(self) -> Connected:
+        return Connected(self.session_present, str(self._endpoint))
+
+    def _attempt_ended(self, disconnect: Disconnect, *, was_connected: bool) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            error = AttemptEnded(disconnect, was_connected=was_connected)
+            self._loop.call_soon(watcher.ended, error)
+
+    def _start_attempt(self, endpoint: Endpoint, *, clean_start: bool) -> None:
+        """Start an attempt (see ``attempt``)."""
         self._move(Phase.OPENING)
         self._generation += 1
         self._closing = False
@@ -229,6 +293,7 @@ class Engine:
         """
         self._generation += 1
         self._closing = True
+        self._watcher = None  # (the owner knows why: nothing is reported)
         self._cancel_timers()
         if self._open_task is not None and not self._open_task.done():
             self._open_task.cancel()
@@ -446,7 +511,7 @@ class Engine:
         self._open_task = None
         self._move(Phase.IDLE)
         self._drop_socket()
-        self._handler.on_connect_failed(disconnect)
+        self._attempt_ended(disconnect, was_connected=False)
 
     # ----------------------------------------------------------------- socket plumbing
 
@@ -553,6 +618,7 @@ class Engine:
         for mid in orphans:
             self._pubrec_codes.pop(mid, None)
         self._move(Phase.CONNECTED)
+        self.connections += 1
         server_keep_alive = self.limits.server_keep_alive
         self._watchdog.start(
             self._settings.keep_alive if server_keep_alive is None else server_keep_alive
@@ -579,6 +645,9 @@ class Engine:
     def _after_connack(self, orphans: list[int]) -> None:
         if self._phase is Phase.CONNECTED:
             self._handler.on_connack(self.session_present, self.limits)
+            watcher = self._watcher
+            if watcher is not None and self._phase is Phase.CONNECTED:
+                watcher.connected(self._connected_event())
         for mid in orphans:  # (gone from paho: reported even if the link died meanwhile)
             self._handler.on_publish_uncertain(
                 mid,
@@ -619,8 +688,7 @@ class Engine:
         self._orphans = None
         if phase is Phase.CONNECTED:
             self._handler.on_connection_lost(disconnect)
-        else:
-            self._handler.on_connect_failed(disconnect)
+        self._attempt_ended(disconnect, was_connected=phase is Phase.CONNECTED)
 
     def _on_publish_packet(
         self,
