@@ -61,10 +61,16 @@ class _Watch:
     def __init__(self, engine: Engine, attempt: Observable[Connected]) -> None:
         self.engine = engine
         self.events: list[Connected] = []
+        self.up: asyncio.Future[Connected] = asyncio.get_running_loop().create_future()
         self.ended: asyncio.Future[AttemptEnded] = asyncio.get_running_loop().create_future()
         self.phase_at_end: Phase | None = None
         self.inside_engine = False
-        self.subscription = attempt.subscribe(self.events.append, self._on_error)
+        self.subscription = attempt.subscribe(self._on_next, self._on_error)
+
+    def _on_next(self, event: Connected) -> None:
+        self.events.append(event)
+        if not self.up.done():
+            self.up.set_result(event)
 
     def _on_error(self, error: Exception) -> None:
         assert isinstance(error, AttemptEnded)
@@ -125,10 +131,7 @@ async def test_an_attempt_emits_connected_then_errors_when_its_link_is_lost(
     handler = _Handler()
     engine, endpoint = _engine(rxmqtt_fault_proxy.host, rxmqtt_fault_proxy.port, handler)
     watch = _Watch(engine, engine.attempt(endpoint, clean_start=True))
-    for _ in range(200):
-        if watch.events:
-            break
-        await asyncio.sleep(0.025)
+    await asyncio.wait_for(watch.up, 10)
     assert [e.endpoint for e in watch.events] == [str(endpoint)]
     assert handler.connacks == [False], "the handler heard of the CONNACK first"
     assert engine.connections == 1
@@ -147,10 +150,7 @@ async def test_a_new_subscriber_takes_over_the_attempt_under_way(
     handler = _Handler()
     engine, endpoint = _engine(rxmqtt_fault_proxy.host, rxmqtt_fault_proxy.port, handler)
     first = _Watch(engine, engine.attempt(endpoint, clean_start=True))
-    for _ in range(200):
-        if first.events:
-            break
-        await asyncio.sleep(0.025)
+    await asyncio.wait_for(first.up, 10)
     assert engine.link_up
     first.subscription.dispose()
     second = _Watch(engine, engine.current_attempt())
@@ -177,10 +177,7 @@ async def test_close_ends_an_attempt_without_reporting_it(
     handler = _Handler()
     engine, endpoint = _engine(rxmqtt_mosquitto.host, rxmqtt_mosquitto.port, handler)
     watch = _Watch(engine, engine.attempt(endpoint, clean_start=True))
-    for _ in range(200):
-        if watch.events:
-            break
-        await asyncio.sleep(0.025)
+    await asyncio.wait_for(watch.up, 10)
     engine.close(send_disconnect=send_disconnect)
     await engine.wait_closed()
     await asyncio.sleep(0)  # (an end would be delivered on the next loop iteration)
