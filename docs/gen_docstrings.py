@@ -39,7 +39,7 @@ class RstToMarkdown(griffe.Extension):
         if docstring is None or getattr(docstring, "_rxmqtt_converted", False):
             return
         docstring.value = convert(docstring.value, obj)
-        docstring._rxmqtt_converted = True  # type: ignore[attr-defined]
+        docstring._rxmqtt_converted = True  # type: ignore[attr-defined]  # noqa: SLF001 - our mark
 
 
 def convert(text: str, obj: griffe.Object | None = None) -> str:

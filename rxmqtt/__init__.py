@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._aiter import Stream, StreamIterator, aiter
+    from .broker_limits import BrokerLimits
     from .connection import Connection
-    from .engine import BrokerLimits
     from .errors import (
         ConnectionClosedError,
         MessageDroppedError,
@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 # paho and a half-built optional dependency never breaks ``import rxmqtt``.
 _EXPORTS: dict[str, str] = {
     "Backoff": "policies",
-    "BrokerLimits": "engine",
+    "BrokerLimits": "broker_limits",
     "Closed": "lifecycle",
     "ConnectFailed": "lifecycle",
     "Connected": "lifecycle",

@@ -75,7 +75,7 @@ def aiter(
         raise TypeError(f"on_drop: must be callable or None, got {type(on_drop).__name__}")
     if not isinstance(source, Observable):
         raise TypeError(f"source: must be an Observable, got {type(source).__name__}")
-    own = source._on_drop if isinstance(source, Stream) else None
+    own = source._on_drop if isinstance(source, Stream) else None  # noqa: SLF001 - same module
     if own is not None and on_drop is not None:
         user_drop = on_drop
 
@@ -203,7 +203,7 @@ class StreamIterator(AsyncIterator[T], Generic[T]):
             inbox.done = True
             inbox.items.clear()
             inbox.error = None
-            inbox._wake()
+            inbox._wake()  # noqa: SLF001 - the inbox is this module's
         self._dispose()
 
     async def aclose(self) -> None:

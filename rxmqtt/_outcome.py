@@ -131,6 +131,16 @@ class Outcome(Observable[T], Generic[T]):
         return future.__await__()
 
 
+def settle_value(outcome: Outcome[T], value: T) -> None:
+    """The producer's side, kept off the public surface: settle ``outcome`` with ``value``."""
+    outcome._resolve(value)  # noqa: SLF001 - Outcome's producer side is this module's
+
+
+def settle_error(outcome: Outcome[Any], error: Exception) -> None:
+    """The producer's side, kept off the public surface: settle ``outcome`` with ``error``."""
+    outcome._fail(error)  # noqa: SLF001 - Outcome's producer side is this module's
+
+
 def _deliver(callbacks: _Callbacks, value: Any, error: Exception | None) -> None:
     """Call a subscriber's callbacks for the settlement, each fenced off like ``isolated()``."""
     on_next, on_error, on_completed = callbacks

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
-from ._outcome import Outcome
+from ._outcome import Outcome, settle_error, settle_value
 from .errors import (
     ConnectionClosedError,
     MessageDroppedError,
@@ -33,7 +33,7 @@ from .policies import (
 from .queue import DroppedMessage, DropReason, MemoryStore, OfflineQueue, QueuedMessage, QueueStats
 
 if TYPE_CHECKING:
-    from .engine import BrokerLimits
+    from .broker_limits import BrokerLimits
 
 Result = Outcome[PublishResult]
 
@@ -46,7 +46,7 @@ class Wire(Protocol):
     """What the publisher needs from the engine."""
 
     @property
-    def connected(self) -> bool: ...
+    def link_up(self) -> bool: ...
 
     @property
     def receive_maximum(self) -> int: ...
@@ -141,16 +141,12 @@ class Publisher:
         self._queue.set_policy(policy)
         self.publish_stats()
 
-    @property
-    def queue_policy(self) -> QueuePolicy:
-        return self._queue.policy
-
     # ------------------------------------------------------------------ publishing
 
     def publish(self, message: Message, result: Result) -> None:
         """Send now if the wire and the window allow, else queue (or drop by policy)."""
         if self._closed:
-            result._fail(ConnectionClosedError(f"publish to {message.topic!r}: closed"))
+            settle_error(result, ConnectionClosedError(f"publish to {message.topic!r}: closed"))
             return
         # QoS 0 promises no order relative to queued QoS 1/2, so it never waits behind them.
         # With a persistent store QoS 1/2 always pass through it, so a crash cannot lose them.
@@ -178,7 +174,7 @@ class Publisher:
 
     def _can_send(self, message: Message) -> bool:
         wire = self._wire
-        if wire is None or not wire.connected:
+        if wire is None or not wire.link_up:
             return False
         return message.qos == 0 or self._window_used < wire.receive_maximum
 
@@ -200,7 +196,7 @@ class Publisher:
         except Exception as exc:  # the wire cannot encode it: this publish fails, alone
             if item is not None:
                 self._queue.acknowledge(item.seq)
-            result._fail(exc)
+            settle_error(result, exc)
             return
         self._track(mid, _InFlight(message, result, self._clock(), item))
 
@@ -231,9 +227,9 @@ class Publisher:
             if entry.item is not None:
                 self._queue.acknowledge(entry.item.seq)
             if reason_code >= 0x80:
-                result._fail(PublishError(reason_code, reason, message.topic))
+                settle_error(result, PublishError(reason_code, reason, message.topic))
             else:
-                result._resolve(PublishResult(message.topic, message.qos, reason_code, reason))
+                settle_value(result, PublishResult(message.topic, message.qos, reason_code, reason))
         self.drain()
 
     def uncertain(self, mid: int, reason_code: int, reason: str) -> None:
@@ -244,7 +240,7 @@ class Publisher:
             return
         if entry.item is not None:
             self._queue.acknowledge(entry.item.seq)
-        entry.result._fail(MessageMayBeLostError(reason_code, reason, entry.message.topic))
+        settle_error(entry.result, MessageMayBeLostError(reason_code, reason, entry.message.topic))
         self.drain()
 
     def _give_up(
@@ -257,7 +253,7 @@ class Publisher:
     ) -> None:
         """End a publish the broker will not take: ``PublishRefusedError`` on its observable and
         an item on ``dropped`` (through the queue when it came from there)."""
-        result._fail(PublishRefusedError(reason_code, reason, message.topic))
+        settle_error(result, PublishRefusedError(reason_code, reason, message.topic))
         if item is None or self._queue.discard(item.seq, DropReason.REFUSED) is None:
             self._on_dropped(DroppedMessage(message, DropReason.REFUSED, self._clock()))
 
@@ -276,7 +272,9 @@ class Publisher:
 
     def _republish(self, entry: _InFlight) -> None:
         if self._closed:
-            entry.result._fail(ConnectionClosedError(f"publish to {entry.message.topic!r}: closed"))
+            settle_error(
+                entry.result, ConnectionClosedError(f"publish to {entry.message.topic!r}: closed")
+            )
             return
         if self._can_send(entry.message):
             assert self._wire is not None
@@ -294,7 +292,7 @@ class Publisher:
             self._queue.offer(entry.message, token=entry.result)
         self.publish_stats()
 
-    def connected(self) -> None:
+    def link_established(self) -> None:
         """A connection is up: restart the ack clocks (the wire re-sends what it holds) and
         drain the queue."""
         now = self._clock()
@@ -367,10 +365,11 @@ class Publisher:
         unacked, self._unacked = self._unacked, {}
         self._window_used = 0
         for entry in unacked.values():
-            entry.result._fail(
+            settle_error(
+                entry.result,
                 ConnectionClosedError(
                     f"closed before the broker acknowledged the publish to {entry.message.topic!r}"
-                )
+                ),
             )
         self._queue.close()
         self.publish_stats(now=True)
@@ -408,7 +407,7 @@ class Publisher:
             ),
             None,
         )
-        if overdue is not None and wire.connected:
+        if overdue is not None and wire.link_up:
             mid, entry = overdue
             wire.abort(
                 Disconnect(
@@ -426,7 +425,7 @@ class Publisher:
 
     def _queue_dropped(self, dropped: DroppedMessage, item: QueuedMessage) -> None:
         if isinstance(item.token, Outcome):
-            item.token._fail(_drop_error(dropped))
+            settle_error(item.token, _drop_error(dropped))
         self._on_dropped(dropped)
 
     def publish_stats(self, *, now: bool = False) -> None:
@@ -438,7 +437,7 @@ class Publisher:
         behind) instead of three times per message. ``now`` reports at once (closing does, so
         the final numbers precede the stream's completion)."""
         wire = self._wire
-        if now or wire is None or self._call_later is None or not wire.connected:
+        if now or wire is None or self._call_later is None or not wire.link_up:
             self._emit_stats()
         elif not self._stats_scheduled:
             self._stats_scheduled = True

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from reactivex import abc
 
-from ._outcome import Outcome
+from ._outcome import Outcome, settle_error, settle_value
 from .errors import SubscribeError
 from .message import Message
 from .subscription_options import SubscriptionOptions
@@ -120,7 +120,7 @@ class SubscriptionRegistry:
         self._unsubscribe_due.clear()
         return filters
 
-    def connected(self) -> None:
+    def link_established(self) -> None:
         """A new connection: a SUBSCRIBE or UNSUBSCRIBE whose acknowledgement never came may not
         have reached the broker, so what was sent and not acknowledged is due again (unless
         ``messages()`` changed its mind about that filter in the meantime)."""
@@ -177,7 +177,7 @@ class SubscriptionRegistry:
                 sub.granted_qos = code
                 waiters, sub.waiters = sub.waiters, []
                 for waiter in waiters:
-                    waiter._resolve(code)
+                    settle_value(waiter, code)
             else:
                 self.refuse(sub, SubscribeError(code, reason, sub.topic_filter))
 
@@ -193,7 +193,7 @@ class SubscriptionRegistry:
         self._unsent.pop(sub.topic_filter, None)
         waiters, sub.waiters = sub.waiters, []
         for waiter in waiters:
-            waiter._fail(error)
+            settle_error(waiter, error)
         for observer in observers:
             observer.on_error(error)
 

@@ -42,6 +42,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
+from ._checks import check_int_between
 from .policies import (
     Backoff,
     Drain,
@@ -97,13 +98,6 @@ class PresetOverrides(TypedDict, total=False):
     maximum_packet_size: int | None
 
 
-def _check_int(name: str, value: object, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}: must be an int, got {value!r}")
-    if not low <= value <= high:
-        raise ValueError(f"{name}: must be between {low} and {high}, got {value!r}")
-
-
 @dataclass(frozen=True)
 class Preset:
     """Everything one application type needs: connection policies and session settings.
@@ -150,8 +144,8 @@ class Preset:
             value = getattr(self, field_name)
             if not isinstance(value, kind):
                 raise TypeError(f"{field_name}: must be a {kind.__name__}, got {value!r}")
-        _check_int("keep_alive", self.keep_alive, 0, _MAX_UINT16)
-        _check_int("session_expiry", self.session_expiry, 0, _MAX_UINT32)
+        check_int_between("keep_alive", self.keep_alive, 0, _MAX_UINT16)
+        check_int_between("session_expiry", self.session_expiry, 0, _MAX_UINT32)
         if not isinstance(self.clean_start, bool):
             raise TypeError(f"clean_start: must be a bool, got {self.clean_start!r}")
         timeout: object = self.connect_timeout
@@ -160,9 +154,9 @@ class Preset:
         if not (math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"connect_timeout: must be > 0 seconds, got {timeout!r}")
         if self.receive_maximum is not None:
-            _check_int("receive_maximum", self.receive_maximum, 1, _MAX_UINT16)
+            check_int_between("receive_maximum", self.receive_maximum, 1, _MAX_UINT16)
         if self.maximum_packet_size is not None:
-            _check_int("maximum_packet_size", self.maximum_packet_size, 1, _MAX_UINT32)
+            check_int_between("maximum_packet_size", self.maximum_packet_size, 1, _MAX_UINT32)
 
     # ------------------------------------------------------------------ deriving
 

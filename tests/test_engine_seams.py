@@ -73,6 +73,56 @@ def test_paho_seams_present_notices_a_missing_seam(
 ) -> None:
     monkeypatch.delattr(target)
     assert not rx_engine.paho_seams_present()
+    name = target.rsplit(".", 1)[1]
+    assert any(name in problem for problem in rx_engine.missing_paho_seams())
+
+
+def test_every_method_the_adapter_overrides_is_checked() -> None:
+    """A new override of a paho private method must be listed in the seam check."""
+    from rxmqtt.engine._paho_client import _PahoClient
+    from rxmqtt.engine._seam_check import ADAPTER_NAMES, METHODS
+
+    own = {name for name in vars(_PahoClient) if not name.startswith("__")}
+    assert own - set(METHODS) - set(ADAPTER_NAMES) == set()
+
+
+def test_a_changed_signature_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import paho.mqtt.client as paho
+
+    def send_puback(self: Any, mid: int, reason_code: int) -> None:
+        raise AssertionError("never called")
+
+    monkeypatch.setattr(paho.Client, "_send_puback", send_puback)
+    assert rx_engine.missing_paho_seams() == [
+        "Client._send_puback('mid', 'reason_code') no longer takes ('mid')"
+    ]
+
+
+def test_a_changed_packet_record_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import paho.mqtt.client as paho
+
+    queue = paho.Client._packet_queue
+
+    def packet_queue(
+        self: Any, command: int, packet: Any, mid: int, qos: int, info: Any = None
+    ) -> Any:
+        rc = queue(self, command, packet, mid, qos, info)
+        self._out_packet[-1]["retries"] = 0
+        return rc
+
+    monkeypatch.setattr(paho.Client, "_packet_queue", packet_queue)
+    (problem,) = rx_engine.missing_paho_seams()
+    assert problem.startswith("Client._out_packet entries have keys")
+    assert "retries" in problem
+
+
+def test_a_paho_name_the_adapter_would_shadow_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import paho.mqtt.client as paho
+
+    monkeypatch.setattr(paho.Client, "publish_sink", None, raising=False)
+    assert rx_engine.missing_paho_seams() == [
+        "Client.publish_sink now exists in paho (the adapter would shadow it)"
+    ]
 
 
 def test_engine_knows_the_paho_version() -> None:
@@ -86,8 +136,9 @@ async def test_starting_without_the_seams_fails_loudly_naming_the_paho_version(
     monkeypatch.delattr("paho.mqtt.client.Client._create_socket")
     conn = Connection(ConnectionSettings(host="127.0.0.1", port=1, client_id="seamless"))
     try:
-        with pytest.raises(RuntimeError, match=rf"paho-mqtt {PAHO_VERSION}"):
+        with pytest.raises(RuntimeError, match=rf"paho-mqtt {PAHO_VERSION}") as raised:
             conn.start()
+        assert "Client._create_socket() is gone" in str(raised.value)
     finally:
         await conn.close()
 
@@ -287,8 +338,8 @@ def _client_with_buffer(data: bytes) -> tuple[Any, list[tuple[str, bytes]]]:
 
     client = _PahoClient(CallbackAPIVersion.VERSION2, client_id="reader", protocol=paho.MQTTv5)
     got: list[tuple[str, bytes]] = []
-    client.rx_on_publish = lambda topic, payload, *_: got.append((topic, payload))
-    client._rx_buf, client._rx_pos = data, 0
+    client.publish_sink = lambda topic, payload, *_: got.append((topic, payload))
+    client._read_buf, client._read_pos = data, 0
     return client, got
 
 
@@ -310,7 +361,7 @@ def test_whole_buffered_packets_are_handled_without_paho_reader(
     assert got == [("a/1", b"one"), ("a/2", b"two")]
     assert client._in_packet["command"] == 0, "the packet record is reset after each"
     assert client._handle_buffered_packet() is None, "a partial packet waits for paho's reader"
-    assert client._rx_buf[client._rx_pos :] == partial
+    assert client._read_buf[client._read_pos :] == partial
 
 
 def test_a_fifth_length_byte_is_left_to_paho_to_refuse() -> None:
@@ -356,7 +407,7 @@ def test_the_reader_delivers_every_packet_however_the_stream_is_cut(
     for _ in range(10 * len(stream)):
         if client._packet_read() not in (0, -1):  # success, or "wait for more bytes"
             raise AssertionError("the reader reported an error for a valid stream")
-        if not chunks and not client.rx_buffered and client._in_packet["command"] == 0:
+        if not chunks and not client.has_buffered_input and client._in_packet["command"] == 0:
             break
     assert got == messages
 
@@ -396,7 +447,7 @@ def test_plain_qos0_publish_is_encoded_exactly_as_paho_encodes_it(
     """The fast path writes the very bytes paho would (remaining lengths of 1-4 bytes)."""
     payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
     ours, theirs = _offline_writer(), _offline_writer()
-    mid = ours.rx_publish_plain_qos0(topic, payload, retain)
+    mid = ours.publish_plain_qos0(topic, payload, retain)
     assert mid == 1
     theirs.publish(topic, payload, 0, retain)
     assert ours._out_packet[-1]["packet"] == theirs._out_packet[-1]["packet"]

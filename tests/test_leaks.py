@@ -106,7 +106,7 @@ def _snapshot(conn: Connection) -> dict[str, int]:
         "queued": len(publisher._queue),
         "paho_out": len(paho._out_messages),
         "paho_in": len(paho._in_messages),
-        "pubrec_codes": len(paho.rx_pubrec_codes),
+        "pubrec_codes": len(engine._pubrec_codes),
         "lifecycle_observers": _observers(conn._lifecycle),
         "state_observers": _observers(conn._states),
         "stats_observers": _observers(conn._stats),

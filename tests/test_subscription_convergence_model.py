@@ -95,7 +95,7 @@ class Convergence(RuleBasedStateMachine):
         self.connected = True
         if not session_present:
             self.broker.held.clear()
-        self.registry.connected()
+        self.registry.link_established()
         if not session_present:
             self.registry.session_lost()
         self.send_due()

@@ -25,10 +25,11 @@ from reactivex.subject import ReplaySubject, Subject
 from .._aiter import Stream
 from .._grace_buffer import GraceBuffer
 from .._isolate import isolated
-from .._outcome import Outcome
+from .._outcome import Outcome, settle_error, settle_value
 from .._publisher import Publisher
 from .._subscriptions import Subscription, SubscriptionRegistry
-from ..engine import BrokerLimits, Engine
+from ..broker_limits import BrokerLimits
+from ..engine import Engine
 from ..errors import ConnectionClosedError, MqttError, SubscribeError
 from ..lifecycle import (
     Closed,
@@ -290,7 +291,7 @@ class Connection:
                 asyncio.run_coroutine_threadsafe(self.close(end_session=end_session), self._loop)
             )
             return
-        was_connected = self._engine is not None and self._engine.connected
+        was_connected = self._engine is not None and self._engine.link_up
         self._finish_close(was_connected=was_connected, end_session=end_session)
         if self._engine is not None:
             await self._engine.wait_closed()  # the broker got DISCONNECT and closed its side
@@ -322,7 +323,7 @@ class Connection:
         for sub in self._subscriptions.all():
             waiters, sub.waiters = sub.waiters, []
             for waiter in waiters:
-                waiter._fail(closed)
+                settle_error(waiter, closed)
         holds, self._holds = self._holds, {}
         for held in holds.values():
             for message in held.take():
@@ -504,11 +505,11 @@ class Connection:
         self, topic_filter: str, qos: int, wanted: dict[str, Any], granted: Outcome[int]
     ) -> None:
         if self._closed:
-            granted._fail(ConnectionClosedError(f"subscribe({topic_filter!r}): closed"))
+            settle_error(granted, ConnectionClosedError(f"subscribe({topic_filter!r}): closed"))
             return
         conflict = self._conflict(topic_filter, wanted)
         if conflict is not None:
-            granted._fail(conflict)
+            settle_error(granted, conflict)
             return
         held = self._holds.get(topic_filter)
         if held is None:
@@ -530,13 +531,13 @@ class Connection:
         if sub is None:  # refused at once (the CONNACK said the broker cannot have it)
             return
         if sub.granted and sub.granted_qos is not None:
-            granted._resolve(sub.granted_qos)
+            settle_value(granted, sub.granted_qos)
         else:
             sub.waiters.append(granted)
 
     def _refused(self, topic_filter: str, granted: Outcome[int], error: Exception) -> None:
         self._holds.pop(topic_filter, None)
-        granted._fail(error)
+        settle_error(granted, error)
 
     def _release(self, topic_filter: str) -> None:
         held = self._holds.pop(topic_filter, None)
@@ -550,7 +551,7 @@ class Connection:
         if waiters and self._subscriptions.get(topic_filter) is not sub:
             error = MqttError(f"unsubscribe({topic_filter!r}) came before the broker granted it")
             for waiter in waiters:
-                waiter._fail(error)
+                settle_error(waiter, error)
 
     def _conflict(self, topic_filter: str, wanted: dict[str, Any]) -> ValueError | None:
         return _conflict(self._subscriptions.get(topic_filter), wanted)
@@ -570,7 +571,7 @@ class Connection:
         """Send the UNSUBSCRIBEs and SUBSCRIBEs that bring the broker's view to what
         ``messages()`` holds; while offline they wait for the next CONNACK."""
         engine = self._engine
-        if engine is None or not engine.connected:
+        if engine is None or not engine.link_up:
             return
         filters = self._subscriptions.unsubscribes_due()
         if filters:
@@ -632,24 +633,19 @@ class Connection:
     def on_connack(self, session_present: bool, limits: BrokerLimits) -> None:
         assert self._engine is not None
         connected = Connected(session_present, str(self._engine.endpoint))
-        had_connected = self._reconnect_loop.connected()
+        had_connected = self._engine.connections > 1
         self._emit(connected)
         self._grace.open_window()
-        self._subscriptions.connected()
+        self._subscriptions.link_established()
         if not session_present:
             self._subscriptions.session_lost()
             if had_connected and self._settings.session_expiry > 0:
                 self._emit(SessionLost())
         self._send_due()
-        self._publisher.connected()
-        self._reconnect_loop.adopt(connected)
-
-    def on_connect_failed(self, disconnect: Disconnect) -> None:
-        self._reconnect_loop.connect_failed(disconnect)
+        self._publisher.link_established()
 
     def on_connection_lost(self, disconnect: Disconnect) -> None:
         self._publisher.link_lost(disconnect)
-        self._reconnect_loop.connection_lost(disconnect)
 
     def on_message(self, message: Message) -> None:
         if self._subscriptions.dispatch(message):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..engine import BrokerLimits
+from ..broker_limits import BrokerLimits
 from ..message import NO_PROPERTIES, Message, PublishProperties, check_qos
 from ..topics import validate_topic
 

@@ -1,9 +1,13 @@
-"""The reconnect loop: the :class:`ReconnectPolicy` applied to the engine as an Rx pipeline.
+"""The reconnect loop: the :class:`ReconnectPolicy` applied to the engine as one Rx pipeline.
 
-One connection attempt is an observable that emits ``Connected`` on CONNACK success and errors
-with ``AttemptEnded`` when the attempt fails or the link is later lost;
-:func:`rxmqtt.operators.retry_with_backoff` re-subscribes to it as the policy says. Within one
-backoff round every endpoint is tried at once (failover costs no extra wait).
+    defer(round)                     a round: the attempt under way (adopted), or one attempt per
+                                     endpoint, failing over at once (``catch`` -> next endpoint)
+      .pipe(retry_with_backoff(...)) wait per the policy after a failed round or a lost link
+                                     (``Connected`` resets the backoff), then defer again
+
+An attempt is ``Engine.attempt(endpoint)``: it emits ``Connected`` on CONNACK success and errors
+with ``AttemptEnded`` when the attempt fails or its link is lost, so a loss is just the end of
+the attempt observable, and the retry re-subscribes (a new round) after the backoff wait.
 """
 
 from __future__ import annotations
@@ -14,10 +18,10 @@ from collections.abc import Callable
 
 import reactivex
 from reactivex import Observable, abc
-from reactivex.disposable import Disposable
+from reactivex import operators as ops
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
-from ..engine import Engine
+from ..engine import AttemptEnded, Engine
 from ..errors import RetriesExhausted
 from ..lifecycle import (
     Connected,
@@ -43,19 +47,10 @@ MAX_REDIRECTS = 5
 pair sending the client back and forth must not keep it busy forever)."""
 
 
-class AttemptEnded(Exception):
-    """The error one attempt observable ends with: the attempt failed or the link was lost."""
-
-    def __init__(self, disconnect: Disconnect, *, was_connected: bool) -> None:
-        super().__init__(str(disconnect))
-        self.disconnect = disconnect
-        self.was_connected = was_connected
-
-
 class ReconnectLoop:
     """Opens connection attempts on the engine and retries them per the policy, reporting each
     step (``Connecting``, ``ConnectFailed``, ``Disconnected`` with its retry delay, ``GaveUp``)
-    through ``emit``. The connection tells it what the engine reported."""
+    through ``emit``. It hears how each attempt went from the attempt observable alone."""
 
     def __init__(
         self,
@@ -69,14 +64,12 @@ class ReconnectLoop:
         self._emit = emit
         self._engine: Engine | None = None
         self._scheduler: AsyncIOScheduler | None = None
-        self._attempt_observer: abc.ObserverBase[Connected] | None = None
         self._subscription: abc.DisposableBase | None = None
         self._attempts_since_connected = 0
         self._endpoint_index = 0
         self._round_failures = 0
         """Endpoints that failed since the retry loop last (re)subscribed: a backoff step is a
         round over every endpoint, so failing over to the next one costs no extra wait."""
-        self._ever_connected = False
         self._redirect: Endpoint | None = None
         """Where the next attempt goes instead of the configured endpoints (once)."""
         self._redirects = 0
@@ -84,7 +77,7 @@ class ReconnectLoop:
     @property
     def ever_connected(self) -> bool:
         """Whether any attempt reached CONNACK success."""
-        return self._ever_connected
+        return self._engine is not None and self._engine.connections > 0
 
     # ------------------------------------------------------------------ control
 
@@ -107,12 +100,11 @@ class ReconnectLoop:
         if self._subscription is not None:
             self._subscription.dispose()
             self._subscription = None
-        self._attempt_observer = None
 
     def _subscribe(self) -> None:
         policy = self._policy
         self._subscription = (
-            self._attempt()
+            reactivex.defer(self._round)
             .pipe(
                 retry_with_backoff(
                     policy.backoff,
@@ -123,96 +115,65 @@ class ReconnectLoop:
                     on_retry=self._on_retry,
                 )
             )
-            .subscribe(on_error=self._on_gave_up, scheduler=self._scheduler)
+            .subscribe(
+                on_next=self._on_connected, on_error=self._on_gave_up, scheduler=self._scheduler
+            )
         )
 
-    # ------------------------------------------------------------------ what the engine said
+    # ------------------------------------------------------------------ one round
 
-    def connected(self) -> bool:
-        """CONNACK success; returns whether an earlier connection had succeeded. Call
-        :meth:`adopt` once the connection has done its own CONNACK work."""
-        had_connected = self._ever_connected
-        self._ever_connected = True
-        self._attempts_since_connected = 0
-        self._redirects = 0
-        return had_connected
+    def _round(self, _scheduler: abc.SchedulerBase | None = None) -> Observable[Connected]:
+        """One backoff step: the attempt under way when there is one (a new policy takes it
+        over), else a round over the endpoints."""
+        engine = self._engine
+        assert engine is not None
+        if engine.link_up or engine.attempt_in_progress:
+            return engine.current_attempt().pipe(ops.catch(self._after_end))
+        self._round_failures = 0
+        return self._next_attempt()
 
-    def adopt(self, event: Connected) -> None:
-        """Hand the successful attempt to the retry pipeline (which resets its backoff)."""
-        observer = self._attempt_observer
-        if observer is not None:
-            observer.on_next(event)
-
-    def connect_failed(self, disconnect: Disconnect) -> None:
-        """The attempt ended before CONNACK success: fail over, or end the attempt."""
-        ended = AttemptEnded(self._with_fatality(disconnect, "CONNACK"), was_connected=False)
-        if self._redirect is None:
-            self._endpoint_index += 1
-            self._round_failures += 1
-        if (
-            not ended.disconnect.fatal
-            and (self._redirect is not None or self._round_failures < len(self._endpoints))
-            and self._attempt_observer is not None
-        ):
-            # Fail over (or follow a redirection) at once: the backoff waits between rounds
-            # over all endpoints.
-            self._emit(_failure_event(ended, self._attempts_since_connected, 0.0))
-            self._open_attempt()
-            return
-        self._end_attempt(ended)
-
-    def connection_lost(self, disconnect: Disconnect) -> None:
-        """An established connection ended."""
-        self._end_attempt(
-            AttemptEnded(self._with_fatality(disconnect, "DISCONNECT"), was_connected=True)
-        )
-
-    # ------------------------------------------------------------------ the attempt observable
-
-    def _attempt(self) -> Observable[Connected]:
-        """One connection attempt as an observable: emits ``Connected`` on CONNACK success,
-        errors with ``AttemptEnded`` when the attempt fails or the link is later lost."""
-
-        def subscribe(
-            observer: abc.ObserverBase[Connected], scheduler: abc.SchedulerBase | None = None
-        ) -> abc.DisposableBase:
-            engine = self._engine
-            assert engine is not None
-            self._attempt_observer = observer
-
-            def dispose() -> None:
-                if self._attempt_observer is observer:
-                    self._attempt_observer = None
-
-            if engine.connected:  # a new policy adopts the live connection
-                observer.on_next(Connected(engine.session_present, str(engine.endpoint)))
-            elif not engine.attempt_in_progress:  # (or adopts the attempt under way)
-                self._round_failures = 0
-                self._open_attempt()
-            return Disposable(dispose)
-
-        return reactivex.create(subscribe)
-
-    def _open_attempt(self) -> None:
+    def _next_attempt(self) -> Observable[Connected]:
         engine = self._engine
         assert engine is not None
         self._attempts_since_connected += 1
         endpoint = self._redirect or self._endpoints[self._endpoint_index % len(self._endpoints)]
         self._redirect = None  # a transient endpoint: the configured ones come next
         self._emit(Connecting(self._attempts_since_connected, str(endpoint)))
-        engine.open(endpoint, clean_start=self._clean_start and not self._ever_connected)
+        return engine.attempt(
+            endpoint, clean_start=self._clean_start and engine.connections == 0
+        ).pipe(ops.catch(self._after_end))
 
-    def _end_attempt(self, error: AttemptEnded) -> None:
-        observer, self._attempt_observer = self._attempt_observer, None
-        if observer is not None:
-            observer.on_error(error)
+    def _after_end(self, error: Exception, _source: Observable[Connected]) -> Observable[Connected]:
+        """An attempt ended: judge it (fatal? a redirection?), then fail over to the next
+        endpoint at once, or end the round with the error for the retry to judge."""
+        if not isinstance(error, AttemptEnded):
+            return reactivex.throw(error)
+        if error.was_connected:
+            disconnect = self._with_fatality(error.disconnect, "DISCONNECT")
+            return reactivex.throw(AttemptEnded(disconnect, was_connected=True))
+        ended = AttemptEnded(self._with_fatality(error.disconnect, "CONNACK"), was_connected=False)
+        if self._redirect is None:
+            self._endpoint_index += 1
+            self._round_failures += 1
+        if not ended.disconnect.fatal and (
+            self._redirect is not None or self._round_failures < len(self._endpoints)
+        ):
+            # Fail over (or follow a redirection) at once: the backoff waits between rounds
+            # over all endpoints.
+            self._emit(_failure_event(ended, self._attempts_since_connected, 0.0))
+            return reactivex.defer(lambda _: self._next_attempt())
+        return reactivex.throw(ended)
+
+    def _on_connected(self, _event: Connected) -> None:
+        self._attempts_since_connected = 0
+        self._redirects = 0
 
     def _is_retriable(self, error: Exception) -> bool:
         if not isinstance(error, AttemptEnded):
             return False
         if error.disconnect.fatal:
             return False
-        return self._ever_connected or self._policy.retry_first_connect
+        return self.ever_connected or self._policy.retry_first_connect
 
     def _with_fatality(self, disconnect: Disconnect, packet: ReasonPacket) -> Disconnect:
         if (

@@ -5,26 +5,33 @@ is opened asynchronously (TCP connect and TLS handshake never block the loop), h
 and registered with the loop (``add_reader``/``add_writer``); ``loop_misc`` runs on a timer.
 Every callback into the :class:`EngineHandler` therefore runs on the loop's thread.
 
-The engine knows one attempt at a time. It reports each attempt's outcome exactly once: either
-``on_connect_failed`` (before a successful CONNACK) or ``on_connack`` followed, later, by exactly
-one ``on_connection_lost`` -- unless the owner ended it with :meth:`Engine.close`, which reports
-nothing. Reconnecting, backoff and queueing are the owner's business (``connection.py``).
+The engine knows one attempt at a time, and each attempt is an Observable
+(:meth:`Engine.attempt`): ``Connected`` on CONNACK success, then an ``AttemptEnded`` error when
+the attempt fails or its link is lost -- unless the owner ended it with :meth:`Engine.close`,
+which reports nothing. Reconnecting (a pipeline over attempts), backoff and queueing are the
+owner's business (``rxmqtt/connection``).
 
-Modules: ``_engine`` (the Engine), ``_paho_client`` (paho's client with the engine's seams),
-``_sockets`` (non-blocking connect and TLS, and a close that does not reset),
-``_disconnects`` (why an attempt or a connection ended), ``_convert`` (paho types to ours and
-back).
+Events flow one way: socket -> paho adapter (``_paho_client``, whose discoveries arrive as
+``_adapter_events``) -> ``Engine`` (whose life is the table in ``_phase``) -> its handler (the
+connection).
+
+Modules: ``_engine`` (the Engine), ``_attempt`` (an attempt's end), ``_phase`` (its phases and
+allowed transitions), ``_paho_client`` (paho's client with the engine's seams: every private
+paho access), ``_seam_check`` (what the seam relies on in paho, checked at start),
+``_adapter_events`` (what the adapter tells the engine), ``_watchdog`` (keep-alive), ``_linger``
+(a close that does not reset), ``_sockets`` (non-blocking connect and TLS), ``_disconnects``
+(why an attempt or a connection ended), ``_convert`` (paho types to ours and back).
 """
 
+from ._attempt import AttemptEnded
 from ._convert import (
     KEEP_ALIVE_TIMEOUT,
     PROTOCOL_ERROR,
     UNSPECIFIED_ERROR,
-    BrokerLimits,
-    reason_name,
 )
 from ._engine import Engine, EngineHandler
 from ._paho_client import PAHO_VERSION, PAHO_VERSION_TEXT, paho_seams_present
+from ._seam_check import missing_paho_seams
 
 __all__ = [
     "KEEP_ALIVE_TIMEOUT",
@@ -32,9 +39,9 @@ __all__ = [
     "PAHO_VERSION_TEXT",
     "PROTOCOL_ERROR",
     "UNSPECIFIED_ERROR",
-    "BrokerLimits",
+    "AttemptEnded",
     "Engine",
     "EngineHandler",
+    "missing_paho_seams",
     "paho_seams_present",
-    "reason_name",
 ]

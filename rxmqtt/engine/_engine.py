@@ -12,22 +12,33 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import paho.mqtt.client as paho
+import reactivex
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
+from reactivex import Observable, abc
+from reactivex.disposable import Disposable
 
+from ..broker_limits import BrokerLimits
 from ..errors import NotConnectedError
-from ..lifecycle import Disconnect, DisconnectSource
+from ..lifecycle import Connected, Disconnect, DisconnectSource
 from ..message import NO_PROPERTIES, Message, PublishProperties
 from ..settings import ConnectionSettings, Endpoint
 from ..subscription_options import SubscriptionOptions
+from ._adapter_events import (
+    AdapterEvent,
+    ConnackHandled,
+    PacketRefused,
+    PubrecReceived,
+    SocketFailed,
+)
+from ._attempt import AttemptEnded, AttemptWatcher
 from ._convert import (
     KEEP_ALIVE_TIMEOUT,
     PACKET_ID_NOT_FOUND,
     UNSPECIFIED_ERROR,
-    BrokerLimits,
     _from_paho_properties,
     _limits_from,
     _properties,
@@ -35,14 +46,14 @@ from ._convert import (
     connect_properties,
 )
 from ._disconnects import connection_end, open_failure
-from ._paho_client import PAHO_VERSION_TEXT, _PahoClient, paho_seams_present
-from ._sockets import close_after_peer, open_socket
+from ._linger import LINGER_SECONDS, Linger
+from ._paho_client import PAHO_VERSION_TEXT, _PahoClient
+from ._phase import Phase, checked
+from ._seam_check import missing_paho_seams
+from ._sockets import open_socket
+from ._watchdog import KeepAliveWatchdog
 
 log = logging.getLogger("rxmqtt.engine")
-
-
-_LINGER_SECONDS = 1.0
-"""How long a graceful close waits for the broker to close its side after our DISCONNECT."""
 
 _MAX_READS_PER_EVENT = 256
 """Packets read per readiness event before yielding to the loop, so one busy socket cannot
@@ -50,13 +61,17 @@ starve everything else on it."""
 
 
 class EngineHandler(Protocol):
-    """What the engine reports; every call happens on the loop's thread."""
+    """What the engine reports about the link's traffic; every call happens on the loop's thread.
+    (How each attempt ends is told by its observable, :meth:`Engine.attempt`.)"""
 
-    def on_connack(self, session_present: bool, limits: BrokerLimits) -> None: ...
+    def on_connack(self, session_present: bool, limits: BrokerLimits) -> None:
+        """CONNACK success, once paho re-sent the session's packets; the attempt observable
+        emits ``Connected`` right after this returns."""
+        ...
 
-    def on_connect_failed(self, disconnect: Disconnect) -> None: ...
-
-    def on_connection_lost(self, disconnect: Disconnect) -> None: ...
+    def on_connection_lost(self, disconnect: Disconnect) -> None:
+        """An established link ended; the attempt observable errors after this returns."""
+        ...
 
     def on_message(self, message: Message) -> None: ...
 
@@ -111,12 +126,12 @@ class Engine:
         *,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        if not paho_seams_present():
+        missing = missing_paho_seams()
+        if missing:
             raise RuntimeError(
-                "rxmqtt.engine relies on paho-mqtt internals (Client._create_socket, "
-                "Client._handle_pubrec, _packet.decode_pubrec) that paho-mqtt "
-                f"{PAHO_VERSION_TEXT} does not have; install a paho-mqtt 2.x release rxmqtt "
-                "supports"
+                f"rxmqtt.engine relies on paho-mqtt internals that paho-mqtt {PAHO_VERSION_TEXT} "
+                f"does not have: {'; '.join(missing)}. Install a paho-mqtt release rxmqtt "
+                "supports (see its pyproject.toml)"
             )
         self._settings = settings
         self._loop = loop
@@ -126,6 +141,7 @@ class Engine:
             CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
             protocol=paho.MQTTv5,
+            events=self._on_adapter_event,
         )
         self._client.suppress_exceptions = True
         self._client.max_queued_messages_set(0)
@@ -139,7 +155,7 @@ class Engine:
         client.on_connect = _logged(self._on_connect)
         client.on_disconnect = _logged(self._on_disconnect)
         client.on_message = _logged(self._on_message)
-        client.rx_on_publish = self._on_publish_packet
+        client.publish_sink = self._on_publish_packet
         client.on_publish = _logged(self._on_publish)
         client.on_subscribe = _logged(self._on_subscribe)
         client.on_unsubscribe = _logged(self._on_unsubscribe)
@@ -151,19 +167,28 @@ class Engine:
                 will_props.WillDelayInterval = will.delay_interval
             self._client.will_set(will.topic, will.payload, will.qos, will.retain, will_props)
 
-        self._phase = "idle"  # idle | opening | awaiting_connack | connected
+        self._phase = Phase.IDLE
         self._generation = 0
+        """Counts attempts and their ends: a late callback of an earlier attempt does nothing."""
         self._open_task: asyncio.Task[None] | None = None
         self._connack_timer: asyncio.TimerHandle | None = None
-        self._misc_timer: asyncio.TimerHandle | None = None
-        self._sock: socket.socket | ssl.SSLSocket | None = None
+        self._watchdog = KeepAliveWatchdog(
+            self._loop.call_later, self._clock, self._client.loop_misc, self._keep_alive_expired
+        )
+        self._linger = Linger(loop)
         self._abort_reason: Disconnect | None = None
+        """Why the link is ending, when we know better than paho's on_disconnect will say."""
+        self._socket_error: OSError | None = None
+        self._pubrec_codes: dict[int, tuple[int, str]] = {}
+        """The PUBREC reason code of each QoS 2 publish (paho keeps only whether it failed)."""
+        self._orphans: list[int] | None = None
+        """QoS 2 packet ids the CONNACK orphaned, reported once paho finished the CONNACK."""
         self._closing = False
-        self._last_inbound = 0.0
-        self._keep_alive = settings.keep_alive
         self._endpoint: Endpoint | None = None
-        self._lingering = False
-        self._linger_done: asyncio.Future[None] | None = None
+        self._watcher: AttemptWatcher | None = None
+        """Who subscribed to the attempt under way (see ``attempt``)."""
+        self.connections = 0
+        """How many attempts reached CONNACK success (over the engine's life)."""
         self.limits = BrokerLimits()
         self.session_present = False
         self._isolating = False
@@ -171,9 +196,14 @@ class Engine:
     # ----------------------------------------------------------------- public surface
 
     @property
-    def connected(self) -> bool:
+    def phase(self) -> Phase:
+        """Where the current attempt is (see ``_phase.TRANSITIONS``)."""
+        return self._phase
+
+    @property
+    def link_up(self) -> bool:
         """A CONNACK accepted the current attempt and the link has not been lost since."""
-        return self._phase == "connected"
+        return self._phase is Phase.CONNECTED
 
     @property
     def receive_maximum(self) -> int:
@@ -183,22 +213,71 @@ class Engine:
     @property
     def attempt_in_progress(self) -> bool:
         """An attempt is opening the socket or waiting for CONNACK."""
-        return self._phase in ("opening", "awaiting_connack")
+        return self._phase in (Phase.OPENING, Phase.AWAITING_CONNACK)
 
     @property
     def endpoint(self) -> Endpoint | None:
         """The endpoint of the current or last attempt."""
         return self._endpoint
 
-    def open(self, endpoint: Endpoint, *, clean_start: bool) -> None:
-        """Start an attempt; the outcome arrives through the handler."""
-        if self._phase != "idle":
-            raise RuntimeError(f"engine: open() while {self._phase}")
+    def attempt(self, endpoint: Endpoint, *, clean_start: bool) -> Observable[Connected]:
+        """One attempt at ``endpoint``, started on subscription: emits ``Connected`` on CONNACK
+        success, then errors with :class:`AttemptEnded` when the attempt fails or its link is
+        lost. The end is delivered on a later loop iteration, never from inside the engine, so a
+        subscriber may start the next attempt from it. Unsubscribing does not close anything."""
+
+        def subscribe(
+            observer: abc.ObserverBase[Connected], scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            disposable = self._watch(observer)
+            self._start_attempt(endpoint, clean_start=clean_start)
+            return disposable
+
+        return reactivex.create(subscribe)
+
+    def current_attempt(self) -> Observable[Connected]:
+        """The attempt under way, as :meth:`attempt` reports it (``Connected`` at once when its
+        link is up): how a new subscriber takes over without a new attempt."""
+
+        def subscribe(
+            observer: abc.ObserverBase[Connected], scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            if self._phase is Phase.IDLE:
+                raise RuntimeError("engine: no attempt under way to watch")
+            disposable = self._watch(observer)
+            if self._phase is Phase.CONNECTED:
+                observer.on_next(self._connected_event())
+            return disposable
+
+        return reactivex.create(subscribe)
+
+    def _watch(self, observer: abc.ObserverBase[Connected]) -> abc.DisposableBase:
+        if self._watcher is not None:
+            self._watcher.disposed = True  # a new subscriber takes over
+        watcher = self._watcher = AttemptWatcher(observer)
+
+        def dispose() -> None:
+            watcher.disposed = True
+            if self._watcher is watcher:
+                self._watcher = None
+
+        return Disposable(dispose)
+
+    def _connected_event(self) -> Connected:
+        return Connected(self.session_present, str(self._endpoint))
+
+    def _attempt_ended(self, disconnect: Disconnect, *, was_connected: bool) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            error = AttemptEnded(disconnect, was_connected=was_connected)
+            self._loop.call_soon(watcher.ended, error)
+
+    def _start_attempt(self, endpoint: Endpoint, *, clean_start: bool) -> None:
+        """Start an attempt (see ``attempt``)."""
+        self._move(Phase.OPENING)
         self._generation += 1
-        self._phase = "opening"
         self._closing = False
         self._abort_reason = None
-        self._client.rx_violation = None
         self._endpoint = endpoint
         self._open_task = self._loop.create_task(
             self._open(self._generation, endpoint, clean_start),
@@ -214,51 +293,51 @@ class Engine:
         """
         self._generation += 1
         self._closing = True
+        self._watcher = None  # (the owner knows why: nothing is reported)
         self._cancel_timers()
         if self._open_task is not None and not self._open_task.done():
             self._open_task.cancel()
         self._open_task = None
-        phase, self._phase = self._phase, "idle"
-        if phase == "connected" and send_disconnect:
-            self._lingering = True  # paho closes the socket once DISCONNECT is written
+        phase = self._phase
+        if phase is not Phase.IDLE:
+            self._move(Phase.IDLE)
+        if phase is Phase.CONNECTED and send_disconnect:
             properties = None
             if end_session:
                 properties = _properties(PacketTypes.DISCONNECT)
                 properties.SessionExpiryInterval = 0
-            try:
-                self._client.disconnect(properties=properties)
-                self._client.loop_write()
-            except Exception:
-                log.debug("DISCONNECT could not be written", exc_info=True)
-            finally:
-                self._lingering = False
+            # paho closes the socket once DISCONNECT is written: that close lingers.
+            with self._linger.disconnecting():
+                try:
+                    self._client.disconnect(properties=properties)
+                    self._client.loop_write()
+                except Exception:
+                    log.debug("DISCONNECT could not be written", exc_info=True)
         self._drop_socket()
 
-    async def wait_closed(self, timeout: float = _LINGER_SECONDS) -> None:
+    async def wait_closed(self, timeout: float = LINGER_SECONDS) -> None:
         """Wait until a graceful close has finished draining (at most ``timeout``)."""
-        if self._linger_done is not None and not self._linger_done.done():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._linger_done), timeout)
+        await self._linger.wait(timeout)
 
     def abort(self, disconnect: Disconnect) -> None:
         """Drop the link without DISCONNECT (the broker will publish the Will) and report it."""
-        if self._phase == "idle":
+        if self._phase is Phase.IDLE:
             return
         self._abort_reason = disconnect
-        if self._phase == "opening":
+        if self._phase is Phase.OPENING:
             self._finish_failed(disconnect)
             return
-        self._drop_socket()
-        if self._phase != "idle":  # paho closed the socket without reporting it
+        self._drop_socket()  # (paho reports the end through _on_disconnect, usually)
+        if self.link_up or self.attempt_in_progress:  # paho closed it without reporting it
             self._report_end(disconnect)
 
     def publish(self, message: Message) -> int:
         """Hand a message to paho; returns the packet id used to match its acknowledgement."""
-        if self._phase != "connected":
+        if self._phase is not Phase.CONNECTED:
             raise NotConnectedError("publish while not connected")
         properties = _to_paho_properties(message.properties, PacketTypes.PUBLISH)
         if message.qos == 0 and properties is None:
-            mid = self._client.rx_publish_plain_qos0(message.topic, message.payload, message.retain)
+            mid = self._client.publish_plain_qos0(message.topic, message.payload, message.retain)
             if mid is not None:
                 return mid
         info = self._client.publish(
@@ -273,7 +352,7 @@ class Engine:
     ) -> int:
         """Send one SUBSCRIBE for ``(filter, options)`` pairs, with a Subscription Identifier
         when ``identifier`` is given; returns its packet id."""
-        if self._phase != "connected":
+        if self._phase is not Phase.CONNECTED:
             raise NotConnectedError("subscribe while not connected")
         properties = None
         if identifier is not None:
@@ -300,7 +379,7 @@ class Engine:
 
     def unsubscribe(self, filters: list[str]) -> int:
         """Send one UNSUBSCRIBE; returns its packet id."""
-        if self._phase != "connected":
+        if self._phase is not Phase.CONNECTED:
             raise NotConnectedError("unsubscribe while not connected")
         rc, mid = self._client.unsubscribe(filters)
         if rc != paho.MQTT_ERR_SUCCESS or mid is None:
@@ -309,16 +388,12 @@ class Engine:
 
     def in_flight_mids(self) -> list[int]:
         """Packet ids of publishes paho still holds (unacknowledged or waiting for the window)."""
-        return list(self._client._out_messages.keys())
+        return self._client.held_mids()
 
     def publishes_on_the_wire(self) -> list[int]:
         """Packet ids of the QoS 1/2 publishes written (or being written) and not yet
         acknowledged, oldest first: the ones a broker's DISCONNECT can be about."""
-        return [
-            mid
-            for mid, m in self._client._out_messages.items()
-            if m.state in (paho.mqtt_ms_wait_for_puback, paho.mqtt_ms_wait_for_pubrec)
-        ]
+        return self._client.mids_awaiting_ack()
 
     def isolate_publishes(self) -> None:
         """Send QoS 1/2 publishes one at a time from the next connection on (each waits for the
@@ -330,13 +405,13 @@ class Engine:
         """Stop re-sending one publish: the owner gave up on it (the broker refuses it)."""
         if self._isolating:
             self._end_isolation_after(mid)
-        self._client._out_messages.pop(mid, None)
-        self._client.rx_pubrec_codes.pop(mid, None)
+        self._client.forget_message(mid)
+        self._pubrec_codes.pop(mid, None)
 
     def forget_in_flight(self) -> None:
         """Drop every message paho holds (used when the connection closes for good)."""
-        self._client._out_messages.clear()
-        self._client.rx_pubrec_codes.clear()
+        self._client.forget_all_messages()
+        self._pubrec_codes.clear()
 
     # ----------------------------------------------------------------- opening
 
@@ -385,16 +460,13 @@ class Engine:
         # paho is typed for str but sends bytes as they are (a password may be binary).
         client.username_pw_set(username, password)  # type: ignore[arg-type]
         props = connect_properties(settings, auth_data)
-        client.rx_maximum_packet_size = settings.maximum_packet_size
+        client.announced_maximum_packet_size = settings.maximum_packet_size
         # (paho re-sends the session's publishes at CONNACK up to its in-flight limit, then one
         # per ack; 0 is no limit: the Connection keeps the broker's Receive Maximum itself.)
-        client.rx_one_publish_at_a_time(self._isolating)
-        self._phase = "awaiting_connack"
-        self._sock = sock
-        self._keep_alive = settings.keep_alive
-        self._last_inbound = self._clock()
-        client.rx_socket_error = None
-        client.rx_prepared_socket = sock
+        client.one_publish_at_a_time(self._isolating)
+        self._move(Phase.AWAITING_CONNACK)
+        self._socket_error = None
+        client.prepared_socket = sock
         try:
             client.connect(
                 endpoint.host,
@@ -418,7 +490,7 @@ class Engine:
         )
 
     def _connack_timed_out(self, generation: int) -> None:
-        if generation != self._generation or self._phase != "awaiting_connack":
+        if generation != self._generation or self._phase is not Phase.AWAITING_CONNACK:
             return
         self.abort(
             Disconnect(
@@ -437,9 +509,9 @@ class Engine:
         if self._open_task is not None and self._open_task is not asyncio.current_task():
             self._open_task.cancel()
         self._open_task = None
-        self._phase = "idle"
+        self._move(Phase.IDLE)
         self._drop_socket()
-        self._handler.on_connect_failed(disconnect)
+        self._attempt_ended(disconnect, was_connected=False)
 
     # ----------------------------------------------------------------- socket plumbing
 
@@ -448,8 +520,7 @@ class Engine:
 
     def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         self._forget_fd(sock)
-        if self._lingering:
-            self._linger_done = close_after_peer(self._loop, sock, _LINGER_SECONDS)
+        self._linger.socket_closed(sock)
 
     def _on_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         self._loop.add_writer(sock, self._on_writable)
@@ -464,7 +535,7 @@ class Engine:
                 remove(sock)
 
     def _on_readable(self) -> None:
-        self._last_inbound = self._clock()
+        self._watchdog.heard()
         client = self._client
         sock: Any = client.socket()
         for _ in range(_MAX_READS_PER_EVENT):
@@ -473,9 +544,9 @@ class Engine:
             rc = client.loop_read()
             if rc != paho.MQTT_ERR_SUCCESS:
                 return
-            if not client.rx_buffered and not _has_buffered_input(sock):
+            if not client.has_buffered_input and not _has_buffered_input(sock):
                 return
-        if client.socket() is sock and client.rx_buffered:
+        if client.socket() is sock and client.has_buffered_input:
             # The budget is spent with packets already read into our buffer: the socket may not
             # signal readable again (its bytes are with us), so come back by ourselves.
             self._loop.call_soon(self._on_readable)
@@ -487,52 +558,34 @@ class Engine:
         """Shut the socket down and let paho observe the EOF (reporting through on_disconnect)."""
         sock: Any = self._client.socket()
         if sock is None:
-            self._sock = None
             return
         self._forget_fd(sock)
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
         self._client.loop_read()
         if self._client.socket() is not None:  # paho did not notice; close it ourselves
-            self._client._sock_close()
-        self._sock = None
+            self._client.close_socket()
 
     def _cancel_timers(self) -> None:
-        for timer in (self._connack_timer, self._misc_timer):
-            if timer is not None:
-                timer.cancel()
-        self._connack_timer = None
-        self._misc_timer = None
+        if self._connack_timer is not None:
+            self._connack_timer.cancel()
+            self._connack_timer = None
+        self._watchdog.stop()
 
-    def _tick(self, generation: int) -> None:
-        """paho's housekeeping (PINGREQ) plus our own keep-alive watchdog."""
-        if generation != self._generation or self._phase != "connected":
-            return
-        self._client.loop_misc()
-        if self._phase != "connected":
-            return
-        keep_alive = self._keep_alive
-        silent_for = self._clock() - self._last_inbound
-        if keep_alive > 0 and silent_for > keep_alive + self._ping_timeout():
-            self.abort(
-                Disconnect(
-                    KEEP_ALIVE_TIMEOUT,
-                    f"Keep alive timeout: nothing from the broker for {silent_for:.1f}s "
-                    f"(keep_alive {keep_alive}s)",
-                    DisconnectSource.KEEPALIVE,
-                    at=self._clock(),
-                )
+    def _keep_alive_expired(self, silent_for: float, keep_alive: float) -> None:
+        self.abort(
+            Disconnect(
+                KEEP_ALIVE_TIMEOUT,
+                f"Keep alive timeout: nothing from the broker for {silent_for:.1f}s "
+                f"(keep_alive {keep_alive}s)",
+                DisconnectSource.KEEPALIVE,
+                at=self._clock(),
             )
-            return
-        self._misc_timer = self._loop.call_later(self._tick_interval(), self._tick, generation)
+        )
 
-    def _ping_timeout(self) -> float:
-        """How long a PINGRESP may take: paho pings after ``keep_alive`` of silence, so a link
-        silent for ``keep_alive + ping_timeout`` is dead (raw paho waits ``2 * keep_alive``)."""
-        return min(0.4 * self._keep_alive, 30.0)
-
-    def _tick_interval(self) -> float:
-        return max(0.05, min(1.0, self._keep_alive / 20)) if self._keep_alive else 1.0
+    def _move(self, phase: Phase) -> None:
+        """Change phase along the table (anything else is a bug, raised as ``PhaseError``)."""
+        self._phase = checked(self._phase, phase)
 
     # ----------------------------------------------------------------- paho callbacks
 
@@ -544,7 +597,7 @@ class Engine:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        if self._phase != "awaiting_connack":
+        if self._phase is not Phase.AWAITING_CONNACK:
             return
         if self._connack_timer is not None:
             self._connack_timer.cancel()
@@ -561,20 +614,40 @@ class Engine:
             return
         self.limits = _limits_from(properties)
         self.session_present = bool(flags.session_present)
-        orphans = [] if self.session_present else self._client.rx_forget_owed_pubrel()
-        if self.limits.server_keep_alive is not None:
-            self._keep_alive = self.limits.server_keep_alive
-        self._phase = "connected"
-        self._last_inbound = self._clock()
-        self._misc_timer = self._loop.call_later(
-            self._tick_interval(), self._tick, self._generation
+        orphans = [] if self.session_present else self._client.forget_owed_pubrel()
+        for mid in orphans:
+            self._pubrec_codes.pop(mid, None)
+        self._move(Phase.CONNECTED)
+        self.connections += 1
+        server_keep_alive = self.limits.server_keep_alive
+        self._watchdog.start(
+            self._settings.keep_alive if server_keep_alive is None else server_keep_alive
         )
-        # Reported once paho has re-sent the session's in-flight messages (see _PahoClient).
-        self._client.rx_after_connack = _logged(lambda: self._after_connack(orphans))
+        # Reported once paho has re-sent the session's in-flight messages: ConnackHandled.
+        self._orphans = orphans
+
+    def _on_adapter_event(self, event: AdapterEvent) -> None:
+        """What the paho adapter learnt inside paho's packet handling (see _adapter_events)."""
+        if isinstance(event, PubrecReceived):
+            self._pubrec_codes[event.mid] = (event.reason_code, event.reason)
+        elif isinstance(event, SocketFailed):
+            self._socket_error = event.error
+        elif isinstance(event, PacketRefused):
+            if self._abort_reason is None:
+                self._abort_reason = Disconnect(
+                    event.reason_code, event.reason, event.source, at=self._clock()
+                )
+        elif isinstance(event, ConnackHandled):
+            orphans, self._orphans = self._orphans, None
+            if orphans is not None:
+                _logged(self._after_connack)(orphans)
 
     def _after_connack(self, orphans: list[int]) -> None:
-        if self._phase == "connected":
+        if self._phase is Phase.CONNECTED:
             self._handler.on_connack(self.session_present, self.limits)
+            watcher = self._watcher
+            if watcher is not None and self._phase is Phase.CONNECTED:
+                watcher.connected(self._connected_event())
         for mid in orphans:  # (gone from paho: reported even if the link died meanwhile)
             self._handler.on_publish_uncertain(
                 mid,
@@ -592,19 +665,15 @@ class Engine:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        if self._phase == "idle" or self._closing:
+        if self._phase is Phase.IDLE or self._closing:
             return
-        violation, self._client.rx_violation = self._client.rx_violation, None
-        if self._abort_reason is None and violation is not None:
-            code, reason, source = violation
-            self._abort_reason = Disconnect(code, reason, source, at=self._clock())
         self._report_end(
             self._abort_reason
             or connection_end(
                 bool(flags.is_disconnect_packet_from_server),
                 reason_code,
                 properties,
-                self._client.rx_socket_error,
+                self._socket_error,
                 self._clock(),
             )
         )
@@ -614,13 +683,12 @@ class Engine:
         phase = self._phase
         self._generation += 1
         self._cancel_timers()
-        self._phase = "idle"
-        self._sock = None
+        self._move(Phase.IDLE)
         self._abort_reason = None
-        if phase == "connected":
+        self._orphans = None
+        if phase is Phase.CONNECTED:
             self._handler.on_connection_lost(disconnect)
-        else:
-            self._handler.on_connect_failed(disconnect)
+        self._attempt_ended(disconnect, was_connected=phase is Phase.CONNECTED)
 
     def _on_publish_packet(
         self,
@@ -671,19 +739,19 @@ class Engine:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        pubrec = self._client.rx_pubrec_codes.pop(mid, None)
+        pubrec = self._pubrec_codes.pop(mid, None)
         if self._isolating:
             self._end_isolation_after(mid)
-        if reason_code.is_failure and (pubrec is None or pubrec[0] < 0x80):
-            held = self._client._out_messages.get(mid)
-            if held is not None and held.qos == 2:  # a PUBREC accepted it, the PUBCOMP failed
-                self._handler.on_publish_uncertain(
-                    mid,
-                    reason_code.value,
-                    f"{reason_code}: the broker accepted the message (PUBREC) but its PUBCOMP "
-                    "reports a failure, so it may not have been delivered",
-                )
-                return
+        accepted = pubrec is None or pubrec[0] < 0x80
+        if reason_code.is_failure and accepted and self._client.held_qos(mid) == 2:
+            # a PUBREC accepted it, the PUBCOMP failed
+            self._handler.on_publish_uncertain(
+                mid,
+                reason_code.value,
+                f"{reason_code}: the broker accepted the message (PUBREC) but its PUBCOMP "
+                "reports a failure, so it may not have been delivered",
+            )
+            return
         if pubrec is not None:
             code, reason = pubrec
         else:
@@ -692,14 +760,9 @@ class Engine:
 
     def _end_isolation_after(self, mid: int) -> None:
         """Back to sending publishes freely once nothing waits behind the one acknowledged."""
-        waiting = any(
-            m.state == paho.mqtt_ms_queued
-            for other, m in self._client._out_messages.items()
-            if other != mid
-        )
-        if not waiting:
+        if not self._client.any_held_back(besides=mid):
             self._isolating = False
-            self._client.rx_one_publish_at_a_time(False)
+            self._client.one_publish_at_a_time(False)
 
     def _on_subscribe(
         self,

@@ -1,7 +1,9 @@
-"""paho's client with the seams the engine needs, and the check that they still exist.
+"""The one seam to paho: its client with the engine's overrides, and every private access.
 
-Every override here leans on a paho internal; ``paho_seams_present()`` lists them and a test
-fails loudly, naming the paho version, when one goes missing.
+Every override here leans on a paho internal; ``_seam_check`` lists each one (with signatures
+and record layouts) and ``Engine`` refuses to start, naming what is missing, when the installed
+paho lacks one. Nothing else in rxmqtt touches paho's private parts (ruff's SLF001 and TID251
+enforce it outside ``rxmqtt/engine``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from ..lifecycle import DisconnectSource
 from ..message import PublishProperties
+from ._adapter_events import (
+    ConnackHandled,
+    EventSink,
+    PacketRefused,
+    PubrecReceived,
+    SocketFailed,
+)
 from ._convert import _properties
+from ._seam_check import missing_paho_seams
 
 if TYPE_CHECKING:
     from paho.mqtt.client import _InPacket
@@ -36,11 +46,6 @@ PAHO_VERSION = (
     if all(part.isdigit() for part in _PAHO_PARTS)
     else (0, 0)
 )
-
-_FAST_PATHS = PAHO_VERSION[0] == 2
-"""The receive and write fast paths below re-implement small pieces of paho 2.x internals
-(``_in_packet``, ``_out_packet`` entries, ``_send_puback``); another major version falls back to
-paho's own code, and ``paho_seams_present()`` (checked by a test) fails when they change."""
 
 _READ_SIZE = 65536
 """Bytes asked of the socket per recv(): paho's 1-byte, 1-byte, rest reads are served from it."""
@@ -95,47 +100,48 @@ def _only_identifiers(packet: Any, pos: int) -> tuple[PublishProperties, int] | 
     return _identified(tuple(ids)), end
 
 
-class _PahoClient(paho.Client):
-    """paho's client with two seams: the socket comes from us (opened asynchronously), and the
-    PUBREC reason code is kept (paho drops it) so QoS 2 results carry the broker's verdict."""
+def _ignore(event: object) -> None:
+    """The event sink of a client nobody listens to (tests of the codec alone)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+
+class _PahoClient(paho.Client):
+    """paho's client with the engine's seams: the socket comes from us (opened asynchronously);
+    what is learnt inside paho's packet handling goes to ``events`` at once (the PUBREC reason
+    code paho drops, a refused packet, a socket error, the end of CONNACK handling); whole
+    packets and plain QoS 0/1 publishes take fast paths around paho's byte-at-a-time code."""
+
+    def __init__(self, *args: Any, events: EventSink = _ignore, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.rx_prepared_socket: socket.socket | ssl.SSLSocket | None = None
-        self.rx_pubrec_codes: dict[int, tuple[int, str]] = {}
-        self.rx_after_connack: Callable[[], None] | None = None
-        """Run once paho has handled a CONNACK, after it re-sent the session's messages."""
-        self.rx_maximum_packet_size: int | None = None
+        self._events = events
+        self.prepared_socket: socket.socket | ssl.SSLSocket | None = None
+        """The socket the next connect() uses (paho's own connect would block)."""
+        self.announced_maximum_packet_size: int | None = None
         """The Maximum Packet Size this client announced in CONNECT (enforced on input)."""
-        self.rx_violation: tuple[int, str, DisconnectSource] | None = None
-        """Why this client dropped the link over a packet it refused (code, reason, source)."""
-        self.rx_socket_error: OSError | None = None
-        """The last error of paho's socket I/O (paho logs it and reports only "conn lost")."""
-        self.rx_on_publish: PublishSink | None = None
-        """Receives QoS 0/1 PUBLISHes decoded by the fast path; QoS 2 (and paho 1.x/3.x) still
-        go through paho's MQTTMessage and ``on_message``."""
-        self._rx_buf = b""
-        self._rx_pos = 0
+        self.publish_sink: PublishSink | None = None
+        """Receives QoS 0/1 PUBLISHes decoded by the fast path; QoS 2 still goes through
+        paho's MQTTMessage and ``on_message``."""
+        self._read_buf = b""
+        self._read_pos = 0
 
     @property
-    def rx_buffered(self) -> bool:
+    def has_buffered_input(self) -> bool:
         """Bytes were read from the socket that paho has not parsed yet."""
-        return self._rx_pos < len(self._rx_buf)
+        return self._read_pos < len(self._read_buf)
 
     def _sock_recv(self, bufsize: int) -> bytes:
         # paho reads each packet as 1 byte (type), 1-4 bytes (length), then the rest: three
         # system calls per packet. One large recv() feeds them from a buffer instead.
-        data, pos = self._rx_buf, self._rx_pos
+        data, pos = self._read_buf, self._read_pos
         if pos >= len(data):
-            data = self._sock_recv_raw(_READ_SIZE if _FAST_PATHS else bufsize)
+            data = self._sock_recv_raw(_READ_SIZE)
             if len(data) <= bufsize:
                 return data
             pos = 0
         end = pos + bufsize
         if end >= len(data):
-            self._rx_buf, self._rx_pos = b"", 0
+            self._read_buf, self._read_pos = b"", 0
             return data[pos:] if pos else data
-        self._rx_buf, self._rx_pos = data, end
+        self._read_buf, self._read_pos = data, end
         return data[pos:end]
 
     def _sock_recv_raw(self, bufsize: int) -> bytes:
@@ -144,11 +150,11 @@ class _PahoClient(paho.Client):
         except BlockingIOError:
             raise
         except OSError as exc:
-            self.rx_socket_error = exc
+            self._events(SocketFailed(exc))
             raise
 
     def _sock_close(self) -> None:
-        self._rx_buf, self._rx_pos = b"", 0  # a new socket must not see the old one's bytes
+        self._read_buf, self._read_pos = b"", 0  # a new socket must not see the old one's bytes
         super()._sock_close()
 
     def _sock_send(self, buf: bytes | bytearray) -> int:
@@ -157,12 +163,12 @@ class _PahoClient(paho.Client):
         except BlockingIOError:
             raise
         except OSError as exc:
-            self.rx_socket_error = exc
+            self._events(SocketFailed(exc))
             raise
 
     def _create_socket(self) -> Any:
-        sock = self.rx_prepared_socket
-        self.rx_prepared_socket = None
+        sock = self.prepared_socket
+        self.prepared_socket = None
         if sock is None:
             raise ConnectionError("rxmqtt engine: no prepared socket for this attempt")
         return sock
@@ -181,9 +187,7 @@ class _PahoClient(paho.Client):
         # PUBREL packets, so anything the owner publishes from on_connect (the offline queue's
         # drain) would overtake them [MQTT-4.6.0-1]. The owner's CONNACK handling runs after.
         rc = super()._handle_connack()
-        hook, self.rx_after_connack = self.rx_after_connack, None
-        if hook is not None:
-            hook()
+        self._events(ConnackHandled())
         return rc
 
     def _messages_reconnect_reset_out(self) -> None:
@@ -212,13 +216,13 @@ class _PahoClient(paho.Client):
                 m.state = paho.mqtt_ms_queued
                 self._out_messages.move_to_end(m.mid)
 
-    def rx_one_publish_at_a_time(self, on: bool) -> None:
+    def one_publish_at_a_time(self, on: bool) -> None:
         """Limit QoS 1/2 PUBLISHes in flight to one (paho sends the next on each ack), or lift
         the limit (0: the owner keeps the broker's window). paho's setter refuses to change it
         while connected; the limit itself works at any time."""
         self._max_inflight_messages = 1 if on else 0
 
-    def rx_forget_owed_pubrel(self) -> list[int]:
+    def forget_owed_pubrel(self) -> list[int]:
         """Drop the QoS 2 messages whose PUBREL is still owed (PUBREC received, no PUBCOMP) and
         return their packet ids: after a CONNACK without a session the broker no longer knows
         them, and a PUBREL for a packet id it never saw in this session would be meaningless."""
@@ -229,11 +233,50 @@ class _PahoClient(paho.Client):
         ]
         for mid in owed:
             del self._out_messages[mid]
-            self.rx_pubrec_codes.pop(mid, None)
         return owed
 
+    # The engine's view of paho's outgoing session state (``_out_messages``: mid -> MQTTMessage
+    # with ``qos`` and ``state``), so the engine itself touches no paho internals.
+
+    def held_mids(self) -> list[int]:
+        """Packet ids of publishes paho still holds (unacknowledged or waiting for the window)."""
+        return list(self._out_messages)
+
+    def mids_awaiting_ack(self) -> list[int]:
+        """Packet ids of QoS 1/2 publishes written and not yet acknowledged, oldest first."""
+        return [
+            mid
+            for mid, m in self._out_messages.items()
+            if m.state in (paho.mqtt_ms_wait_for_puback, paho.mqtt_ms_wait_for_pubrec)
+        ]
+
+    def held_qos(self, mid: int) -> int | None:
+        """The QoS of the publish paho holds under ``mid``, or None when it holds none."""
+        held = self._out_messages.get(mid)
+        return None if held is None else int(held.qos)
+
+    def any_held_back(self, *, besides: int) -> bool:
+        """Whether a publish other than ``besides`` waits for the in-flight window."""
+        return any(
+            m.state == paho.mqtt_ms_queued
+            for mid, m in self._out_messages.items()
+            if mid != besides
+        )
+
+    def forget_message(self, mid: int) -> None:
+        """Stop re-sending one publish (its owner gave up on it)."""
+        self._out_messages.pop(mid, None)
+
+    def forget_all_messages(self) -> None:
+        """Drop every publish paho holds (the connection closes for good)."""
+        self._out_messages.clear()
+
+    def close_socket(self) -> None:
+        """Close the socket paho did not notice was shut (paho's own close, callbacks included)."""
+        self._sock_close()
+
     def _refuse(self, code: int, reason: str, source: DisconnectSource) -> Any:
-        self.rx_violation = (code, reason, source)
+        self._events(PacketRefused(code, reason, source))
         return paho.MQTT_ERR_PROTOCOL
 
     def _incoming_size(self) -> int:
@@ -241,7 +284,7 @@ class _PahoClient(paho.Client):
         return 1 + len(packet["remaining_count"]) + int(packet["remaining_length"])
 
     def _incoming_too_large(self) -> bool:
-        limit = self.rx_maximum_packet_size
+        limit = self.announced_maximum_packet_size
         return (
             limit is not None
             and bool(self._in_packet["have_remaining"])
@@ -249,7 +292,7 @@ class _PahoClient(paho.Client):
         )
 
     def _packet_read(self) -> Any:
-        if _FAST_PATHS and self._in_packet["command"] == 0:
+        if self._in_packet["command"] == 0:
             rc = self._handle_buffered_packet()
             if rc is not None:
                 return rc
@@ -263,7 +306,7 @@ class _PahoClient(paho.Client):
         # reader takes it a byte at a time (type, each length byte, then the rest) through a
         # dict of partial state and two clock reads: about a tenth of the end-to-end profile.
         # None: no whole packet is buffered; paho's reader takes it from here.
-        data, start = self._rx_buf, self._rx_pos
+        data, start = self._read_buf, self._read_pos
         size = len(data)
         pos = start + 1
         length, multiplier = 0, 1
@@ -282,9 +325,9 @@ class _PahoClient(paho.Client):
         if end > size:
             return None
         if end == size:
-            self._rx_buf, self._rx_pos = b"", 0
+            self._read_buf, self._read_pos = b"", 0
         else:
-            self._rx_pos = end
+            self._read_pos = end
         self._in_packet = _in_packet(
             data[start], length_bytes, multiplier, length, bytearray(data[pos:end])
         )
@@ -306,7 +349,7 @@ class _PahoClient(paho.Client):
         return self._refuse(
             0x95,
             f"Packet too large: the broker sent a {self._incoming_size()}-byte packet, over the "
-            f"maximum_packet_size of {self.rx_maximum_packet_size} this client announced",
+            f"maximum_packet_size of {self.announced_maximum_packet_size} this client announced",
             DisconnectSource.CLIENT,
         )
 
@@ -325,8 +368,8 @@ class _PahoClient(paho.Client):
                 DisconnectSource.CLIENT,
             )
         qos = (header & 0x06) >> 1
-        deliver = self.rx_on_publish
-        if qos == 2 or deliver is None or not _FAST_PATHS or self._protocol != paho.MQTTv5:
+        deliver = self.publish_sink
+        if qos == 2 or deliver is None or self._protocol != paho.MQTTv5:
             return super()._handle_publish()
         # QoS 0/1 fast path. paho's decode_publish builds a Properties object (two tables of 27
         # entries, then a clear() probing each) for every message even without properties, plus
@@ -354,12 +397,12 @@ class _PahoClient(paho.Client):
             return self._send_puback(mid)
         return paho.MQTT_ERR_SUCCESS
 
-    def rx_publish_plain_qos0(self, topic: str, payload: bytes, retain: bool) -> int | None:
+    def publish_plain_qos0(self, topic: str, payload: bytes, retain: bool) -> int | None:
         """Queue a QoS 0 PUBLISH without properties, encoded here; returns its packet id, or
         None when paho's ``publish()`` must take it (not connected, another protocol, or a
         packet too large to encode). paho's path builds an ``MQTTMessageInfo`` (a
         ``threading.Condition``), re-checks the topic and logs a formatted line per message."""
-        if not _FAST_PATHS or self._protocol != paho.MQTTv5 or self._sock is None:
+        if self._protocol != paho.MQTTv5 or self._sock is None:
             return None
         name = topic.encode("utf-8")
         remaining = 3 + len(name) + len(payload)  # topic length, topic, property length 0
@@ -379,7 +422,7 @@ class _PahoClient(paho.Client):
         # PUBACK. Join consecutive queued packets (up to _WRITE_BATCH bytes) into one send()
         # and complete each fully written one as paho does (QoS 0: on_publish, info published).
         out = self._out_packet
-        if not _FAST_PATHS or len(out) < 2:
+        if len(out) < 2:
             return super()._packet_write()
         partial = False
         while len(out) >= 2:
@@ -416,8 +459,8 @@ class _PahoClient(paho.Client):
                 if (entry["command"] & 0xF0) == paho.PUBLISH and entry["qos"] == 0:
                     if on_publish is not None:
                         on_publish(self, self._userdata, entry["mid"], _PUBACK_SUCCESS, None)
-                    if entry["info"] is not None:
-                        entry["info"]._set_as_published()
+                    if entry["info"] is not None:  # as paho marks a written QoS 0 packet:
+                        entry["info"]._set_as_published()  # noqa: SLF001
             if out and out[0]["pos"]:
                 partial = True  # the rest once the socket is writable again
                 break
@@ -431,7 +474,7 @@ class _PahoClient(paho.Client):
         # paho's decoder builds a Properties object and two ReasonCodes (each copying a
         # 60-entry table) per ack; the fast path hands on shared, read-only ones instead.
         packet = self._in_packet["packet"]
-        if cmd != "PUBACK" or not _FAST_PATHS or self._protocol != paho.MQTTv5:
+        if cmd != "PUBACK" or self._protocol != paho.MQTTv5:
             return super()._handle_pubackcomp(cmd)
         reason_code = _plain_puback_code(packet)
         if reason_code is None:  # properties, or a code PUBACK does not define: paho's way
@@ -449,7 +492,7 @@ class _PahoClient(paho.Client):
             self._in_packet["command"], self._in_packet["packet"], self._protocol
         )
         if result.reason is not None:
-            self.rx_pubrec_codes[result.mid] = (result.reason.value, str(result.reason))
+            self._events(PubrecReceived(result.mid, result.reason.value, str(result.reason)))
         return super()._handle_pubrec()
 
 
@@ -520,40 +563,5 @@ def _is_connack_code(code: int) -> bool:
 
 
 def paho_seams_present() -> bool:
-    """True when the paho internals the engine relies on still exist (checked by a test)."""
-    try:
-        from paho.mqtt import _packet
-    except ImportError:
-        return False
-    return (
-        hasattr(paho.Client, "_create_socket")
-        and hasattr(paho.Client, "_handle_pubrec")
-        and hasattr(paho.Client, "_handle_connack")
-        and hasattr(paho.Client, "_handle_publish")
-        and hasattr(paho.Client, "_packet_read")
-        and hasattr(paho.Client, "_packet_handle")
-        and hasattr(paho.Client, "_messages_reconnect_reset_out")
-        and hasattr(paho.Client, "_check_clean_session")
-        and hasattr(paho.Client, "_update_inflight")
-        and hasattr(paho, "mqtt_ms_queued")
-        and hasattr(paho, "mqtt_ms_resend_pubrel")
-        and hasattr(paho.Client, "_sock_recv")
-        and hasattr(paho.Client, "_sock_send")
-        and hasattr(paho.Client, "_sock_close")
-        and hasattr(paho.Client, "_packet_write")
-        and hasattr(paho.Client, "_send_puback")
-        and hasattr(paho.Client, "_handle_pubackcomp")
-        and hasattr(paho.Client, "_packet_queue")
-        and hasattr(paho.Client, "_pack_remaining_length")
-        and hasattr(paho.Client, "_pack_str16")
-        and hasattr(paho.Client, "_mid_generate")
-        and "_in_packet" in paho.Client.__init__.__code__.co_names
-        and "_msgtime_mutex" in paho.Client.__init__.__code__.co_names
-        and "_max_inflight_messages" in paho.Client.__init__.__code__.co_names
-        and "_last_bytes_received" in paho.Client.__init__.__code__.co_names
-        and hasattr(paho.Client, "_do_on_publish")
-        and "_out_message_mutex" in paho.Client.__init__.__code__.co_names
-        and hasattr(paho, "time_func")
-        and hasattr(paho.MQTTMessageInfo, "_set_as_published")
-        and hasattr(_packet, "decode_pubrec")
-    )
+    """True when the paho internals the adapter relies on are all there (see ``_seam_check``)."""
+    return not missing_paho_seams()

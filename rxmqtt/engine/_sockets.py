@@ -1,14 +1,10 @@
-"""Opening an engine's socket without blocking the loop (paho's own connect blocks), and closing
-it after a DISCONNECT without a reset."""
+"""Opening an engine's socket without blocking the loop (paho's own connect blocks)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import socket
 import ssl
-from typing import Any
 
 from ..settings import ConnectionSettings, Endpoint
 
@@ -92,42 +88,3 @@ async def wait_fd(loop: asyncio.AbstractEventLoop, sock: ssl.SSLSocket, *, reada
             loop.remove_reader(sock)
         else:
             loop.remove_writer(sock)
-
-
-def close_after_peer(
-    loop: asyncio.AbstractEventLoop, sock: Any, seconds: float
-) -> asyncio.Future[None] | None:
-    """Close after DISCONNECT without a reset: closing a socket with unread bytes makes the
-    kernel send RST, and a broker that sees RST may discard our DISCONNECT (then publish the
-    Will) and our last acks. So: keep a duplicate of the descriptor, send FIN, read and discard
-    until the broker closes too (or ``seconds`` pass), then close. The future is done then;
-    None when the socket was already unusable."""
-    try:
-        twin = socket.socket(fileno=os.dup(sock.fileno()))
-        twin.setblocking(False)
-        twin.shutdown(socket.SHUT_WR)
-    except OSError:
-        return None
-    done: asyncio.Future[None] = loop.create_future()
-
-    def finish() -> None:
-        with contextlib.suppress(ValueError, OSError):
-            loop.remove_reader(twin)
-        twin.close()
-        timer.cancel()
-        if not done.done():
-            done.set_result(None)
-
-    def drain() -> None:
-        try:
-            while twin.recv(65536):
-                pass
-        except BlockingIOError:
-            return
-        except OSError:
-            pass
-        finish()  # EOF (or an error): the broker has closed its side
-
-    loop.add_reader(twin, drain)
-    timer = loop.call_later(seconds, finish)
-    return done

@@ -4,7 +4,6 @@ times."""
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from reactivex import Observable, abc
 from reactivex import operators as ops
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
+from rxmqtt._checks import check_callable, check_count, check_optional_seconds
 from rxmqtt.errors import RetriesExhausted
 from rxmqtt.policies import Backoff
 
@@ -192,21 +192,11 @@ def _validate(
 ) -> None:
     if not isinstance(backoff, Backoff):
         raise TypeError(f"backoff: must be a Backoff, got {backoff!r}")
-    if max_attempts is not None:
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int):
-            raise TypeError(f"max_attempts: must be an int or None, got {max_attempts!r}")
-        if max_attempts < 0:
-            raise ValueError(f"max_attempts: must be >= 0, got {max_attempts!r}")
-    if not callable(is_retriable):
-        raise TypeError(f"is_retriable: must be callable, got {is_retriable!r}")
+    check_count("max_attempts", max_attempts, optional=True)
+    check_callable("is_retriable", is_retriable)
     if scheduler is not None and not isinstance(scheduler, abc.SchedulerBase):
         raise TypeError(f"scheduler: must be a reactivex scheduler or None, got {scheduler!r}")
-    if reset_after is not None:
-        if isinstance(reset_after, bool) or not isinstance(reset_after, int | float):
-            raise TypeError(f"reset_after: must be a number or None, got {reset_after!r}")
-        if math.isnan(reset_after) or reset_after < 0:
-            raise ValueError(f"reset_after: must be >= 0 seconds or None, got {reset_after!r}")
+    check_optional_seconds("reset_after", reset_after)
     if rng is not None and not isinstance(rng, random.Random):
         raise TypeError(f"rng: must be a random.Random or None, got {rng!r}")
-    if on_retry is not None and not callable(on_retry):
-        raise TypeError(f"on_retry: must be callable or None, got {on_retry!r}")
+    check_callable("on_retry", on_retry, optional=True)

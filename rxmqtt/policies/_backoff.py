@@ -12,6 +12,8 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from .._checks import check_number, check_seconds
+
 __all__ = ["Backoff", "Jitter"]
 
 
@@ -34,34 +36,6 @@ class Jitter(enum.Enum):
     FULL = "full"
     EQUAL = "equal"
     DECORRELATED = "decorrelated"
-
-
-def _check_number(name: str, value: object) -> float:
-    """``value`` as a float, or TypeError naming the argument (bools are rejected)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name}: must be a number, got {value!r}")
-    return float(value)
-
-
-def _check_seconds(name: str, value: object, *, allow_inf: bool = False) -> float:
-    """A non-negative duration in seconds (finite unless ``allow_inf``)."""
-    seconds = _check_number(name, value)
-    if math.isnan(seconds) or seconds < 0:
-        raise ValueError(f"{name}: must be >= 0 seconds, got {value!r}")
-    if math.isinf(seconds) and not allow_inf:
-        raise ValueError(f"{name}: must be a finite number of seconds, got {value!r}")
-    return seconds
-
-
-def _check_count(name: str, value: object, *, optional: bool = False) -> None:
-    """A non-negative int (or None when ``optional``)."""
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        expected = "an int or None" if optional else "an int"
-        raise TypeError(f"{name}: must be {expected}, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{name}: must be >= 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -92,13 +66,13 @@ class Backoff:
     jitter: Jitter = Jitter.FULL
 
     def __post_init__(self) -> None:
-        initial = _check_seconds("initial", self.initial)
-        maximum = _check_seconds("maximum", self.maximum)
+        initial = check_seconds("initial", self.initial)
+        maximum = check_seconds("maximum", self.maximum)
         if maximum < initial:
             raise ValueError(
                 f"maximum: must be >= initial ({self.initial!r} seconds), got {self.maximum!r}"
             )
-        multiplier = _check_number("multiplier", self.multiplier)
+        multiplier = check_number("multiplier", self.multiplier)
         if not (multiplier >= 1) or math.isinf(multiplier):
             raise ValueError(f"multiplier: must be a finite number >= 1, got {self.multiplier!r}")
         if not isinstance(self.jitter, Jitter):

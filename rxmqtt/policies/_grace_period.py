@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._backoff import _check_count, _check_seconds
+from .._checks import check_count, check_seconds
 
 __all__ = ["GracePeriod"]
 
@@ -35,9 +35,9 @@ class GracePeriod:
     max_bytes: int = 16_000_000
 
     def __post_init__(self) -> None:
-        _check_seconds("seconds", self.seconds)
-        _check_count("max_messages", self.max_messages)
-        _check_count("max_bytes", self.max_bytes)
+        check_seconds("seconds", self.seconds)
+        check_count("max_messages", self.max_messages)
+        check_count("max_bytes", self.max_bytes)
 
     @property
     def keeps_nothing(self) -> bool:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ._backoff import Backoff, _check_count, _check_number
+from .._checks import check_count, check_number
+from ._backoff import Backoff
 
 __all__ = ["PublishRetry"]
 
@@ -35,12 +36,12 @@ class PublishRetry:
 
     def __post_init__(self) -> None:
         if self.ack_timeout is not None:
-            timeout = _check_number("ack_timeout", self.ack_timeout)
+            timeout = check_number("ack_timeout", self.ack_timeout)
             if not timeout > 0 or math.isinf(timeout):
                 raise ValueError(
                     f"ack_timeout: must be a finite number of seconds > 0 or None, "
                     f"got {self.ack_timeout!r}"
                 )
-        _check_count("max_attempts", self.max_attempts)
+        check_count("max_attempts", self.max_attempts)
         if not isinstance(self.backoff, Backoff):
             raise TypeError(f"backoff: must be a Backoff, got {self.backoff!r}")

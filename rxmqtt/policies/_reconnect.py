@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._backoff import Backoff, _check_count, _check_seconds
+from .._checks import check_count, check_seconds
+from ._backoff import Backoff
 from ._reason_codes import ReasonPacket, is_fatal_reason_code
 
 __all__ = ["ReconnectPolicy"]
@@ -45,8 +46,8 @@ class ReconnectPolicy:
     def __post_init__(self) -> None:
         if not isinstance(self.backoff, Backoff):
             raise TypeError(f"backoff: must be a Backoff, got {self.backoff!r}")
-        _check_count("max_attempts", self.max_attempts, optional=True)
-        _check_seconds("reset_after", self.reset_after, allow_inf=True)
+        check_count("max_attempts", self.max_attempts, optional=True)
+        check_seconds("reset_after", self.reset_after, allow_inf=True)
         if not isinstance(self.retry_first_connect, bool):
             raise TypeError(
                 f"retry_first_connect: must be a bool, got {self.retry_first_connect!r}"

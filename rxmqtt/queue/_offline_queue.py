@@ -296,28 +296,7 @@ class OfflineQueue:
         The message moves in flight: it stays in a persistent store until
         ``acknowledge(seq)`` or ``discard(seq, reason)``; ``requeue_front(item)`` puts it back.
         """
-        now = self._clock()
-        drops: _Drops = []
-        result: QueuedMessage | None = None
-        items = self._items
-        while items:
-            item = items.popleft() if self._fifo else items.pop()
-            self._bytes -= item.message.size
-            remaining = _remaining(item, now)
-            if remaining is not None and remaining <= 0:
-                self._forget_store(item.seq)
-                self._dropped += 1
-                drops.append((item, DropReason.EXPIRED))
-                continue
-            self._in_flight[item.seq] = item
-            self._drained += 1
-            result = _with_remaining(item, remaining)
-            break
-        if not items:
-            self._next_deadline = math.inf
-        if drops:
-            self._report(drops, now)
-        return result
+        return self._head(take=True)
 
     def peek(self) -> QueuedMessage | None:
         """The message ``pop`` would return next (expiry rewritten), without taking it.
@@ -325,6 +304,11 @@ class OfflineQueue:
         Like ``pop`` it drops and reports expired messages at the head, so that ``peek`` and
         ``pop`` agree.
         """
+        return self._head(take=False)
+
+    def _head(self, *, take: bool) -> QueuedMessage | None:
+        """The next message by drain order once the expired ones at the head are dropped (and
+        reported); with ``take`` it leaves the queue and moves in flight."""
         now = self._clock()
         drops: _Drops = []
         result: QueuedMessage | None = None
@@ -332,16 +316,21 @@ class OfflineQueue:
         while items:
             item = items[0] if self._fifo else items[-1]
             remaining = _remaining(item, now)
-            if remaining is not None and remaining <= 0:
+            expired = remaining is not None and remaining <= 0
+            if expired or take:
                 if self._fifo:
                     items.popleft()
                 else:
                     items.pop()
                 self._bytes -= item.message.size
+            if expired:
                 self._forget_store(item.seq)
                 self._dropped += 1
                 drops.append((item, DropReason.EXPIRED))
                 continue
+            if take:
+                self._in_flight[item.seq] = item
+                self._drained += 1
             result = _with_remaining(item, remaining)
             break
         if not items:

@@ -1,0 +1,58 @@
+"""What the broker's CONNACK told us about itself: a plain value every layer may read (it lives
+outside the engine so that reading it does not import paho)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .message import Message
+
+_PUBLISH_HEADER_ALLOWANCE = 16
+"""Bytes a PUBLISH adds around topic, payload and properties (fixed header, lengths, id)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerLimits:
+    """What the broker's CONNACK told us about itself (MQTT 5 CONNACK properties)."""
+
+    receive_maximum: int = 65535
+    maximum_packet_size: int | None = None
+    maximum_qos: int = 2
+    retain_available: bool = True
+    topic_alias_maximum: int = 0
+    wildcard_subscription_available: bool = True
+    shared_subscription_available: bool = True
+    server_keep_alive: int | None = None
+    assigned_client_id: str | None = None
+    session_expiry_interval: int | None = None
+    """The session expiry the broker granted, when it differs from what we asked for."""
+    subscription_identifiers_available: bool = True
+
+    def refusal(self, message: Message) -> tuple[str, int, str] | None:
+        """Why this broker would refuse ``message`` (its CONNACK said so), or None: the
+        ``publish()`` argument at fault, the reason code the broker would disconnect with, and
+        the broker limit in words. Sending it anyway only gets the connection closed."""
+        if message.retain and not self.retain_available:
+            return (
+                "retain",
+                0x9A,
+                "the broker does not support retained messages (its CONNACK said Retain "
+                "Available 0)",
+            )
+        if message.qos > self.maximum_qos:
+            return (
+                "qos",
+                0x9B,
+                f"QoS {message.qos} is above the broker's Maximum QoS {self.maximum_qos} (said "
+                "its CONNACK)",
+            )
+        if self.maximum_packet_size is not None:
+            approx_packet = message.size + _PUBLISH_HEADER_ALLOWANCE
+            if approx_packet > self.maximum_packet_size:
+                return (
+                    "payload",
+                    0x95,
+                    f"the PUBLISH would be about {approx_packet} bytes, over the broker's "
+                    f"maximum packet size of {self.maximum_packet_size}",
+                )
+        return None

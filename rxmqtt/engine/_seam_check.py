@@ -1,0 +1,180 @@
+"""What the paho adapter (``_paho_client``) relies on inside paho, checked against the paho that
+is installed: method signatures, the key layouts of its packet records, its message states, and
+that none of the adapter's own names shadow one of paho's. ``Engine`` refuses to start, naming
+each missing piece, when something is off (a paho release outside the verified range)."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+METHODS: dict[str, tuple[str, ...]] = {
+    # overridden by the adapter
+    "_sock_recv": ("bufsize",),
+    "_sock_send": ("buf",),
+    "_sock_close": (),
+    "_create_socket": (),
+    "_handle_connack": (),
+    "_messages_reconnect_reset_out": (),
+    "_packet_read": (),
+    "_packet_handle": (),
+    "_handle_publish": (),
+    "_packet_write": (),
+    "_handle_pubackcomp": ("cmd",),
+    "_handle_pubrec": (),
+    # called by the adapter
+    "_check_clean_session": (),
+    "_send_puback": ("mid",),
+    "_mid_generate": (),
+    "_packet_queue": ("command", "packet", "mid", "qos", "info"),
+    "_pack_remaining_length": ("packet", "remaining_length"),
+    "_pack_str16": ("packet", "data"),
+    "_do_on_publish": ("mid", "reason_code", "properties"),
+}
+"""paho's private methods the adapter overrides or calls, with their parameters (after self)."""
+
+ATTRIBUTES = (
+    "_in_packet",
+    "_out_packet",
+    "_out_messages",
+    "_out_message_mutex",
+    "_msgtime_mutex",
+    "_max_inflight_messages",
+    "_last_bytes_received",
+    "_last_msg_out",
+    "_manual_ack",
+    "_protocol",
+    "_userdata",
+    "_sock",
+)
+"""paho's private attributes the adapter reads or writes (set by ``Client.__init__``)."""
+
+IN_PACKET_KEYS = frozenset(
+    {
+        "command",
+        "have_remaining",
+        "remaining_count",
+        "remaining_mult",
+        "remaining_length",
+        "packet",
+        "to_process",
+        "pos",
+    }
+)
+"""``Client._in_packet``: the record of the packet being read (the adapter builds whole ones)."""
+
+OUT_PACKET_KEYS = frozenset({"command", "mid", "qos", "pos", "to_process", "packet", "info"})
+"""An entry of ``Client._out_packet``: a packet queued for writing (the adapter batches them)."""
+
+MESSAGE_STATES = (
+    "mqtt_ms_publish",
+    "mqtt_ms_queued",
+    "mqtt_ms_wait_for_puback",
+    "mqtt_ms_wait_for_pubrec",
+    "mqtt_ms_wait_for_pubcomp",
+    "mqtt_ms_resend_pubrel",
+)
+"""The states of ``Client._out_messages`` entries the engine and the adapter look at."""
+
+ADAPTER_NAMES = (
+    "_events",
+    "_read_buf",
+    "_read_pos",
+    "_sock_recv_raw",
+    "_refuse",
+    "_incoming_size",
+    "_incoming_too_large",
+    "_handle_buffered_packet",
+    "_packet_too_large",
+    "prepared_socket",
+    "announced_maximum_packet_size",
+    "publish_sink",
+    "has_buffered_input",
+    "one_publish_at_a_time",
+    "forget_owed_pubrel",
+    "publish_plain_qos0",
+    "held_mids",
+    "mids_awaiting_ack",
+    "held_qos",
+    "any_held_back",
+    "forget_message",
+    "forget_all_messages",
+    "close_socket",
+)
+"""The adapter's own members: a paho release that adds one of these names would be shadowed."""
+
+
+def _parameters(function: Any) -> tuple[str, ...]:
+    return tuple(inspect.signature(function).parameters)[1:]
+
+
+def missing_paho_seams() -> list[str]:
+    """Each piece of paho the adapter relies on that the installed paho lacks (or has changed),
+    in words; empty when all are there."""
+    problems: list[str] = []
+    for name, expected in METHODS.items():
+        method = getattr(paho.Client, name, None)
+        if method is None:
+            problems.append(f"Client.{name}() is gone")
+        elif _parameters(method) != expected:
+            problems.append(
+                f"Client.{name}{_parameters(method)} no longer takes {expected}".replace(",)", ")")
+            )
+    for name in ADAPTER_NAMES:
+        if hasattr(paho.Client, name):
+            problems.append(f"Client.{name} now exists in paho (the adapter would shadow it)")
+    for name in MESSAGE_STATES:
+        if not hasattr(paho, name):
+            problems.append(f"paho.mqtt.client.{name} is gone")
+    if not callable(getattr(paho, "time_func", None)):
+        problems.append("paho.mqtt.client.time_func is gone")
+    if not callable(getattr(paho.MQTTMessageInfo, "_set_as_published", None)):
+        problems.append("MQTTMessageInfo._set_as_published() is gone")
+    try:
+        from paho.mqtt import _packet
+
+        decode_pubrec = tuple(inspect.signature(_packet.decode_pubrec).parameters)
+        if decode_pubrec != ("header", "packet", "protocol"):
+            problems.append("paho.mqtt._packet.decode_pubrec(header, packet, protocol) changed")
+    except (ImportError, AttributeError):
+        problems.append("paho.mqtt._packet.decode_pubrec() is gone")
+    problems += _instance_problems()
+    return problems
+
+
+def _instance_problems() -> list[str]:
+    """The attributes and record layouts, read off a real (never connected) client."""
+    try:
+        client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    except Exception as exc:
+        return [f"Client(VERSION2, protocol=MQTTv5) fails: {exc!r}"]
+    problems = [f"Client().{name} is gone" for name in ATTRIBUTES if not hasattr(client, name)]
+    in_packet = getattr(client, "_in_packet", None)
+    if isinstance(in_packet, dict) and set(in_packet) != IN_PACKET_KEYS:
+        problems.append(
+            f"Client._in_packet has keys {sorted(in_packet)}, not {sorted(IN_PACKET_KEYS)}"
+        )
+    if not hasattr(getattr(client, "_out_messages", None), "move_to_end"):
+        problems.append("Client._out_messages is no longer an OrderedDict")
+    try:
+        client.on_socket_register_write = lambda *_: None
+        client._packet_queue(paho.PUBLISH, b"\x30\x00", 1, 0)  # noqa: SLF001 - layout probe
+        entry = client._out_packet[-1]  # noqa: SLF001 - layout probe
+    except Exception as exc:
+        problems.append(f"Client._packet_queue() cannot queue a packet: {exc!r}")
+    else:
+        if set(entry) != OUT_PACKET_KEYS:
+            problems.append(
+                f"Client._out_packet entries have keys {sorted(entry)}, "
+                f"not {sorted(OUT_PACKET_KEYS)}"
+            )
+    message = paho.MQTTMessage(mid=1)
+    problems += [
+        f"MQTTMessage.{name} is gone"
+        for name in ("state", "qos", "mid")
+        if not hasattr(message, name)
+    ]
+    return problems

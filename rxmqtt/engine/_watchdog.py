@@ -1,0 +1,92 @@
+"""The keep-alive watchdog: paho's housekeeping on a timer, and the verdict on a silent link."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+
+class _Timer(Protocol):
+    def cancel(self) -> None: ...
+
+
+CallLater = Callable[[float, Callable[[], None]], _Timer]
+"""``loop.call_later`` without its extra arguments."""
+
+
+def ping_timeout(keep_alive: float) -> float:
+    """How long a PINGRESP may take: paho pings after ``keep_alive`` of silence, so a link
+    silent for ``keep_alive + ping_timeout`` is dead (raw paho waits ``2 * keep_alive``).
+
+    >>> ping_timeout(10), ping_timeout(600)
+    (4.0, 30.0)
+    """
+    return min(0.4 * keep_alive, 30.0)
+
+
+def tick_interval(keep_alive: float) -> float:
+    """How often the watchdog looks: a twentieth of the keep-alive, between 50 ms and 1 s.
+
+    >>> tick_interval(60), tick_interval(2), tick_interval(0)
+    (1.0, 0.1, 1.0)
+    """
+    return max(0.05, min(1.0, keep_alive / 20)) if keep_alive else 1.0
+
+
+class KeepAliveWatchdog:
+    """Runs ``housekeeping`` (paho's ``loop_misc``: PINGREQ when due) every tick while armed,
+    and calls ``dead(silent_for, keep_alive)`` once when nothing arrived from the broker for
+    ``keep_alive + ping_timeout`` seconds. ``heard()`` is called on every inbound byte."""
+
+    def __init__(
+        self,
+        call_later: CallLater,
+        clock: Callable[[], float],
+        housekeeping: Callable[[], object],
+        dead: Callable[[float, float], None],
+    ) -> None:
+        self._call_later = call_later
+        self._clock = clock
+        self._housekeeping = housekeeping
+        self._dead = dead
+        self._timer: _Timer | None = None
+        self._watch = 0
+        """Counts start()/stop() calls: a tick from an earlier watch does nothing."""
+        self._keep_alive = 0.0
+        self._last_inbound = 0.0
+
+    def heard(self) -> None:
+        """The broker sent something: the link is alive now."""
+        self._last_inbound = self._clock()
+
+    def start(self, keep_alive: float) -> None:
+        """Watch a link that was just accepted, with the keep-alive in force on it."""
+        self.stop()
+        self._keep_alive = keep_alive
+        self.heard()
+        self._arm()
+
+    def stop(self) -> None:
+        """Stop watching (the link ended or is being closed)."""
+        self._watch += 1
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _arm(self) -> None:
+        watch = self._watch
+        self._timer = self._call_later(tick_interval(self._keep_alive), lambda: self._tick(watch))
+
+    def _tick(self, watch: int) -> None:
+        if watch != self._watch:
+            return
+        self._timer = None
+        self._housekeeping()
+        if watch != self._watch:
+            return  # housekeeping ended the link (stop() or start() ran meanwhile)
+        keep_alive = self._keep_alive
+        silent_for = self._clock() - self._last_inbound
+        if keep_alive > 0 and silent_for > keep_alive + ping_timeout(keep_alive):
+            self._dead(silent_for, keep_alive)
+            return
+        self._arm()
