@@ -10,7 +10,10 @@ that ask for ``rxmqtt_tls_files``.
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Iterator
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
@@ -35,8 +38,19 @@ class ProxyFactory(Protocol):
     def __call__(self, target: MosquittoBroker | str, port: int | None = None) -> FaultProxy: ...
 
 
+def _interrupted_by_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum} (SIGTERM)")
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Document the markers used with these fixtures (unless the project already does)."""
+    """Document the markers used with these fixtures (unless the project already does), and make
+    SIGTERM end the run like Ctrl-C, so fixtures tear down and no broker outlives a killed run
+    (e.g. by ``timeout`` or a CI runner); SIGTERM's default would exit without any teardown."""
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    ):
+        signal.signal(signal.SIGTERM, _interrupted_by_sigterm)
     declared = config.getini("markers")
     if not any(str(line).split(":", 1)[0].strip() == "broker" for line in declared):
         config.addinivalue_line(
