@@ -415,10 +415,9 @@ def source_id(index: int) -> str:
     return f"MetlSource{index}"
 
 
-def _telemetry_message(spec: dict[str, Any]) -> Message:
-    user = list((spec.get("metadata") or {}).items())
-    if spec.get("source-index") is not None:
-        user.append(("__srcId", source_id(spec["source-index"])))
+def _injected(spec: dict[str, Any], user: list[tuple[str, str]], **properties: Any) -> Message:
+    """The PUBLISH a case injects: its topic, payload, QoS, expiry, content type and format
+    indicator, the ``user`` properties, and any other ``properties`` (correlation data, ...)."""
     expiry = seconds(spec.get("message-expiry"))
     payload = spec.get("payload")
     return Message(
@@ -430,8 +429,16 @@ def _telemetry_message(spec: dict[str, Any]) -> Message:
             content_type=spec.get("content-type"),
             payload_format_indicator=spec.get("format-indicator"),
             user_properties=tuple(user),
+            **properties,
         ),
     )
+
+
+def _telemetry_message(spec: dict[str, Any]) -> Message:
+    user = list((spec.get("metadata") or {}).items())
+    if spec.get("source-index") is not None:
+        user.append(("__srcId", source_id(spec["source-index"])))
+    return _injected(spec, user)
 
 
 _CLOUD_EVENT_FIELDS = {
@@ -624,19 +631,10 @@ def _response_message(spec: dict[str, Any], correlations: dict[int, bytes]) -> M
     if spec.get("invalid-property-value") is not None:
         user.append(("__propVal", spec["invalid-property-value"]))
     index = spec.get("correlation-index")
-    expiry = seconds(spec.get("message-expiry"))
-    payload = spec.get("payload")
-    return Message(
-        spec["topic"],
-        b"" if payload is None else payload.encode("utf-8"),
-        spec.get("qos", 1),
-        properties=PublishProperties(
-            message_expiry_interval=None if expiry is None else int(expiry),
-            content_type=spec.get("content-type"),
-            payload_format_indicator=spec.get("format-indicator"),
-            correlation_data=None if index is None else correlations.get(index, b"unknown"),
-            user_properties=tuple(user),
-        ),
+    return _injected(
+        spec,
+        user,
+        correlation_data=None if index is None else correlations.get(index, b"unknown"),
     )
 
 
@@ -811,18 +809,4 @@ def _request_message(spec: dict[str, Any], correlations: dict[int, bytes]) -> Me
         data = correlations.setdefault(index, uuid.uuid4().bytes)
     if index is not None and data is not None:
         correlations[index] = data
-    expiry = seconds(spec.get("message-expiry"))
-    payload = spec.get("payload")
-    return Message(
-        spec["topic"],
-        b"" if payload is None else payload.encode("utf-8"),
-        spec.get("qos", 1),
-        properties=PublishProperties(
-            message_expiry_interval=None if expiry is None else int(expiry),
-            content_type=spec.get("content-type"),
-            payload_format_indicator=spec.get("format-indicator"),
-            response_topic=spec.get("response-topic"),
-            correlation_data=data,
-            user_properties=tuple(user),
-        ),
-    )
+    return _injected(spec, user, response_topic=spec.get("response-topic"), correlation_data=data)
