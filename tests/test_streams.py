@@ -5,7 +5,6 @@ session rule (a random client id leaves no session behind)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 from typing import Any
 
@@ -27,7 +26,7 @@ from rxmqtt import (
 )
 from rxmqtt.errors import MqttError
 from rxmqtt.testing import BrokerConfig, MosquittoBroker
-from rxmqtt.testing._raw import packet, read_packet, split_packet
+from rxmqtt.testing._peer import PeerLink, ScriptedPeer, connack, reply
 from rxmqtt.testing.plugin import BrokerFactory
 from rxmqtt.testing.recorder import Recorder
 
@@ -234,29 +233,22 @@ async def test_subscribe_returns_the_qos_the_broker_granted(
         assert await asyncio.wait_for(conn.subscribe("other", qos=0), 5) == 0
 
 
-async def _refusing_peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """A scripted MQTT 5 server: CONNACK, then a SUBACK 0x87 (Not authorized) for any SUBSCRIBE
-    of a filter starting with ``denied``, granted QoS 1 otherwise. (Mosquitto 2.0 grants every
-    subscription and applies its ACL on delivery, so it never refuses one.)"""
-    with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
-        while True:
-            header, body = split_packet(await read_packet(reader))
-            if header >> 4 == 1:  # CONNECT
-                writer.write(packet(0x20, b"\x00\x00\x00"))
-            elif header >> 4 == 8:  # SUBSCRIBE: packet id, properties, filters
-                props_length = body[2]  # < 128 here: one byte
-                filters = body[3 + props_length :]
-                code = 0x87 if filters[2:].startswith(b"denied") else 0x01
-                writer.write(packet(0x90, body[:2] + b"\x00" + bytes([code])))
-            await writer.drain()
-    writer.close()
+async def _refusing(link: PeerLink) -> None:
+    """CONNACK, then a SUBACK 0x87 (Not authorized) for a filter starting with ``denied``,
+    granted QoS 1 otherwise. (Mosquitto 2.0 grants every subscription and applies its ACL on
+    delivery, so it never refuses one.)"""
+    link.send(connack())
+    while True:
+        request = await link.next_request()
+        denied = request.filters[0][0].startswith("denied")
+        link.send(reply(request, b"\x87" if denied else b"\x01"))
+        await link.drain()
 
 
 async def test_subscribe_refused_raises_with_the_reason_code() -> None:
-    server = await asyncio.start_server(_refusing_peer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        async with Connection(f"mqtt://127.0.0.1:{port}?client_id=ref", reconnect=FAST) as conn:
+    async with ScriptedPeer(_refusing) as peer:
+        url = f"mqtt://127.0.0.1:{peer.port}?client_id=ref"
+        async with Connection(url, reconnect=FAST) as conn:
             refused = rxmqtt.aiter(conn.messages("denied/b", qos=1))
             with pytest.raises(SubscribeError) as info:
                 await asyncio.wait_for(conn.subscribe("denied/a", qos=1), 5)
@@ -267,8 +259,6 @@ async def test_subscribe_refused_raises_with_the_reason_code() -> None:
                 await asyncio.wait_for(anext(refused), 5)  # the loop raises it too
             assert await asyncio.wait_for(conn.subscribe("allowed/#", qos=1), 5) == 1
             assert conn.state is ConnectionState.CONNECTED
-    finally:
-        server.close()
 
 
 async def test_subscribe_waits_for_the_connection_and_close_ends_the_wait(

@@ -52,11 +52,3 @@ async def read_packet(reader: asyncio.StreamReader) -> bytes:
         if not byte[0] & 0x80 or shift > 21:
             break
     return header + raw + await reader.readexactly(length)
-
-
-def split_packet(raw: bytes) -> tuple[int, bytes]:
-    """A whole control packet's header byte and body (what follows the remaining length)."""
-    pos = 1
-    while raw[pos] & 0x80:
-        pos += 1
-    return raw[0], raw[pos + 1 :]
