@@ -4,18 +4,20 @@ operator needs, and only what retrying cannot fix is fatal."""
 from __future__ import annotations
 
 import ssl
-from types import SimpleNamespace
 
 import pytest
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.reasoncodes import ReasonCode
 
 from rxmqtt import DisconnectSource
+from rxmqtt.engine._adapter_events import LinkClosed
 from rxmqtt.engine._disconnects import connection_end, open_failure
 
+_NAMES = {0x80: "Unspecified error", 0x82: "Protocol error", 0x8B: "Server shutting down"}
+_NAMES[0x8D] = "Keep alive timeout"
 
-def _code(value: int) -> ReasonCode:
-    return ReasonCode(PacketTypes.DISCONNECT, identifier=value)
+
+def _closed(code: int, *, from_server: bool = False, says: str | None = None) -> LinkClosed:
+    """What the paho adapter reports when paho finds the link gone."""
+    return LinkClosed(from_server, code, _NAMES[code], says, None)
 
 
 def test_an_unverifiable_certificate_is_fatal_and_says_why() -> None:
@@ -48,8 +50,7 @@ def test_unreachable_brokers_are_retried(error: Exception, reason: str) -> None:
 
 
 def test_a_server_disconnect_keeps_its_code_and_reason_string() -> None:
-    props = SimpleNamespace(ReasonString="maintenance")
-    end = connection_end(True, _code(0x8B), props, None, now=1.0)  # type: ignore[arg-type]
+    end = connection_end(_closed(0x8B, from_server=True, says="maintenance"), None, now=1.0)
     assert (end.reason_code, end.reason, end.source) == (
         0x8B,
         "Server shutting down: maintenance",
@@ -58,12 +59,12 @@ def test_a_server_disconnect_keeps_its_code_and_reason_string() -> None:
 
 
 def test_keep_alive_and_protocol_errors_name_their_source() -> None:
-    keep_alive = connection_end(False, _code(0x8D), None, None, now=0.0)
+    keep_alive = connection_end(_closed(0x8D), None, now=0.0)
     assert (keep_alive.source, keep_alive.reason) == (
         DisconnectSource.KEEPALIVE,
         "Keep alive timeout",
     )
-    refused = connection_end(False, _code(0x82), None, None, now=0.0)
+    refused = connection_end(_closed(0x82), None, now=0.0)
     assert refused.source is DisconnectSource.CLIENT
     assert refused.reason.startswith("Protocol error")
 
@@ -71,13 +72,13 @@ def test_keep_alive_and_protocol_errors_name_their_source() -> None:
 def test_a_refused_client_certificate_is_fatal() -> None:
     alert = ssl.SSLError(1, "alert")
     alert.reason = "TLSV13_ALERT_CERTIFICATE_REQUIRED"
-    end = connection_end(False, _code(0x80), None, alert, now=0.0)
+    end = connection_end(_closed(0x80), alert, now=0.0)
     assert end.fatal
     assert "refused this client's certificate (TLSV13_ALERT_CERTIFICATE_REQUIRED)" in end.reason
 
 
 def test_a_reset_socket_is_a_retriable_network_loss() -> None:
-    end = connection_end(False, _code(0x80), None, ConnectionResetError(104, "reset"), now=0.0)
+    end = connection_end(_closed(0x80), ConnectionResetError(104, "reset"), now=0.0)
     assert not end.fatal
     assert end.source is DisconnectSource.NETWORK
     assert end.reason == "connection lost: the socket was closed or reset ([Errno 104] reset)"

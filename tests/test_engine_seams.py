@@ -30,6 +30,7 @@ from rxmqtt import (
     PublishProperties,
 )
 from rxmqtt import engine as rx_engine
+from rxmqtt.engine._adapter_events import MessageReceived
 from rxmqtt.engine._paho_client import _plain_puback_code
 from rxmqtt.testing import BrokerConfig, MosquittoBroker
 from rxmqtt.testing._raw import mqtt_str, packet
@@ -119,9 +120,9 @@ def test_a_changed_packet_record_is_named(monkeypatch: pytest.MonkeyPatch) -> No
 def test_a_paho_name_the_adapter_would_shadow_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     import paho.mqtt.client as paho
 
-    monkeypatch.setattr(paho.Client, "publish_sink", None, raising=False)
+    monkeypatch.setattr(paho.Client, "send_publish", None, raising=False)
     assert rx_engine.missing_paho_seams() == [
-        "Client.publish_sink now exists in paho (the adapter would shadow it)"
+        "Client.send_publish now exists in paho (the adapter would shadow it)"
     ]
 
 
@@ -338,7 +339,12 @@ def _client_with_buffer(data: bytes) -> tuple[Any, list[tuple[str, bytes]]]:
 
     client = _PahoClient(CallbackAPIVersion.VERSION2, client_id="reader", protocol=paho.MQTTv5)
     got: list[tuple[str, bytes]] = []
-    client.publish_sink = lambda topic, payload, *_: got.append((topic, payload))
+
+    def events(event: object) -> None:
+        assert isinstance(event, MessageReceived), event
+        got.append((event.message.topic, event.message.payload))
+
+    client.events = events
     client._read_buf, client._read_pos = data, 0
     return client, got
 
@@ -412,7 +418,7 @@ def test_the_reader_delivers_every_packet_however_the_stream_is_cut(
     assert got == messages
 
 
-# ---------------------------------------------------------------- the QoS 0 publish encoder
+# ---------------------------------------------------------------- the one PUBLISH route
 
 
 class _QueueOnlySocket:
@@ -433,66 +439,143 @@ def _offline_writer() -> Any:
     return client
 
 
+def _paho_properties(content_type: str | None) -> Any:
+    from paho.mqtt.properties import Properties
+
+    if content_type is None:
+        return None
+    props = Properties(PacketTypes.PUBLISH)
+    props.ContentType = content_type
+    props.UserProperty = [("k", "v")]
+    return props
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     topic=st.text(min_size=1, max_size=300).filter(
         lambda t: "+" not in t and "#" not in t and "\x00" not in t
     ),
     size=st.sampled_from([0, 1, 100, 124, 125, 16_380, 16_383, 20_000, 2_097_150]),
+    qos=st.sampled_from([0, 1, 2]),
     retain=st.booleans(),
+    content_type=st.sampled_from([None, "json"]),
 )
-def test_plain_qos0_publish_is_encoded_exactly_as_paho_encodes_it(
-    topic: str, size: int, retain: bool
+def test_every_publish_is_encoded_exactly_as_paho_encodes_it_and_held_as_paho_holds_it(
+    topic: str, size: int, qos: int, retain: bool, content_type: str | None
 ) -> None:
-    """The fast path writes the very bytes paho would (remaining lengths of 1-4 bytes)."""
+    """Our encoder writes the very bytes paho would (remaining lengths of 1-4 bytes, packet
+    ids, properties), and a QoS 1/2 publish enters paho's session exactly as paho's publish()
+    enters it, so paho's acks and re-sends work on it."""
     payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
     ours, theirs = _offline_writer(), _offline_writer()
-    mid = ours.publish_plain_qos0(topic, payload, retain)
+    mid = ours.send_publish(topic, payload, qos, retain, _paho_properties(content_type))
+    theirs.publish(topic, payload, qos, retain, _paho_properties(content_type))
     assert mid == 1
-    theirs.publish(topic, payload, 0, retain)
     assert ours._out_packet[-1]["packet"] == theirs._out_packet[-1]["packet"]
     assert ours._out_packet[-1]["mid"] == theirs._out_packet[-1]["mid"]
+    assert ours._out_packet[-1]["qos"] == theirs._out_packet[-1]["qos"]
+    assert ours._inflight_messages == theirs._inflight_messages
+    assert list(ours._out_messages) == list(theirs._out_messages)
+    for held, paho_held in zip(
+        ours._out_messages.values(), theirs._out_messages.values(), strict=True
+    ):
+        fields = ("mid", "topic", "payload", "qos", "retain", "dup", "state")
+        assert [getattr(held, f) for f in fields] == [getattr(paho_held, f) for f in fields]
+        assert (held.properties is None) == (paho_held.properties is None)
+
+
+def test_a_publish_beyond_the_in_flight_limit_waits_as_paho_makes_it_wait() -> None:
+    """One QoS 1/2 publish at a time (isolating a poison publish): the second is held back
+    (queued) until the first is acknowledged, as paho's publish() holds it."""
+    ours, theirs = _offline_writer(), _offline_writer()
+    for client in (ours, theirs):
+        client.one_publish_at_a_time(True)
+    for qos in (1, 2):
+        ours.send_publish("t", b"x", qos, False, None)
+        theirs.publish("t", b"x", qos, False)
+    assert [m.state for m in ours._out_messages.values()] == [
+        m.state for m in theirs._out_messages.values()
+    ]
+    assert len(ours._out_packet) == len(theirs._out_packet) == 1
 
 
 @pytest.mark.broker
-async def test_plain_qos0_publishes_skip_paho_publish_and_arrive(
+async def test_no_publish_enters_paho_publish_and_every_qos_arrives_through_our_decoder(
     rxmqtt_mosquitto: MosquittoBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A QoS 0 publish without properties never enters paho's publish(); one with properties
-    still does, and both arrive."""
+    """One route each way: every publish (QoS 0, 1, 2, with and without properties) is
+    encoded by the adapter, never by paho's publish(); every received one (QoS 2 included) is
+    decoded by the adapter, never by paho's decode_publish; each arrives once, intact."""
     import paho.mqtt.client as paho
 
     used_paho: list[str] = []
     paho_publish = paho.Client.publish
+    paho_decode = paho_packet.decode_publish
 
     def counting_publish(self: Any, topic: str, *args: Any, **kwargs: Any) -> Any:
-        used_paho.append(topic)
+        used_paho.append(f"publish {topic}")
         return paho_publish(self, topic, *args, **kwargs)
 
+    def counting_decode(*args: Any) -> Any:
+        used_paho.append("decode_publish")
+        return paho_decode(*args)
+
     monkeypatch.setattr(paho.Client, "publish", counting_publish)
+    monkeypatch.setattr(paho_packet, "decode_publish", counting_decode)
     settings_ = ConnectionSettings(
-        host=rxmqtt_mosquitto.host, port=rxmqtt_mosquitto.port, client_id="q0-fast"
+        host=rxmqtt_mosquitto.host, port=rxmqtt_mosquitto.port, client_id="one-route"
     )
     async with Connection(settings_) as conn:
-        got: Recorder[Message] = Recorder(conn.messages("q0/#", qos=0))
+        got: Recorder[Message] = Recorder(conn.messages("route/#", qos=2))
         await conn.wait_for(ConnectionState.CONNECTED, 5)
         for attempt in range(50):  # until the subscription is live
-            await conn.publish("q0/probe", str(attempt), qos=1)
-            if got.items:
-                break
+            await conn.publish("route/probe", str(attempt), qos=1)
             try:
                 await got.wait_for_item(lambda m: True, 0.1)
                 break
             except TimeoutError:
                 continue
-        await conn.publish("q0/plain", b"fast", qos=0, retain=False)
-        await conn.publish(
-            "q0/typed", b"{}", qos=0, properties=PublishProperties(content_type="json")
-        )
-        await got.wait_for_item(lambda m: m.topic == "q0/typed", 5)
-        plain = next(m for m in got.items if m.topic == "q0/plain")
-        typed = next(m for m in got.items if m.topic == "q0/typed")
-    assert plain.payload == b"fast"
-    assert typed.properties.content_type == "json"
-    assert "q0/plain" not in used_paho
-    assert "q0/typed" in used_paho
+        typed = PublishProperties(content_type="json", user_properties=(("k", "v"),))
+        for qos in (0, 1, 2):
+            await conn.publish(f"route/plain{qos}", b"p%d" % qos, qos=qos)
+            await conn.publish(f"route/typed{qos}", b"{}", qos=qos, properties=typed)
+        await got.wait_for_item(lambda m: m.topic == "route/typed2", 5)
+        await got.wait_for_item(lambda m: m.topic == "route/plain2", 5)
+        await got.wait_for_item(lambda m: m.topic == "route/typed1", 5)
+        await got.wait_for_item(lambda m: m.topic == "route/plain1", 5)
+    for qos in (1, 2):  # (QoS 0 may legitimately be lost; on loopback it is not)
+        plain = [m for m in got.items if m.topic == f"route/plain{qos}"]
+        assert [(m.payload, m.qos) for m in plain] == [(b"p%d" % qos, qos)]
+        (typed_got,) = [m for m in got.items if m.topic == f"route/typed{qos}"]
+        assert typed_got.properties.content_type == "json"
+        assert typed_got.properties.user_properties == (("k", "v"),)
+    assert used_paho == []
+
+
+def _publish_qos2(mid: int, topic: str, payload: bytes, *, dup: bool = False) -> bytes:
+    return packet(
+        0x34 | (0x08 if dup else 0), mqtt_str(topic) + bytes((mid >> 8, mid & 0xFF, 0)) + payload
+    )
+
+
+def test_a_qos2_publish_is_delivered_once_however_often_it_is_re_sent() -> None:
+    """QoS 2 is delivered on its PUBLISH; a re-sent PUBLISH (DUP) before the PUBREL is answered
+    with PUBREC again but not delivered again; after the PUBREL paho completes with PUBCOMP,
+    and the packet id is free for a new message."""
+    first = _publish_qos2(7, "q2/a", b"one")
+    client, got = _client_with_buffer(first + _publish_qos2(7, "q2/a", b"one", dup=True))
+    client._sock = _QueueOnlySocket()
+    client.on_socket_register_write = lambda *_: None
+    assert client._packet_read() == 0
+    assert client._packet_read() == 0
+    assert got == [("q2/a", b"one")]
+    pubrecs = [bytes(p["packet"]) for p in client._out_packet]
+    assert pubrecs == [b"\x50\x02\x00\x07"] * 2
+    client._read_buf, client._read_pos = (
+        packet(0x62, b"\x00\x07") + _publish_qos2(7, "q2/b", b"two"),
+        0,
+    )
+    assert client._packet_read() == 0  # PUBREL
+    assert bytes(client._out_packet[-1]["packet"]) == b"\x70\x02\x00\x07"  # PUBCOMP
+    assert client._packet_read() == 0
+    assert got == [("q2/a", b"one"), ("q2/b", b"two")]

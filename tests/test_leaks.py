@@ -86,7 +86,7 @@ def _snapshot(conn: Connection) -> dict[str, int]:
     publisher = conn._publisher
     engine = conn._engine
     assert engine is not None
-    paho = engine._client
+    paho = engine._paho._client
     selector_map = loop._selector.get_map()  # type: ignore[attr-defined]
     timers: list[asyncio.TimerHandle] = loop._scheduled  # type: ignore[attr-defined]
     return {

@@ -197,7 +197,7 @@ def all_logging(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 def _assert_paho_logging_stays_off(conn: Connection) -> None:
     engine = conn._engine
     assert engine is not None
-    client = engine._client
+    client = engine._paho._client
     assert client.logger is None, "rxmqtt turned paho's logger on"
     assert client.on_log is None, "rxmqtt routes paho's log somewhere"
 

@@ -423,10 +423,10 @@ def test_identifier_only_properties_are_decoded_without_paho(
 ) -> None:
     """Every message of a subscription with an identifier carries it: the receive fast path
     decodes that block itself (paho's Properties cost tens of microseconds a message)."""
-    from rxmqtt.engine._paho_client import _only_identifiers
+    from rxmqtt.engine._publish_codec import only_identifiers
 
     packet = b"\x00\x01t" + block + b"payload"
-    found = _only_identifiers(packet, 3)
+    found = only_identifiers(packet, 3)
     if expected is None:
         assert found is None
         return

@@ -11,20 +11,23 @@ the attempt fails or its link is lost -- unless the owner ended it with :meth:`E
 which reports nothing. Reconnecting (a pipeline over attempts), backoff and queueing are the
 owner's business (``rxmqtt/connection``).
 
-Events flow one way: socket -> paho adapter (``_paho_client``, whose discoveries arrive as
-``_adapter_events``) -> ``Engine`` (whose life is the table in ``_phase``) -> its handler (the
-connection).
+Events flow one way: socket (``_socket_pump``) -> paho adapter (``_paho_link`` over
+``_paho_client``; everything it reports is one of the ``_adapter_events``) -> ``Engine`` (whose
+life is the table in ``_phase``) -> its handler (the connection).
 
-Modules: ``_engine`` (the Engine), ``_attempt`` (an attempt's end), ``_phase`` (its phases and
-allowed transitions), ``_paho_client`` (paho's client with the engine's seams: every private
-paho access), ``_seam_check`` (what the seam relies on in paho, checked at start),
-``_adapter_events`` (what the adapter tells the engine), ``_watchdog`` (keep-alive), ``_linger``
-(a close that does not reset), ``_sockets`` (non-blocking connect and TLS), ``_disconnects``
-(why an attempt or a connection ended), ``_convert`` (paho types to ours and back).
+Modules, the state machine: ``_engine`` (the Engine; imports no paho), ``_phase`` (phases and
+allowed transitions), ``_attempt`` (an attempt's end), ``_watchdog`` (keep-alive), ``_linger``
+(a close that does not reset), ``_disconnects`` (why an attempt or a connection ended).
+The socket: ``_sockets`` (non-blocking connect and TLS), ``_socket_pump`` (readiness -> reads
+and writes). The paho adapter: ``_paho_link`` (configuration, every paho callback wired in one
+block, events out, plain methods in), ``_paho_client`` (paho's client with the engine's seams:
+every private paho access), ``_publish_codec`` (the one PUBLISH encoder and decoder),
+``_convert`` (paho types to ours and back), ``_seam_check`` (what the adapter relies on in paho,
+checked at start), ``_adapter_events`` (what the adapter tells the engine).
 """
 
 from ._attempt import AttemptEnded
-from ._convert import (
+from ._disconnects import (
     KEEP_ALIVE_TIMEOUT,
     PROTOCOL_ERROR,
     UNSPECIFIED_ERROR,

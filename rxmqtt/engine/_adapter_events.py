@@ -1,12 +1,74 @@
-"""What the paho adapter learns inside paho's packet handling and the engine needs: each one is
-an event handed to the engine at once (nothing is parked on the paho object for later)."""
+"""What the paho adapter tells the engine: every paho callback and every discovery inside paho's
+packet handling arrives as one of these frozen events, at once (nothing is parked on the paho
+object for later). Events flow one way: socket -> paho adapter -> engine -> connection."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..broker_limits import BrokerLimits
 from ..lifecycle import DisconnectSource
+from ..message import Message
+
+ReasonCodes = tuple[tuple[int, str], ...]
+"""(code, name) per topic filter of a SUBACK or UNSUBACK."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnackReceived:
+    """A CONNACK arrived (paho re-sends the session's packets after it: ``ConnackHandled``)."""
+
+    reason_code: int
+    reason: str
+    session_present: bool
+    limits: BrokerLimits
+    server_reference: str | None
+    orphans: tuple[int, ...]
+    """QoS 2 packet ids whose PUBREL was owed in a session the broker no longer has (CONNACK
+    session_present 0): the adapter dropped them, so the broker may not have the message."""
+
+    @property
+    def accepted(self) -> bool:
+        """The broker accepted the connection (reason code below 0x80)."""
+        return self.reason_code < 0x80
+
+
+@dataclass(frozen=True, slots=True)
+class ConnackHandled:
+    """paho has handled a CONNACK and re-sent the session's unacknowledged packets: from now on
+    a new PUBLISH cannot overtake them [MQTT-4.6.0-1]. (``ConnackReceived`` came before.)"""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkClosed:
+    """paho found the link gone (its ``on_disconnect``): the broker's DISCONNECT
+    (``from_server``), or paho's own verdict on a failed read or write."""
+
+    from_server: bool
+    reason_code: int
+    reason: str
+    reason_string: str | None
+    """The DISCONNECT's Reason String property, if the broker gave one."""
+    server_reference: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """A PUBLISH arrived (any QoS; a QoS 2 one once, paho then completes its handshake)."""
+
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class PublishCompleted:
+    """paho is done with one of our publishes: QoS 0 written, QoS 1 PUBACK, QoS 2 PUBCOMP (or
+    a PUBREC refusing it)."""
+
+    mid: int
+    qos: int
+    reason_code: int
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +78,22 @@ class PubrecReceived:
     mid: int
     reason_code: int
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubackReceived:
+    """A SUBACK arrived: one reason code per filter of the SUBSCRIBE ``mid``."""
+
+    mid: int
+    reason_codes: ReasonCodes
+
+
+@dataclass(frozen=True, slots=True)
+class UnsubackReceived:
+    """An UNSUBACK arrived: one reason code per filter of the UNSUBSCRIBE ``mid``."""
+
+    mid: int
+    reason_codes: ReasonCodes
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,13 +112,18 @@ class SocketFailed:
     error: OSError
 
 
-@dataclass(frozen=True, slots=True)
-class ConnackHandled:
-    """paho has handled a CONNACK and re-sent the session's unacknowledged packets: from now on
-    a new PUBLISH cannot overtake them [MQTT-4.6.0-1]. (paho calls ``on_connect`` before.)"""
-
-
-AdapterEvent = PubrecReceived | PacketRefused | SocketFailed | ConnackHandled
-"""Everything the adapter tells the engine besides paho's own callbacks."""
+AdapterEvent = (
+    MessageReceived
+    | PublishCompleted
+    | PubrecReceived
+    | SubackReceived
+    | UnsubackReceived
+    | ConnackReceived
+    | ConnackHandled
+    | LinkClosed
+    | PacketRefused
+    | SocketFailed
+)
+"""Everything the adapter tells the engine."""
 
 EventSink = Callable[[AdapterEvent], None]

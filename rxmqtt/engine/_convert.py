@@ -6,16 +6,11 @@ from typing import Any
 
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from ..broker_limits import BrokerLimits
 from ..message import NO_PROPERTIES, PublishProperties
 from ..settings import ConnectionSettings
-
-# Reason codes for losses that carry no MQTT packet (socket errors); see Disconnect.reason.
-UNSPECIFIED_ERROR = 0x80
-PROTOCOL_ERROR = 0x82
-KEEP_ALIVE_TIMEOUT = 0x8D
-PACKET_ID_NOT_FOUND = 0x92
 
 
 def _properties(packet_type: int) -> Properties:
@@ -73,6 +68,14 @@ def _from_paho_properties(props: Properties | None) -> PublishProperties:
     )
 
 
+def unpack_publish_properties(block: bytes | bytearray) -> tuple[PublishProperties, int]:
+    """A PUBLISH's property block (at the start of ``block``) decoded by paho: (properties,
+    bytes it took)."""
+    props = _properties(PacketTypes.PUBLISH)
+    _, used = props.unpack(bytes(block))  # type: ignore[no-untyped-call]
+    return _from_paho_properties(props), int(used)
+
+
 def _limits_from(props: Properties | None) -> BrokerLimits:
     def get(name: str, default: Any) -> Any:
         return getattr(props, name, default) if props is not None else default
@@ -105,3 +108,16 @@ def connect_properties(settings: ConnectionSettings, auth_data: bytes | None) ->
         if auth_data is not None:
             props.AuthenticationData = auth_data
     return props
+
+
+_REASON_TEXTS: dict[tuple[int, int], str] = {}
+
+
+def reason_text(code: ReasonCode) -> str:
+    """paho's name of a reason code ("Success", "Not authorized", ...), computed once per code
+    and packet type (paho looks it up in its tables on every ``str()``)."""
+    key = (code.packetType, code.value)
+    text = _REASON_TEXTS.get(key)
+    if text is None:
+        text = _REASON_TEXTS[key] = str(code)
+    return text

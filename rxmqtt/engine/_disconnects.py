@@ -5,12 +5,29 @@ from __future__ import annotations
 
 import ssl
 
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-
 from ..lifecycle import Disconnect, DisconnectSource
-from ._convert import KEEP_ALIVE_TIMEOUT, PROTOCOL_ERROR, UNSPECIFIED_ERROR
-from ._paho_client import _CERTIFICATE_ALERTS
+from ._adapter_events import LinkClosed
+
+# Reason codes for losses that carry no MQTT packet (socket errors); see Disconnect.reason.
+UNSPECIFIED_ERROR = 0x80
+PROTOCOL_ERROR = 0x82
+KEEP_ALIVE_TIMEOUT = 0x8D
+PACKET_ID_NOT_FOUND = 0x92
+
+CERTIFICATE_ALERTS = frozenset(
+    {
+        "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+        "TLSV1_ALERT_UNKNOWN_CA",
+        "TLSV1_ALERT_ACCESS_DENIED",
+        "SSLV3_ALERT_BAD_CERTIFICATE",
+        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+        "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+        "SSLV3_ALERT_CERTIFICATE_REVOKED",
+        "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
+    }
+)
+"""TLS alerts by which a broker refuses this client's certificate. Under TLS 1.3 the client's
+handshake completes first, so they arrive on the first read, not in ``do_handshake``."""
 
 
 def open_failure(error: Exception, endpoint: str, connect_timeout: float, now: float) -> Disconnect:
@@ -36,40 +53,33 @@ def open_failure(error: Exception, endpoint: str, connect_timeout: float, now: f
     )
 
 
-def connection_end(
-    from_server: bool,
-    reason_code: ReasonCode,
-    properties: Properties | None,
-    socket_error: OSError | None,
-    now: float,
-) -> Disconnect:
+def connection_end(closed: LinkClosed, socket_error: OSError | None, now: float) -> Disconnect:
     """paho reported the link gone: the server's DISCONNECT (with its Reason String), the
     keep-alive watchdog, a packet we refused, a certificate the broker refused (fatal), or the
     socket closed or reset (``socket_error``: the last socket error paho saw)."""
-    if from_server:
-        reason = str(reason_code)
-        server_says = getattr(properties, "ReasonString", None)
-        if server_says:
-            reason = f"{reason}: {server_says}"
+    if closed.from_server:
+        reason = closed.reason
+        if closed.reason_string:
+            reason = f"{reason}: {closed.reason_string}"
         return Disconnect(
-            reason_code.value,
+            closed.reason_code,
             reason,
             DisconnectSource.SERVER,
             at=now,
-            server_reference=getattr(properties, "ServerReference", None),
+            server_reference=closed.server_reference,
         )
-    if reason_code.value == KEEP_ALIVE_TIMEOUT:
+    if closed.reason_code == KEEP_ALIVE_TIMEOUT:
         return Disconnect(
             KEEP_ALIVE_TIMEOUT, "Keep alive timeout", DisconnectSource.KEEPALIVE, at=now
         )
-    if reason_code.value == PROTOCOL_ERROR:
+    if closed.reason_code == PROTOCOL_ERROR:
         return Disconnect(
             PROTOCOL_ERROR,
             "Protocol error: the broker sent a packet this client cannot accept",
             DisconnectSource.CLIENT,
             at=now,
         )
-    if isinstance(socket_error, ssl.SSLError) and socket_error.reason in _CERTIFICATE_ALERTS:
+    if isinstance(socket_error, ssl.SSLError) and socket_error.reason in CERTIFICATE_ALERTS:
         return Disconnect(
             UNSPECIFIED_ERROR,
             f"TLS: the broker refused this client's certificate ({socket_error.reason}); "

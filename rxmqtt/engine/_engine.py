@@ -1,63 +1,56 @@
-"""``Engine``: one paho client for a connection's life, driven by the loop's socket callbacks."""
+"""``Engine``: one connection's life as a state machine (the table in ``_phase``) over one paho
+client. It reads paho only as events from the adapter (``_paho_link``) and never imports paho:
+socket -> paho adapter -> engine -> its handler (the connection)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import select
-import socket
 import ssl
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
-import paho.mqtt.client as paho
 import reactivex
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-from paho.mqtt.subscribeoptions import SubscribeOptions
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
 from ..broker_limits import BrokerLimits
 from ..errors import NotConnectedError
 from ..lifecycle import Connected, Disconnect, DisconnectSource
-from ..message import NO_PROPERTIES, Message, PublishProperties
+from ..message import Message
 from ..settings import ConnectionSettings, Endpoint
 from ..subscription_options import SubscriptionOptions
 from ._adapter_events import (
     AdapterEvent,
     ConnackHandled,
+    ConnackReceived,
+    LinkClosed,
+    MessageReceived,
     PacketRefused,
+    PublishCompleted,
     PubrecReceived,
     SocketFailed,
+    SubackReceived,
+    UnsubackReceived,
 )
 from ._attempt import AttemptEnded, AttemptWatcher
-from ._convert import (
+from ._disconnects import (
     KEEP_ALIVE_TIMEOUT,
     PACKET_ID_NOT_FOUND,
     UNSPECIFIED_ERROR,
-    _from_paho_properties,
-    _limits_from,
-    _properties,
-    _to_paho_properties,
-    connect_properties,
+    connection_end,
+    open_failure,
 )
-from ._disconnects import connection_end, open_failure
 from ._linger import LINGER_SECONDS, Linger
-from ._paho_client import PAHO_VERSION_TEXT, _PahoClient
+from ._paho_client import PAHO_VERSION_TEXT
+from ._paho_link import PahoLink
 from ._phase import Phase, checked
 from ._seam_check import missing_paho_seams
+from ._socket_pump import SocketPump
 from ._sockets import open_socket
 from ._watchdog import KeepAliveWatchdog
 
 log = logging.getLogger("rxmqtt.engine")
-
-_MAX_READS_PER_EVENT = 256
-"""Packets read per readiness event before yielding to the loop, so one busy socket cannot
-starve everything else on it."""
 
 
 class EngineHandler(Protocol):
@@ -87,29 +80,6 @@ class EngineHandler(Protocol):
     def on_unsuback(self, mid: int, reason_codes: list[tuple[int, str]]) -> None: ...
 
 
-def _logged(callback: Callable[..., None]) -> Callable[..., None]:
-    """paho swallows exceptions raised in callbacks; log them with their traceback instead of
-    letting a bug hang a connection silently."""
-
-    def call(*args: Any) -> None:
-        try:
-            callback(*args)
-        except Exception:
-            log.exception("rxmqtt engine: %s failed", callback.__name__)
-
-    return call
-
-
-def _has_buffered_input(sock: Any) -> bool:
-    if isinstance(sock, ssl.SSLSocket) and sock.pending() > 0:
-        return True
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return False
-    return bool(readable)
-
-
 class Engine:
     """One paho client for the life of a connection, one socket per attempt.
 
@@ -137,51 +107,27 @@ class Engine:
         self._loop = loop
         self._handler = handler
         self._clock = clock or loop.time
-        self._client = _PahoClient(
-            CallbackAPIVersion.VERSION2,
-            client_id=settings.client_id,
-            protocol=paho.MQTTv5,
-            events=self._on_adapter_event,
+        self._paho = PahoLink(settings)
+        self._watchdog = KeepAliveWatchdog(
+            loop.call_later, self._clock, self._paho.housekeeping, self._keep_alive_expired
         )
-        self._client.suppress_exceptions = True
-        self._client.max_queued_messages_set(0)
-        # The Connection keeps the broker's Receive Maximum window itself (it queues beyond it).
-        self._client.max_inflight_messages_set(0)
-        client = self._client
-        client.on_socket_open = _logged(self._on_socket_open)
-        client.on_socket_close = _logged(self._on_socket_close)
-        client.on_socket_register_write = _logged(self._on_register_write)
-        client.on_socket_unregister_write = _logged(self._on_unregister_write)
-        client.on_connect = _logged(self._on_connect)
-        client.on_disconnect = _logged(self._on_disconnect)
-        client.on_message = _logged(self._on_message)
-        client.publish_sink = self._on_publish_packet
-        client.on_publish = _logged(self._on_publish)
-        client.on_subscribe = _logged(self._on_subscribe)
-        client.on_unsubscribe = _logged(self._on_unsubscribe)
-        if settings.will is not None:
-            will = settings.will
-            will_props = _to_paho_properties(will.properties, PacketTypes.WILLMESSAGE)
-            if will.delay_interval:
-                will_props = will_props or _properties(PacketTypes.WILLMESSAGE)
-                will_props.WillDelayInterval = will.delay_interval
-            self._client.will_set(will.topic, will.payload, will.qos, will.retain, will_props)
+        self._linger = Linger(loop)
+        self._pump = SocketPump(
+            loop, self._paho, heard=self._watchdog.heard, closed=self._linger.socket_closed
+        )
+        self._paho.wire(events=self._on_event, sockets=self._pump)
 
         self._phase = Phase.IDLE
         self._generation = 0
         """Counts attempts and their ends: a late callback of an earlier attempt does nothing."""
         self._open_task: asyncio.Task[None] | None = None
         self._connack_timer: asyncio.TimerHandle | None = None
-        self._watchdog = KeepAliveWatchdog(
-            self._loop.call_later, self._clock, self._client.loop_misc, self._keep_alive_expired
-        )
-        self._linger = Linger(loop)
         self._abort_reason: Disconnect | None = None
         """Why the link is ending, when we know better than paho's on_disconnect will say."""
         self._socket_error: OSError | None = None
         self._pubrec_codes: dict[int, tuple[int, str]] = {}
         """The PUBREC reason code of each QoS 2 publish (paho keeps only whether it failed)."""
-        self._orphans: list[int] | None = None
+        self._orphans: tuple[int, ...] | None = None
         """QoS 2 packet ids the CONNACK orphaned, reported once paho finished the CONNACK."""
         self._closing = False
         self._endpoint: Endpoint | None = None
@@ -302,18 +248,13 @@ class Engine:
         if phase is not Phase.IDLE:
             self._move(Phase.IDLE)
         if phase is Phase.CONNECTED and send_disconnect:
-            properties = None
-            if end_session:
-                properties = _properties(PacketTypes.DISCONNECT)
-                properties.SessionExpiryInterval = 0
             # paho closes the socket once DISCONNECT is written: that close lingers.
             with self._linger.disconnecting():
                 try:
-                    self._client.disconnect(properties=properties)
-                    self._client.loop_write()
+                    self._paho.disconnect(end_session=end_session)
                 except Exception:
                     log.debug("DISCONNECT could not be written", exc_info=True)
-        self._drop_socket()
+        self._pump.drop()
 
     async def wait_closed(self, timeout: float = LINGER_SECONDS) -> None:
         """Wait until a graceful close has finished draining (at most ``timeout``)."""
@@ -327,7 +268,7 @@ class Engine:
         if self._phase is Phase.OPENING:
             self._finish_failed(disconnect)
             return
-        self._drop_socket()  # (paho reports the end through _on_disconnect, usually)
+        self._pump.drop()  # (paho reports the end as LinkClosed, usually)
         if self.link_up or self.attempt_in_progress:  # paho closed it without reporting it
             self._report_end(disconnect)
 
@@ -335,17 +276,7 @@ class Engine:
         """Hand a message to paho; returns the packet id used to match its acknowledgement."""
         if self._phase is not Phase.CONNECTED:
             raise NotConnectedError("publish while not connected")
-        properties = _to_paho_properties(message.properties, PacketTypes.PUBLISH)
-        if message.qos == 0 and properties is None:
-            mid = self._client.publish_plain_qos0(message.topic, message.payload, message.retain)
-            if mid is not None:
-                return mid
-        info = self._client.publish(
-            message.topic, message.payload, message.qos, message.retain, properties
-        )
-        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
-            raise NotConnectedError(f"paho refused publish: {paho.error_string(info.rc)}")
-        return int(info.mid)
+        return self._paho.publish(message)
 
     def subscribe(
         self, filters: list[tuple[str, SubscriptionOptions]], identifier: int | None = None
@@ -354,46 +285,22 @@ class Engine:
         when ``identifier`` is given; returns its packet id."""
         if self._phase is not Phase.CONNECTED:
             raise NotConnectedError("subscribe while not connected")
-        properties = None
-        if identifier is not None:
-            properties = _properties(PacketTypes.SUBSCRIBE)
-            properties.SubscriptionIdentifier = identifier
-        rc, mid = self._client.subscribe(
-            [
-                (
-                    topic_filter,
-                    SubscribeOptions(
-                        qos=options.qos,
-                        noLocal=options.no_local,
-                        retainAsPublished=options.retain_as_published,
-                        retainHandling=options.retain_handling,
-                    ),
-                )
-                for topic_filter, options in filters
-            ],
-            properties=properties,
-        )
-        if rc != paho.MQTT_ERR_SUCCESS or mid is None:
-            raise NotConnectedError(f"paho refused subscribe: {paho.error_string(rc)}")
-        return int(mid)
+        return self._paho.subscribe(filters, identifier)
 
     def unsubscribe(self, filters: list[str]) -> int:
         """Send one UNSUBSCRIBE; returns its packet id."""
         if self._phase is not Phase.CONNECTED:
             raise NotConnectedError("unsubscribe while not connected")
-        rc, mid = self._client.unsubscribe(filters)
-        if rc != paho.MQTT_ERR_SUCCESS or mid is None:
-            raise NotConnectedError(f"paho refused unsubscribe: {paho.error_string(rc)}")
-        return int(mid)
+        return self._paho.unsubscribe(filters)
 
     def in_flight_mids(self) -> list[int]:
         """Packet ids of publishes paho still holds (unacknowledged or waiting for the window)."""
-        return self._client.held_mids()
+        return self._paho.held_mids()
 
     def publishes_on_the_wire(self) -> list[int]:
         """Packet ids of the QoS 1/2 publishes written (or being written) and not yet
         acknowledged, oldest first: the ones a broker's DISCONNECT can be about."""
-        return self._client.mids_awaiting_ack()
+        return self._paho.mids_awaiting_ack()
 
     def isolate_publishes(self) -> None:
         """Send QoS 1/2 publishes one at a time from the next connection on (each waits for the
@@ -405,12 +312,12 @@ class Engine:
         """Stop re-sending one publish: the owner gave up on it (the broker refuses it)."""
         if self._isolating:
             self._end_isolation_after(mid)
-        self._client.forget_message(mid)
+        self._paho.forget_message(mid)
         self._pubrec_codes.pop(mid, None)
 
     def forget_in_flight(self) -> None:
         """Drop every message paho holds (used when the connection closes for good)."""
-        self._client.forget_all_messages()
+        self._paho.forget_all_messages()
         self._pubrec_codes.clear()
 
     # ----------------------------------------------------------------- opening
@@ -418,18 +325,11 @@ class Engine:
     async def _open(self, generation: int, endpoint: Endpoint, clean_start: bool) -> None:
         settings = self._settings
         try:
-            username, password = settings.credentials()
+            credentials = settings.credentials()
             auth_data = settings.resolved_auth_data()
         except Exception as exc:
-            self._finish_failed(
-                Disconnect(
-                    UNSPECIFIED_ERROR,
-                    f"credential provider failed: {exc}",
-                    DisconnectSource.CLIENT,
-                    at=self._clock(),
-                ),
-                generation,
-            )
+            failure = self._ended(f"credential provider failed: {exc}", DisconnectSource.CLIENT)
+            self._finish_failed(failure, generation)
             return
         try:
             sock = await asyncio.wait_for(
@@ -444,62 +344,33 @@ class Engine:
         if generation != self._generation:
             sock.close()
             return
-        self._start_mqtt(sock, endpoint, clean_start, username, password, auth_data)
-
-    def _start_mqtt(
-        self,
-        sock: socket.socket | ssl.SSLSocket,
-        endpoint: Endpoint,
-        clean_start: bool,
-        username: str | None,
-        password: bytes | None,
-        auth_data: bytes | None,
-    ) -> None:
-        settings = self._settings
-        client = self._client
-        # paho is typed for str but sends bytes as they are (a password may be binary).
-        client.username_pw_set(username, password)  # type: ignore[arg-type]
-        props = connect_properties(settings, auth_data)
-        client.announced_maximum_packet_size = settings.maximum_packet_size
-        # (paho re-sends the session's publishes at CONNACK up to its in-flight limit, then one
-        # per ack; 0 is no limit: the Connection keeps the broker's Receive Maximum itself.)
-        client.one_publish_at_a_time(self._isolating)
         self._move(Phase.AWAITING_CONNACK)
         self._socket_error = None
-        client.prepared_socket = sock
         try:
-            client.connect(
-                endpoint.host,
-                endpoint.port,
-                keepalive=settings.keep_alive,
+            self._paho.connect(
+                sock,
+                endpoint,
                 clean_start=clean_start,
-                properties=props,
+                credentials=credentials,
+                auth_data=auth_data,
+                one_at_a_time=self._isolating,
             )
         except Exception as exc:
             self._finish_failed(
-                Disconnect(
-                    UNSPECIFIED_ERROR,
-                    f"sending CONNECT to {endpoint} failed: {exc}",
-                    DisconnectSource.NETWORK,
-                    at=self._clock(),
+                self._ended(
+                    f"sending CONNECT to {endpoint} failed: {exc}", DisconnectSource.NETWORK
                 )
             )
             return
         self._connack_timer = self._loop.call_later(
-            settings.connect_timeout, self._connack_timed_out, self._generation
+            self._settings.connect_timeout, self._connack_timed_out, self._generation
         )
 
     def _connack_timed_out(self, generation: int) -> None:
         if generation != self._generation or self._phase is not Phase.AWAITING_CONNACK:
             return
-        self.abort(
-            Disconnect(
-                UNSPECIFIED_ERROR,
-                f"no CONNACK within {self._settings.connect_timeout}s",
-                DisconnectSource.CLIENT,
-                at=self._clock(),
-            )
-        )
+        timeout = self._settings.connect_timeout
+        self.abort(self._ended(f"no CONNACK within {timeout}s", DisconnectSource.CLIENT))
 
     def _finish_failed(self, disconnect: Disconnect, generation: int | None = None) -> None:
         if generation is not None and generation != self._generation:
@@ -510,61 +381,10 @@ class Engine:
             self._open_task.cancel()
         self._open_task = None
         self._move(Phase.IDLE)
-        self._drop_socket()
+        self._pump.drop()
         self._attempt_ended(disconnect, was_connected=False)
 
-    # ----------------------------------------------------------------- socket plumbing
-
-    def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        self._loop.add_reader(sock, self._on_readable)
-
-    def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        self._forget_fd(sock)
-        self._linger.socket_closed(sock)
-
-    def _on_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        self._loop.add_writer(sock, self._on_writable)
-
-    def _on_unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        with contextlib.suppress(ValueError, OSError):
-            self._loop.remove_writer(sock)
-
-    def _forget_fd(self, sock: Any) -> None:
-        for remove in (self._loop.remove_reader, self._loop.remove_writer):
-            with contextlib.suppress(ValueError, OSError):
-                remove(sock)
-
-    def _on_readable(self) -> None:
-        self._watchdog.heard()
-        client = self._client
-        sock: Any = client.socket()
-        for _ in range(_MAX_READS_PER_EVENT):
-            if sock is None or client.socket() is not sock:
-                return
-            rc = client.loop_read()
-            if rc != paho.MQTT_ERR_SUCCESS:
-                return
-            if not client.has_buffered_input and not _has_buffered_input(sock):
-                return
-        if client.socket() is sock and client.has_buffered_input:
-            # The budget is spent with packets already read into our buffer: the socket may not
-            # signal readable again (its bytes are with us), so come back by ourselves.
-            self._loop.call_soon(self._on_readable)
-
-    def _on_writable(self) -> None:
-        self._client.loop_write()
-
-    def _drop_socket(self) -> None:
-        """Shut the socket down and let paho observe the EOF (reporting through on_disconnect)."""
-        sock: Any = self._client.socket()
-        if sock is None:
-            return
-        self._forget_fd(sock)
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-        self._client.loop_read()
-        if self._client.socket() is not None:  # paho did not notice; close it ourselves
-            self._client.close_socket()
+    # ----------------------------------------------------------------- timers
 
     def _cancel_timers(self) -> None:
         if self._connack_timer is not None:
@@ -574,48 +394,74 @@ class Engine:
 
     def _keep_alive_expired(self, silent_for: float, keep_alive: float) -> None:
         self.abort(
-            Disconnect(
-                KEEP_ALIVE_TIMEOUT,
+            self._ended(
                 f"Keep alive timeout: nothing from the broker for {silent_for:.1f}s "
                 f"(keep_alive {keep_alive}s)",
                 DisconnectSource.KEEPALIVE,
-                at=self._clock(),
+                KEEP_ALIVE_TIMEOUT,
             )
         )
+
+    def _ended(
+        self, reason: str, source: DisconnectSource, code: int = UNSPECIFIED_ERROR
+    ) -> Disconnect:
+        """An end the engine itself found (no packet says it), timed now."""
+        return Disconnect(code, reason, source, at=self._clock())
 
     def _move(self, phase: Phase) -> None:
         """Change phase along the table (anything else is a bug, raised as ``PhaseError``)."""
         self._phase = checked(self._phase, phase)
 
-    # ----------------------------------------------------------------- paho callbacks
+    # ----------------------------------------------------------------- the adapter's events
 
-    def _on_connect(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        flags: Any,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
+    def _on_event(self, event: AdapterEvent) -> None:
+        """Everything paho and its adapter report, one event at a time (see _adapter_events);
+        the engine's handler never raises into paho's packet handling."""
+        try:
+            match event:
+                case MessageReceived(message):
+                    self._handler.on_message(message)
+                case PublishCompleted():
+                    self._publish_completed(event)
+                case PubrecReceived(mid, code, reason):
+                    self._pubrec_codes[mid] = (code, reason)
+                case SubackReceived(mid, codes):
+                    self._handler.on_suback(mid, list(codes))
+                case UnsubackReceived(mid, codes):
+                    self._handler.on_unsuback(mid, list(codes))
+                case ConnackReceived():
+                    self._connack_received(event)
+                case ConnackHandled():
+                    self._connack_handled()
+                case LinkClosed():
+                    self._link_closed(event)
+                case PacketRefused(code, reason, source):
+                    if self._abort_reason is None:
+                        self._abort_reason = self._ended(reason, source, code)
+                case SocketFailed(error):
+                    self._socket_error = error
+        except Exception:
+            log.exception("rxmqtt engine: handling %s failed", type(event).__name__)
+
+    def _connack_received(self, connack: ConnackReceived) -> None:
         if self._phase is not Phase.AWAITING_CONNACK:
+            self._report_orphans(connack.orphans)
             return
         if self._connack_timer is not None:
             self._connack_timer.cancel()
             self._connack_timer = None
-        if reason_code.is_failure:
+        if not connack.accepted:
             self._abort_reason = Disconnect(
-                reason_code.value,
-                str(reason_code),
+                connack.reason_code,
+                connack.reason,
                 DisconnectSource.SERVER,
                 at=self._clock(),
-                server_reference=getattr(properties, "ServerReference", None),
+                server_reference=connack.server_reference,
             )
-            # paho closes the socket next and reports through _on_disconnect.
-            return
-        self.limits = _limits_from(properties)
-        self.session_present = bool(flags.session_present)
-        orphans = [] if self.session_present else self._client.forget_owed_pubrel()
-        for mid in orphans:
+            return  # paho closes the socket next and reports it as LinkClosed
+        self.limits = connack.limits
+        self.session_present = connack.session_present
+        for mid in connack.orphans:
             self._pubrec_codes.pop(mid, None)
         self._move(Phase.CONNECTED)
         self.connections += 1
@@ -624,31 +470,21 @@ class Engine:
             self._settings.keep_alive if server_keep_alive is None else server_keep_alive
         )
         # Reported once paho has re-sent the session's in-flight messages: ConnackHandled.
-        self._orphans = orphans
+        self._orphans = connack.orphans
 
-    def _on_adapter_event(self, event: AdapterEvent) -> None:
-        """What the paho adapter learnt inside paho's packet handling (see _adapter_events)."""
-        if isinstance(event, PubrecReceived):
-            self._pubrec_codes[event.mid] = (event.reason_code, event.reason)
-        elif isinstance(event, SocketFailed):
-            self._socket_error = event.error
-        elif isinstance(event, PacketRefused):
-            if self._abort_reason is None:
-                self._abort_reason = Disconnect(
-                    event.reason_code, event.reason, event.source, at=self._clock()
-                )
-        elif isinstance(event, ConnackHandled):
-            orphans, self._orphans = self._orphans, None
-            if orphans is not None:
-                _logged(self._after_connack)(orphans)
-
-    def _after_connack(self, orphans: list[int]) -> None:
+    def _connack_handled(self) -> None:
+        orphans, self._orphans = self._orphans, None
+        if orphans is None:
+            return
         if self._phase is Phase.CONNECTED:
             self._handler.on_connack(self.session_present, self.limits)
             watcher = self._watcher
             if watcher is not None and self._phase is Phase.CONNECTED:
                 watcher.connected(self._connected_event())
-        for mid in orphans:  # (gone from paho: reported even if the link died meanwhile)
+        self._report_orphans(orphans)  # (gone from paho: reported even if the link died)
+
+    def _report_orphans(self, orphans: tuple[int, ...]) -> None:
+        for mid in orphans:
             self._handler.on_publish_uncertain(
                 mid,
                 PACKET_ID_NOT_FOUND,
@@ -657,25 +493,11 @@ class Engine:
                 "so it may not have been delivered",
             )
 
-    def _on_disconnect(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        flags: Any,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
+    def _link_closed(self, closed: LinkClosed) -> None:
         if self._phase is Phase.IDLE or self._closing:
             return
         self._report_end(
-            self._abort_reason
-            or connection_end(
-                bool(flags.is_disconnect_packet_from_server),
-                reason_code,
-                properties,
-                self._socket_error,
-                self._clock(),
-            )
+            self._abort_reason or connection_end(closed, self._socket_error, self._clock())
         )
 
     def _report_end(self, disconnect: Disconnect) -> None:
@@ -690,96 +512,26 @@ class Engine:
             self._handler.on_connection_lost(disconnect)
         self._attempt_ended(disconnect, was_connected=phase is Phase.CONNECTED)
 
-    def _on_publish_packet(
-        self,
-        topic: str,
-        payload: bytes,
-        qos: int,
-        retain: bool,
-        props: Properties | PublishProperties | None,
-    ) -> None:
-        """A QoS 0/1 PUBLISH from the fast path (paho sends the PUBACK after this returns)."""
-        try:
-            self._handler.on_message(
-                Message(
-                    topic,
-                    payload,
-                    qos,
-                    retain,
-                    NO_PROPERTIES
-                    if props is None
-                    else props
-                    if isinstance(props, PublishProperties)
-                    else _from_paho_properties(props),
-                )
-            )
-        except Exception:
-            log.exception("rxmqtt engine: on_message failed")
-
-    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        try:
-            topic = msg.topic
-        except UnicodeDecodeError:
-            log.warning("dropping a message whose topic is not valid UTF-8")
-            return
-        message = Message(
-            topic=topic,
-            payload=bytes(msg.payload),
-            qos=msg.qos,
-            retain=bool(msg.retain),
-            properties=_from_paho_properties(getattr(msg, "properties", None)),
-        )
-        self._handler.on_message(message)
-
-    def _on_publish(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        mid: int,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
+    def _publish_completed(self, done: PublishCompleted) -> None:
+        mid = done.mid
         pubrec = self._pubrec_codes.pop(mid, None)
         if self._isolating:
             self._end_isolation_after(mid)
         accepted = pubrec is None or pubrec[0] < 0x80
-        if reason_code.is_failure and accepted and self._client.held_qos(mid) == 2:
+        if done.reason_code >= 0x80 and accepted and done.qos == 2:
             # a PUBREC accepted it, the PUBCOMP failed
             self._handler.on_publish_uncertain(
                 mid,
-                reason_code.value,
-                f"{reason_code}: the broker accepted the message (PUBREC) but its PUBCOMP "
+                done.reason_code,
+                f"{done.reason}: the broker accepted the message (PUBREC) but its PUBCOMP "
                 "reports a failure, so it may not have been delivered",
             )
             return
-        if pubrec is not None:
-            code, reason = pubrec
-        else:
-            code, reason = reason_code.value, str(reason_code)
+        code, reason = pubrec if pubrec is not None else (done.reason_code, done.reason)
         self._handler.on_publish_done(mid, code, reason)
 
     def _end_isolation_after(self, mid: int) -> None:
         """Back to sending publishes freely once nothing waits behind the one acknowledged."""
-        if not self._client.any_held_back(besides=mid):
+        if not self._paho.any_held_back(besides=mid):
             self._isolating = False
-            self._client.one_publish_at_a_time(False)
-
-    def _on_subscribe(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        mid: int,
-        reason_codes: list[ReasonCode],
-        properties: Properties | None,
-    ) -> None:
-        self._handler.on_suback(mid, [(code.value, str(code)) for code in reason_codes])
-
-    def _on_unsubscribe(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        mid: int,
-        reason_codes: list[ReasonCode],
-        properties: Properties | None,
-    ) -> None:
-        self._handler.on_unsuback(mid, [(code.value, str(code)) for code in reason_codes])
+            self._paho.one_publish_at_a_time(False)

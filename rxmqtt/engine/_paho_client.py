@@ -8,33 +8,38 @@ enforce it outside ``rxmqtt/engine``).
 
 from __future__ import annotations
 
-import functools
 import importlib.metadata
 import socket
 import ssl
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ..lifecycle import DisconnectSource
-from ..message import PublishProperties
 from ._adapter_events import (
     ConnackHandled,
     EventSink,
+    MessageReceived,
     PacketRefused,
     PubrecReceived,
     SocketFailed,
 )
-from ._convert import _properties
+from ._publish_codec import MalformedPublish, decode_publish, encode_publish
 from ._seam_check import missing_paho_seams
 
 if TYPE_CHECKING:
     from paho.mqtt.client import _InPacket
+
+try:
+    from paho.mqtt.exception import MalformedPacket
+except ImportError:  # a paho before 2.2: Engine() refuses it, naming this (see _seam_check)
+
+    class MalformedPacket(Exception):  # type: ignore[no-redef]
+        """Stands in so that importing rxmqtt works and the seam check can name what is gone."""
+
 
 try:
     PAHO_VERSION_TEXT = importlib.metadata.version("paho-mqtt")
@@ -53,52 +58,6 @@ _READ_SIZE = 65536
 _WRITE_BATCH = 65536
 """Bytes of queued packets joined into one send()."""
 
-_MAX_REMAINING_LENGTH = 268_435_455
-"""The largest remaining length MQTT can encode (four length bytes)."""
-
-PublishSink = Callable[[str, bytes, int, bool, "Properties | PublishProperties | None"], None]
-"""(topic, payload, qos, retain, properties or None): where the fast path delivers a PUBLISH.
-Properties that are only Subscription Identifiers arrive decoded, as ``PublishProperties``."""
-
-_SUBSCRIPTION_IDENTIFIER = 0x0B
-
-
-@functools.lru_cache(maxsize=1024)
-def _identified(ids: tuple[int, ...]) -> PublishProperties:
-    """The (shared, frozen) properties of a message that carries only these identifiers."""
-    return PublishProperties(subscription_identifiers=ids)
-
-
-def _read_varint(packet: Any, pos: int) -> tuple[int, int]:
-    """A Variable Byte Integer at ``pos``: (value, position after it)."""
-    value, shift = 0, 0
-    for _ in range(4):
-        byte = packet[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-    raise MalformedPacket("a Variable Byte Integer longer than four bytes")
-
-
-def _only_identifiers(packet: Any, pos: int) -> tuple[PublishProperties, int] | None:
-    """Decode a property block made only of Subscription Identifiers (what a broker adds to
-    each message of a subscription that has one) without paho's ``Properties``, which costs
-    tens of microseconds a message; None for any other block (paho decodes it)."""
-    length, start = _read_varint(packet, pos)
-    end = start + length
-    ids: list[int] = []
-    pos = start
-    while pos < end:
-        if packet[pos] != _SUBSCRIPTION_IDENTIFIER:
-            return None
-        value, pos = _read_varint(packet, pos + 1)
-        ids.append(value)
-    if pos != end or not ids or 0 in ids:
-        return None  # malformed or a zero identifier: paho's decoder reports it
-    return _identified(tuple(ids)), end
-
 
 def _ignore(event: object) -> None:
     """The event sink of a client nobody listens to (tests of the codec alone)."""
@@ -106,20 +65,19 @@ def _ignore(event: object) -> None:
 
 class _PahoClient(paho.Client):
     """paho's client with the engine's seams: the socket comes from us (opened asynchronously);
-    what is learnt inside paho's packet handling goes to ``events`` at once (the PUBREC reason
-    code paho drops, a refused packet, a socket error, the end of CONNACK handling); whole
-    packets and plain QoS 0/1 publishes take fast paths around paho's byte-at-a-time code."""
+    every PUBLISH is encoded (``send_publish``) and decoded (``_handle_publish``) here, once,
+    whatever its QoS; what is learnt inside paho's packet handling goes to ``events`` at once
+    (a message, the PUBREC reason code paho drops, a refused packet, a socket error, the end of
+    CONNACK handling); whole packets take a fast path around paho's byte-at-a-time reader."""
 
     def __init__(self, *args: Any, events: EventSink = _ignore, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._events = events
+        self.events = events
+        """Where the adapter reports what it learns (the engine's event sink)."""
         self.prepared_socket: socket.socket | ssl.SSLSocket | None = None
         """The socket the next connect() uses (paho's own connect would block)."""
         self.announced_maximum_packet_size: int | None = None
         """The Maximum Packet Size this client announced in CONNECT (enforced on input)."""
-        self.publish_sink: PublishSink | None = None
-        """Receives QoS 0/1 PUBLISHes decoded by the fast path; QoS 2 still goes through
-        paho's MQTTMessage and ``on_message``."""
         self._read_buf = b""
         self._read_pos = 0
 
@@ -150,7 +108,7 @@ class _PahoClient(paho.Client):
         except BlockingIOError:
             raise
         except OSError as exc:
-            self._events(SocketFailed(exc))
+            self.events(SocketFailed(exc))
             raise
 
     def _sock_close(self) -> None:
@@ -163,7 +121,7 @@ class _PahoClient(paho.Client):
         except BlockingIOError:
             raise
         except OSError as exc:
-            self._events(SocketFailed(exc))
+            self.events(SocketFailed(exc))
             raise
 
     def _create_socket(self) -> Any:
@@ -187,7 +145,7 @@ class _PahoClient(paho.Client):
         # PUBREL packets, so anything the owner publishes from on_connect (the offline queue's
         # drain) would overtake them [MQTT-4.6.0-1]. The owner's CONNACK handling runs after.
         rc = super()._handle_connack()
-        self._events(ConnackHandled())
+        self.events(ConnackHandled())
         return rc
 
     def _messages_reconnect_reset_out(self) -> None:
@@ -222,10 +180,12 @@ class _PahoClient(paho.Client):
         while connected; the limit itself works at any time."""
         self._max_inflight_messages = 1 if on else 0
 
-    def forget_owed_pubrel(self) -> list[int]:
-        """Drop the QoS 2 messages whose PUBREL is still owed (PUBREC received, no PUBCOMP) and
-        return their packet ids: after a CONNACK without a session the broker no longer knows
-        them, and a PUBREL for a packet id it never saw in this session would be meaningless."""
+    def forget_lost_session(self) -> list[int]:
+        """After a CONNACK without a session: drop the QoS 2 messages whose PUBREL is still owed
+        (PUBREC received, no PUBCOMP) and return their packet ids -- the broker no longer knows
+        them, and a PUBREL for a packet id it never saw in this session would be meaningless --
+        and forget the incoming QoS 2 packet ids awaiting a PUBREL, so a new message reusing
+        one is not taken for a re-send."""
         owed = [
             mid
             for mid, m in self._out_messages.items()
@@ -233,6 +193,8 @@ class _PahoClient(paho.Client):
         ]
         for mid in owed:
             del self._out_messages[mid]
+        with self._in_message_mutex:
+            self._in_messages.clear()
         return owed
 
     # The engine's view of paho's outgoing session state (``_out_messages``: mid -> MQTTMessage
@@ -276,7 +238,7 @@ class _PahoClient(paho.Client):
         self._sock_close()
 
     def _refuse(self, code: int, reason: str, source: DisconnectSource) -> Any:
-        self._events(PacketRefused(code, reason, source))
+        self.events(PacketRefused(code, reason, source))
         return paho.MQTT_ERR_PROTOCOL
 
     def _incoming_size(self) -> int:
@@ -354,67 +316,67 @@ class _PahoClient(paho.Client):
         )
 
     def _handle_publish(self) -> Any:
-        # A topic that is not well-formed UTF-8 makes the packet malformed (MQTT 5 1.5.4): close
-        # the connection instead of acknowledging the message and then dropping it.
-        packet = self._in_packet["packet"]
-        header = self._in_packet["command"]
-        raw_topic = bytes(packet[2 : 2 + int.from_bytes(packet[:2], "big")])
+        # The one receive route of a PUBLISH, whatever its QoS: decoded here (no MQTTMessage,
+        # properties only when there are some) and handed to the engine as MessageReceived.
+        # A QoS 2 message is delivered on its PUBLISH (MQTT 5 4.3.3's first method): paho keeps
+        # its packet id in _in_messages, answers a re-sent PUBLISH with PUBREC without a second
+        # delivery, and completes the handshake (PUBREL -> PUBCOMP) itself.
         try:
-            topic = raw_topic.decode("utf-8")
-        except UnicodeDecodeError:
-            return self._refuse(
-                0x81,
-                f"Malformed Packet: a PUBLISH topic is not valid UTF-8: {raw_topic!r}",
-                DisconnectSource.CLIENT,
+            incoming = decode_publish(
+                self._in_packet["command"], self._in_packet["packet"], self._protocol == paho.MQTTv5
             )
-        qos = (header & 0x06) >> 1
-        deliver = self.publish_sink
-        if qos == 2 or deliver is None or self._protocol != paho.MQTTv5:
-            return super()._handle_publish()
-        # QoS 0/1 fast path. paho's decode_publish builds a Properties object (two tables of 27
-        # entries, then a clear() probing each) for every message even without properties, plus
-        # an MQTTMessage and a topic-matcher walk: together 40-50% of its receive time. Here
-        # the properties are decoded only when the packet has some.
-        try:
-            pos = 2 + len(raw_topic)
-            mid = 0
-            if qos:
-                mid = (packet[pos] << 8) | packet[pos + 1]
-                pos += 2
-            props: Properties | PublishProperties | None = None
-            if packet[pos] == 0:
-                pos += 1
-            elif (identified := _only_identifiers(packet, pos)) is not None:
-                props, pos = identified
-            else:
-                props = _properties(PacketTypes.PUBLISH)
-                _, used = props.unpack(bytes(packet[pos:]))  # type: ignore[no-untyped-call]
-                pos += used
-        except IndexError:
-            raise MalformedPacket("PUBLISH shorter than its headers") from None
-        deliver(topic, bytes(packet[pos:]), qos, bool(header & 0x01), props)
-        if qos == 1 and not self._manual_ack:
+        except MalformedPublish as exc:  # (a topic that is not UTF-8, too: MQTT 5 1.5.4)
+            return self._refuse(0x81, f"Malformed Packet: {exc}", DisconnectSource.CLIENT)
+        message, mid = incoming.message, incoming.mid
+        if message.qos == 2:
+            with self._in_message_mutex:
+                if mid in self._in_messages:  # a re-send of one already delivered
+                    return self._send_pubrec(mid)
+                self._in_messages[mid] = _awaiting_pubrel(mid)
+            self.events(MessageReceived(message))
+            return self._send_pubrec(mid)
+        self.events(MessageReceived(message))
+        if message.qos == 1 and not self._manual_ack:
             return self._send_puback(mid)
         return paho.MQTT_ERR_SUCCESS
 
-    def publish_plain_qos0(self, topic: str, payload: bytes, retain: bool) -> int | None:
-        """Queue a QoS 0 PUBLISH without properties, encoded here; returns its packet id, or
-        None when paho's ``publish()`` must take it (not connected, another protocol, or a
-        packet too large to encode). paho's path builds an ``MQTTMessageInfo`` (a
-        ``threading.Condition``), re-checks the topic and logs a formatted line per message."""
-        if self._protocol != paho.MQTTv5 or self._sock is None:
-            return None
+    def send_publish(
+        self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties | None
+    ) -> int | None:
+        """The one send route of a PUBLISH, whatever its QoS: encoded here, queued on paho's
+        out-queue; a QoS 1/2 one also enters paho's session (``_out_messages``, as paho's
+        ``publish()`` does), so paho matches its acks and re-sends it (DUP) after a reconnect.
+        Returns its packet id, or None when that id is still in flight (65535 are)."""
         name = topic.encode("utf-8")
-        remaining = 3 + len(name) + len(payload)  # topic length, topic, property length 0
-        if remaining > _MAX_REMAINING_LENGTH:
-            return None
-        packet = bytearray((paho.PUBLISH | retain,))
-        self._pack_remaining_length(packet, remaining)
-        self._pack_str16(packet, name)
-        packet.append(0)
-        packet += payload
+        block = None
+        if self._protocol == paho.MQTTv5:
+            block = b"\x00" if properties is None else properties.pack()  # type: ignore[no-untyped-call]
         mid: int = self._mid_generate()
-        self._packet_queue(paho.PUBLISH, packet, mid, 0, _WRITTEN)
+        packet = encode_publish(name, payload, qos, retain, mid, block)
+        if not qos:
+            if self._sock is not None:  # (without a socket a QoS 0 message is gone, as in paho)
+                self._packet_queue(paho.PUBLISH, packet, mid, 0, _WRITTEN)
+            return mid
+        message = paho.MQTTMessage(mid, name)
+        message.timestamp = paho.time_func()
+        message.payload, message.qos, message.retain = payload, qos, retain
+        message.properties = properties
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return None
+            self._out_messages[mid] = message
+            if self._max_inflight_messages and (
+                self._inflight_messages >= self._max_inflight_messages
+            ):
+                message.state = paho.mqtt_ms_queued  # paho sends it on an ack
+            elif self._sock is None:
+                message.state = paho.mqtt_ms_publish  # paho sends it on the next CONNACK
+            else:
+                self._inflight_messages += 1
+                message.state = (
+                    paho.mqtt_ms_wait_for_puback if qos == 1 else paho.mqtt_ms_wait_for_pubrec
+                )
+                self._packet_queue(paho.PUBLISH, packet, mid, qos, message.info)
         return mid
 
     def _packet_write(self) -> Any:
@@ -492,24 +454,8 @@ class _PahoClient(paho.Client):
             self._in_packet["command"], self._in_packet["packet"], self._protocol
         )
         if result.reason is not None:
-            self._events(PubrecReceived(result.mid, result.reason.value, str(result.reason)))
+            self.events(PubrecReceived(result.mid, result.reason.value, str(result.reason)))
         return super()._handle_pubrec()
-
-
-_CERTIFICATE_ALERTS = frozenset(
-    {
-        "TLSV13_ALERT_CERTIFICATE_REQUIRED",
-        "TLSV1_ALERT_UNKNOWN_CA",
-        "TLSV1_ALERT_ACCESS_DENIED",
-        "SSLV3_ALERT_BAD_CERTIFICATE",
-        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
-        "SSLV3_ALERT_CERTIFICATE_EXPIRED",
-        "SSLV3_ALERT_CERTIFICATE_REVOKED",
-        "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
-    }
-)
-"""TLS alerts by which a broker refuses this client's certificate. Under TLS 1.3 the client's
-handshake completes first, so they arrive on the first read, not in ``do_handshake``."""
 
 
 _PUBACK_CODES: dict[int, ReasonCode] = {
@@ -526,8 +472,17 @@ written."""
 _NO_PUBACK_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
 
 _WRITTEN = paho.MQTTMessageInfo(0)
-"""Stands in for the per-message ``MQTTMessageInfo`` of fast-path QoS 0 packets: paho marks it
-published once the packet is written, which nobody waits on."""
+"""Stands in for the per-message ``MQTTMessageInfo`` of QoS 0 packets: paho marks it published
+once the packet is written, which nobody waits on."""
+
+
+def _awaiting_pubrel(mid: int) -> paho.MQTTMessage:
+    """paho's record of an incoming QoS 2 message already delivered, waiting for its PUBREL
+    (paho then drops it and sends PUBCOMP; with no ``on_message`` it delivers nothing)."""
+    record = paho.MQTTMessage(mid)
+    record.qos = 2
+    record.state = paho.mqtt_ms_wait_for_pubrel
+    return record
 
 
 def _plain_puback_code(packet: bytes | bytearray) -> ReasonCode | None:

@@ -5,6 +5,7 @@ each missing piece, when something is off (a paho release outside the verified r
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 from typing import Any
 
@@ -28,11 +29,14 @@ METHODS: dict[str, tuple[str, ...]] = {
     # called by the adapter
     "_check_clean_session": (),
     "_send_puback": ("mid",),
+    "_send_pubrec": ("mid",),
     "_mid_generate": (),
     "_packet_queue": ("command", "packet", "mid", "qos", "info"),
-    "_pack_remaining_length": ("packet", "remaining_length"),
-    "_pack_str16": ("packet", "data"),
     "_do_on_publish": ("mid", "reason_code", "properties"),
+    # relied on unchanged: a PUBREL pops the _in_messages record and hands it to
+    # _handle_on_message, which (no on_message set) delivers nothing; then PUBCOMP
+    "_handle_pubrel": (),
+    "_handle_on_message": ("message",),
 }
 """paho's private methods the adapter overrides or calls, with their parameters (after self)."""
 
@@ -41,6 +45,9 @@ ATTRIBUTES = (
     "_out_packet",
     "_out_messages",
     "_out_message_mutex",
+    "_in_messages",
+    "_in_message_mutex",
+    "_inflight_messages",
     "_msgtime_mutex",
     "_max_inflight_messages",
     "_last_bytes_received",
@@ -76,11 +83,12 @@ MESSAGE_STATES = (
     "mqtt_ms_wait_for_pubrec",
     "mqtt_ms_wait_for_pubcomp",
     "mqtt_ms_resend_pubrel",
+    "mqtt_ms_wait_for_pubrel",
 )
 """The states of ``Client._out_messages`` entries the engine and the adapter look at."""
 
 ADAPTER_NAMES = (
-    "_events",
+    "events",
     "_read_buf",
     "_read_pos",
     "_sock_recv_raw",
@@ -91,11 +99,10 @@ ADAPTER_NAMES = (
     "_packet_too_large",
     "prepared_socket",
     "announced_maximum_packet_size",
-    "publish_sink",
     "has_buffered_input",
     "one_publish_at_a_time",
-    "forget_owed_pubrel",
-    "publish_plain_qos0",
+    "forget_lost_session",
+    "send_publish",
     "held_mids",
     "mids_awaiting_ack",
     "held_qos",
@@ -115,6 +122,8 @@ def missing_paho_seams() -> list[str]:
     """Each piece of paho the adapter relies on that the installed paho lacks (or has changed),
     in words; empty when all are there."""
     problems: list[str] = []
+    if importlib.util.find_spec("paho.mqtt.exception") is None:
+        problems.append("paho.mqtt.exception (MalformedPacket) is gone")
     for name, expected in METHODS.items():
         method = getattr(paho.Client, name, None)
         if method is None:
@@ -157,8 +166,9 @@ def _instance_problems() -> list[str]:
         problems.append(
             f"Client._in_packet has keys {sorted(in_packet)}, not {sorted(IN_PACKET_KEYS)}"
         )
-    if not hasattr(getattr(client, "_out_messages", None), "move_to_end"):
-        problems.append("Client._out_messages is no longer an OrderedDict")
+    for name in ("_out_messages", "_in_messages"):
+        if not hasattr(getattr(client, name, None), "move_to_end"):
+            problems.append(f"Client.{name} is no longer an OrderedDict")
     try:
         client.on_socket_register_write = lambda *_: None
         client._packet_queue(paho.PUBLISH, b"\x30\x00", 1, 0)  # noqa: SLF001 - layout probe

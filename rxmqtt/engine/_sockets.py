@@ -8,10 +8,13 @@ import ssl
 
 from ..settings import ConnectionSettings, Endpoint
 
+OpenSocket = socket.socket | ssl.SSLSocket
+"""A connected socket, TLS or not."""
+
 
 async def open_socket(
     loop: asyncio.AbstractEventLoop, settings: ConnectionSettings, endpoint: Endpoint
-) -> socket.socket | ssl.SSLSocket:
+) -> OpenSocket:
     """Connect to ``endpoint`` without blocking the loop: address lookup, TCP connect and
     (with ``settings.tls``) the TLS handshake."""
     infos = await loop.getaddrinfo(
