@@ -26,6 +26,8 @@ from typing import Generic, Self, TypeVar
 
 from reactivex import Observable, abc
 
+from ._checks import check_callable, check_count
+
 T = TypeVar("T")
 
 DEFAULT_BUFFER = 1000
@@ -67,12 +69,8 @@ def aiter(
         async for celsius in rxmqtt.aiter(conn.messages("t").pipe(ops.map(parse)), buffer=10):
             ...
     """
-    if isinstance(buffer, bool) or not isinstance(buffer, int):
-        raise TypeError(f"buffer: must be an int, got {type(buffer).__name__}")
-    if buffer < 1:
-        raise ValueError(f"buffer: must be >= 1, got {buffer}")
-    if on_drop is not None and not callable(on_drop):
-        raise TypeError(f"on_drop: must be callable or None, got {type(on_drop).__name__}")
+    check_count("buffer", buffer, minimum=1)
+    check_callable("on_drop", on_drop, optional=True)
     if not isinstance(source, Observable):
         raise TypeError(f"source: must be an Observable, got {type(source).__name__}")
     own = source._on_drop if isinstance(source, Stream) else None  # noqa: SLF001 - same module

@@ -42,7 +42,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
-from ._checks import check_int_between
+from ._checks import MAX_UINT16, MAX_UINT32, check_bool, check_int
 from .policies import (
     Backoff,
     Drain,
@@ -71,9 +71,6 @@ __all__ = [
     "mpu_headless",
     "preset",
 ]
-
-_MAX_UINT16 = 0xFFFF
-_MAX_UINT32 = 0xFFFFFFFF
 
 
 class ConnectionKwargs(TypedDict):
@@ -144,19 +141,18 @@ class Preset:
             value = getattr(self, field_name)
             if not isinstance(value, kind):
                 raise TypeError(f"{field_name}: must be a {kind.__name__}, got {value!r}")
-        check_int_between("keep_alive", self.keep_alive, 0, _MAX_UINT16)
-        check_int_between("session_expiry", self.session_expiry, 0, _MAX_UINT32)
-        if not isinstance(self.clean_start, bool):
-            raise TypeError(f"clean_start: must be a bool, got {self.clean_start!r}")
+        check_int("keep_alive", self.keep_alive, 0, MAX_UINT16)
+        check_int("session_expiry", self.session_expiry, 0, MAX_UINT32)
+        check_bool("clean_start", self.clean_start)
         timeout: object = self.connect_timeout
         if isinstance(timeout, bool) or not isinstance(timeout, int | float):
             raise TypeError(f"connect_timeout: must be a number, got {timeout!r}")
         if not (math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"connect_timeout: must be > 0 seconds, got {timeout!r}")
         if self.receive_maximum is not None:
-            check_int_between("receive_maximum", self.receive_maximum, 1, _MAX_UINT16)
+            check_int("receive_maximum", self.receive_maximum, 1, MAX_UINT16)
         if self.maximum_packet_size is not None:
-            check_int_between("maximum_packet_size", self.maximum_packet_size, 1, _MAX_UINT32)
+            check_int("maximum_packet_size", self.maximum_packet_size, 1, MAX_UINT32)
 
     # ------------------------------------------------------------------ deriving
 

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ._checks import check_bool
 from .message import check_qos
-
-
-def _check_flag(value: object, argument: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{argument}: must be a bool, got {type(value).__name__}")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +29,8 @@ class SubscriptionOptions:
 
     def __post_init__(self) -> None:
         check_qos(self.qos)
-        _check_flag(self.no_local, "no_local")
-        _check_flag(self.retain_as_published, "retain_as_published")
+        check_bool("no_local", self.no_local)
+        check_bool("retain_as_published", self.retain_as_published)
         handling: object = self.retain_handling
         if isinstance(handling, bool) or not isinstance(handling, int):
             raise TypeError(f"retain_handling: must be an int, got {type(handling).__name__}")

@@ -44,7 +44,7 @@ def test_design_example_constructs() -> None:
         ({"reset_after": -0.1}, ValueError, "reset_after: must be >= 0 seconds, got -0.1"),
         ({"reset_after": math.nan}, ValueError, "reset_after: must be >= 0 seconds, got nan"),
         ({"reset_after": "30"}, TypeError, "reset_after: must be a number, got '30'"),
-        ({"retry_first_connect": 1}, TypeError, "retry_first_connect: must be a bool, got 1"),
+        ({"retry_first_connect": 1}, TypeError, "retry_first_connect: must be a bool, got int"),
         ({"is_fatal": 0x86}, TypeError, "is_fatal: must be callable, got 134"),
     ],
 )

@@ -29,6 +29,7 @@ from reactivex.subject import Subject
 from rxmqtt.message import Message, PublishProperties
 from rxmqtt.topics import validate_filter
 
+from .._checks import check_bool, check_callable, check_count
 from .._outcome import Outcome
 from ..message import check_qos
 from ._acks import Delivery, deliveries
@@ -205,11 +206,8 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         self._execution_timeout = (
             None if execution_timeout is None else _check_execution_timeout(execution_timeout)
         )
-        if not isinstance(with_context, bool):
-            raise TypeError(f"with_context: must be a bool, got {type(with_context).__name__}")
-        self._with_context = with_context
-        if not callable(handler):
-            raise TypeError(f"handler: must be callable, got {type(handler).__name__}")
+        self._with_context = check_bool("with_context", with_context)
+        check_callable("handler", handler)
         self._handler = handler
         if serializer is None:
             serializer = JSON
@@ -231,18 +229,10 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
             subscription_filter = self._request_topic
         self._filter = validate_filter(subscription_filter, argument="shared_group")
         self._qos = check_qos(qos)
-        if max_concurrency is not None and (
-            isinstance(max_concurrency, bool)
-            or not isinstance(max_concurrency, int)
-            or max_concurrency < 1
-        ):
-            raise ValueError(
-                f"max_concurrency: must be an int >= 1 or None, got {max_concurrency!r}"
-            )
+        check_count("max_concurrency", max_concurrency, minimum=1, optional=True)
         self._max_concurrency = max_concurrency
         self._dedup_ttl = check_timeout(dedup_ttl, "dedup_ttl")
-        if isinstance(dedup_size, bool) or not isinstance(dedup_size, int) or dedup_size < 1:
-            raise ValueError(f"dedup_size: must be an int >= 1, got {dedup_size!r}")
+        check_count("dedup_size", dedup_size, minimum=1)
         self._cache: DedupCache[tuple[str, bytes], CachedResponse | Running] = DedupCache(
             dedup_size, self._dedup_ttl, self._now
         )

@@ -23,6 +23,7 @@ from reactivex.subject import Subject
 from rxmqtt.message import Message, PublishProperties, PublishResult
 from rxmqtt.topics import split_shared, validate_filter, validate_topic
 
+from .._checks import check_bool
 from ..message import check_qos
 from ._acks import Delivery, deliveries
 from ._cloudevents import CloudEvent
@@ -144,9 +145,7 @@ class TelemetrySender(Envoy, Generic[T]):
         check_serializer(serializer, "serializer")
         self._serializer: Serializer[T] = serializer
         self._qos = check_qos(qos)
-        if not isinstance(retain, bool):
-            raise TypeError(f"retain: must be a bool, got {type(retain).__name__}")
-        self._retain = retain
+        self._retain = check_bool("retain", retain)
         if message_expiry_interval is not None and (
             isinstance(message_expiry_interval, bool)
             or not isinstance(message_expiry_interval, int)
@@ -230,8 +229,7 @@ class TelemetrySender(Envoy, Generic[T]):
         skipped, so a long-running pipe outlives a dropped sample. Disposing the sender stops
         taking values (results still pending are delivered, then it completes).
         """
-        if not isinstance(skip_failed, bool):
-            raise TypeError(f"skip_failed: must be a bool, got {type(skip_failed).__name__}")
+        check_bool("skip_failed", skip_failed)
 
         def send_one(value: T) -> Observable[PublishResult]:
             outcome = self.send(value)

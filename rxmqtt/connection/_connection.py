@@ -23,6 +23,7 @@ from reactivex.scheduler.eventloop import AsyncIOScheduler
 from reactivex.subject import ReplaySubject, Subject
 
 from .._aiter import Stream
+from .._checks import check_bool
 from .._grace_buffer import GraceBuffer
 from .._isolate import isolated
 from .._outcome import Outcome, settle_error, settle_value
@@ -279,8 +280,7 @@ class Connection:
         ``session_present`` False). It takes effect only while connected; closed offline, the
         session expires on the broker by itself.
         """
-        if not isinstance(end_session, bool):
-            raise TypeError(f"end_session: must be a bool, got {type(end_session).__name__}")
+        check_bool("end_session", end_session)
         if self._closed:
             return
         if self._loop is None:

@@ -16,6 +16,8 @@ from reactivex.disposable import (
 )
 from reactivex.subject import Subject
 
+from rxmqtt._checks import check_callable
+
 __all__ = ["retry_when"]
 
 _T = TypeVar("_T")
@@ -74,8 +76,7 @@ def retry_when(notifier: Notifier) -> Callable[[Observable[_T]], Observable[_T]]
         >>> len(attempts)
         3
     """
-    if not callable(notifier):
-        raise TypeError(f"notifier: must be callable, got {notifier!r}")
+    check_callable("notifier", notifier)
 
     def _retry_when(source: Observable[_T]) -> Observable[_T]:
         def subscribe(

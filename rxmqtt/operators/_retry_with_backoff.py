@@ -15,7 +15,12 @@ from reactivex import Observable, abc
 from reactivex import operators as ops
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
-from rxmqtt._checks import check_callable, check_count, check_optional_seconds
+from rxmqtt._checks import (
+    check_callable,
+    check_count,
+    check_instance,
+    check_optional_seconds,
+)
 from rxmqtt.errors import RetriesExhausted
 from rxmqtt.policies import Backoff
 
@@ -190,13 +195,11 @@ def _validate(
     rng: object,
     on_retry: object,
 ) -> None:
-    if not isinstance(backoff, Backoff):
-        raise TypeError(f"backoff: must be a Backoff, got {backoff!r}")
+    check_instance("backoff", backoff, Backoff, "a Backoff")
     check_count("max_attempts", max_attempts, optional=True)
     check_callable("is_retriable", is_retriable)
-    if scheduler is not None and not isinstance(scheduler, abc.SchedulerBase):
-        raise TypeError(f"scheduler: must be a reactivex scheduler or None, got {scheduler!r}")
+    scheduler_kind = abc.SchedulerBase
+    check_instance("scheduler", scheduler, scheduler_kind, "a reactivex scheduler", optional=True)
     check_optional_seconds("reset_after", reset_after)
-    if rng is not None and not isinstance(rng, random.Random):
-        raise TypeError(f"rng: must be a random.Random or None, got {rng!r}")
+    check_instance("rng", rng, random.Random, "a random.Random", optional=True)
     check_callable("on_retry", on_retry, optional=True)

@@ -12,7 +12,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .._checks import check_number, check_seconds
+from .._checks import check_instance, check_number, check_seconds
 
 __all__ = ["Backoff", "Jitter"]
 
@@ -75,8 +75,7 @@ class Backoff:
         multiplier = check_number("multiplier", self.multiplier)
         if not (multiplier >= 1) or math.isinf(multiplier):
             raise ValueError(f"multiplier: must be a finite number >= 1, got {self.multiplier!r}")
-        if not isinstance(self.jitter, Jitter):
-            raise TypeError(f"jitter: must be a Jitter, got {self.jitter!r}")
+        check_instance("jitter", self.jitter, Jitter, "a Jitter")
 
     def base_delays(self) -> Iterator[float]:
         """The un-jittered delays ``min(maximum, initial * multiplier ** n)``, ``n = 0, 1, ...``.
@@ -111,8 +110,7 @@ class Backoff:
 
         Every delay is in ``[0, maximum]``; ``DECORRELATED`` delays are in ``[initial, maximum]``.
         """
-        if rng is not None and not isinstance(rng, random.Random):
-            raise TypeError(f"rng: must be a random.Random or None, got {rng!r}")
+        check_instance("rng", rng, random.Random, "a random.Random", optional=True)
         rand = rng if rng is not None else random.Random()
         if self.jitter is Jitter.DECORRELATED:
             return self._decorrelated(rand)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .._checks import check_count, check_seconds
+from .._checks import check_bool, check_callable, check_count, check_instance, check_seconds
 from ._backoff import Backoff
 from ._reason_codes import ReasonPacket, is_fatal_reason_code
 
@@ -44,16 +44,11 @@ class ReconnectPolicy:
     is_fatal: Callable[[int], bool] = is_fatal_reason_code
 
     def __post_init__(self) -> None:
-        if not isinstance(self.backoff, Backoff):
-            raise TypeError(f"backoff: must be a Backoff, got {self.backoff!r}")
+        check_instance("backoff", self.backoff, Backoff, "a Backoff")
         check_count("max_attempts", self.max_attempts, optional=True)
         check_seconds("reset_after", self.reset_after, allow_inf=True)
-        if not isinstance(self.retry_first_connect, bool):
-            raise TypeError(
-                f"retry_first_connect: must be a bool, got {self.retry_first_connect!r}"
-            )
-        if not callable(self.is_fatal):
-            raise TypeError(f"is_fatal: must be callable, got {self.is_fatal!r}")
+        check_bool("retry_first_connect", self.retry_first_connect)
+        check_callable("is_fatal", self.is_fatal)
 
     def is_fatal_in(self, code: int, packet: ReasonPacket) -> bool:
         """Whether ``code`` arriving in ``packet`` ("CONNACK" or "DISCONNECT") ends reconnecting.

@@ -9,15 +9,15 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ._checks import (
-    _MAX_UINT16,
-    _MAX_UINT32,
-    _check_bool,
-    _check_host,
-    _check_int,
-    _check_path,
-    _check_secret,
-    _check_text,
+from .._checks import (
+    MAX_UINT16,
+    MAX_UINT32,
+    check_bool,
+    check_host,
+    check_int,
+    check_path,
+    check_secret,
+    check_text,
 )
 from ._endpoint import Endpoint
 from ._env import _env_arguments
@@ -93,14 +93,14 @@ class ConnectionSettings:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "host", _check_host(self.host, "host"))
+        set_(self, "host", check_host("host", self.host))
         if self.tls is not None and not isinstance(self.tls, TlsSettings):
             raise TypeError(f"tls: must be a TlsSettings or None, got {type(self.tls).__name__}")
         if self.port is None:
             set_(self, "port", _DEFAULT_TLS_PORT if self.tls is not None else _DEFAULT_PORT)
         else:
-            _check_int(self.port, "port", 1, 65535)
-        _check_text(self.client_id, "client_id")
+            check_int("port", self.port, 1, 65535)
+        check_text("client_id", self.client_id)
         named = bool(self.client_id)
         if not named:
             set_(self, "client_id", "rxmqtt-" + secrets.token_hex(6))
@@ -108,27 +108,27 @@ class ConnectionSettings:
             set_(self, "session_expiry", NAMED_SESSION_EXPIRY if named else 0)
         if self.clean_start is _BY_CLIENT_ID:
             set_(self, "clean_start", not named)
-        _check_int(self.keep_alive, "keep_alive", 0, _MAX_UINT16, " seconds")
-        _check_int(self.session_expiry, "session_expiry", 0, _MAX_UINT32, " seconds")
-        _check_bool(self.clean_start, "clean_start")
+        check_int("keep_alive", self.keep_alive, 0, MAX_UINT16, " seconds")
+        check_int("session_expiry", self.session_expiry, 0, MAX_UINT32, " seconds")
+        check_bool("clean_start", self.clean_start)
         if self.username is not None:
-            _check_text(self.username, "username")
+            check_text("username", self.username)
         if self.password is not None:
-            set_(self, "password", _check_secret(self.password, "password"))
+            set_(self, "password", check_secret("password", self.password))
         if self.password_file is not None:
             if self.password is not None:
                 raise ValueError("password_file: cannot be combined with password (give one)")
-            set_(self, "password_file", _check_path(self.password_file, "password_file"))
+            set_(self, "password_file", check_path("password_file", self.password_file))
         if self.will is not None and not isinstance(self.will, Will):
             raise TypeError(f"will: must be a Will or None, got {type(self.will).__name__}")
         set_(self, "endpoints", self._parse_endpoints())
         self._check_timeout()
         if self.receive_maximum is not None:
-            _check_int(self.receive_maximum, "receive_maximum", 1, _MAX_UINT16)
+            check_int("receive_maximum", self.receive_maximum, 1, MAX_UINT16)
         if self.maximum_packet_size is not None:
-            _check_int(self.maximum_packet_size, "maximum_packet_size", 1, _MAX_UINT32, " bytes")
+            check_int("maximum_packet_size", self.maximum_packet_size, 1, MAX_UINT32, " bytes")
         if self.auth_method is not None:
-            _check_text(self.auth_method, "auth_method", allow_empty=False)
+            check_text("auth_method", self.auth_method, allow_empty=False)
         if self.auth_data is not None:
             if self.auth_method is None:
                 raise ValueError("auth_data: requires auth_method")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._checks import _check_host, _check_int
+from .._checks import check_host, check_int
 
 __all__ = ["Endpoint"]
 
@@ -17,8 +17,8 @@ class Endpoint:
     port: int
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "host", _check_host(self.host, "host"))
-        _check_int(self.port, "port", 1, 65535)
+        object.__setattr__(self, "host", check_host("host", self.host))
+        check_int("port", self.port, 1, 65535)
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host

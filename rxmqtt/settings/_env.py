@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._checks import _MAX_UINT16, _MAX_UINT32, _check_host, _check_path
+from .._checks import MAX_UINT16, MAX_UINT32, check_host, check_path
 from ._secrets import FileSecret
 from ._text import _parse_bool, _parse_int
 from ._tls import TlsSettings
@@ -43,14 +43,14 @@ def _env_arguments(
 
     def get_file(name: str) -> Path | None:
         text = get(name)
-        return None if text is None else _check_path(text, name)
+        return None if text is None else check_path(name, text)
 
     kwargs: dict[str, Any] = {}
     host = get("AIO_BROKER_HOSTNAME")
     if host is None and "host" not in overrides:
         raise ValueError("AIO_BROKER_HOSTNAME: required but not set")
     if host is not None:
-        kwargs["host"] = _check_host(host, "AIO_BROKER_HOSTNAME")
+        kwargs["host"] = check_host("AIO_BROKER_HOSTNAME", host)
     kwargs["port"] = get_int("AIO_BROKER_TCP_PORT", 1, 65535)
     use_tls = get_bool("AIO_MQTT_USE_TLS")
     use_tls = True if use_tls is None else use_tls
@@ -58,8 +58,8 @@ def _env_arguments(
     if clean_start is not None:
         kwargs["clean_start"] = clean_start
     for name, key, high in (
-        ("AIO_MQTT_KEEP_ALIVE", "keep_alive", _MAX_UINT16),
-        ("AIO_MQTT_SESSION_EXPIRY", "session_expiry", _MAX_UINT32),
+        ("AIO_MQTT_KEEP_ALIVE", "keep_alive", MAX_UINT16),
+        ("AIO_MQTT_SESSION_EXPIRY", "session_expiry", MAX_UINT32),
     ):
         number = get_int(name, 0, high)
         if number is not None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._checks import _check_bool, _check_host, _check_path, _check_secret
+from .._checks import check_bool, check_host, check_path, check_secret
 from ._secrets import SecretProvider
 
 __all__ = ["TlsSettings", "_path_repr"]
@@ -39,19 +39,19 @@ class TlsSettings:
         for name in ("ca_file", "cert_file", "key_file"):
             value = getattr(self, name)
             if value is not None:
-                object.__setattr__(self, name, _check_path(value, name))
+                object.__setattr__(self, name, check_path(name, value))
         if self.key_file is not None and self.cert_file is None:
             raise ValueError("key_file: requires cert_file")
         if self.key_password is not None:
             if self.cert_file is None:
                 raise ValueError("key_password: requires cert_file")
             object.__setattr__(
-                self, "key_password", _check_secret(self.key_password, "key_password")
+                self, "key_password", check_secret("key_password", self.key_password)
             )
-        _check_bool(self.verify_hostname, "verify_hostname")
-        _check_bool(self.verify_certificate, "verify_certificate")
+        check_bool("verify_hostname", self.verify_hostname)
+        check_bool("verify_certificate", self.verify_certificate)
         if self.server_hostname is not None:
-            _check_host(self.server_hostname, "server_hostname")
+            check_host("server_hostname", self.server_hostname)
 
     def ssl_context(self) -> ssl.SSLContext:
         """A fresh client context (TLS >= 1.2) built by reading the files now.

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from rxmqtt.message import PublishProperties, check_qos
 from rxmqtt.topics import validate_topic
 
-from ._checks import _MAX_UINT16, _MAX_UINT32, _check_bool, _check_int
+from .._checks import MAX_UINT16, MAX_UINT32, check_bool, check_int
 
 __all__ = ["Will"]
 
@@ -35,14 +35,14 @@ class Will:
             payload = bytes(payload)
         if not isinstance(payload, bytes):
             raise TypeError(f"will.payload: must be bytes or str, got {type(payload).__name__}")
-        if len(payload) > _MAX_UINT16:
+        if len(payload) > MAX_UINT16:
             raise ValueError(
-                f"will.payload: must be at most {_MAX_UINT16} bytes, got {len(payload)}"
+                f"will.payload: must be at most {MAX_UINT16} bytes, got {len(payload)}"
             )
         object.__setattr__(self, "payload", payload)
         check_qos(self.qos, "will.qos")
-        _check_bool(self.retain, "will.retain")
-        _check_int(self.delay_interval, "will.delay_interval", 0, _MAX_UINT32, " seconds")
+        check_bool("will.retain", self.retain)
+        check_int("will.delay_interval", self.delay_interval, 0, MAX_UINT32, " seconds")
         if not isinstance(self.properties, PublishProperties):
             raise TypeError(
                 "will.properties: must be a PublishProperties, "
