@@ -143,6 +143,12 @@ class Binding(abc.DisposableBase, Generic[_T]):
             QObject.disconnect(self._owner_link)
             relay.deleteLater()
 
+    def follow(self, source: Observable[_T]) -> None:
+        """Subscribe to ``source`` (once, from :func:`bind`): its items reach the slot."""
+        self._subscription.disposable = source.subscribe(
+            self._on_next, self._on_stream_error, self._on_stream_completed
+        )
+
     def _owner_destroyed(self, *_: object) -> None:
         # The owner is in the middle of its destructor and takes the relay (its child) with it:
         # touch neither, only stop the subscription.
@@ -221,9 +227,7 @@ def bind(
     if QThread.currentThread() != owner.thread():
         raise RuntimeError("bind: call it on the owner's thread (the GUI thread)")
     binding: Binding[_T] = Binding(slot, owner, on_error, on_completed)
-    binding._subscription.disposable = source.subscribe(
-        binding._on_next, binding._on_stream_error, binding._on_stream_completed
-    )
+    binding.follow(source)
     return binding
 
 
@@ -322,6 +326,11 @@ class _LoopTimers(QObject):
         self._thread = threading.get_ident()
 
     @property
+    def thread_id(self) -> int:
+        """The identity of the (GUI) thread the timers live on."""
+        return self._thread
+
+    @property
     def armed(self) -> int:
         """How many Qt timers are registered for this loop."""
         return len(self._handles)
@@ -350,7 +359,7 @@ class _LoopTimers(QObject):
         self.killTimer(timer_id)
         handle = self._handles.pop(timer_id, None)
         if handle is not None and not handle.cancelled():
-            handle._run()
+            handle._run()  # noqa: SLF001 - asyncio runs a TimerHandle only by _run (as its loop does)
 
     def close(self) -> None:
         for timer_id in self._handles:
@@ -408,7 +417,7 @@ class _QtEventLoop(qasync.QEventLoop):  # type: ignore[misc]
         garbage collector to free on another thread."""
         if self.is_closed():
             return
-        if threading.get_ident() != self._qt_timers._thread:
+        if threading.get_ident() != self._qt_timers.thread_id:
             raise RuntimeError("close: call it on the loop's (GUI) thread")
         super().close()
         self._qt_timers.close()

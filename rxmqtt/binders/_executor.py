@@ -30,7 +30,7 @@ from rxmqtt.message import Message, PublishProperties
 from rxmqtt.topics import validate_filter
 
 from .._checks import check_bool, check_callable, check_count
-from .._outcome import Outcome
+from .._outcome import Outcome, settle_error, settle_value
 from ..message import check_qos
 from ._acks import Delivery, deliveries
 from ._connection import MqttConnection
@@ -251,9 +251,9 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         ``mqtt error`` :class:`AioError` when the subscription was refused at once."""
         result: Outcome[None] = Outcome()
         if self._refused is not None:
-            result._fail(self._refused)
+            settle_error(result, self._refused)
         else:
-            result._resolve(None)
+            settle_value(result, None)
         return result
 
     @property

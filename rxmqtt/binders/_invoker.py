@@ -26,7 +26,7 @@ from rxmqtt.errors import ConnectionClosedError, MessageDroppedError
 from rxmqtt.message import Message, PublishProperties
 from rxmqtt.queue import DropReason
 
-from .._outcome import Outcome
+from .._outcome import Outcome, settle_error, settle_value
 from ..message import check_qos
 from ._acks import Delivery, deliveries
 from ._connection import MqttConnection
@@ -318,9 +318,9 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
         self._refused = None
         self._ensure_responses()
         if self._refused is not None:
-            result._fail(self._refused)
+            settle_error(result, self._refused)
         else:
-            result._resolve(None)
+            settle_value(result, None)
         return result
 
     def invoke(
@@ -339,7 +339,10 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
             request, timeout=timeout, topic_tokens=topic_tokens, metadata=metadata
         )
         result: Outcome[Resp] = Outcome()
-        full.subscribe(lambda response: result._resolve(response.value), result._fail)
+        full.subscribe(
+            lambda response: settle_value(result, response.value),
+            lambda error: settle_error(result, error),
+        )
         return result
 
     def invoke_response(
@@ -454,9 +457,9 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
         pending.release()
         outcome = self._outcome(message)
         if isinstance(outcome, Exception):
-            pending.result._fail(outcome)
+            settle_error(pending.result, outcome)
         else:
-            pending.result._resolve(outcome)
+            settle_value(pending.result, outcome)
 
     def _outcome(self, message: Message) -> CommandResponse[Resp] | Exception:
         """The decoded response, or the error the invocation ends with (AIO's checks, in
@@ -537,10 +540,11 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
         if pending is None:
             return
         pending.release()
-        pending.result._fail(
+        settle_error(
+            pending.result,
             CommandTimeoutError(
                 pending.timeout, request_topic=self.request_topic, correlation_data=correlation
-            )
+            ),
         )
 
     def _on_publish_failed(self, correlation: bytes, error: Exception) -> None:
@@ -556,13 +560,13 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
             )
         else:
             failure = mqtt_error(error, f"request to {self.request_topic!r}")
-        pending.result._fail(failure)
+        settle_error(pending.result, failure)
 
     def _fail_all(self, error: Exception) -> None:
         pending, self._pending = self._pending, {}
         for entry in pending.values():
             entry.release()
-            entry.result._fail(error)
+            settle_error(entry.result, error)
 
     def _on_dispose(self) -> None:
         self._responses_token = None
