@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests lint typecheck demo bench bounds``, and more below."""
+"""Developer sessions: ``nox -s tests lint typecheck demo bench bounds seam``, and more below."""
 
 from __future__ import annotations
 
@@ -92,6 +92,55 @@ def bounds_unit(session: nox.Session, end: str) -> None:
     session.run("python", "-c", "import rxmqtt.connection, rxmqtt.engine, rxmqtt.testing")
     session.run("python", "-m", "rxmqtt.cli", "--help", silent=True)
     session.run("pytest", *UNIT_LAYERS, *session.posargs)
+
+
+def _paho_requirement() -> str:
+    """pyproject's paho-mqtt requirement, e.g. ``paho-mqtt>=2.2,<3``."""
+    (requirement,) = (r for r in _requirements() if r.startswith("paho-mqtt"))
+    return requirement
+
+
+def _paho_releases(session: nox.Session) -> list[str]:
+    """Every paho-mqtt release on the index, newest first (``pip index versions``)."""
+    out = session.run(
+        "python", "-m", "pip", "index", "versions", "paho-mqtt", silent=True, external=False
+    )
+    found = re.search(r"Available versions:\s*(.+)", str(out))
+    if found is None:
+        session.error(f"pip index versions paho-mqtt: no release list in {out!r}")
+    return [v.strip() for v in found.group(1).split(",")]
+
+
+@nox.session(python=PYTHON)
+def seam(session: nox.Session) -> None:
+    """The paho seam on each paho-mqtt minor pyproject allows (its newest patch): the seam check
+    (``python -m rxmqtt.engine``) and tests/test_engine_seams.py; then the newest release below
+    the floor, which must fail the seam check naming what it lacks (why the floor is there)."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    requirement = _paho_requirement()
+    allowed = SpecifierSet(requirement.removeprefix("paho-mqtt"))
+    session.install("-e", ".[test]")
+    releases = [Version(v) for v in _paho_releases(session)]
+    newest_per_minor: dict[tuple[int, int], Version] = {}
+    for version in releases:
+        if version in allowed and not version.is_prerelease:
+            minor = (version.major, version.minor)
+            newest_per_minor[minor] = max(version, newest_per_minor.get(minor, version))
+    if not newest_per_minor:
+        session.error(f"no paho-mqtt release satisfies {requirement}")
+    for version in sorted(newest_per_minor.values()):
+        session.log(f"paho-mqtt {version} ({requirement}): the seam must hold")
+        session.install(f"paho-mqtt=={version}")
+        session.run("python", "-m", "rxmqtt.engine")
+        session.run("pytest", "tests/test_engine_seams.py", "-q", "-p", "no:randomly")
+    below = [v for v in releases if v < min(newest_per_minor.values()) and not v.is_prerelease]
+    if below:
+        version = max(below)
+        session.log(f"paho-mqtt {version}, below the floor: the seam check must refuse it")
+        session.install(f"paho-mqtt=={version}")
+        session.run("python", "-m", "rxmqtt.engine", success_codes=[1])
 
 
 @nox.session(python=PYTHON)

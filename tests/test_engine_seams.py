@@ -29,7 +29,7 @@ from rxmqtt import (
     PublishError,
     PublishProperties,
 )
-from rxmqtt import engine as rx_engine
+from rxmqtt import engine as rxmqtt_engine
 from rxmqtt.engine._adapter_events import MessageReceived
 from rxmqtt.engine._paho_client import _plain_puback_code
 from rxmqtt.testing import BrokerConfig, MosquittoBroker
@@ -52,7 +52,7 @@ topic read #
 
 
 def test_paho_seams_present() -> None:
-    assert rx_engine.paho_seams_present(), (
+    assert rxmqtt_engine.paho_seams_present(), (
         f"paho-mqtt {PAHO_VERSION}: the internals rxmqtt.engine relies on "
         "(see paho_seams_present) are gone or renamed; adapt rxmqtt/engine/_paho_client.py "
         "or pin paho-mqtt to a version that has them"
@@ -73,9 +73,9 @@ def test_paho_seams_present_notices_a_missing_seam(
     monkeypatch: pytest.MonkeyPatch, target: str
 ) -> None:
     monkeypatch.delattr(target)
-    assert not rx_engine.paho_seams_present()
+    assert not rxmqtt_engine.paho_seams_present()
     name = target.rsplit(".", 1)[1]
-    assert any(name in problem for problem in rx_engine.missing_paho_seams())
+    assert any(name in problem for problem in rxmqtt_engine.missing_paho_seams())
 
 
 def test_every_method_the_adapter_overrides_is_checked() -> None:
@@ -94,7 +94,7 @@ def test_a_changed_signature_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("never called")
 
     monkeypatch.setattr(paho.Client, "_send_puback", send_puback)
-    assert rx_engine.missing_paho_seams() == [
+    assert rxmqtt_engine.missing_paho_seams() == [
         "Client._send_puback('mid', 'reason_code') no longer takes ('mid')"
     ]
 
@@ -112,7 +112,7 @@ def test_a_changed_packet_record_is_named(monkeypatch: pytest.MonkeyPatch) -> No
         return rc
 
     monkeypatch.setattr(paho.Client, "_packet_queue", packet_queue)
-    (problem,) = rx_engine.missing_paho_seams()
+    (problem,) = rxmqtt_engine.missing_paho_seams()
     assert problem.startswith("Client._out_packet entries have keys")
     assert "retries" in problem
 
@@ -121,14 +121,14 @@ def test_a_paho_name_the_adapter_would_shadow_is_named(monkeypatch: pytest.Monke
     import paho.mqtt.client as paho
 
     monkeypatch.setattr(paho.Client, "send_publish", None, raising=False)
-    assert rx_engine.missing_paho_seams() == [
+    assert rxmqtt_engine.missing_paho_seams() == [
         "Client.send_publish now exists in paho (the adapter would shadow it)"
     ]
 
 
 def test_engine_knows_the_paho_version() -> None:
     major, minor = (int(part) for part in PAHO_VERSION.split(".")[:2])
-    assert (major, minor) == rx_engine.PAHO_VERSION
+    assert (major, minor) == rxmqtt_engine.PAHO_VERSION
 
 
 async def test_starting_without_the_seams_fails_loudly_naming_the_paho_version(

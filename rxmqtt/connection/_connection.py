@@ -632,14 +632,13 @@ class Connection:
 
     def on_connack(self, session_present: bool, limits: BrokerLimits) -> None:
         assert self._engine is not None
-        connected = Connected(session_present, str(self._engine.endpoint))
-        had_connected = self._engine.connections > 1
-        self._emit(connected)
+        reconnected = self._engine.connections > 1  # (not this connection's first CONNACK)
+        self._emit(Connected(session_present, str(self._engine.endpoint)))
         self._grace.open_window()
         self._subscriptions.link_established()
         if not session_present:
             self._subscriptions.session_lost()
-            if had_connected and self._settings.session_expiry > 0:
+            if reconnected and self._settings.session_expiry > 0:
                 self._emit(SessionLost())
         self._send_due()
         self._publisher.link_established()

@@ -305,6 +305,13 @@ class _PahoClient(paho.Client):
     def _packet_handle(self) -> Any:
         if self._incoming_too_large():  # arrived whole in one read
             return self._packet_too_large()
+        # The two packets of the hot path go straight to the adapter's own handlers (paho's
+        # dispatch would call the same methods after a chain of comparisons).
+        command = self._in_packet["command"] & 0xF0
+        if command == paho.PUBLISH:
+            return self._handle_publish()
+        if command == paho.PUBACK:
+            return self._handle_pubackcomp("PUBACK")
         return super()._packet_handle()
 
     def _packet_too_large(self) -> Any:
