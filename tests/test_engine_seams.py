@@ -126,6 +126,37 @@ def test_a_paho_name_the_adapter_would_shadow_is_named(monkeypatch: pytest.Monke
     ]
 
 
+@pytest.mark.parametrize(
+    "module",
+    [
+        "_engine",
+        "_socket_pump",
+        "_publish_codec",
+        "_watchdog",
+        "_linger",
+        "_phase",
+        "_attempt",
+        "_disconnects",
+        "_adapter_events",
+        "_sockets",
+    ],
+)
+def test_only_the_adapter_imports_paho(module: str) -> None:
+    """The state machine, the socket pump and the codec read paho only through the adapter's
+    events and methods: none of them imports paho itself."""
+    import ast
+    from pathlib import Path
+
+    path = Path(rxmqtt_engine.__file__).parent / f"{module}.py"
+    imported: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            imported += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module is not None:
+            imported.append(node.module)
+    assert [name for name in imported if name.split(".")[0] == "paho"] == []
+
+
 def test_engine_knows_the_paho_version() -> None:
     major, minor = (int(part) for part in PAHO_VERSION.split(".")[:2])
     assert (major, minor) == rxmqtt_engine.PAHO_VERSION

@@ -467,10 +467,9 @@ class _PahoClient(paho.Client):
 
 _PUBACK_CODES: dict[int, ReasonCode] = {
     code: ReasonCode(PacketTypes.PUBACK, identifier=code)
-    for code, names in ReasonCode.names.items()
-    if any(PacketTypes.PUBACK in packets for packets in names.values())
+    for code in (0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99)
 }
-"""One shared, read-only ReasonCode per code a PUBACK may carry."""
+"""One shared, read-only ReasonCode per code a PUBACK may carry (MQTT 5, 3.4.2.1)."""
 
 _PUBACK_SUCCESS = _PUBACK_CODES[0]
 """Success: a plain PUBACK's code, and the one paho passes to on_publish once a QoS 0 PUBLISH is

@@ -11,6 +11,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 METHODS: dict[str, tuple[str, ...]] = {
     # overridden by the adapter
@@ -138,6 +139,8 @@ def missing_paho_seams() -> list[str]:
     for name in MESSAGE_STATES:
         if not hasattr(paho, name):
             problems.append(f"paho.mqtt.client.{name} is gone")
+    if not isinstance(getattr(ReasonCode, "names", None), dict):
+        problems.append("ReasonCode.names (the table of reason codes) is gone")
     if not callable(getattr(paho, "time_func", None)):
         problems.append("paho.mqtt.client.time_func is gone")
     if not callable(getattr(paho.MQTTMessageInfo, "_set_as_published", None)):
