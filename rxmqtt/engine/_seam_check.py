@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -139,7 +140,7 @@ def missing_paho_seams() -> list[str]:
     for name in MESSAGE_STATES:
         if not hasattr(paho, name):
             problems.append(f"paho.mqtt.client.{name} is gone")
-    if not isinstance(getattr(ReasonCode, "names", None), dict):
+    if not isinstance(getattr(ReasonCode, "names", None), Mapping):
         problems.append("ReasonCode.names (the table of reason codes) is gone")
     if not callable(getattr(paho, "time_func", None)):
         problems.append("paho.mqtt.client.time_func is gone")
