@@ -323,12 +323,8 @@ class _LoopTimers(QObject):
     def __init__(self) -> None:
         super().__init__()
         self._handles: dict[int, _QtTimerHandle] = {}
-        self._thread = threading.get_ident()
-
-    @property
-    def thread_id(self) -> int:
-        """The identity of the (GUI) thread the timers live on."""
-        return self._thread
+        self.thread_id = threading.get_ident()
+        """The (GUI) thread the timers live on: Qt kills a timer only there."""
 
     @property
     def armed(self) -> int:
@@ -347,7 +343,7 @@ class _LoopTimers(QObject):
         # thread-safe anyway) the cancelled handle is skipped and dropped when it fires.
         # Qt reuses the ids of killed timers: only a handle still armed owns its id.
         if (
-            threading.get_ident() != self._thread
+            threading.get_ident() != self.thread_id
             or self._handles.get(handle.timer_id) is not handle
         ):
             return

@@ -67,7 +67,9 @@ class PublishCompleted:
 
     mid: int
     qos: int
+    """The publish's QoS (0 once paho no longer holds it)."""
     reason_code: int
+    """The PUBACK's or PUBCOMP's code (0 for a QoS 0 publish written)."""
     reason: str
 
 
@@ -76,24 +78,29 @@ class PubrecReceived:
     """A PUBREC arrived with a reason code (paho keeps only whether it failed)."""
 
     mid: int
+    """The QoS 2 publish's packet id."""
     reason_code: int
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
-class SubackReceived:
-    """A SUBACK arrived: one reason code per filter of the SUBSCRIBE ``mid``."""
+class FilterAck:
+    """An acknowledgement with one reason code per topic filter of the packet ``mid``."""
 
     mid: int
     reason_codes: ReasonCodes
 
 
-@dataclass(frozen=True, slots=True)
-class UnsubackReceived:
-    """An UNSUBACK arrived: one reason code per filter of the UNSUBSCRIBE ``mid``."""
+class SubackReceived(FilterAck):
+    """A SUBACK arrived."""
 
-    mid: int
-    reason_codes: ReasonCodes
+    __slots__ = ()
+
+
+class UnsubackReceived(FilterAck):
+    """An UNSUBACK arrived."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +108,7 @@ class PacketRefused:
     """The adapter refused an incoming packet and paho is dropping the link because of it."""
 
     reason_code: int
+    """What the adapter found wrong, as MQTT 5 names it (0x81 Malformed Packet, ...)."""
     reason: str
     source: DisconnectSource
 

@@ -113,7 +113,7 @@ class Engine:
         )
         self._linger = Linger(loop)
         self._pump = SocketPump(
-            loop, self._paho, heard=self._watchdog.heard, closed=self._linger.socket_closed
+            loop, self._paho, heard=self._watchdog.heard, after_close=self._linger.socket_closed
         )
         self._paho.wire(events=self._on_event, sockets=self._pump)
 
@@ -425,10 +425,10 @@ class Engine:
                     self._publish_completed(event)
                 case PubrecReceived(mid, code, reason):
                     self._pubrec_codes[mid] = (code, reason)
-                case SubackReceived(mid, codes):
-                    self._handler.on_suback(mid, list(codes))
                 case UnsubackReceived(mid, codes):
                     self._handler.on_unsuback(mid, list(codes))
+                case SubackReceived(mid, codes):
+                    self._handler.on_suback(mid, list(codes))
                 case ConnackReceived():
                     self._connack_received(event)
                 case ConnackHandled():

@@ -95,6 +95,15 @@ class PahoLink:
             client.will_set(will.topic, will.payload, will.qos, will.retain, will_props)
         self._settings = settings
         self._events: EventSink = lambda _event: None
+        # The socket pump's view of the client (see SocketPump), paho's own methods:
+        self.socket: Callable[[], Any] = client.socket
+        """The socket of the current attempt, or None."""
+        self.write: Callable[[], object] = client.loop_write
+        """Write what is queued, as far as the socket takes it."""
+        self.close_socket: Callable[[], None] = client.close_socket
+        """Close a socket paho did not notice was shut (paho reports the end)."""
+        self.housekeeping: Callable[[], object] = client.loop_misc
+        """paho's timers: keep-alive PINGREQ, and its own view of a silent link."""
 
     def wire(self, events: EventSink, sockets: SocketHooks) -> None:
         """Every paho callback, in one place: socket hooks to ``sockets``, protocol callbacks to
@@ -161,25 +170,9 @@ class PahoLink:
         """Bytes were read from the socket that paho has not parsed yet."""
         return self._client.has_buffered_input
 
-    def socket(self) -> Any:
-        """The socket of the current attempt, or None."""
-        return self._client.socket()
-
     def read(self) -> bool:
         """Read and handle what the socket has; False when the link failed or ended."""
         return bool(self._client.loop_read() == paho.MQTT_ERR_SUCCESS)
-
-    def write(self) -> None:
-        """Write what is queued, as far as the socket takes it."""
-        self._client.loop_write()
-
-    def close_socket(self) -> None:
-        """Close a socket paho did not notice was shut (paho reports the end)."""
-        self._client.close_socket()
-
-    def housekeeping(self) -> None:
-        """paho's timers: keep-alive PINGREQ, and its own view of a silent link."""
-        self._client.loop_misc()
 
     # ------------------------------------------------ the engine's
 

@@ -13,6 +13,7 @@ import select
 import socket
 import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 MAX_READS_PER_EVENT = 256
@@ -23,25 +24,17 @@ starve everything else on it."""
 class PumpedLink(Protocol):
     """What the pump drives: the paho adapter's socket, reads and writes."""
 
+    socket: Callable[[], Any]
+    write: Callable[[], object]
+    close_socket: Callable[[], None]
+
     @property
     def has_buffered_input(self) -> bool:
         """Bytes were read from the socket that are not parsed yet."""
         ...
 
-    def socket(self) -> Any:
-        """The socket of the current attempt, or None."""
-        ...
-
     def read(self) -> bool:
         """Read and handle what the socket has; False when the link failed or ended."""
-        ...
-
-    def write(self) -> None:
-        """Write what is queued, as far as the socket takes it."""
-        ...
-
-    def close_socket(self) -> None:
-        """Close the socket the adapter did not notice was shut (reporting the end)."""
         ...
 
 
@@ -56,51 +49,42 @@ def has_unread_bytes(sock: Any) -> bool:
     return bool(readable)
 
 
+@dataclass(eq=False)
 class SocketPump:
-    """Registers the adapter's socket with the loop and pumps its bytes on readiness.
+    """Registers the adapter's socket with the loop and pumps its bytes on readiness."""
 
-    ``heard`` is called on every readable event (the keep-alive watchdog listens);
-    ``closed(sock)`` once paho closed a socket (the linger close listens).
-    """
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        link: PumpedLink,
-        *,
-        heard: Callable[[], None],
-        closed: Callable[[Any], None],
-    ) -> None:
-        self._loop = loop
-        self._link = link
-        self._heard = heard
-        self._closed = closed
+    loop: asyncio.AbstractEventLoop
+    link: PumpedLink
+    heard: Callable[[], None]
+    """Called on every readable event (the keep-alive watchdog listens)."""
+    after_close: Callable[[Any], None]
+    """Called with each socket paho closed (the linger close listens)."""
 
     # ------------------------------------------------ hooks paho calls (wired by the adapter)
 
     def opened(self, sock: Any) -> None:
         """paho took the socket: watch it for bytes."""
-        self._loop.add_reader(sock, self._on_readable)
+        self.loop.add_reader(sock, self._on_readable)
 
     def closed(self, sock: Any) -> None:
         """paho closed the socket: stop watching it."""
         self._forget(sock)
-        self._closed(sock)
+        self.after_close(sock)
 
     def want_write(self, sock: Any) -> None:
         """paho queued bytes: write them when the socket can take them."""
-        self._loop.add_writer(sock, self._on_writable)
+        self.loop.add_writer(sock, self._on_writable)
 
     def wrote_all(self, sock: Any) -> None:
         """paho's queue is empty: stop waiting for the socket to be writable."""
         with contextlib.suppress(ValueError, OSError):
-            self._loop.remove_writer(sock)
+            self.loop.remove_writer(sock)
 
     # ------------------------------------------------ the engine's
 
     def drop(self) -> None:
         """Shut the socket down and let paho observe the EOF (it reports the end)."""
-        link = self._link
+        link = self.link
         sock: Any = link.socket()
         if sock is None:
             return
@@ -114,13 +98,13 @@ class SocketPump:
     # ------------------------------------------------ readiness
 
     def _forget(self, sock: Any) -> None:
-        for remove in (self._loop.remove_reader, self._loop.remove_writer):
+        for remove in (self.loop.remove_reader, self.loop.remove_writer):
             with contextlib.suppress(ValueError, OSError):
                 remove(sock)
 
     def _on_readable(self) -> None:
-        self._heard()
-        link = self._link
+        self.heard()
+        link = self.link
         sock: Any = link.socket()
         for _ in range(MAX_READS_PER_EVENT):
             if sock is None or link.socket() is not sock:
@@ -132,7 +116,7 @@ class SocketPump:
         if link.socket() is sock and link.has_buffered_input:
             # The budget is spent with packets already read into our buffer: the socket may not
             # signal readable again (its bytes are with us), so come back by ourselves.
-            self._loop.call_soon(self._on_readable)
+            self.loop.call_soon(self._on_readable)
 
     def _on_writable(self) -> None:
-        self._link.write()
+        self.link.write()
