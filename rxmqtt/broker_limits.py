@@ -56,3 +56,8 @@ class BrokerLimits:
                     f"maximum packet size of {self.maximum_packet_size}",
                 )
         return None
+
+
+V311_LIMITS = BrokerLimits(subscription_identifiers_available=False)
+"""What an MQTT 3.1.1 CONNACK tells: nothing beyond acceptance, so the protocol's own limits
+(no Subscription Identifiers, no Topic Aliases) and no broker-specific ones."""
