@@ -27,6 +27,7 @@ from rxmqtt import (
     ReconnectPolicy,
 )
 from rxmqtt.testing import FaultProxy, MosquittoBroker
+from rxmqtt.testing._raw import read_packet, varint_at
 from rxmqtt.testing.recorder import Recorder
 
 FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2, jitter=Jitter.FULL))
@@ -129,15 +130,9 @@ class _Packet:
 
 
 async def _read_packet(reader: asyncio.StreamReader) -> _Packet:
-    header = (await reader.readexactly(1))[0]
-    length, shift = 0, 0
-    while True:
-        byte = (await reader.readexactly(1))[0]
-        length |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            break
-    return _Packet(header >> 4, header & 0x0F, await reader.readexactly(length))
+    raw = await read_packet(reader)
+    _, body = varint_at(raw, 1)
+    return _Packet(raw[0] >> 4, raw[0] & 0x0F, raw[body:])
 
 
 @dataclass

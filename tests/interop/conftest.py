@@ -12,7 +12,6 @@ ejabberd tests are skipped, with the reason, when ejabberd is not installed (``a
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -258,17 +257,6 @@ async def until_delivered(
         except TimeoutError:
             continue
     raise TimeoutError(f"nothing published to {topic!r} was delivered")
-
-
-async def wait_log(
-    server: MosquittoBroker | EjabberdBroker, text: str, timeout: float = 5.0
-) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while text not in server.log_text():
-        if loop.time() > deadline:
-            raise TimeoutError(f"broker log never said {text!r}")
-        await asyncio.sleep(0.02)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
