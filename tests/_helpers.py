@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import socket
 from collections.abc import Iterator
 from typing import Any, Protocol
+
+from rxmqtt import Backoff, Connection, ConnectionSettings, Jitter, ReconnectPolicy
 
 
 class _Logging(Protocol):
@@ -45,3 +48,30 @@ def recv_exact(sock: socket.socket, n: int) -> bytes:
             raise EOFError(f"connection closed after {len(data)} of {n} bytes")
         data += chunk
     return data
+
+
+FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.3, jitter=Jitter.FULL))
+"""Reconnect quickly: tests measure behaviour, not backoff."""
+
+_ids = itertools.count()
+
+
+class Endpoint(Protocol):
+    """Where a test connects: a broker, or a FaultProxy in front of one."""
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+
+def client_id(name: str) -> str:
+    """``name`` made unique within the test run."""
+    return f"{name}-{next(_ids)}"
+
+
+def connection(to: Endpoint, name: str) -> Connection:
+    """A connection (not started) to ``to``, with a unique client id and FAST reconnects."""
+    settings = ConnectionSettings(host=to.host, port=to.port, client_id=client_id(name))
+    return Connection(settings, reconnect=FAST)
