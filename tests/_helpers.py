@@ -6,10 +6,22 @@ import asyncio
 import contextlib
 import itertools
 import socket
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from rxmqtt import Backoff, Connection, ConnectionSettings, Jitter, ReconnectPolicy
+from reactivex import Observable
+
+from rxmqtt import (
+    Backoff,
+    Connection,
+    ConnectionSettings,
+    Jitter,
+    Message,
+    PublishProperties,
+    PublishResult,
+    ReconnectPolicy,
+)
 
 
 class _Logging(Protocol):
@@ -75,3 +87,25 @@ def connection(to: Endpoint, name: str) -> Connection:
     """A connection (not started) to ``to``, with a unique client id and FAST reconnects."""
     settings = ConnectionSettings(host=to.host, port=to.port, client_id=client_id(name))
     return Connection(settings, reconnect=FAST)
+
+
+class FakePublisher(ABC):
+    """``publish()`` with the real connection's signature, for in-memory fake connections: the
+    arguments become one :class:`Message`, handed to :meth:`_publish`."""
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes | bytearray | memoryview | str = b"",
+        qos: int = 0,
+        retain: bool = False,
+        *,
+        properties: PublishProperties | None = None,
+        message_expiry_interval: int | None = None,
+    ) -> Observable[PublishResult]:
+        data = payload.encode() if isinstance(payload, str) else bytes(payload)
+        return self._publish(Message(topic, data, qos, retain, properties or PublishProperties()))
+
+    @abstractmethod
+    def _publish(self, message: Message) -> Observable[PublishResult]:
+        """Deliver or record ``message``; the observable reports the outcome."""
