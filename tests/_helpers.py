@@ -62,8 +62,11 @@ def recv_exact(sock: socket.socket, n: int) -> bytes:
     return data
 
 
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.3, jitter=Jitter.FULL))
+FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2, jitter=Jitter.FULL))
 """Reconnect quickly: tests measure behaviour, not backoff."""
+
+FAST_NO_JITTER = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2, jitter=Jitter.NONE))
+""":data:`FAST` with predictable waits, for tests that script each attempt."""
 
 _ids = itertools.count()
 

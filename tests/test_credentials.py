@@ -8,12 +8,10 @@ from pathlib import Path
 import pytest
 
 from rxmqtt import (
-    Backoff,
     ConnectFailed,
     Connection,
     ConnectionSettings,
     ConnectionState,
-    ReconnectPolicy,
     TlsSettings,
 )
 from rxmqtt.testing import BrokerConfig, TlsFiles
@@ -21,10 +19,9 @@ from rxmqtt.testing._peer import PeerLink, ScriptedPeer, connack
 from rxmqtt.testing._raw import varint_at
 from rxmqtt.testing.plugin import BrokerFactory
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import FAST
 
 pytestmark = pytest.mark.broker
-
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2))
 
 
 async def test_client_certificate_files_are_reread_on_every_attempt(

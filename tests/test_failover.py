@@ -36,12 +36,11 @@ from rxmqtt import (
 from rxmqtt.testing import BrokerConfig, MosquittoBroker, free_port
 from rxmqtt.testing.plugin import BrokerFactory, ProxyFactory
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import FAST
 
 pytestmark = pytest.mark.broker
 
 _ids = itertools.count()
-
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.3, jitter=Jitter.FULL))
 
 
 def _client_id(name: str) -> str:

@@ -14,17 +14,14 @@ from rxmqtt import (
     ConnectionState,
     Disconnected,
     DisconnectSource,
-    Jitter,
     PublishError,
     PublishRetry,
-    ReconnectPolicy,
 )
 from rxmqtt.testing import FaultProxy, MosquittoBroker
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import FAST
 
 pytestmark = pytest.mark.broker
-
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2, jitter=Jitter.FULL))
 
 
 @pytest.mark.parametrize("qos", [1, 2])

@@ -16,14 +16,11 @@ from collections.abc import Callable
 import pytest
 
 from rxmqtt import (
-    Backoff,
     Connection,
     ConnectionSettings,
     ConnectionState,
     GracePeriod,
-    Jitter,
     Message,
-    ReconnectPolicy,
 )
 from rxmqtt.testing import FaultProxy, MosquittoBroker
 from rxmqtt.testing._peer import (
@@ -37,8 +34,8 @@ from rxmqtt.testing._peer import (
     reply,
 )
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import FAST_NO_JITTER
 
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2, jitter=Jitter.NONE))
 DEADLINE = 10.0
 
 _ids = itertools.count()
@@ -54,7 +51,7 @@ def _conn(port: int) -> Connection:
             session_expiry=3600,
             keep_alive=5,
         ),
-        reconnect=FAST,
+        reconnect=FAST_NO_JITTER,
     )
 
 
@@ -278,8 +275,10 @@ async def test_on_mosquitto_a_lost_unsubscribe_is_resent_and_the_session_stops_q
 ) -> None:
     client_id = f"converge-mq-{next(_ids)}"
     async with (
-        Connection(_session(rxmqtt_fault_proxy.port, client_id), reconnect=FAST) as sub,
-        Connection(_session(rxmqtt_mosquitto.port, f"{client_id}-pub"), reconnect=FAST) as pub,
+        Connection(_session(rxmqtt_fault_proxy.port, client_id), reconnect=FAST_NO_JITTER) as sub,
+        Connection(
+            _session(rxmqtt_mosquitto.port, f"{client_id}-pub"), reconnect=FAST_NO_JITTER
+        ) as pub,
     ):
         keep = Recorder(sub.messages("conv/keep", qos=1))
         stale = Recorder(sub.messages("conv/stale", qos=1))
@@ -292,7 +291,7 @@ async def test_on_mosquitto_a_lost_unsubscribe_is_resent_and_the_session_stops_q
         await pub.wait_for(ConnectionState.CONNECTED, DEADLINE)
         await pub.publish("conv/stale", b"must not be queued", qos=1)
         await pub.publish("conv/keep", b"queued", qos=1)
-    restarted = Connection(_session(rxmqtt_mosquitto.port, client_id), reconnect=FAST)
+    restarted = Connection(_session(rxmqtt_mosquitto.port, client_id), reconnect=FAST_NO_JITTER)
     unmatched = Recorder(restarted.unmatched_messages)
     dropped = Recorder(restarted.dropped)
     async with restarted:
@@ -310,8 +309,10 @@ async def test_on_mosquitto_a_lost_subscribe_is_resent_on_the_resumed_session(
 ) -> None:
     client_id = f"converge-mq-{next(_ids)}"
     async with (
-        Connection(_session(rxmqtt_fault_proxy.port, client_id), reconnect=FAST) as sub,
-        Connection(_session(rxmqtt_mosquitto.port, f"{client_id}-pub"), reconnect=FAST) as pub,
+        Connection(_session(rxmqtt_fault_proxy.port, client_id), reconnect=FAST_NO_JITTER) as sub,
+        Connection(
+            _session(rxmqtt_mosquitto.port, f"{client_id}-pub"), reconnect=FAST_NO_JITTER
+        ) as pub,
     ):
         first = Recorder(sub.messages("conv/first", qos=1))
         await _live(pub, "conv/first", first)
@@ -331,12 +332,16 @@ async def test_on_mosquitto_changes_during_an_outage_leave_the_broker_with_what_
     client_id = f"converge-mq-{next(_ids)}"
     proxy = rxmqtt_fault_proxy
     sub = Connection(
-        _session(proxy.port, client_id), reconnect=FAST, grace_period=GracePeriod(seconds=0)
+        _session(proxy.port, client_id),
+        reconnect=FAST_NO_JITTER,
+        grace_period=GracePeriod(seconds=0),
     )
     unmatched = Recorder(sub.unmatched_messages)
     async with (
         sub,
-        Connection(_session(rxmqtt_mosquitto.port, f"{client_id}-pub"), reconnect=FAST) as pub,
+        Connection(
+            _session(rxmqtt_mosquitto.port, f"{client_id}-pub"), reconnect=FAST_NO_JITTER
+        ) as pub,
     ):
         a1 = Recorder(sub.messages("race/a", qos=1))
         b = Recorder(sub.messages("race/b", qos=1))

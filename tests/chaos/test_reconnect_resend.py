@@ -17,21 +17,16 @@ from dataclasses import dataclass, field
 import pytest
 
 from rxmqtt import (
-    Backoff,
     Connection,
     ConnectionSettings,
     ConnectionState,
-    Jitter,
     Message,
     PublishResult,
-    ReconnectPolicy,
 )
 from rxmqtt.testing import FaultProxy, MosquittoBroker
 from rxmqtt.testing._raw import read_packet, varint_at
 from rxmqtt.testing.recorder import Recorder
-
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2, jitter=Jitter.FULL))
-
+from tests._helpers import FAST
 
 # ---------------------------------------------------------------------------------------------
 # in-flight re-sends go out before the offline queue

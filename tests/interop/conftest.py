@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from rxmqtt import Backoff, Connection, ConnectionSettings, Jitter, Message, ReconnectPolicy
+from rxmqtt import Connection, ConnectionSettings, Message
 from rxmqtt.testing import BrokerConfig, FaultProxy, MosquittoBroker
 from rxmqtt.testing._ejabberd import (
     INSTALL_HINT,
@@ -28,11 +28,10 @@ from rxmqtt.testing._ejabberd import (
     ejabberd_unavailable_reason,
 )
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import FAST
 
 BROKERS = ["mosquitto", "ejabberd"]
 
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.3, jitter=Jitter.FULL))
-"""Reconnect quickly: tests measure behaviour, not backoff."""
 
 _ids = itertools.count()
 _skipped_ejabberd: list[str] = []
