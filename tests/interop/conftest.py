@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from rxmqtt import Connection, ConnectionSettings, Message
+from rxmqtt import Connected, Connection, ConnectionSettings, LifecycleEvent, Message
 from rxmqtt.testing import BrokerConfig, FaultProxy, MosquittoBroker
 from rxmqtt.testing._ejabberd import (
     INSTALL_HINT,
@@ -256,6 +256,36 @@ async def until_delivered(
         except TimeoutError:
             continue
     raise TimeoutError(f"nothing published to {topic!r} was delivered")
+
+
+async def publish_while_offline(pub: Connection, gone: Recorder[Message], prefix: str) -> None:
+    """Once the broker published the subscriber's Will (``b"gone"`` on ``gone``), so that its
+    session is offline, publish ``0``..``4`` to ``{prefix}/queued``: each matches that session."""
+    await gone.wait_for_item(lambda m: m.payload == b"gone", 10)
+    for i in range(5):
+        result = await pub.publish(f"{prefix}/queued", str(i).encode(), qos=1)
+        assert result.reason_code == 0x00, "the offline session still matches"
+
+
+async def connected_after(
+    events: Recorder[LifecycleEvent], before: int, timeout: float, what: str
+) -> Connected:
+    """The first :class:`Connected` among the lifecycle ``events`` after the first ``before``."""
+    await events.wait_until(
+        lambda es: any(isinstance(e, Connected) for e in es[before:]), timeout, what
+    )
+    back = next(e for e in events.items[before:] if isinstance(e, Connected))
+    assert isinstance(back, Connected)
+    return back
+
+
+async def assert_queued_once(pub: Connection, got: Recorder[Message], prefix: str) -> None:
+    """What :func:`publish_while_offline` queued arrives, in order, once each."""
+    await got.wait_until(lambda ms: sum(m.topic == f"{prefix}/queued" for m in ms) >= 5, 10)
+    # A marker published after them arrives after any duplicate would (one session, QoS 1).
+    await until_delivered(pub, got, f"{prefix}/marker")
+    queued = [m.payload for m in got.items if m.topic == f"{prefix}/queued"]
+    assert queued == [b"0", b"1", b"2", b"3", b"4"]
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
