@@ -47,6 +47,19 @@ async def until_live(sender: TelemetrySender[Reading], got: Recorder[Telemetry[R
     raise TimeoutError("the receiver never became live")
 
 
+async def live(
+    pair: tuple[Connection, Connection], topic_filter: str, topic: str
+) -> tuple[TelemetryReceiver[Reading], Recorder[Telemetry[Reading]], TelemetrySender[Reading]]:
+    """A receiver of ``topic_filter`` on the pair's second connection, what it receives, and a
+    sender to ``topic`` on the first: once the receiver's subscription delivers."""
+    pub, sub = pair
+    receiver = TelemetryReceiver(sub, topic_filter, READING)
+    got = Recorder(receiver.telemetry)
+    sender = TelemetrySender(pub, topic, READING)
+    await until_live(sender, got)
+    return receiver, got, sender
+
+
 def data(items: list[Telemetry[Reading]]) -> list[Telemetry[Reading]]:
     return [t for t in items if t.value.seq != PROBE]
 
@@ -54,11 +67,7 @@ def data(items: list[Telemetry[Reading]]) -> list[Telemetry[Reading]]:
 async def test_a_thousand_values_arrive_in_order_and_typed(
     pair: tuple[Connection, Connection],
 ) -> None:
-    pub, sub = pair
-    receiver = TelemetryReceiver(sub, "plant/+/temperature", READING)
-    got = Recorder(receiver.telemetry)
-    sender = TelemetrySender(pub, "plant/boiler-2/temperature", READING)
-    await until_live(sender, got)
+    _receiver, got, sender = await live(pair, "plant/+/temperature", "plant/boiler-2/temperature")
     before = datetime.now(UTC) - timedelta(seconds=1)
     values = reactivex.from_iterable(Reading(i, 20 + i / 100) for i in range(1000))
     results = Recorder(values.pipe(sender.sink()))
@@ -72,7 +81,7 @@ async def test_a_thousand_values_arrive_in_order_and_typed(
     first = samples[0]
     assert first.topic == "plant/boiler-2/temperature"
     assert first.topic_tokens == ("boiler-2",)
-    assert first.source_id == pub.settings.client_id
+    assert first.source_id == pair[0].settings.client_id
     assert first.timestamp is not None
     assert before <= first.timestamp <= datetime.now(UTC)
     assert first.message.properties.content_type == "application/json"
@@ -95,13 +104,10 @@ class JsonBytes:
 async def test_undecodable_payloads_are_reported_not_fatal(
     pair: tuple[Connection, Connection],
 ) -> None:
-    pub, sub = pair
-    receiver = TelemetryReceiver(sub, "lab/#", READING)
-    got = Recorder(receiver.telemetry)
+    pub, _ = pair
+    receiver, got, sender = await live(pair, "lab/#", "lab/a")
     errors = Recorder(receiver.decode_errors)
     ignored = Recorder(receiver.ignored)
-    sender = TelemetrySender(pub, "lab/a", READING)
-    await until_live(sender, got)
     raw = TelemetrySender(pub, "lab/raw", RAW)
     # Labelled JSON but not JSON: a decode error. Labelled octet-stream: refused unread
     # (AIO's content-type check), so it never reaches the JSON deserializer.
@@ -146,10 +152,7 @@ async def test_disposing_a_receiver_leaves_the_connection_and_other_envoys(
     pair: tuple[Connection, Connection],
 ) -> None:
     pub, sub = pair
-    keeper = TelemetryReceiver(sub, "farm/+/moisture", READING)
-    kept = Recorder(keeper.telemetry)
-    sender = TelemetrySender(pub, "farm/f1/moisture", READING)
-    await until_live(sender, kept)
+    _keeper, kept, sender = await live(pair, "farm/+/moisture", "farm/f1/moisture")
     with TelemetryReceiver(sub, "farm/+/moisture", READING) as leaving:
         gone = Recorder(leaving.telemetry)
         values = Recorder(leaving.values)
