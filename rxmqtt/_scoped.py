@@ -1,13 +1,16 @@
 """``with`` / ``async with`` for the objects that own something, written once.
 
 Each base names the methods a block calls on the way in and out, so a class states its
-lifetime by what it inherits instead of repeating the ``__exit__`` signature.
+lifetime by what it inherits instead of repeating the ``__exit__`` signature;
+:func:`once_started` guards what such an object only knows once started.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Self
+from typing import Self, TypeVar
+
+T = TypeVar("T")
 
 
 class StartedOnEnter(ABC):
@@ -79,3 +82,11 @@ class DisposedOnExit(ABC):
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.dispose()
+
+
+def once_started(value: T | None, error: str) -> T:
+    """``value``, which an object learns when it starts (a bound port, a helper it creates), or
+    ``RuntimeError(error)`` while it is still ``None``."""
+    if value is None:
+        raise RuntimeError(error)
+    return value

@@ -32,7 +32,7 @@ from typing import Protocol
 from reactivex import Observable
 from reactivex.abc import DisposableBase
 
-from ._scoped import AsyncStartedOnEnter
+from ._scoped import AsyncStartedOnEnter, once_started
 from .lifecycle import ConnectionState, Disconnect
 
 __all__ = ["HealthFile", "HealthServer", "HealthSource", "Probe", "is_live", "is_ready"]
@@ -173,9 +173,9 @@ class HealthServer(AsyncStartedOnEnter):
     @property
     def port(self) -> int:
         """The bound port (known once started)."""
-        if self._port is None:
-            raise RuntimeError("port: the server is not started; use `async with` or start()")
-        return self._port
+        return once_started(
+            self._port, "port: the server is not started; use `async with` or start()"
+        )
 
     @property
     def url(self) -> str:

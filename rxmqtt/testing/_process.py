@@ -20,7 +20,7 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import IO, Any, ClassVar, Generic, Self, TypeVar
 
-from rxmqtt._scoped import StartedOnEnter
+from rxmqtt._scoped import StartedOnEnter, once_started
 
 LOOPBACK = "127.0.0.1"
 
@@ -113,9 +113,7 @@ class BrokerProcess(StartedOnEnter, Generic[ConfigT]):
     @property
     def port(self) -> int:
         """The listening port (fixed after the first successful start)."""
-        if self._port is None:
-            raise RuntimeError("the broker has not been started yet; call start()")
-        return self._port
+        return once_started(self._port, "the broker has not been started yet; call start()")
 
     @property
     def url(self) -> str:

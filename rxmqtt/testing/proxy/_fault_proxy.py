@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Self, TypeVar
 
-from rxmqtt._scoped import StartedOnEnter
+from rxmqtt._scoped import StartedOnEnter, once_started
 from rxmqtt.testing.broker import LOOPBACK, free_port
 from rxmqtt.testing.proxy._connection import ProxiedConnection, _set_rst_on_close
 
@@ -69,9 +69,7 @@ class FaultProxy(StartedOnEnter):
     @property
     def port(self) -> int:
         """Listening port."""
-        if self._port is None:
-            raise RuntimeError("the proxy has not been started yet; call start()")
-        return self._port
+        return once_started(self._port, "the proxy has not been started yet; call start()")
 
     @property
     def url(self) -> str:
