@@ -22,6 +22,7 @@ from rxmqtt import (
     PublishResult,
     ReconnectPolicy,
 )
+from rxmqtt.testing.recorder import Recorder
 
 
 class _Logging(Protocol):
@@ -112,3 +113,23 @@ class FakePublisher(ABC):
     @abstractmethod
     def _publish(self, message: Message) -> Observable[PublishResult]:
         """Deliver or record ``message``; the observable reports the outcome."""
+
+
+async def until_delivered(
+    pub: Connection,
+    got: Recorder[Message],
+    topic: str,
+    *,
+    tries: int = 100,
+    wait: float = 0.1,
+    qos: int = 1,
+) -> Message:
+    """Publish probes to ``topic`` until ``got`` sees one (a SUBSCRIBE may still be on its way):
+    from then on the subscription is live. Returns the probe that arrived."""
+    for n in range(tries):
+        await pub.publish(topic, f"probe-{n}".encode(), qos=qos)
+        try:
+            return await got.wait_for_item(lambda m: m.topic == topic, wait)
+        except TimeoutError:
+            continue
+    raise TimeoutError(f"nothing published to {topic!r} was delivered")

@@ -36,7 +36,7 @@ from rxmqtt import (
 from rxmqtt.testing import BrokerConfig, MosquittoBroker, free_port
 from rxmqtt.testing.plugin import BrokerFactory, ProxyFactory
 from rxmqtt.testing.recorder import Recorder
-from tests._helpers import FAST
+from tests._helpers import FAST, until_delivered
 
 pytestmark = pytest.mark.broker
 
@@ -53,19 +53,6 @@ def _endpoint(broker: MosquittoBroker) -> str:
 
 def _index_of(events: list[LifecycleEvent], predicate: Callable[[LifecycleEvent], bool]) -> int:
     return next(i for i, e in enumerate(events) if predicate(e))
-
-
-async def _until_delivered(
-    pub: Connection, got: Recorder[Message], topic: str, tries: int = 100
-) -> Message:
-    """Publish to ``topic`` until ``got`` sees it (the subscription may still be on its way)."""
-    for n in range(tries):
-        await pub.publish(topic, str(n).encode(), qos=1)
-        try:
-            return await got.wait_for_item(lambda m: m.topic == topic, 0.1)
-        except TimeoutError:
-            continue
-    raise TimeoutError(f"nothing published to {topic!r} was delivered")
 
 
 # ---------------------------------------------------------------- endpoints
@@ -132,7 +119,7 @@ async def test_first_broker_killed_connection_continues_on_the_second(
         got: Recorder[Message] = Recorder(conn.messages("fo/#", qos=1))
         await conn.wait_for(ConnectionState.CONNECTED, 5)
         await pub1.wait_for(ConnectionState.CONNECTED, 5)
-        await _until_delivered(pub1, got, "fo/before")
+        await until_delivered(pub1, got, "fo/before")
         assert conn.state is ConnectionState.CONNECTED
 
         loop = asyncio.get_running_loop()
@@ -150,7 +137,7 @@ async def test_first_broker_killed_connection_continues_on_the_second(
         assert on_b2.session_present is False
 
         await pub2.wait_for(ConnectionState.CONNECTED, 5)
-        msg = await _until_delivered(pub2, got, "fo/after")
+        msg = await until_delivered(pub2, got, "fo/after")
         assert msg.topic == "fo/after"
         assert got.error is None, "a stream survives the failover"
         assert not got.completed

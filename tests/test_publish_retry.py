@@ -27,7 +27,7 @@ from rxmqtt.testing._peer import (
     parse_publish,
 )
 from rxmqtt.testing.recorder import Recorder
-from tests._helpers import FAST
+from tests._helpers import FAST, until_delivered
 
 pytestmark = pytest.mark.broker
 
@@ -57,7 +57,7 @@ async def test_ack_timeout_reconnects_and_resends(
     async with sub, pub:
         await sub.wait_for(ConnectionState.CONNECTED, 5)
         await pub.wait_for(ConnectionState.CONNECTED, 5)
-        await _until_subscribed(pub, got)
+        await until_delivered(pub, got, "ack/probe")
         rxmqtt_fault_proxy.delay(1.5)  # each direction: the ack would come after ~3 s
         outcome = Recorder(pub.publish("ack/x", b"once", qos=qos))
         lost = await events.wait_for_item(lambda e: isinstance(e, Disconnected), 5)
@@ -76,17 +76,6 @@ async def test_ack_timeout_reconnects_and_resends(
             assert copies == 1, "QoS 2 exactly once across the reconnect"
         else:
             assert copies >= 1
-
-
-async def _until_subscribed(pub: Connection, got: Recorder[object]) -> None:
-    for _ in range(100):
-        await pub.publish("ack/probe", b"probe", qos=1)
-        try:
-            await got.wait_for_item(lambda m: m.payload == b"probe", 0.1)  # type: ignore[attr-defined]
-            return
-        except TimeoutError:
-            continue
-    raise TimeoutError("subscription never became live")
 
 
 def _refusing(refusals: int, code: int, publishes: list[int]) -> Script:

@@ -55,7 +55,7 @@ from rxmqtt.testing._peer import (
 from rxmqtt.testing.certs import TlsFiles
 from rxmqtt.testing.plugin import BrokerFactory, ProxyFactory
 from rxmqtt.testing.recorder import Recorder
-from tests._helpers import FAST_NO_JITTER
+from tests._helpers import FAST_NO_JITTER, until_delivered
 
 _ids = itertools.count()
 
@@ -87,18 +87,6 @@ def refused(result: object, code: int) -> PublishRefusedError:
     assert isinstance(result, PublishRefusedError), result
     assert result.reason_code == code, result
     return result
-
-
-async def subscribed(conn: Connection, got: Recorder[Message], probe: str) -> None:
-    """Wait until ``conn``'s subscription is live: publish probes to it until one comes back."""
-    for _ in range(100):
-        await conn.publish(probe, b"probe", qos=1)
-        try:
-            await got.wait_for_item(lambda m: m.topic == probe, 0.1)
-            return
-        except TimeoutError:
-            continue
-    raise TimeoutError("the subscription never became live")
 
 
 # ----------------------------------------------------------------------------- poison publishes
@@ -295,7 +283,7 @@ async def test_mosquitto_a_resent_publish_the_new_broker_refuses_ends_and_the_re
         got: Recorder[Message] = Recorder(watcher.messages("edge/#", qos=1))
         await conn.wait_for(ConnectionState.CONNECTED, DEADLINE)
         await watcher.wait_for(ConnectionState.CONNECTED, DEADLINE)
-        await subscribed(watcher, got, "edge/probe")
+        await until_delivered(watcher, got, "edge/probe")
         proxy.blackhole()
         # Both go into the black hole (or, unwritten, wait in paho): unacknowledged either way.
         retained = conn.publish("edge/retained", b"r", qos=1, retain=True)
@@ -410,7 +398,7 @@ async def test_a_server_reference_is_followed(
                 lambda e: isinstance(e, Connected) and e.endpoint == target, DEADLINE, target
             )
             echo: Recorder[Message] = Recorder(conn.messages("moved/#", qos=1))
-            await subscribed(conn, echo, "moved/here")
+            await until_delivered(conn, echo, "moved/here")
     assert isinstance(connected, Connected)
     sent_away = next(e for e in events.items if isinstance(e, ConnectFailed | Disconnected))
     assert sent_away.disconnect.reason_code == code

@@ -34,7 +34,7 @@ from rxmqtt.testing._peer import (
     reply,
 )
 from rxmqtt.testing.recorder import Recorder
-from tests._helpers import FAST_NO_JITTER
+from tests._helpers import FAST_NO_JITTER, until_delivered
 
 DEADLINE = 10.0
 
@@ -235,18 +235,6 @@ def _session(port: int, client_id: str) -> ConnectionSettings:
     )
 
 
-async def _live(pub: Connection, topic: str, got: Recorder[Message]) -> None:
-    """Publish probes until one arrives: the subscription (and all sent before it) is in place."""
-    for _ in range(100):
-        await pub.publish(topic, b"probe", qos=1)
-        try:
-            await got.wait_for_item(lambda m: m.topic == topic, 0.2)
-            return
-        except TimeoutError:
-            continue
-    raise TimeoutError(f"{topic}: the subscription never became live")
-
-
 async def _request_swallowed(proxy: FaultProxy, before: int) -> None:
     """Wait until the client wrote more bytes into the black hole than ``before``."""
     for _ in range(500):
@@ -282,10 +270,12 @@ async def test_on_mosquitto_a_lost_unsubscribe_is_resent_and_the_session_stops_q
     ):
         keep = Recorder(sub.messages("conv/keep", qos=1))
         stale = Recorder(sub.messages("conv/stale", qos=1))
-        await _live(pub, "conv/keep", keep)
-        await _live(pub, "conv/stale", stale)
+        await until_delivered(pub, keep, "conv/keep", wait=0.2)
+        await until_delivered(pub, stale, "conv/stale", wait=0.2)
         await _cut_in_flight(sub, rxmqtt_fault_proxy, stale.dispose)
-        await _live(pub, "conv/probe", Recorder(sub.messages("conv/probe", qos=1)))
+        await until_delivered(
+            pub, Recorder(sub.messages("conv/probe", qos=1)), "conv/probe", wait=0.2
+        )
     # The app is down; its session stays. Only what it still subscribes to may be queued.
     async with Connection(_session(rxmqtt_mosquitto.port, f"{client_id}-pub2")) as pub:
         await pub.wait_for(ConnectionState.CONNECTED, DEADLINE)
@@ -315,12 +305,12 @@ async def test_on_mosquitto_a_lost_subscribe_is_resent_on_the_resumed_session(
         ) as pub,
     ):
         first = Recorder(sub.messages("conv/first", qos=1))
-        await _live(pub, "conv/first", first)
+        await until_delivered(pub, first, "conv/first", wait=0.2)
         late: list[Recorder[Message]] = []
         await _cut_in_flight(
             sub, rxmqtt_fault_proxy, lambda: late.append(Recorder(sub.messages("conv/late", 1)))
         )
-        await _live(pub, "conv/late", late[0])
+        await until_delivered(pub, late[0], "conv/late", wait=0.2)
     subscribes = rxmqtt_mosquitto.log_text().count(f"Received SUBSCRIBE from {client_id}")
     assert subscribes == 2, "conv/first, then conv/late on the resumed session (once)"
 
@@ -345,8 +335,8 @@ async def test_on_mosquitto_changes_during_an_outage_leave_the_broker_with_what_
     ):
         a1 = Recorder(sub.messages("race/a", qos=1))
         b = Recorder(sub.messages("race/b", qos=1))
-        await _live(pub, "race/a", a1)
-        await _live(pub, "race/b", b)
+        await until_delivered(pub, a1, "race/a", wait=0.2)
+        await until_delivered(pub, b, "race/b", wait=0.2)
         proxy.refuse()
         proxy.reset()
         await sub.wait_for(ConnectionState.RECONNECTING, DEADLINE)
@@ -355,7 +345,9 @@ async def test_on_mosquitto_changes_during_an_outage_leave_the_broker_with_what_
         a2 = Recorder(sub.messages("race/a", qos=1))
         Recorder(sub.messages("race/c", qos=1)).dispose()
         proxy.accept()
-        await _live(pub, "race/probe", Recorder(sub.messages("race/probe", qos=1)))
+        await until_delivered(
+            pub, Recorder(sub.messages("race/probe", qos=1)), "race/probe", wait=0.2
+        )
         for topic in ("race/b", "race/c", "race/a"):
             await pub.publish(topic, b"after", qos=1)
         await a2.wait_for_item(lambda m: m.payload == b"after", DEADLINE)

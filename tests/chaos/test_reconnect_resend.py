@@ -10,7 +10,6 @@ and PUBREL packets with their original packet ids, in their original order ([MQT
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,7 +25,7 @@ from rxmqtt import (
 from rxmqtt.testing import FaultProxy, MosquittoBroker
 from rxmqtt.testing._raw import read_packet, varint_at
 from rxmqtt.testing.recorder import Recorder
-from tests._helpers import FAST
+from tests._helpers import FAST, until_delivered
 
 # ---------------------------------------------------------------------------------------------
 # in-flight re-sends go out before the offline queue
@@ -60,7 +59,8 @@ async def test_in_flight_resends_precede_the_offline_queue(
     async with sub, pub:
         await sub.wait_for(ConnectionState.CONNECTED, 10)
         await pub.wait_for(ConnectionState.CONNECTED, 10)
-        await _until_subscribed(pub, got)
+        await until_delivered(pub, got, "rs/probe")
+        got.items.clear()
         (link,) = rxmqtt_fault_proxy.wait_for_connections(1)
         link.blackhole()  # the link is dead but the socket stays open: 0-4 vanish in it
         before = link.bytes_from_client
@@ -88,16 +88,6 @@ async def _until(predicate: Callable[[], bool], timeout: float, what: str) -> No
         if loop.time() >= deadline:
             raise TimeoutError(f"{what}: not within {timeout}s")
         await asyncio.sleep(0.01)
-
-
-async def _until_subscribed(pub: Connection, got: Recorder[Message]) -> None:
-    for _ in range(100):
-        await asyncio.wait_for(pub.publish("rs/probe", b"probe", qos=1), 5)
-        with contextlib.suppress(TimeoutError):
-            await got.wait_for_item(lambda m: m.payload == b"probe", 0.1)
-            got.items.clear()
-            return
-    raise TimeoutError("subscription never became live")
 
 
 # ---------------------------------------------------------------------------------------------

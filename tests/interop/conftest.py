@@ -28,7 +28,7 @@ from rxmqtt.testing._ejabberd import (
     ejabberd_unavailable_reason,
 )
 from rxmqtt.testing.recorder import Recorder
-from tests._helpers import FAST
+from tests._helpers import FAST, until_delivered
 
 BROKERS = ["mosquitto", "ejabberd"]
 
@@ -243,19 +243,6 @@ def cluster_settings(
     return _settings(
         node.host, node.port, node.credentials(), name, {"endpoints": others, **overrides}
     )
-
-
-async def until_delivered(
-    pub: Connection, got: Recorder[Message], topic: str, tries: int = 100, qos: int = 1
-) -> Message:
-    """Publish probes to ``topic`` until ``got`` sees one (a SUBSCRIBE may still be on its way)."""
-    for n in range(tries):
-        await pub.publish(topic, f"probe-{n}".encode(), qos=qos)
-        try:
-            return await got.wait_for_item(lambda m: m.topic == topic, 0.1)
-        except TimeoutError:
-            continue
-    raise TimeoutError(f"nothing published to {topic!r} was delivered")
 
 
 async def publish_while_offline(pub: Connection, gone: Recorder[Message], prefix: str) -> None:
