@@ -328,11 +328,15 @@ async def test_a_311_only_broker_crash_loses_nothing_queued(amqtt: AmqttBroker) 
     ):
         got = Recorder(sub.messages("crash/#", qos=1))
         lost = Recorder(pub.disconnects)
+        sub_lost = Recorder(sub.disconnects)
         await asyncio.wait_for(sub.subscribe("crash/#", qos=1), 5)
         await pub.wait_for(ConnectionState.CONNECTED, 5)
         amqtt.kill()
         gone = await lost.wait_for_item(lambda d: True, 5)
         assert (gone.source, gone.reason_code) == (DisconnectSource.NETWORK, None)
+        # (until the subscriber has seen the loss too, its old grant still stands)
+        sub_gone = await sub_lost.wait_for_item(lambda d: True, 5)
+        assert (sub_gone.source, sub_gone.reason_code) == (DisconnectSource.NETWORK, None)
         queued = [pub.publish("crash/n", b"%d" % i, qos=1) for i in range(10)]
         amqtt.start()
         await asyncio.wait_for(sub.subscribe("crash/#", qos=1), 10)  # granted again
