@@ -457,14 +457,15 @@ class _QueueOnlySocket:
         pass
 
 
-def _offline_writer() -> Any:
+def _offline_writer(v311: bool = False) -> Any:
     """A client that queues packets without a socket to write them to."""
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
     from rxmqtt.engine._paho_client import _PahoClient
 
-    client = _PahoClient(CallbackAPIVersion.VERSION2, client_id="writer", protocol=paho.MQTTv5)
+    protocol = paho.MQTTv311 if v311 else paho.MQTTv5
+    client = _PahoClient(CallbackAPIVersion.VERSION2, client_id="writer", protocol=protocol)
     client._sock = _QueueOnlySocket()  # "connected": packets are queued, never written
     client.on_socket_register_write = lambda *_: None
     return client
@@ -490,15 +491,17 @@ def _paho_properties(content_type: str | None) -> Any:
     qos=st.sampled_from([0, 1, 2]),
     retain=st.booleans(),
     content_type=st.sampled_from([None, "json"]),
+    v311=st.booleans(),
 )
 def test_every_publish_is_encoded_exactly_as_paho_encodes_it_and_held_as_paho_holds_it(
-    topic: str, size: int, qos: int, retain: bool, content_type: str | None
+    topic: str, size: int, qos: int, retain: bool, content_type: str | None, v311: bool
 ) -> None:
     """Our encoder writes the very bytes paho would (remaining lengths of 1-4 bytes, packet
-    ids, properties), and a QoS 1/2 publish enters paho's session exactly as paho's publish()
-    enters it, so paho's acks and re-sends work on it."""
+    ids, properties; MQTT 3.1.1 without a property block), and a QoS 1/2 publish enters paho's
+    session exactly as paho's publish() enters it, so paho's acks and re-sends work on it."""
     payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
-    ours, theirs = _offline_writer(), _offline_writer()
+    content_type = None if v311 else content_type
+    ours, theirs = _offline_writer(v311), _offline_writer(v311)
     mid = ours.send_publish(topic, payload, qos, retain, _paho_properties(content_type))
     theirs.publish(topic, payload, qos, retain, _paho_properties(content_type))
     assert mid == 1

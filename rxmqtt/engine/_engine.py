@@ -5,6 +5,7 @@ socket -> paho adapter -> engine -> its handler (the connection)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import ssl
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from ..errors import NotConnectedError
 from ..lifecycle import Connected, Disconnect, DisconnectSource
 from ..message import Message
 from ..settings import ConnectionSettings, Endpoint
+from ..settings._protocol import MQTT_3_1_1
 from ..subscription_options import SubscriptionOptions
 from ._adapter_events import (
     AdapterEvent,
@@ -107,6 +109,8 @@ class Engine:
         self._loop = loop
         self._handler = handler
         self._clock = clock or loop.time
+        self._v311 = settings.protocol_version == MQTT_3_1_1
+        """MQTT 3.1.1: a reason code only in a refused CONNACK (see ``_as_spoken``)."""
         self._paho = PahoLink(settings)
         self._watchdog = KeepAliveWatchdog(
             loop.call_later, self._clock, self._paho.housekeeping, self._keep_alive_expired
@@ -375,6 +379,7 @@ class Engine:
     def _finish_failed(self, disconnect: Disconnect, generation: int | None = None) -> None:
         if generation is not None and generation != self._generation:
             return
+        disconnect = self._as_spoken(disconnect)
         self._generation += 1
         self._cancel_timers()
         if self._open_task is not None and self._open_task is not asyncio.current_task():
@@ -502,6 +507,7 @@ class Engine:
 
     def _report_end(self, disconnect: Disconnect) -> None:
         """Report the end of the current attempt or connection, exactly once."""
+        disconnect = self._as_spoken(disconnect)
         phase = self._phase
         self._generation += 1
         self._cancel_timers()
@@ -511,6 +517,13 @@ class Engine:
         if phase is Phase.CONNECTED:
             self._handler.on_connection_lost(disconnect)
         self._attempt_ended(disconnect, was_connected=phase is Phase.CONNECTED)
+
+    def _as_spoken(self, disconnect: Disconnect) -> Disconnect:
+        """``disconnect`` as the protocol told it: MQTT 3.1.1 carries a reason code only in a
+        refused CONNACK (the broker's, source SERVER), so every other end has none."""
+        if not self._v311 or disconnect.source is DisconnectSource.SERVER:
+            return disconnect
+        return dataclasses.replace(disconnect, reason_code=None)
 
     def _publish_completed(self, done: PublishCompleted) -> None:
         mid = done.mid

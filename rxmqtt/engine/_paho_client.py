@@ -19,6 +19,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ..lifecycle import DisconnectSource
+from ..policies import v311_connack_reason_code
 from ._adapter_events import (
     ConnackHandled,
     EventSink,
@@ -133,14 +134,27 @@ class _PahoClient(paho.Client):
 
     def _handle_connack(self) -> Any:
         packet = self._in_packet["packet"]
-        if self._protocol == paho.MQTTv5 and len(packet) >= 2 and not _is_connack_code(packet[1]):
-            code = packet[1]
-            if code >= 0x80:  # a refusal MQTT 5 does not define: keep the broker's code
-                return self._refuse(
-                    code,
-                    f"the broker refused the connection with unknown reason code 0x{code:02X}",
-                    DisconnectSource.SERVER,
+        code = packet[1] if len(packet) >= 2 else 0
+        v5 = self._protocol == paho.MQTTv5
+        if code and (not v5 or code < 0x80):
+            # An MQTT 3.1.1 return code: a refused 3.1.1 connection, or a 3.1.1-only broker
+            # answering our MQTT 5 CONNECT. Reported with its MQTT 5 equivalent (one table of
+            # fatal codes for both versions), the 3.1.1 code named in the reason.
+            mqtt5_code, name = v311_connack_reason_code(code)
+            reason = f"{name} (MQTT 3.1.1 CONNACK return code {code})"
+            if v5:
+                reason += (
+                    ": the broker answered MQTT 5 in MQTT 3.1.1, so it speaks only 3.1.1 or "
+                    "older; connect with protocol_version=4"
                 )
+            return self._refuse(mqtt5_code, reason, DisconnectSource.SERVER)
+        if v5 and code and not _is_connack_code(code):
+            # a refusal MQTT 5 does not define: keep the broker's code
+            return self._refuse(
+                code,
+                f"the broker refused the connection with unknown reason code 0x{code:02X}",
+                DisconnectSource.SERVER,
+            )
         # paho calls on_connect *before* it re-sends the session's unacknowledged PUBLISH and
         # PUBREL packets, so anything the owner publishes from on_connect (the offline queue's
         # drain) would overtake them [MQTT-4.6.0-1]. The owner's CONNACK handling runs after.
@@ -443,9 +457,9 @@ class _PahoClient(paho.Client):
         # paho's decoder builds a Properties object and two ReasonCodes (each copying a
         # 60-entry table) per ack; the fast path hands on shared, read-only ones instead.
         packet = self._in_packet["packet"]
-        if cmd != "PUBACK" or self._protocol != paho.MQTTv5:
+        if cmd != "PUBACK":
             return super()._handle_pubackcomp(cmd)
-        reason_code = _plain_puback_code(packet)
+        reason_code = _plain_puback_code(packet, v5=self._protocol == paho.MQTTv5)
         if reason_code is None:  # properties, or a code PUBACK does not define: paho's way
             return super()._handle_pubackcomp(cmd)
         mid = (packet[0] << 8) | packet[1]
@@ -491,13 +505,14 @@ def _awaiting_pubrel(mid: int) -> paho.MQTTMessage:
     return record
 
 
-def _plain_puback_code(packet: bytes | bytearray) -> ReasonCode | None:
+def _plain_puback_code(packet: bytes | bytearray, *, v5: bool = True) -> ReasonCode | None:
     """The reason code of a PUBACK body without properties (packet id, then optionally a code
-    and a zero property length), or None when it has properties or an undefined code."""
+    and a zero property length), or None when it has properties or an undefined code. An MQTT
+    3.1.1 PUBACK (``v5`` False) is the packet id alone: Success, as paho reports it."""
     size = len(packet)
     if size == 2:
         return _PUBACK_SUCCESS
-    if size == 3 or (size == 4 and packet[3] == 0):
+    if v5 and (size == 3 or (size == 4 and packet[3] == 0)):
         return _PUBACK_CODES.get(packet[2])
     return None
 

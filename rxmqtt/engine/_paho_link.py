@@ -18,10 +18,11 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from ..broker_limits import BrokerLimits
+from ..broker_limits import V311_LIMITS, BrokerLimits
 from ..errors import NotConnectedError
 from ..message import Message
 from ..settings import ConnectionSettings, Endpoint
+from ..settings._protocol import MQTT_3_1_1
 from ..subscription_options import SubscriptionOptions
 from ._adapter_events import (
     ConnackReceived,
@@ -79,8 +80,15 @@ class PahoLink:
     plain methods and events."""
 
     def __init__(self, settings: ConnectionSettings) -> None:
+        self._v311 = settings.protocol_version == MQTT_3_1_1
+        """MQTT 3.1.1: no properties, and Clean Session (``settings.clean_start``) on every
+        attempt: with 1 the broker never keeps a session to resume, so asking for one on a
+        reconnect would only leave a session behind that nothing ends."""
         client = self._client = _PahoClient(
-            CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=paho.MQTTv5
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
+            protocol=paho.MQTTv311 if self._v311 else paho.MQTTv5,
+            clean_session=settings.clean_start if self._v311 else None,
         )
         client.suppress_exceptions = True
         client.max_queued_messages_set(0)
@@ -129,12 +137,16 @@ class PahoLink:
         accepted = not code.is_failure
         session_present = bool(flags.session_present)
         orphans = self._client.forget_lost_session() if accepted and not session_present else []
+        if not accepted:
+            limits = BrokerLimits()
+        else:
+            limits = V311_LIMITS if self._v311 else _limits_from(properties)
         self._events(
             ConnackReceived(
                 code.value,
                 reason_text(code),
                 session_present,
-                _limits_from(properties) if accepted else BrokerLimits(),
+                limits,
                 getattr(properties, "ServerReference", None),
                 tuple(orphans),
             )
@@ -197,6 +209,9 @@ class PahoLink:
         # per ack; 0 is no limit: the Connection keeps the broker's Receive Maximum itself.)
         client.one_publish_at_a_time(one_at_a_time)
         client.prepared_socket = sock
+        if self._v311:  # Clean Session was set with the client; no properties
+            client.connect(endpoint.host, endpoint.port, keepalive=settings.keep_alive)
+            return
         client.connect(
             endpoint.host,
             endpoint.port,
@@ -230,6 +245,9 @@ class PahoLink:
         self, filters: list[tuple[str, SubscriptionOptions]], identifier: int | None
     ) -> int:
         """Send one SUBSCRIBE; returns its packet id."""
+        if self._v311:  # a QoS per filter: the other options are MQTT 5's
+            rc, mid = self._client.subscribe([(f, options.qos) for f, options in filters])
+            return self._sent("subscribe", rc, mid)
         properties = None
         if identifier is not None:
             properties = _properties(PacketTypes.SUBSCRIBE)
