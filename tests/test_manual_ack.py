@@ -33,6 +33,7 @@ from rxmqtt import (
     ReconnectPolicy,
     SubscribeError,
 )
+from rxmqtt.binders import AioError, CommandExecutor, ErrorKind, Telemetry, TelemetryReceiver
 from rxmqtt.testing import FaultProxy, MosquittoBroker
 from rxmqtt.testing._peer import (
     PUBACK,
@@ -41,13 +42,16 @@ from rxmqtt.testing._peer import (
     PUBREC,
     PeerLink,
     ScriptedPeer,
+    ack,
     connack,
+    message_expiry,
     packet_id_of,
     parse_publish,
+    properties,
     publish,
     reply,
 )
-from rxmqtt.testing._raw import packet
+from rxmqtt.testing._raw import mqtt_str, packet
 from rxmqtt.testing.recorder import Recorder
 
 pytestmark = pytest.mark.broker
@@ -189,7 +193,7 @@ async def test_async_for_with_acks_from_another_thread_loses_nothing(
     receiver = Connection(settings(rxmqtt_mosquitto.port, receive_maximum=2))
     sender = Connection(settings(rxmqtt_mosquitto.port))
     async with receiver, sender:
-        stream = receiver.messages("ack/thread/#", 1, manual_ack=True)
+        stream = rxmqtt.aiter(receiver.messages("ack/thread/#", 1, manual_ack=True))
         seen: list[bytes] = []
 
         async def consume() -> None:
@@ -202,7 +206,6 @@ async def test_async_for_with_acks_from_another_thread_loses_nothing(
 
         consumer = asyncio.create_task(consume())
         await sender.wait_for(ConnectionState.CONNECTED, DEADLINE)
-        await asyncio.sleep(0)  # the consumer's subscription is registered on the loop
         await asyncio.wait_for(receiver.subscription_granted("ack/thread/#"), DEADLINE)
         for n in range(20):
             sender.publish("ack/thread/m", b"%d" % n, qos=1)
@@ -240,9 +243,12 @@ class Wire:
         return self.seen
 
 
-def peer_script(wire: Wire, subscriptions: int, refuse: bool = False) -> Callable[..., object]:
+def peer_script(
+    wire: Wire, subscriptions: int, *, refuse: bool = False, answer: bool = False
+) -> Callable[..., object]:
     """Grant ``subscriptions`` SUBSCRIBEs (or refuse them), then send what the test puts in
-    ``wire.outbox`` while recording what the client sends."""
+    ``wire.outbox`` while recording what the client sends (and, with ``answer``, acknowledging
+    its QoS 1 publishes)."""
 
     async def script(link: PeerLink) -> None:
         link.send(connack())
@@ -257,7 +263,10 @@ def peer_script(wire: Wire, subscriptions: int, refuse: bool = False) -> Callabl
         sender = asyncio.create_task(forward())
         try:
             while True:
-                wire.record(await link.read())
+                raw = await link.read()
+                wire.record(raw)
+                if answer and raw[0] >> 4 == PUBLISH and parse_publish(raw).qos == 1:
+                    link.send(ack(PUBACK, parse_publish(raw).packet_id))
         finally:
             sender.cancel()
 
@@ -411,3 +420,88 @@ async def test_ack_after_close_does_nothing_and_plain_streams_still_ack_on_retur
         delivery.ack()  # closed: a no-op, never an error
         await asyncio.to_thread(delivery.ack)
         assert ("PUBACK", 2) not in wire.seen
+
+
+# ----------------------------------------------------------------------------- the AIO envoys
+
+
+def request(packet_id: int, payload: bytes) -> bytes:
+    """An AIO command request PUBLISH (QoS 1) to ``rpc/add``, answered on ``resp/add``."""
+    props = properties(
+        message_expiry(10),
+        b"\x08" + mqtt_str("resp/add"),  # Response Topic
+        b"\x09" + mqtt_str(bytes(range(16))),  # Correlation Data: a GUID's 16 bytes
+    )
+    return publish("rpc/add", payload, qos=1, packet_id=packet_id, props=props)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+async def test_an_executor_acknowledges_a_request_once_its_answer_was_acknowledged(
+    fails: bool,
+) -> None:
+    """A request's PUBACK waits for the handler and for the broker to take the response (a
+    500 when the handler fails): a crash in between gets the request sent again."""
+    wire = Wire()
+    release = asyncio.Event()
+
+    started = asyncio.Event()
+
+    async def add(numbers: list[int]) -> int:
+        started.set()
+        await release.wait()
+        if fails:
+            raise RuntimeError("the database is down")
+        return sum(numbers)
+
+    async with ScriptedPeer(peer_script(wire, 1, answer=True)) as peer:
+        conn = Connection(settings(peer.port), reconnect=FAST)
+        async with conn:
+            executor = CommandExecutor(conn, "rpc/add", add, command_name="add")
+            await asyncio.wait_for(executor.start(), DEADLINE)  # the SUBACK is in
+            wire.outbox.put_nowait(request(1, b"[1, 2]"))
+            await asyncio.wait_for(started.wait(), DEADLINE)
+            assert await sync(conn, wire, "sync/1") == [("PUBLISH", "sync/1")]  # running
+            release.set()
+            seen = await wire.wait_for(("PUBACK", 1))
+            assert seen == [("PUBLISH", "sync/1"), ("PUBLISH", "resp/add"), ("PUBACK", 1)]
+            executor.dispose()
+
+
+async def test_a_telemetry_receiver_acknowledges_once_its_readers_returned() -> None:
+    wire = Wire()
+    async with ScriptedPeer(peer_script(wire, 1)) as peer:
+        conn = Connection(settings(peer.port), reconnect=FAST)
+        async with conn:
+            receiver: TelemetryReceiver[int] = TelemetryReceiver(conn, "tel/{senderId}")
+            seen: list[int] = []
+
+            def read(sample: Telemetry[int]) -> None:
+                seen.append(sample.value)
+                conn.publish("sync/in-reader", b"", qos=0)  # written before any PUBACK 1
+
+            receiver.telemetry.subscribe(read)
+            await asyncio.wait_for(receiver.start(), DEADLINE)
+            wire.outbox.put_nowait(publish("tel/s-1", b"21", qos=1, packet_id=1))
+            assert await wire.wait_for(("PUBACK", 1)) == [
+                ("PUBLISH", "sync/in-reader"),
+                ("PUBACK", 1),
+            ]
+            assert seen == [21]
+            receiver.dispose()
+
+
+async def test_a_telemetry_receiver_start_needs_a_reader_and_reports_a_refusal() -> None:
+    wire = Wire()
+    async with ScriptedPeer(peer_script(wire, 1, refuse=True)) as peer:
+        conn = Connection(settings(peer.port), reconnect=FAST)
+        async with conn:
+            receiver: TelemetryReceiver[int] = TelemetryReceiver(conn, "tel/denied")
+            with pytest.raises(RuntimeError, match="subscribe to telemetry"):
+                receiver.start()
+            errors: list[Exception] = []
+            receiver.telemetry.subscribe(on_error=errors.append)
+            with pytest.raises(AioError) as info:
+                await asyncio.wait_for(receiver.start(), DEADLINE)
+            assert info.value.kind is ErrorKind.MQTT_ERROR
+            assert "0x87" in str(info.value)
+            receiver.dispose()

@@ -525,7 +525,8 @@ class Connection:
             settle_error(
                 granted,
                 MqttError(
-                    f"subscription_granted({topic_filter!r}): no messages() subscription holds it"
+                    f"subscription_granted({topic_filter!r}): no messages() subscriber holds it "
+                    "(messages() subscribes when subscribed to; rxmqtt.aiter(...) does at once)"
                 ),
             )
         elif sub.granted and sub.granted_qos is not None:

@@ -223,10 +223,10 @@ class ConnectionSettings:
 
         Schemes: ``mqtt``/``tcp`` (port 1883) and ``mqtts``/``ssl``/``tls`` (port 8883, TLS).
         User and password are URL-decoded. Query parameters: ``client_id``, ``keep_alive``,
-        ``session_expiry``, ``clean_start``, ``connect_timeout``, and with a TLS scheme
-        ``ca_file``, ``cert_file``, ``key_file``, ``verify_hostname``. Keyword ``overrides``
-        win over anything in the URL. Without a ``client_id`` the id is random and the session
-        clean, ending with the connection (the session rule above).
+        ``session_expiry``, ``clean_start``, ``connect_timeout``, ``receive_maximum``, and with
+        a TLS scheme ``ca_file``, ``cert_file``, ``key_file``, ``verify_hostname``. Keyword
+        ``overrides`` win over anything in the URL. Without a ``client_id`` the id is random
+        and the session clean, ending with the connection (the session rule above).
         """
         kwargs = _url_arguments(url, overrides)
         kwargs.update(overrides)
