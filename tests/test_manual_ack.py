@@ -389,6 +389,29 @@ async def test_a_message_several_subscribers_got_is_acknowledged_once_all_are_do
             ]
 
 
+async def test_without_manual_subscribers_a_message_is_acknowledged_once_dispatched() -> None:
+    wire = Wire()
+    async with ScriptedPeer(peer_script(wire, 1)) as peer:
+        conn = Connection(settings(peer.port), reconnect=FAST)
+
+        def read(message: Message) -> None:
+            conn.publish(f"sync/in-{message.payload.decode()}", b"", qos=0)
+
+        conn.messages("plain/#", 2).subscribe(read)
+        async with conn:
+            await asyncio.wait_for(conn.subscription_granted("plain/#"), DEADLINE)
+            wire.outbox.put_nowait(publish("plain/t", b"1", qos=1, packet_id=1))
+            wire.outbox.put_nowait(publish("plain/t", b"2", qos=2, packet_id=2))
+            assert await wire.wait_for(("PUBREC", 2)) == [
+                ("PUBLISH", "sync/in-1"),  # on_next ran first
+                ("PUBACK", 1),
+                ("PUBLISH", "sync/in-2"),
+                ("PUBREC", 2),
+            ]
+            wire.outbox.put_nowait(pubrel(2))
+            await wire.wait_for(("PUBCOMP", 2))
+
+
 async def test_a_refused_subscribe_ends_the_manual_stream_with_the_reason() -> None:
     wire = Wire()
     async with ScriptedPeer(peer_script(wire, 1, refuse=True)) as peer:

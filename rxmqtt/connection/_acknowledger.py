@@ -33,6 +33,8 @@ class Acknowledger:
         self._send: AckSender | None = None
         self._receiving: tuple[Message, Ticket] | None = None
         """The message being dispatched, and its ticket (manual readers hold it)."""
+        self._readers = 0
+        """Manual readers subscribed now."""
 
     def attach(self, send: AckSender) -> None:
         """Where acknowledgements go (the engine, once the connection started)."""
@@ -43,24 +45,43 @@ class Acknowledger:
         """Messages received on this link whose acknowledgement was not sent yet."""
         return self._ledger.pending
 
-    def received(self, message: Message) -> Hold | None:
-        """``message`` arrived and is about to be dispatched: its dispatch's hold (None for
-        QoS 0, which has nothing to acknowledge). Pass it to :meth:`dispatched` afterwards."""
+    @property
+    def direct(self) -> bool:
+        """No manual reader exists and no acknowledgement waits: the next message can be
+        acknowledged as soon as it was dispatched (:meth:`send`), without a ticket."""
+        return not self._readers and not self._ledger.pending
+
+    def send(self, message: Message) -> None:
+        """Acknowledge ``message`` now (see :meth:`direct`)."""
         packet_id = packet_id_of(message)
-        if not message.qos or not packet_id:
+        if packet_id and self._send is not None:
+            self._send(packet_id, message.qos)
+
+    def received(self, message: Message) -> Hold | None:
+        """QoS 1/2 ``message`` arrived and is about to be dispatched: its dispatch's hold. Pass
+        it to :meth:`dispatched` afterwards. None when it has no packet id to acknowledge."""
+        packet_id = packet_id_of(message)
+        if not packet_id:
             return None
         hold = self._ledger.receive(packet_id, message.qos)
         self._receiving = (message, hold.ticket)
         return hold
 
-    def dispatched(self, hold: Hold) -> None:
+    def dispatched(self, hold: Hold | None) -> None:
         """Every plain subscriber's ``on_next`` returned: release the dispatch's hold."""
         self._receiving = None
-        self.release(hold)
+        if hold is not None:
+            self.release(hold)
 
     def reader(self, observer: abc.ObserverBase[Delivery]) -> ManualReader:
-        """A ``messages()`` subscriber that acknowledges by hand (register it as the observer)."""
+        """A ``messages()`` subscriber that acknowledges by hand (register it as the observer;
+        :meth:`ManualReader.release_all` once it is gone)."""
+        self._readers += 1
         return ManualReader(self, observer)
+
+    def reader_gone(self) -> None:
+        """A manual reader ended (see :meth:`reader`)."""
+        self._readers -= 1
 
     def link_lost(self) -> None:
         """The link ended: acknowledgements still held can no longer be sent (the broker sends
@@ -126,7 +147,9 @@ class ManualReader(abc.ObserverBase[Message]):
         Holding on would stop every later acknowledgement (they go in arrival order) and, at
         the client's Receive Maximum, the broker's sending, until the link drops; and nobody
         is left to acknowledge them. Call on the loop."""
-        self._ended = True
+        if not self._ended:
+            self._ended = True
+            self._acks.reader_gone()
         holds, self._holds = self._holds, set()
         for hold in holds:
             self._acks.release(hold)

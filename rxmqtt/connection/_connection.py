@@ -758,14 +758,20 @@ class Connection:
         self._publisher.link_lost(disconnect)
 
     def on_message(self, message: Message) -> None:
-        hold = self._acks.received(message)
-        if hold is None:
+        acks = self._acks
+        if not message.qos:
             self._deliver(message)
-            return
-        try:
-            self._deliver(message)
-        finally:  # every plain subscriber is done; manual ones hold it until they ack()
-            self._acks.dispatched(hold)
+        elif acks.direct:  # (the common case: nothing to hold, nothing waiting)
+            try:
+                self._deliver(message)
+            finally:
+                acks.send(message)
+        else:
+            hold = acks.received(message)
+            try:
+                self._deliver(message)
+            finally:  # every plain subscriber is done; manual ones hold it until they ack()
+                acks.dispatched(hold)
 
     def _deliver(self, message: Message) -> None:
         if self._subscriptions.dispatch(message):
