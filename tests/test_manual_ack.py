@@ -97,11 +97,12 @@ async def read_by_broker(conn: Connection) -> None:
 
 @pytest.mark.parametrize("qos", [1, 2])
 async def test_unacknowledged_messages_come_again_after_a_cut_and_acknowledged_ones_do_not(
-    qos: int, rxmqtt_mosquitto: MosquittoBroker, rxmqtt_fault_proxy: FaultProxy
+    qos: int, mqtt_version: int, rxmqtt_mosquitto: MosquittoBroker, rxmqtt_fault_proxy: FaultProxy
 ) -> None:
     topic = f"ack/cut/{qos}"
-    receiver = Connection(settings(rxmqtt_fault_proxy.port), reconnect=FAST)
-    sender = Connection(settings(rxmqtt_mosquitto.port), reconnect=FAST)
+    version = {"protocol_version": mqtt_version}
+    receiver = Connection(settings(rxmqtt_fault_proxy.port, **version), reconnect=FAST)
+    sender = Connection(settings(rxmqtt_mosquitto.port, **version), reconnect=FAST)
     events: Recorder[LifecycleEvent] = Recorder(receiver.lifecycle)
     got: Recorder[Delivery] = Recorder(receiver.messages(f"{topic}/#", qos, manual_ack=True))
     async with receiver, sender:
