@@ -297,6 +297,18 @@ class Engine:
             raise NotConnectedError("unsubscribe while not connected")
         return self._paho.unsubscribe(filters)
 
+    def manual_acks(self, on: bool) -> None:
+        """Switch manual acknowledgement of received QoS 1/2 messages on (the handler calls
+        :meth:`ack` for each, with the packet id its ``Message`` carries) or off (acknowledged
+        as soon as ``on_message`` returns)."""
+        self._paho.manual_acks(on)
+
+    def ack(self, mid: int, qos: int) -> None:
+        """Send the PUBACK (QoS 1) or PUBREC (QoS 2) of a received message, under manual
+        acknowledgement. Nothing while the link is down: the broker re-sends the message."""
+        if self._phase is Phase.CONNECTED:
+            self._paho.ack(mid, qos)
+
     def in_flight_mids(self) -> list[int]:
         """Packet ids of publishes paho still holds (unacknowledged or waiting for the window)."""
         return self._paho.held_mids()

@@ -339,9 +339,10 @@ class _PahoClient(paho.Client):
     def _handle_publish(self) -> Any:
         # The one receive route of a PUBLISH, whatever its QoS: decoded here (no MQTTMessage,
         # properties only when there are some) and handed to the engine as MessageReceived.
-        # A QoS 2 message is delivered on its PUBLISH (MQTT 5 4.3.3's first method): paho keeps
-        # its packet id in _in_messages, answers a re-sent PUBLISH with PUBREC without a second
-        # delivery, and completes the handshake (PUBREL -> PUBCOMP) itself.
+        # A QoS 2 message is delivered on its PUBLISH (MQTT 5 4.3.3's first method); once its
+        # PUBREC is sent paho keeps its packet id in _in_messages until the PUBREL, and a
+        # re-sent PUBLISH with that id is answered with PUBREC, not delivered twice.
+        # Under manual acknowledgement the PUBACK/PUBREC waits for ``acknowledge``.
         try:
             incoming = decode_publish(
                 self._in_packet["command"], self._in_packet["packet"], self._protocol == paho.MQTTv5
@@ -349,17 +350,39 @@ class _PahoClient(paho.Client):
         except MalformedPublish as exc:  # (a topic that is not UTF-8, too: MQTT 5 1.5.4)
             return self._refuse(0x81, f"Malformed Packet: {exc}", DisconnectSource.CLIENT)
         message, mid = incoming.message, incoming.mid
-        if message.qos == 2:
-            with self._in_message_mutex:
-                if mid in self._in_messages:  # a re-send of one already delivered
-                    return self._send_pubrec(mid)
-                self._in_messages[mid] = _awaiting_pubrel(mid)
-            self.events(MessageReceived(message))
+        if message.qos == 2 and mid in self._in_messages:  # accepted already [MQTT-4.3.3-9]
             return self._send_pubrec(mid)
         self.events(MessageReceived(message))
-        if message.qos == 1 and not self._manual_ack:
+        if self._manual_ack or not message.qos:
+            return paho.MQTT_ERR_SUCCESS
+        return self._accept(mid, message.qos)
+
+    def acknowledge(self, mid: int, qos: int) -> None:
+        """Manual acknowledgement: the PUBACK (QoS 1) or PUBREC (QoS 2) of a received message.
+        (paho's own ``ack()`` answers QoS 2 with PUBCOMP: it delivers QoS 2 on PUBREL.)"""
+        if qos:
+            self._accept(mid, qos)
+
+    def _accept(self, mid: int, qos: int) -> Any:
+        """PUBACK a QoS 1 message; PUBREC a QoS 2 one, its packet id held until the PUBREL."""
+        if qos == 1:
             return self._send_puback(mid)
-        return paho.MQTT_ERR_SUCCESS
+        with self._in_message_mutex:
+            self._in_messages[mid] = _awaiting_pubrel(mid)
+        return self._send_pubrec(mid)
+
+    def _handle_pubrel(self) -> Any:
+        # Under manual acknowledgement paho leaves the PUBCOMP to its ``ack()``; here the
+        # message was delivered on its PUBLISH and its PUBREC sent already: complete now.
+        if not self._manual_ack:
+            return super()._handle_pubrel()
+        packet = self._in_packet["packet"]
+        if len(packet) < 2:
+            raise MalformedPacket("PUBREL shorter than its packet id")
+        mid = (packet[0] << 8) | packet[1]
+        with self._in_message_mutex:
+            self._in_messages.pop(mid, None)
+        return self._send_pubcomp(mid)
 
     def send_publish(
         self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties | None

@@ -280,6 +280,14 @@ class PahoLink:
             raise NotConnectedError(f"paho refused {what}: {paho.error_string(rc)}")
         return int(mid)
 
+    def manual_acks(self, on: bool) -> None:
+        """Acknowledge received QoS 1/2 messages only through :meth:`ack` (or at once)."""
+        self._client.manual_ack_set(on)
+
+    def ack(self, mid: int, qos: int) -> None:
+        """The PUBACK (QoS 1) or PUBREC (QoS 2) of a received message (manual acks)."""
+        self._client.acknowledge(mid, qos)
+
     # ------------------------------------------------ paho's session (its outgoing publishes)
 
     def held_mids(self) -> list[int]:

@@ -108,7 +108,7 @@ def decode_publish(header: int, body: bytes | bytearray, with_properties: bool) 
         topic = raw_topic.decode("utf-8")
     except UnicodeDecodeError:
         raise MalformedPublish(f"a PUBLISH topic is not valid UTF-8: {raw_topic!r}") from None
-    message = Message(topic, bytes(body[pos:]), qos, bool(header & 0x01), props)
+    message = Message(topic, bytes(body[pos:]), qos, bool(header & 0x01), props, _packet_id=mid)
     return IncomingPublish(message, mid, bool(header & 0x08))
 
 

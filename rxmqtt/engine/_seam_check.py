@@ -28,16 +28,17 @@ METHODS: dict[str, tuple[str, ...]] = {
     "_packet_write": (),
     "_handle_pubackcomp": ("cmd",),
     "_handle_pubrec": (),
+    "_handle_pubrel": (),
     # called by the adapter
     "_check_clean_session": (),
     "_send_puback": ("mid",),
     "_send_pubrec": ("mid",),
+    "_send_pubcomp": ("mid",),
     "_mid_generate": (),
     "_packet_queue": ("command", "packet", "mid", "qos", "info"),
     "_do_on_publish": ("mid", "reason_code", "properties"),
-    # relied on unchanged: a PUBREL pops the _in_messages record and hands it to
-    # _handle_on_message, which (no on_message set) delivers nothing; then PUBCOMP
-    "_handle_pubrel": (),
+    # relied on unchanged: without manual acks, paho's PUBREL handling pops the _in_messages
+    # record and hands it to _handle_on_message, which (no on_message set) delivers nothing
     "_handle_on_message": ("message",),
 }
 """paho's private methods the adapter overrides or calls, with their parameters (after self)."""
@@ -95,6 +96,7 @@ ADAPTER_NAMES = (
     "_read_pos",
     "_sock_recv_raw",
     "_refuse",
+    "_accept",
     "_incoming_size",
     "_incoming_too_large",
     "_handle_buffered_packet",
@@ -105,6 +107,7 @@ ADAPTER_NAMES = (
     "one_publish_at_a_time",
     "forget_lost_session",
     "send_publish",
+    "acknowledge",
     "held_mids",
     "mids_awaiting_ack",
     "held_qos",
