@@ -147,6 +147,15 @@ class SubscriptionRegistry:
         self._pending_unsubscribes.clear()
         self._unsubscribe_due.clear()
 
+    def grants_confirmed(self) -> None:
+        """A CONNACK was handled (after ``session_lost`` when the session was lost): whoever
+        waits for a subscription the broker still has (granted, not due again) has it."""
+        for sub in self._by_filter.values():
+            if sub.granted and sub.granted_qos is not None and sub.topic_filter not in self._unsent:
+                waiters, sub.waiters = sub.waiters, []
+                for waiter in waiters:
+                    settle_value(waiter, sub.granted_qos)
+
     def sent(self, mid: int, subs: list[Subscription]) -> None:
         self._pending_acks[mid] = subs
 

@@ -389,6 +389,27 @@ async def test_session_lost_resubscribes_live_filters(
         await _subscribed(sub, pub, "sl/probe2", got)
 
 
+async def test_subscribe_while_offline_waits_for_the_next_connections_grant(
+    rxmqtt_mosquitto: MosquittoBroker,
+) -> None:
+    """Offline, a grant is the last link's and the broker may have lost it (here it crashed,
+    taking the session along): subscribe() resolves only once the next connection has the
+    subscription again, so what is published from then on reaches it."""
+    settings = settings_for(rxmqtt_mosquitto.host, rxmqtt_mosquitto.port, "offline-grant")
+    async with Connection(settings, reconnect=FAST) as conn:
+        events = Recorder(conn.lifecycle)
+        assert await asyncio.wait_for(conn.subscribe("og/#", qos=1), 5) == 1
+        rxmqtt_mosquitto.kill()
+        await events.wait_for_item(lambda e: isinstance(e, Disconnected), 5)
+        again = asyncio.ensure_future(conn.subscribe("og/#", qos=1))
+        for _ in range(10):  # (loop turns, not time: the request reaches the loop's side)
+            await asyncio.sleep(0)
+        assert not again.done(), "subscribe() resolved on the lost connection's grant"
+        rxmqtt_mosquitto.start()
+        assert await asyncio.wait_for(again, 10) == 1
+        assert any(isinstance(e, SessionLost) for e in events.items)
+
+
 async def test_will_is_sent_on_ungraceful_loss_not_on_close(
     rxmqtt_mosquitto: MosquittoBroker, rxmqtt_fault_proxy: FaultProxy, mqtt_version: int
 ) -> None:

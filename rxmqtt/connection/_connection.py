@@ -535,7 +535,15 @@ class Connection:
                     "(messages() subscribes when subscribed to; rxmqtt.aiter(...) does at once)"
                 ),
             )
-        elif sub.granted and sub.granted_qos is not None:
+        else:
+            self._settle_or_wait(sub, granted)
+
+    def _settle_or_wait(self, sub: Subscription, granted: Outcome[int]) -> None:
+        """Settle ``granted`` with the broker's grant when the link is up; offline, a grant is
+        the last link's and the broker may have lost it: wait for the next CONNACK (then
+        ``grants_confirmed``) or SUBACK."""
+        engine = self._engine
+        if sub.granted and sub.granted_qos is not None and engine is not None and engine.link_up:
             settle_value(granted, sub.granted_qos)
         else:
             sub.waiters.append(granted)
@@ -642,10 +650,7 @@ class Connection:
         sub = self._subscriptions.get(topic_filter)
         if sub is None:  # refused at once (the CONNACK said the broker cannot have it)
             return
-        if sub.granted and sub.granted_qos is not None:
-            settle_value(granted, sub.granted_qos)
-        else:
-            sub.waiters.append(granted)
+        self._settle_or_wait(sub, granted)
 
     def _refused(self, topic_filter: str, granted: Outcome[int], error: Exception) -> None:
         self._holds.pop(topic_filter, None)
@@ -762,6 +767,7 @@ class Connection:
             self._subscriptions.session_lost()
             if reconnected and self._settings.session_expiry > 0:
                 self._emit(SessionLost())
+        self._subscriptions.grants_confirmed()
         self._send_due()
         self._publisher.link_established()
 
