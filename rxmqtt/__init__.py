@@ -18,12 +18,14 @@ if TYPE_CHECKING:
     from .broker_limits import BrokerLimits
     from .connection import Connection
     from .errors import (
+        AuthenticationError,
         ConnectionClosedError,
         MessageDroppedError,
         MessageMayBeLostError,
         MqttError,
         PublishError,
         PublishRefusedError,
+        ReauthenticationError,
         RetriesExhausted,
         SubscribeError,
     )
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
         DisconnectSource,
         GaveUp,
         LifecycleEvent,
+        Reauthenticated,
         SessionLost,
     )
     from .message import Message, PublishProperties, PublishResult
@@ -53,13 +56,22 @@ if TYPE_CHECKING:
         ReconnectPolicy,
     )
     from .queue import DroppedMessage, DropReason, QueueStats
-    from .settings import ConnectionSettings, Endpoint, TlsSettings, Will
+    from .settings import (
+        Authenticator,
+        ConnectionSettings,
+        Endpoint,
+        K8sSatAuthenticator,
+        TlsSettings,
+        Will,
+    )
     from .subscription_options import SubscriptionOptions
     from .topics import InvalidTopicError
 
 # Imported on first use, so the pure layers (policies, operators, queue, settings) load without
 # paho and a half-built optional dependency never breaks ``import rxmqtt``.
 _EXPORTS: dict[str, str] = {
+    "AuthenticationError": "errors",
+    "Authenticator": "settings",
     "Backoff": "policies",
     "BrokerLimits": "broker_limits",
     "Closed": "lifecycle",
@@ -81,6 +93,7 @@ _EXPORTS: dict[str, str] = {
     "GracePeriod": "policies",
     "InvalidTopicError": "topics",
     "Jitter": "policies",
+    "K8sSatAuthenticator": "settings",
     "LifecycleEvent": "lifecycle",
     "Message": "message",
     "MessageDroppedError": "errors",
@@ -95,6 +108,8 @@ _EXPORTS: dict[str, str] = {
     "Qos0Offline": "policies",
     "QueuePolicy": "policies",
     "QueueStats": "queue",
+    "Reauthenticated": "lifecycle",
+    "ReauthenticationError": "errors",
     "ReconnectPolicy": "policies",
     "RetriesExhausted": "errors",
     "SessionLost": "lifecycle",
@@ -123,6 +138,8 @@ except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a source t
     __version__ = "0+unknown"
 
 __all__ = [
+    "AuthenticationError",
+    "Authenticator",
     "Backoff",
     "BrokerLimits",
     "Closed",
@@ -144,6 +161,7 @@ __all__ = [
     "GracePeriod",
     "InvalidTopicError",
     "Jitter",
+    "K8sSatAuthenticator",
     "LifecycleEvent",
     "Message",
     "MessageDroppedError",
@@ -158,6 +176,8 @@ __all__ = [
     "Qos0Offline",
     "QueuePolicy",
     "QueueStats",
+    "Reauthenticated",
+    "ReauthenticationError",
     "ReconnectPolicy",
     "RetriesExhausted",
     "SessionLost",

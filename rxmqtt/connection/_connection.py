@@ -40,6 +40,7 @@ from ..lifecycle import (
     Disconnected,
     DisconnectSource,
     LifecycleEvent,
+    Reauthenticated,
     SessionLost,
     next_state,
 )
@@ -56,6 +57,7 @@ from ..subscription_options import SubscriptionOptions
 from ..topics import split_shared, validate_filter
 from ._backlog import DEFAULT_BACKLOG, Backlog
 from ._publish_arguments import message_from_arguments
+from ._reauthentication import Reauthentication
 from ._reconnect_loop import ReconnectLoop
 from ._thread_runner import ThreadRunner
 
@@ -128,6 +130,7 @@ class Connection:
             on_stats=self._stats.on_next,
         )
         self._reconnect_loop = ReconnectLoop(settings, reconnect or ReconnectPolicy(), self._emit)
+        self._reauthentication = Reauthentication(settings.enhanced_authenticator(), self._emit)
         self._subscriptions = SubscriptionRegistry()
         self._grace_period = grace_period or GracePeriod()
         self._grace = GraceBuffer(self._grace_period, clock=self._now)
@@ -236,6 +239,7 @@ class Connection:
         self._publisher.attach(self._engine, loop.call_later)
         self._housekeeping = loop.call_later(_HOUSEKEEPING_INTERVAL, self._tidy)
         self._reconnect_loop.start(self._engine, self._scheduler)
+        self._reauthentication.start(self._engine, self._scheduler)
 
     def _tidy(self) -> None:
         self._publisher.housekeeping()
@@ -299,6 +303,7 @@ class Connection:
     def _finish_close(self, *, was_connected: bool, end_session: bool) -> None:
         self._closed = True
         self._reconnect_loop.stop()
+        self._reauthentication.stop()
         if self._engine is not None:
             self._engine.close(send_disconnect=True, end_session=end_session)
             self._engine.forget_in_flight()
@@ -334,6 +339,28 @@ class Connection:
         self._dropped.on_completed()
         self._unmatched.on_completed()
         self._stats.on_completed()
+
+    def reauthenticate(self) -> Outcome[Reauthenticated]:
+        """Re-authenticate the live connection (MQTT 5 enhanced authentication) without
+        dropping it: AUTH Re-authenticate with the authenticator's data read afresh, then its
+        challenge rounds. The returned observable (awaitable) emits the
+        :class:`Reauthenticated` event (also on ``lifecycle``) on AUTH Success, or errors with
+        :class:`~rxmqtt.errors.ReauthenticationError`: not connected, the authenticator failed,
+        no answer within ``connect_timeout``, or the connection ended on the way (its
+        ``disconnect`` tells why; a refusing server sends DISCONNECT, which also arrives on
+        ``disconnects``, and the reconnect policy decides what follows). A call while one is
+        under way is answered by the next exchange. Callable from any thread.
+
+        Needs ``authenticator`` or ``auth_method`` in the settings (``RuntimeError`` if not).
+        """
+        if self._reauthentication.authenticator is None:
+            raise RuntimeError(
+                "reauthenticate: the settings have no enhanced authentication "
+                "(give ConnectionSettings an authenticator or an auth_method)"
+            )
+        result: Outcome[Reauthenticated] = Outcome()
+        self._call_on_loop(self._reauthentication.reauthenticate, result)
+        return result
 
     async def __aenter__(self) -> Self:
         self.start()

@@ -92,16 +92,20 @@ def _limits_from(props: Properties | None) -> BrokerLimits:
     )
 
 
-def connect_properties(settings: ConnectionSettings, auth_data: bytes | None) -> Properties:
-    """The CONNECT packet's properties for ``settings`` (``auth_data``: resolved just now)."""
+def connect_properties(
+    settings: ConnectionSettings, auth: tuple[str, bytes | None] | None
+) -> Properties:
+    """The CONNECT packet's properties for ``settings``; ``auth``: the enhanced
+    authentication's method and data for this attempt (read just now), if any."""
     props = _properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = settings.session_expiry
     if settings.receive_maximum is not None:
         props.ReceiveMaximum = settings.receive_maximum
     if settings.maximum_packet_size is not None:
         props.MaximumPacketSize = settings.maximum_packet_size
-    if settings.auth_method is not None:
-        props.AuthenticationMethod = settings.auth_method
-        if auth_data is not None:
-            props.AuthenticationData = auth_data
+    if auth is not None:
+        method, data = auth
+        props.AuthenticationMethod = method
+        if data is not None:
+            props.AuthenticationData = data
     return props

@@ -21,6 +21,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
+from .._outcome import Outcome
 from ..broker_limits import BrokerLimits
 from ..errors import NotConnectedError
 from ..lifecycle import Connected, Disconnect, DisconnectSource
@@ -35,6 +36,7 @@ from ._adapter_events import (
     SocketFailed,
 )
 from ._attempt import AttemptEnded, AttemptWatcher
+from ._auth_driver import AuthDriver
 from ._convert import (
     KEEP_ALIVE_TIMEOUT,
     PACKET_ID_NOT_FOUND,
@@ -156,6 +158,14 @@ class Engine:
         client.on_disconnect = _logged(self._on_disconnect)
         client.on_message = _logged(self._on_message)
         client.publish_sink = self._on_publish_packet
+        self._auth = AuthDriver(
+            settings.enhanced_authenticator(),
+            send=client.send_auth,
+            abort=self._auth_abort,
+            call_later=loop.call_later,
+            timeout=settings.connect_timeout,
+        )
+        client.auth_sink = self._auth.received
         client.on_publish = _logged(self._on_publish)
         client.on_subscribe = _logged(self._on_subscribe)
         client.on_unsubscribe = _logged(self._on_unsubscribe)
@@ -301,6 +311,7 @@ class Engine:
         phase = self._phase
         if phase is not Phase.IDLE:
             self._move(Phase.IDLE)
+        self._auth.link_ended(None)
         if phase is Phase.CONNECTED and send_disconnect:
             properties = None
             if end_session:
@@ -330,6 +341,20 @@ class Engine:
         self._drop_socket()  # (paho reports the end through _on_disconnect, usually)
         if self.link_up or self.attempt_in_progress:  # paho closed it without reporting it
             self._report_end(disconnect)
+
+    def reauthenticate(self) -> Outcome[int]:
+        """Re-authenticate the link that is up (MQTT 5 AUTH Re-authenticate), keeping it:
+        resolves with the Continue authentication rounds it took, or fails with
+        ``ReauthenticationError`` (not connected, the authenticator failed, or the link ended
+        on the way; a server that refuses ends it with DISCONNECT)."""
+        return self._auth.reauthenticate()
+
+    def _auth_abort(self, reason_code: int, reason: str) -> None:
+        """The client gives up on an enhanced-authentication exchange: DISCONNECT with
+        ``reason_code``, then the link ends (reported as the client's doing)."""
+        disconnect = Disconnect(reason_code, reason, DisconnectSource.CLIENT, at=self._clock())
+        self._client.send_disconnect_now(reason_code)
+        self.abort(disconnect)
 
     def publish(self, message: Message) -> int:
         """Hand a message to paho; returns the packet id used to match its acknowledgement."""
@@ -419,7 +444,7 @@ class Engine:
         settings = self._settings
         try:
             username, password = settings.credentials()
-            auth_data = settings.resolved_auth_data()
+            auth = self._auth.connect_auth()
         except Exception as exc:
             self._finish_failed(
                 Disconnect(
@@ -444,7 +469,7 @@ class Engine:
         if generation != self._generation:
             sock.close()
             return
-        self._start_mqtt(sock, endpoint, clean_start, username, password, auth_data)
+        self._start_mqtt(sock, endpoint, clean_start, username, password, auth)
 
     def _start_mqtt(
         self,
@@ -453,13 +478,13 @@ class Engine:
         clean_start: bool,
         username: str | None,
         password: bytes | None,
-        auth_data: bytes | None,
+        auth: tuple[str, bytes | None] | None,
     ) -> None:
         settings = self._settings
         client = self._client
         # paho is typed for str but sends bytes as they are (a password may be binary).
         client.username_pw_set(username, password)  # type: ignore[arg-type]
-        props = connect_properties(settings, auth_data)
+        props = connect_properties(settings, auth)
         client.announced_maximum_packet_size = settings.maximum_packet_size
         # (paho re-sends the session's publishes at CONNACK up to its in-flight limit, then one
         # per ack; 0 is no limit: the Connection keeps the broker's Receive Maximum itself.)
@@ -467,6 +492,7 @@ class Engine:
         self._move(Phase.AWAITING_CONNACK)
         self._socket_error = None
         client.prepared_socket = sock
+        self._auth.connect_sent()
         try:
             client.connect(
                 endpoint.host,
@@ -510,6 +536,7 @@ class Engine:
             self._open_task.cancel()
         self._open_task = None
         self._move(Phase.IDLE)
+        self._auth.link_ended(disconnect)
         self._drop_socket()
         self._attempt_ended(disconnect, was_connected=False)
 
@@ -612,6 +639,7 @@ class Engine:
             )
             # paho closes the socket next and reports through _on_disconnect.
             return
+        self._auth.connack_accepted()
         self.limits = _limits_from(properties)
         self.session_present = bool(flags.session_present)
         orphans = [] if self.session_present else self._client.forget_owed_pubrel()
@@ -686,6 +714,7 @@ class Engine:
         self._move(Phase.IDLE)
         self._abort_reason = None
         self._orphans = None
+        self._auth.link_ended(disconnect)
         if phase is Phase.CONNECTED:
             self._handler.on_connection_lost(disconnect)
         self._attempt_ended(disconnect, was_connected=phase is Phase.CONNECTED)

@@ -8,6 +8,7 @@ enforce it outside ``rxmqtt/engine``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
 import socket
@@ -30,6 +31,8 @@ from ._adapter_events import (
     PubrecReceived,
     SocketFailed,
 )
+from ._auth_driver import Refusal
+from ._auth_exchange import AuthReceived
 from ._convert import _properties
 from ._seam_check import missing_paho_seams
 
@@ -100,6 +103,10 @@ def _only_identifiers(packet: Any, pos: int) -> tuple[PublishProperties, int] | 
     return _identified(tuple(ids)), end
 
 
+AuthSink = Callable[[AuthReceived], "Refusal | None"]
+"""Where an incoming AUTH goes; a ``Refusal`` ends the connection (DISCONNECT with its code)."""
+
+
 def _ignore(event: object) -> None:
     """The event sink of a client nobody listens to (tests of the codec alone)."""
 
@@ -120,6 +127,9 @@ class _PahoClient(paho.Client):
         self.publish_sink: PublishSink | None = None
         """Receives QoS 0/1 PUBLISHes decoded by the fast path; QoS 2 still goes through
         paho's MQTTMessage and ``on_message``."""
+        self.auth_sink: AuthSink | None = None
+        """Receives each AUTH packet (paho has no AUTH handling: it would call it a protocol
+        error). Without a sink an AUTH is refused as a protocol error."""
         self._read_buf = b""
         self._read_pos = 0
 
@@ -343,7 +353,49 @@ class _PahoClient(paho.Client):
     def _packet_handle(self) -> Any:
         if self._incoming_too_large():  # arrived whole in one read
             return self._packet_too_large()
+        if (self._in_packet["command"] & 0xF0) == paho.AUTH and self._protocol == paho.MQTTv5:
+            return self._handle_auth()
         return super()._packet_handle()
+
+    def _handle_auth(self) -> Any:
+        # paho 2.x does not know AUTH (MQTT 5 enhanced authentication): it would drop the link
+        # as a protocol error, also between CONNECT and CONNACK. Decoded here and handed to the
+        # sink; paho goes on waiting for CONNACK (or serving the link) meanwhile.
+        try:
+            auth = _decode_auth(bytes(self._in_packet["packet"]))
+        except Exception as exc:  # paho's decoder raises struct.error, MQTTException, ...
+            refusal: Refusal | None = Refusal(
+                0x81, f"Malformed Packet: an AUTH that cannot be decoded ({exc})"
+            )
+        else:
+            sink = self.auth_sink
+            refusal = sink(auth) if sink is not None else _UNASKED_AUTH
+        if refusal is None:
+            return paho.MQTT_ERR_SUCCESS
+        self.send_disconnect_now(refusal.reason_code)
+        return self._refuse(refusal.reason_code, refusal.reason, _CLIENT)
+
+    def send_auth(self, reason_code: int, method: str, data: bytes | None) -> None:
+        """Queue an AUTH packet (paho has no API for it): the reason code, then the
+        Authentication Method and, if any, the Authentication Data."""
+        props = _properties(PacketTypes.AUTH)
+        props.AuthenticationMethod = method
+        if data is not None:
+            props.AuthenticationData = data
+        body = bytes((reason_code,)) + props.pack()  # type: ignore[no-untyped-call]
+        packet = bytearray((paho.AUTH,))
+        self._pack_remaining_length(packet, len(body))
+        packet += body
+        self._packet_queue(paho.AUTH, packet, 0, 0)
+
+    def send_disconnect_now(self, reason_code: int) -> None:
+        """Best effort: write DISCONNECT with ``reason_code`` straight to the socket, for a
+        link this client is about to drop (paho closes it without a word when a handler
+        returns an error). Skipped when other packets are half-written ahead of it."""
+        if self._sock is None or self._out_packet:
+            return
+        with contextlib.suppress(OSError):
+            self._sock_send(bytes((paho.DISCONNECT, 2, reason_code, 0)))
 
     def _packet_too_large(self) -> Any:
         return self._refuse(
@@ -539,6 +591,33 @@ def _plain_puback_code(packet: bytes | bytearray) -> ReasonCode | None:
     if size == 3 or (size == 4 and packet[3] == 0):
         return _PUBACK_CODES.get(packet[2])
     return None
+
+
+_CLIENT = DisconnectSource.CLIENT
+
+_UNASKED_AUTH = Refusal(
+    0x82, "Protocol Error: the server sent AUTH, which this client never asks for"
+)
+
+
+def _decode_auth(body: bytes) -> AuthReceived:
+    """An AUTH packet's body: no body is Success without properties (MQTT 5 3.15.2.1)."""
+    if not body:
+        return AuthReceived(0x00)
+    code = body[0]
+    if len(body) == 1:
+        return AuthReceived(code)
+    props = _properties(PacketTypes.AUTH)
+    _, used = props.unpack(body[1:])  # type: ignore[no-untyped-call]
+    if used != len(body) - 1:
+        raise MalformedPacket(f"{len(body) - 1 - used} bytes after the properties")
+    data = getattr(props, "AuthenticationData", None)
+    return AuthReceived(
+        code,
+        method=getattr(props, "AuthenticationMethod", None),
+        data=None if data is None else bytes(data),
+        reason_string=getattr(props, "ReasonString", None),
+    )
 
 
 def _in_packet(

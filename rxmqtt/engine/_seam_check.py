@@ -103,6 +103,10 @@ ADAPTER_NAMES = (
     "forget_message",
     "forget_all_messages",
     "close_socket",
+    "auth_sink",
+    "_handle_auth",
+    "send_auth",
+    "send_disconnect_now",
 )
 """The adapter's own members: a paho release that adds one of these names would be shadowed."""
 
@@ -129,6 +133,9 @@ def missing_paho_seams() -> list[str]:
     for name in MESSAGE_STATES:
         if not hasattr(paho, name):
             problems.append(f"paho.mqtt.client.{name} is gone")
+    for name, value in (("AUTH", 0xF0), ("DISCONNECT", 0xE0)):
+        if getattr(paho, name, None) != value:
+            problems.append(f"paho.mqtt.client.{name} is not the packet type 0x{value:02X}")
     if not callable(getattr(paho, "time_func", None)):
         problems.append("paho.mqtt.client.time_func is gone")
     if not callable(getattr(paho.MQTTMessageInfo, "_set_as_published", None)):

@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ._authenticator import Authenticator, DataAuthenticator
 from ._checks import (
     _MAX_UINT16,
     _MAX_UINT32,
@@ -69,6 +70,8 @@ class ConnectionSettings:
     ``dataclasses.replace(settings, client_id="x")`` keeps the session fields it had.
     ``password``/``password_file``/``auth_data`` may rotate: they are
     resolved on each attempt by :meth:`credentials` and :meth:`resolved_auth_data`.
+    MQTT 5 enhanced authentication takes either ``auth_method`` (with ``auth_data``) or an
+    ``authenticator`` (challenge rounds, re-authentication: see :class:`Authenticator`).
     ``endpoints`` lists extra brokers for failover (``Endpoint`` or ``"host:port"``), tried
     after ``host:port`` in order.
     """
@@ -90,6 +93,7 @@ class ConnectionSettings:
     maximum_packet_size: int | None = None
     auth_method: str | None = None
     auth_data: bytes | Callable[[], bytes] | None = None
+    authenticator: Authenticator | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -141,6 +145,19 @@ class ConnectionSettings:
                     f"got {type(data).__name__}"
                 )
             set_(self, "auth_data", data)
+        if self.authenticator is not None:
+            self._check_authenticator()
+
+    def _check_authenticator(self) -> None:
+        authenticator: object = self.authenticator
+        if not isinstance(authenticator, Authenticator):
+            raise TypeError(
+                "authenticator: must be an Authenticator (rxmqtt.settings), "
+                f"got {type(authenticator).__name__}"
+            )
+        if self.auth_method is not None:
+            raise ValueError("authenticator: cannot be combined with auth_method (give one)")
+        _check_text(authenticator.method, "authenticator.method", allow_empty=False)
 
     def _parse_endpoints(self) -> tuple[Endpoint, ...]:
         """Validate ``endpoints`` into Endpoints; a port-less string gets this ``port``."""
@@ -193,15 +210,20 @@ class ConnectionSettings:
             return self.username, _to_bytes(password(), "password")
         return self.username, _to_bytes(password, "password")
 
+    def enhanced_authenticator(self) -> Authenticator | None:
+        """Who does MQTT 5 enhanced authentication: ``authenticator``, or one made of
+        ``auth_method`` and ``auth_data`` (it answers a challenge with the data again);
+        ``None`` without either."""
+        if self.authenticator is not None:
+            return self.authenticator
+        if self.auth_method is None:
+            return None
+        return DataAuthenticator(self.auth_method, self.auth_data)
+
     def resolved_auth_data(self) -> bytes | None:
         """The enhanced-authentication data for this attempt (provider called now)."""
-        data = self.auth_data
-        if data is None:
-            return None
-        value = data() if callable(data) else data
-        if not isinstance(value, bytes | bytearray):
-            raise TypeError(f"auth_data: provider returned {type(value).__name__}, expected bytes")
-        return bytes(value)
+        authenticator = self.enhanced_authenticator()
+        return None if authenticator is None else authenticator.initial_data()
 
     def __repr__(self) -> str:
         parts: list[str] = []
@@ -258,8 +280,10 @@ class ConnectionSettings:
         - ``AIO_TLS_KEY_FILE``: its private key (requires ``AIO_TLS_CERT_FILE``).
         - ``AIO_TLS_KEY_PASSWORD_FILE``: file holding the key's pass-phrase, re-read per attempt.
         - ``AIO_SAT_FILE``: Kubernetes service-account token file; enables MQTT 5 enhanced
-          authentication with method ``K8S-SAT`` and the token (re-read on every attempt) as
-          authentication data. Not combinable with ``AIO_MQTT_PASSWORD_FILE``.
+          authentication with method ``K8S-SAT`` (a :class:`K8sSatAuthenticator`): the token is
+          re-read on every attempt, and when the file changes the connection re-authenticates
+          with the new token without dropping the link. Not combinable with
+          ``AIO_MQTT_PASSWORD_FILE``.
 
         A missing host, a malformed number or boolean, or a missing file raises ``ValueError``
         naming the variable (and its value).

@@ -8,14 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from ._checks import _MAX_UINT16, _MAX_UINT32, _check_host, _check_path
+from ._k8s_sat import K8sSatAuthenticator
 from ._secrets import FileSecret
 from ._text import _parse_bool, _parse_int
 from ._tls import TlsSettings
 
-__all__ = ["K8S_SAT_AUTH_METHOD", "_env_arguments"]
-
-K8S_SAT_AUTH_METHOD = "K8S-SAT"
-"""MQTT 5 enhanced-authentication method of Azure IoT Operations' Kubernetes token auth."""
+__all__ = ["_env_arguments"]
 
 
 def _env_arguments(
@@ -77,8 +75,7 @@ def _env_arguments(
     if password_file is not None:
         kwargs["password_file"] = password_file
     if sat_file is not None:
-        kwargs["auth_method"] = K8S_SAT_AUTH_METHOD
-        kwargs["auth_data"] = FileSecret(sat_file, "AIO_SAT_FILE")
+        kwargs["authenticator"] = K8sSatAuthenticator(sat_file, argument="AIO_SAT_FILE")
 
     tls_vars = {
         "ca_file": "AIO_TLS_CA_FILE",
