@@ -1,6 +1,6 @@
 """MQTT 5 enhanced authentication as a pure state machine (sans I/O, like h11): events in,
 actions out, frozen values, no clock and no socket. The engine feeds it what arrives and
-does what it says (``_auth_driver``).
+does what it says (``_auth_driver``). Authentication Data may be a token: no repr shows it.
 
 The rules it keeps (MQTT 5 sections 3.15 and 4.12):
 
@@ -17,7 +17,7 @@ The rules it keeps (MQTT 5 sections 3.15 and 4.12):
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 CONTINUE = 0x18
 """AUTH Continue authentication."""
@@ -82,7 +82,7 @@ class AuthReceived:
 
     reason_code: int
     method: str | None = None
-    data: bytes | None = None
+    data: bytes | None = field(default=None, repr=False)
     reason_string: str | None = None
 
 
@@ -90,7 +90,7 @@ class AuthReceived:
 class Answered:
     """The authenticator's answer to the challenge (``Challenge``) handed to it."""
 
-    data: bytes | None
+    data: bytes | None = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +102,7 @@ class ConnackAccepted:
 class ReauthStarted:
     """The client starts a re-authentication with ``data`` (the authenticator's initial data)."""
 
-    data: bytes | None
+    data: bytes | None = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,14 +130,14 @@ class SendAuth:
 
     reason_code: int
     method: str
-    data: bytes | None
+    data: bytes | None = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Challenge:
     """Ask the authenticator to answer the server's ``data`` (then feed ``Answered``)."""
 
-    data: bytes | None
+    data: bytes | None = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
