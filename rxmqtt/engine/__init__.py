@@ -18,7 +18,9 @@ connection).
 Modules: ``_engine`` (the Engine), ``_attempt`` (an attempt's end), ``_phase`` (its phases and
 allowed transitions), ``_paho_client`` (paho's client with the engine's seams: every private
 paho access), ``_seam_check`` (what the seam relies on in paho, checked at start),
-``_adapter_events`` (what the adapter tells the engine), ``_watchdog`` (keep-alive), ``_linger``
+``_adapter_events`` (what the adapter tells the engine), ``_auth_exchange`` (MQTT 5 enhanced
+authentication as a pure state machine), ``_auth_driver`` (runs it with the application's
+authenticator), ``_watchdog`` (keep-alive), ``_linger``
 (a close that does not reset), ``_sockets`` (non-blocking connect and TLS), ``_disconnects``
 (why an attempt or a connection ended), ``_convert`` (paho types to ours and back).
 """
