@@ -315,7 +315,7 @@ async def test_a_reauthentication_left_unanswered_times_out() -> None:
         await link.serve()
 
     async with ScriptedPeer(silent, fine) as peer:
-        conn = Connection(_settings(peer.port, Doubler(), connect_timeout=0.5), reconnect=FAST)
+        conn = Connection(_settings(peer.port, Doubler(), connect_timeout=1.0), reconnect=FAST)
         events: Recorder[LifecycleEvent] = Recorder(conn.lifecycle)
         async with conn:
             await conn.wait_for(ConnectionState.CONNECTED, TIMEOUT)
@@ -327,7 +327,7 @@ async def test_a_reauthentication_left_unanswered_times_out() -> None:
             )
     assert raised.value.disconnect is not None
     assert raised.value.disconnect.source is DisconnectSource.CLIENT
-    assert "within 0.5s" in raised.value.disconnect.reason
+    assert "within 1.0s" in raised.value.disconnect.reason
 
 
 async def test_reauthenticate_while_not_connected_fails_at_once() -> None:
