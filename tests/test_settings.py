@@ -423,6 +423,11 @@ VALIDATION_CASES: dict[str, ValidationCase] = {
         ValueError,
         f"token_file: no such file: {MISSING}",
     ),
+    "url sat_file missing": (
+        lambda f: ConnectionSettings.from_url(f"mqtt://h?sat_file={MISSING}"),
+        ValueError,
+        f"url: query parameter 'sat_file': no such file: {MISSING}",
+    ),
     "k8s sat poll interval zero": (
         lambda f: K8sSatAuthenticator(f, poll_interval=0),
         ValueError,
@@ -992,6 +997,16 @@ def test_from_env_sat_file_enables_k8s_sat_enhanced_auth(tmp_path: Path) -> None
     token.unlink()
     with pytest.raises(FileNotFoundError, match=r"AIO_SAT_FILE"):
         settings.resolved_auth_data()
+
+
+def test_from_url_sat_file_enables_k8s_sat_enhanced_auth(tmp_path: Path) -> None:
+    token = tmp_path / "broker-sat"
+    token.write_text("sat-token-1")
+    settings = ConnectionSettings.from_url(f"mqtts://aio-broker:18883?sat_file={token}")
+    assert isinstance(settings.authenticator, K8sSatAuthenticator)
+    assert settings.authenticator.token_file == token
+    assert settings.resolved_auth_data() == b"sat-token-1"
+    assert "sat-token" not in repr(settings)
 
 
 def test_from_env_plain_tcp_and_overrides() -> None:

@@ -245,7 +245,9 @@ class ConnectionSettings:
 
         Schemes: ``mqtt``/``tcp`` (port 1883) and ``mqtts``/``ssl``/``tls`` (port 8883, TLS).
         User and password are URL-decoded. Query parameters: ``client_id``, ``keep_alive``,
-        ``session_expiry``, ``clean_start``, ``connect_timeout``, and with a TLS scheme
+        ``session_expiry``, ``clean_start``, ``connect_timeout``, ``sat_file`` (a Kubernetes
+        service-account token file: ``K8S-SAT`` enhanced authentication, a
+        :class:`K8sSatAuthenticator`), and with a TLS scheme
         ``ca_file``, ``cert_file``, ``key_file``, ``verify_hostname``. Keyword ``overrides``
         win over anything in the URL. Without a ``client_id`` the id is random and the session
         clean, ending with the connection (the session rule above).

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from ._k8s_sat import K8sSatAuthenticator
 from ._text import _parse_bool, _parse_float, _parse_int
 from ._tls import TlsSettings
 
@@ -62,6 +63,8 @@ def _url_arguments(url: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
             kwargs[key] = _parse_bool(value, name)
         elif key == "connect_timeout":
             kwargs[key] = _parse_float(value, name)
+        elif key == "sat_file":
+            kwargs["authenticator"] = K8sSatAuthenticator(value, argument=name)
         elif key in ("ca_file", "cert_file", "key_file", "verify_hostname"):
             if not use_tls:
                 raise ValueError(f"{name} needs a TLS scheme (mqtts, ssl or tls)")
