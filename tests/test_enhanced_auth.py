@@ -239,6 +239,7 @@ async def test_reauthenticate_on_demand_keeps_the_connection() -> None:
     async with ScriptedPeer(script) as peer:
         conn = Connection(_settings(peer.port, doubler), reconnect=FAST)
         events: Recorder[LifecycleEvent] = Recorder(conn.lifecycle)
+        states: Recorder[ConnectionState] = Recorder(conn.connection_state)
         async with conn:
             await conn.wait_for(ConnectionState.CONNECTED, TIMEOUT)
             doubler.token = b"second"
@@ -259,6 +260,7 @@ async def test_reauthenticate_on_demand_keeps_the_connection() -> None:
     assert peer.connections == 1
     assert sum(isinstance(e, Reauthenticated) for e in events.items) == 3
     assert _only_closed_by_the_app(events.items)
+    assert [s.name for s in states.items] == ["DISCONNECTED", "CONNECTING", "CONNECTED", "CLOSED"]
 
 
 @pytest.mark.parametrize("code", [0x87, 0x8C])
