@@ -16,10 +16,11 @@ import socket
 import subprocess
 import threading
 import weakref
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any, ClassVar, Generic, Self, TypeVar
+
+from rxmqtt._scoped import StartedOnEnter, once_started
 
 LOOPBACK = "127.0.0.1"
 
@@ -72,7 +73,7 @@ class Processes:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-class BrokerProcess(ABC, Generic[ConfigT]):
+class BrokerProcess(StartedOnEnter, Generic[ConfigT]):
     """One broker process listening only on 127.0.0.1, with its own temp dir.
 
     Subclasses set :attr:`_program` (for messages) and :attr:`_console_name` (the file under the
@@ -112,9 +113,7 @@ class BrokerProcess(ABC, Generic[ConfigT]):
     @property
     def port(self) -> int:
         """The listening port (fixed after the first successful start)."""
-        if self._port is None:
-            raise RuntimeError("the broker has not been started yet; call start()")
-        return self._port
+        return once_started(self._port, "the broker has not been started yet; call start()")
 
     @property
     def url(self) -> str:
@@ -194,17 +193,6 @@ class BrokerProcess(ABC, Generic[ConfigT]):
         with self._lock:
             self._closed = True
             self._finalizer()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "running" if self.is_running else "stopped"
