@@ -24,7 +24,6 @@ from rxmqtt import (
     Disconnected,
     DisconnectSource,
     GaveUp,
-    Jitter,
     K8sSatAuthenticator,
     LifecycleEvent,
     Message,
@@ -55,11 +54,10 @@ from rxmqtt.testing._peer import (
     reply,
 )
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import FAST_NO_JITTER as FAST
 
 TIMEOUT = 10.0
 METHOD = "TEST-CHALLENGE"
-
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2, jitter=Jitter.NONE))
 
 
 class Doubler(Authenticator):
