@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from rxmqtt import Connection, ConnectionSettings, ConnectionState, Message
-from rxmqtt.cli import build_parser, plan_from
+from rxmqtt.cli import UsageError, build_parser, plan_from
 from rxmqtt.testing import MosquittoBroker, TlsFiles, free_port
 from rxmqtt.testing._peer import PeerLink, ScriptedPeer, connack, reply
 from rxmqtt.testing.plugin import BrokerFactory
@@ -634,3 +634,17 @@ def test_plan_defaults_and_what_wins() -> None:
     assert (expiry.settings.clean_start, expiry.settings.session_expiry) == (False, 60)
     retries = plan_from(parser.parse_args(["pub", "-t", "x", "--retries", "3"]), {}).reconnect
     assert (retries.max_attempts, retries.retry_first_connect) == (3, True)
+
+
+def test_an_mqtt_311_url_gets_its_session_rule() -> None:
+    """-L mqttv311://: -c is Clean Session 0 (no expiry to give), -x says it needs MQTT 5."""
+    parser = build_parser()
+    clean = plan_from(parser.parse_args(["sub", "-t", "x", "-L", "mqttv311://h"]), {}).settings
+    assert (clean.protocol_version, clean.clean_start, clean.session_expiry) == (4, True, 0)
+    kept = plan_from(
+        parser.parse_args(["sub", "-t", "x", "-L", "mqttv311://h", "-c", "-i", "a"]), {}
+    )
+    assert (kept.settings.clean_start, kept.settings.session_expiry) == (False, 0xFFFFFFFF)
+    args = parser.parse_args(["sub", "-t", "x", "-L", "mqttv311://h", "-c", "-i", "a", "-x", "60"])
+    with pytest.raises(UsageError, match=r"^-x: needs MQTT 5"):
+        plan_from(args, {})

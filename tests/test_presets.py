@@ -364,3 +364,12 @@ async def test_mcu_headless_drops_qos0_offline_and_never_exceeds_its_byte_budget
         await got.wait_until(lambda ms: len(numbers(ms, "dev/alarm")) >= kept, 10, "drained")
     assert numbers(got.items, "dev/alarm") == list(range(61 - kept, 61)), "newest kept, FIFO"
     assert not numbers(got.items, "dev/telemetry")
+
+
+def test_apply_on_mqtt_311_sets_only_what_3_1_1_has() -> None:
+    named = ConnectionSettings(host="h", client_id="dev", protocol_version=4)
+    applied = mcu_headless().apply(named)
+    assert applied.keep_alive == mcu_headless().keep_alive
+    assert applied.connect_timeout == mcu_headless().connect_timeout
+    assert (applied.clean_start, applied.session_expiry) == (False, 0xFFFFFFFF)
+    assert (applied.receive_maximum, applied.maximum_packet_size) == (None, None)

@@ -423,6 +423,12 @@ VALIDATION_CASES: dict[str, ValidationCase] = {
         ValueError,
         f"token_file: no such file: {MISSING}",
     ),
+    "authenticator under MQTT 3.1.1": (
+        lambda f: ConnectionSettings(protocol_version=4, authenticator=K8sSatAuthenticator(f)),
+        ValueError,
+        "authenticator: needs MQTT 5 (protocol_version=5); MQTT 3.1.1 has no enhanced "
+        "authentication",
+    ),
     "url sat_file missing": (
         lambda f: ConnectionSettings.from_url(f"mqtt://h?sat_file={MISSING}"),
         ValueError,
@@ -875,7 +881,8 @@ def test_from_url_overrides_win() -> None:
         (
             "http://h",
             ValueError,
-            "url: unknown scheme 'http' (expected mqtt, mqtts, tcp, ssl or tls)",
+            "url: unknown scheme 'http' "
+            "(expected mqtt, mqtts, tcp, ssl, tls, mqttv311 or mqttv311s)",
         ),
         ("broker", ValueError, "url: missing scheme (expected mqtt://, mqtts://, ...)"),
         ("mqtt://", ValueError, "url: missing host"),
@@ -907,7 +914,7 @@ def test_from_url_overrides_win() -> None:
         (
             "mqtt://h?ca_file=/x",
             ValueError,
-            "url: query parameter 'ca_file' needs a TLS scheme (mqtts, ssl or tls)",
+            "url: query parameter 'ca_file' needs a TLS scheme (mqtts, ssl, tls or mqttv311s)",
         ),
         ("mqtt://h?keep_alive=-1", ValueError, "keep_alive: must be >= 0 seconds, got -1"),
         (f"mqtts://h?ca_file={MISSING}", ValueError, f"ca_file: no such file: {MISSING}"),

@@ -22,6 +22,13 @@ from ._checks import (
 )
 from ._endpoint import Endpoint
 from ._env import _env_arguments
+from ._protocol import (
+    MQTT5_NEEDED,
+    MQTT_3_1_1,
+    check_protocol_version,
+    v311_refusal,
+    v311_session_expiry,
+)
 from ._secrets import SecretProvider, _read_secret_file, _to_bytes
 from ._tls import TlsSettings, _path_repr
 from ._url import _url_arguments
@@ -74,6 +81,14 @@ class ConnectionSettings:
     ``authenticator`` (challenge rounds, re-authentication: see :class:`Authenticator`).
     ``endpoints`` lists extra brokers for failover (``Endpoint`` or ``"host:port"``), tried
     after ``host:port`` in order.
+
+    ``protocol_version`` is 5 (MQTT 5, the default) or 4 (MQTT 3.1.1). MQTT 3.1.1 has a single
+    session flag, Clean Session, set from ``clean_start`` on every attempt: ``True`` ends the
+    session with each connection (``session_expiry`` 0), ``False`` has the broker keep it with
+    no expiry (``session_expiry`` 4294967295, MQTT 5's "never"). With 4, the settings only MQTT
+    5 can carry (another ``session_expiry``, ``receive_maximum``, ``maximum_packet_size``,
+    ``auth_method``, the Will's ``delay_interval`` and ``properties``) raise ``ValueError``
+    naming them.
     """
 
     host: str = "localhost"
@@ -93,10 +108,13 @@ class ConnectionSettings:
     maximum_packet_size: int | None = None
     auth_method: str | None = None
     auth_data: bytes | Callable[[], bytes] | None = None
+    protocol_version: int = 5
     authenticator: Authenticator | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
+        check_protocol_version(self.protocol_version)
+        v311 = self.protocol_version == MQTT_3_1_1
         set_(self, "host", _check_host(self.host, "host"))
         if self.tls is not None and not isinstance(self.tls, TlsSettings):
             raise TypeError(f"tls: must be a TlsSettings or None, got {type(self.tls).__name__}")
@@ -108,13 +126,17 @@ class ConnectionSettings:
         named = bool(self.client_id)
         if not named:
             set_(self, "client_id", "rxmqtt-" + secrets.token_hex(6))
-        if self.session_expiry is _BY_CLIENT_ID:
-            set_(self, "session_expiry", NAMED_SESSION_EXPIRY if named else 0)
         if self.clean_start is _BY_CLIENT_ID:
             set_(self, "clean_start", not named)
+        _check_bool(self.clean_start, "clean_start")
+        if self.session_expiry is _BY_CLIENT_ID:
+            if v311:
+                expiry = v311_session_expiry(self.clean_start)
+            else:
+                expiry = NAMED_SESSION_EXPIRY if named else 0
+            set_(self, "session_expiry", expiry)
         _check_int(self.keep_alive, "keep_alive", 0, _MAX_UINT16, " seconds")
         _check_int(self.session_expiry, "session_expiry", 0, _MAX_UINT32, " seconds")
-        _check_bool(self.clean_start, "clean_start")
         if self.username is not None:
             _check_text(self.username, "username")
         if self.password is not None:
@@ -145,6 +167,17 @@ class ConnectionSettings:
                     f"got {type(data).__name__}"
                 )
             set_(self, "auth_data", data)
+        if v311:
+            refusal = v311_refusal(
+                clean_start=self.clean_start,
+                session_expiry=self.session_expiry,
+                receive_maximum=self.receive_maximum,
+                maximum_packet_size=self.maximum_packet_size,
+                auth_method=self.auth_method,
+                will=self.will,
+            )
+            if refusal is not None:
+                raise ValueError(refusal)
         if self.authenticator is not None:
             self._check_authenticator()
 
@@ -157,6 +190,8 @@ class ConnectionSettings:
             )
         if self.auth_method is not None:
             raise ValueError("authenticator: cannot be combined with auth_method (give one)")
+        if self.protocol_version == MQTT_3_1_1:
+            raise ValueError(f"authenticator: {MQTT5_NEEDED} enhanced authentication")
         _check_text(authenticator.method, "authenticator.method", allow_empty=False)
 
     def _parse_endpoints(self) -> tuple[Endpoint, ...]:
@@ -243,11 +278,12 @@ class ConnectionSettings:
     def from_url(cls, url: str, **overrides: Any) -> ConnectionSettings:
         """Build settings from ``mqtt[s]://[user[:password]@]host[:port][?key=value&...]``.
 
-        Schemes: ``mqtt``/``tcp`` (port 1883) and ``mqtts``/``ssl``/``tls`` (port 8883, TLS).
-        User and password are URL-decoded. Query parameters: ``client_id``, ``keep_alive``,
-        ``session_expiry``, ``clean_start``, ``connect_timeout``, ``sat_file`` (a Kubernetes
-        service-account token file: ``K8S-SAT`` enhanced authentication, a
-        :class:`K8sSatAuthenticator`), and with a TLS scheme
+        Schemes: ``mqtt``/``tcp`` (port 1883) and ``mqtts``/``ssl``/``tls`` (port 8883, TLS);
+        ``mqttv311`` and ``mqttv311s`` are ``mqtt`` and ``mqtts`` speaking MQTT 3.1.1
+        (``protocol_version=4``). User and password are URL-decoded. Query parameters:
+        ``client_id``, ``keep_alive``, ``session_expiry``, ``clean_start``, ``connect_timeout``,
+        ``protocol_version`` (5 or 4), ``sat_file`` (a Kubernetes service-account token file:
+        ``K8S-SAT`` enhanced authentication, a :class:`K8sSatAuthenticator`), and with a TLS scheme
         ``ca_file``, ``cert_file``, ``key_file``, ``verify_hostname``. Keyword ``overrides``
         win over anything in the URL. Without a ``client_id`` the id is random and the session
         clean, ending with the connection (the session rule above).
@@ -281,6 +317,8 @@ class ConnectionSettings:
         - ``AIO_TLS_CERT_FILE``: client certificate (PEM) for X.509 authentication.
         - ``AIO_TLS_KEY_FILE``: its private key (requires ``AIO_TLS_CERT_FILE``).
         - ``AIO_TLS_KEY_PASSWORD_FILE``: file holding the key's pass-phrase, re-read per attempt.
+        - ``AIO_MQTT_PROTOCOL_VERSION``: ``5`` (MQTT 5, the default) or ``4`` (MQTT 3.1.1); an
+          rxmqtt addition for brokers other than AIO's (the AIO broker speaks MQTT 5).
         - ``AIO_SAT_FILE``: Kubernetes service-account token file; enables MQTT 5 enhanced
           authentication with method ``K8S-SAT`` (a :class:`K8sSatAuthenticator`): the token is
           re-read on every attempt, and when the file changes the connection re-authenticates

@@ -5,7 +5,9 @@
 way -- the cleanup holder that a ``weakref.finalize`` runs (so a forgotten broker is still killed
 and its directory removed), the port choice across restarts, the console file, ``kill()``,
 ``close()``, the context manager and ``repr`` -- and leaves to each subclass how its broker is
-configured, spawned, probed for readiness and asked to stop.
+configured, spawned, probed for readiness and asked to stop. Every process it launches is
+paired with a watchdog (:mod:`rxmqtt.testing._lifeline`) that kills it should the test process
+die without teardown (SIGKILL, a crash).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any, ClassVar, Generic, Self, TypeVar
 
 from rxmqtt._scoped import StartedOnEnter, once_started
+from rxmqtt.testing._lifeline import guard
 
 LOOPBACK = "127.0.0.1"
 
@@ -57,16 +60,28 @@ class Processes:
     def __init__(self, temp_dir: Path) -> None:
         self.temp_dir = temp_dir
         self.proc: subprocess.Popen[bytes] | None = None
+        self.watchdog: subprocess.Popen[bytes] | None = None
+        """Kills ``proc`` should this process die without cleaning up (see ``_lifeline``)."""
         self.output: IO[bytes] | None = None
 
     def kill(self) -> None:
         """SIGKILL the broker process and reap it; a no-op when it is not running."""
         kill_and_reap(self.proc)
 
+    def reap_watchdog(self) -> None:
+        """Reap the last broker's watchdog, which leaves once its broker has exited."""
+        watchdog, self.watchdog = self.watchdog, None
+        if watchdog is not None and watchdog.poll() is None:
+            try:
+                watchdog.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # (its broker still runs: it must not stay)
+                kill_and_reap(watchdog)
+
     def cleanup(self) -> None:
         """Kill what is left, close the console file and remove the temp dir. Idempotent."""
         self.kill()
         self.proc = None
+        self.reap_watchdog()
         if self.output is not None:
             self.output.close()
             self.output = None
@@ -78,7 +93,8 @@ class BrokerProcess(StartedOnEnter, Generic[ConfigT]):
 
     Subclasses set :attr:`_program` (for messages) and :attr:`_console_name` (the file under the
     temp dir that collects the process's stdout and stderr), and implement ``start``, ``stop``,
-    ``pid``, ``tls``, ``log_path`` and ``log_text``.
+    ``tls``, ``log_path`` and ``log_text`` (and ``pid``, when the broker is not the process
+    they launched).
     """
 
     _program: ClassVar[str]
@@ -137,9 +153,10 @@ class BrokerProcess(StartedOnEnter, Generic[ConfigT]):
         """The broker's main log file, appended to across restarts."""
 
     @property
-    @abstractmethod
     def pid(self) -> int | None:
         """PID of the running broker process, or None."""
+        proc = self._procs.proc
+        return proc.pid if proc is not None and proc.poll() is None else None
 
     @property
     def is_running(self) -> bool:
@@ -212,10 +229,12 @@ class BrokerProcess(StartedOnEnter, Generic[ConfigT]):
             self._port = free_port()
 
     def _launch(self, args: list[str], cwd: Path, **popen_kwargs: Any) -> None:
-        """Start ``args`` in a new session, its stdout and stderr appended to the console file."""
+        """Start ``args`` in a new session, its stdout and stderr appended to the console file,
+        guarded by a watchdog that kills the session should this process die."""
         if self._procs.output is None:
             self._procs.output = self._console_path.open("ab")
-        self._procs.proc = subprocess.Popen(
+        self._procs.reap_watchdog()  # (the previous run's, gone with its broker)
+        self._procs.proc = proc = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
             stdout=self._procs.output,
@@ -224,6 +243,7 @@ class BrokerProcess(StartedOnEnter, Generic[ConfigT]):
             start_new_session=True,
             **popen_kwargs,
         )
+        self._procs.watchdog = guard(proc.pid)
 
     def _started_proc(self) -> subprocess.Popen[bytes]:
         """The process ``start()`` spawned, still alive; else BrokerStartError with the log."""
