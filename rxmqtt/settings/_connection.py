@@ -282,11 +282,12 @@ class ConnectionSettings:
         ``mqttv311`` and ``mqttv311s`` are ``mqtt`` and ``mqtts`` speaking MQTT 3.1.1
         (``protocol_version=4``). User and password are URL-decoded. Query parameters:
         ``client_id``, ``keep_alive``, ``session_expiry``, ``clean_start``, ``connect_timeout``,
-        ``protocol_version`` (5 or 4), ``sat_file`` (a Kubernetes service-account token file:
-        ``K8S-SAT`` enhanced authentication, a :class:`K8sSatAuthenticator`), and with a TLS scheme
-        ``ca_file``, ``cert_file``, ``key_file``, ``verify_hostname``. Keyword ``overrides``
-        win over anything in the URL. Without a ``client_id`` the id is random and the session
-        clean, ending with the connection (the session rule above).
+        ``receive_maximum``, ``protocol_version`` (5 or 4), ``sat_file`` (a Kubernetes
+        service-account token file: ``K8S-SAT`` enhanced authentication, a
+        :class:`K8sSatAuthenticator`), and with a TLS scheme ``ca_file``, ``cert_file``,
+        ``key_file``, ``verify_hostname``. Keyword ``overrides`` win over anything in the URL.
+        Without a ``client_id`` the id is random and the session clean, ending with the
+        connection (the session rule above).
         """
         kwargs = _url_arguments(url, overrides)
         kwargs.update(overrides)
