@@ -61,9 +61,6 @@ from ._thread_runner import ThreadRunner
 
 log = logging.getLogger("rxmqtt.connection")
 
-_HOUSEKEEPING_INTERVAL = 1.0
-"""Seconds between sweeps of expired queued messages and flushes of a persistent store."""
-
 _UNMATCHED_LOG_INTERVAL = 10.0
 """Seconds between INFO/WARNING lines about unmatched messages (a stale subscription left in a
 session can bring thousands a second); in between they are logged at DEBUG and counted."""
@@ -145,7 +142,6 @@ class Connection:
         self._scheduler: AsyncIOScheduler | None = None
         self._engine: Engine | None = None
         self._closed = False
-        self._housekeeping: asyncio.TimerHandle | None = None
         self._thread_runner: ThreadRunner | None = None
         self._publisher.publish_stats()
 
@@ -234,13 +230,7 @@ class Connection:
         self._scheduler = AsyncIOScheduler(loop)
         self._engine = Engine(self._settings, loop, self)
         self._publisher.attach(self._engine, loop.call_later)
-        self._housekeeping = loop.call_later(_HOUSEKEEPING_INTERVAL, self._tidy)
         self._reconnect_loop.start(self._engine, self._scheduler)
-
-    def _tidy(self) -> None:
-        self._publisher.housekeeping()
-        assert self._loop is not None
-        self._housekeeping = self._loop.call_later(_HOUSEKEEPING_INTERVAL, self._tidy)
 
     def configure(
         self, *, reconnect: ReconnectPolicy | None = None, queue: QueuePolicy | None = None
@@ -313,8 +303,6 @@ class Connection:
                     )
                 )
             )
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
         if self._grace_timer is not None:
             self._grace_timer.cancel()
         self._publisher.close()

@@ -173,7 +173,11 @@ class Engine:
         self._open_task: asyncio.Task[None] | None = None
         self._connack_timer: asyncio.TimerHandle | None = None
         self._watchdog = KeepAliveWatchdog(
-            self._loop.call_later, self._clock, self._client.loop_misc, self._keep_alive_expired
+            self._loop.call_later,
+            self._clock,
+            self._client.loop_misc,
+            self._keep_alive_expired,
+            housekeeping_due=self._client.keepalive_check_due,
         )
         self._linger = Linger(loop)
         self._abort_reason: Disconnect | None = None

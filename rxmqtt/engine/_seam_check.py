@@ -45,6 +45,8 @@ ATTRIBUTES = (
     "_max_inflight_messages",
     "_last_bytes_received",
     "_last_msg_out",
+    "_keepalive",
+    "_ping_t",
     "_manual_ack",
     "_protocol",
     "_userdata",
