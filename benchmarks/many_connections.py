@@ -50,7 +50,6 @@ from rxmqtt import (
     ConnectionSettings,
     ConnectionState,
     Jitter,
-    Message,
     ReconnectPolicy,
 )
 
@@ -460,7 +459,8 @@ def _common_args(library: str, host: str, port: int, count: int) -> list[str]:
 def measure(library: str, count: int, idle: float, broker: Any) -> Measures:
     """One library's measured run against ``broker`` (a ``MosquittoBroker``, restarted here)."""
     measures = Measures(library, count)
-    child = _ChildProcess([*_common_args(library, broker.host, broker.port, count), "--idle", str(idle)])
+    args = _common_args(library, broker.host, broker.port, count)
+    child = _ChildProcess([*args, "--idle", str(idle)])
     try:
         measures.connect_seconds = child.read("connected")["connect_seconds"]
         idle_values = child.read("idle", timeout=idle + STEP_TIMEOUT)
@@ -492,7 +492,8 @@ def measure(library: str, count: int, idle: float, broker: Any) -> Measures:
 
 def measure_heap(library: str, count: int, broker: Any, measures: Measures, top: int = 6) -> None:
     """Add the ``tracemalloc`` run's heap per connection and its biggest holders."""
-    child = _ChildProcess([*_common_args(library, broker.host, broker.port, count), "--trace", str(top)])
+    args = _common_args(library, broker.host, broker.port, count)
+    child = _ChildProcess([*args, "--trace", str(top)])
     try:
         traced = child.read("traced")
         measures.traced_per_connection = traced["traced_per_connection"]
@@ -546,9 +547,8 @@ def _main(argv: list[str] | None = None) -> None:
 
         raise_file_limit(files_needed(args.connections) * 2)
         with bench_broker() as broker:
-            asyncio.run(
-                _profile(args.library, broker.host, broker.port, args.connections, args.idle, args.top)
-            )
+            host, port = broker.host, broker.port
+            asyncio.run(_profile(args.library, host, port, args.connections, args.idle, args.top))
         return
     run: Coroutine[Any, Any, None]
     if args.trace:

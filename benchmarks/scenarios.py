@@ -542,7 +542,9 @@ def many_connections_rows(sizes: Sizes) -> list[Row]:
             ref_value("connect_seconds"),
             better="lower",
             note="; ".join(
-                n for n in ("until every connection is up and its subscription granted", ref_note()) if n
+                n
+                for n in ("until every connection is up and its subscription granted", ref_note())
+                if n
             ),
             errors=list(rx.errors),
         ),
@@ -582,7 +584,7 @@ def many_connections_rows(sizes: Sizes) -> list[Row]:
                 f"{many_connections.BACKOFF.maximum:g} s, full jitter (gmqtt: fixed "
                 f"{many_connections.GMQTT_RECONNECT_DELAY:g} s); every subscription granted "
                 "again after "
-                + (f"{rx.resubscribe_seconds:.2f} s" if rx.resubscribe_seconds is not None else "n/a")
+                + ("n/a" if rx.resubscribe_seconds is None else f"{rx.resubscribe_seconds:.2f} s")
             ),
         ),
         Row(
@@ -599,13 +601,13 @@ def many_connections_rows(sizes: Sizes) -> list[Row]:
 
 
 def _describe_many(m: many_connections.Measures) -> str:
-    def fmt(value: float | None, spec: str, unit: str) -> str:
-        return "n/a" if value is None else f"{value:{spec}}{unit}"
+    def fmt(value: float | None, spec: str, unit: str = "", scale: float = 1.0) -> str:
+        return "n/a" if value is None else f"{value / scale:{spec}}{unit}"
 
     return (
         f"connected {fmt(m.connect_seconds, '.2f', ' s')}, "
-        f"RSS {fmt(None if m.rss_per_connection is None else m.rss_per_connection / 1024, '.1f', ' KiB')}/conn, "
-        f"heap {fmt(None if m.traced_per_connection is None else m.traced_per_connection / 1024, '.1f', ' KiB')}/conn, "
+        f"RSS {fmt(m.rss_per_connection, '.1f', ' KiB', 1024)}/conn, "
+        f"heap {fmt(m.traced_per_connection, '.1f', ' KiB', 1024)}/conn, "
         f"idle CPU {fmt(m.idle_cpu_percent, '.2f', ' %')}, "
         f"reconnected {fmt(m.reconnect_seconds, '.2f', ' s')} "
         f"(resubscribed {fmt(m.resubscribe_seconds, '.2f', ' s')}), "

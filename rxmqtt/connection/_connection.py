@@ -18,11 +18,11 @@ import reactivex
 from reactivex import Observable, abc
 from reactivex import operators as ops
 from reactivex.disposable import Disposable
-from reactivex.scheduler import ImmediateScheduler
 from reactivex.scheduler.eventloop import AsyncIOScheduler
-from reactivex.subject import ReplaySubject, Subject
+from reactivex.subject import Subject
 
 from .._aiter import Stream
+from .._current_value import CurrentValue
 from .._grace_buffer import GraceBuffer
 from .._isolate import isolated
 from .._outcome import Outcome, settle_error, settle_value
@@ -104,17 +104,12 @@ class Connection:
         self._settings = settings
 
         self._lifecycle: Subject[LifecycleEvent] = Subject()
-        # Immediate delivery: the state is current before any other lifecycle subscriber runs.
-        self._states: ReplaySubject[ConnectionState] = ReplaySubject(
-            1, scheduler=ImmediateScheduler()
-        )
+        # The state follows each lifecycle event before any lifecycle subscriber hears of it
+        # (see _emit).
         self._current_state = ConnectionState.DISCONNECTED
-        self._lifecycle.pipe(
-            ops.scan(next_state, ConnectionState.DISCONNECTED),
-            ops.start_with(ConnectionState.DISCONNECTED),
-        ).subscribe(self._states)
-        self._states.subscribe(self._remember_state)
-        self._stats: ReplaySubject[QueueStats] = ReplaySubject(1, scheduler=ImmediateScheduler())
+        self._states: CurrentValue[ConnectionState] = CurrentValue()
+        self._states.on_next(self._current_state)
+        self._stats: CurrentValue[QueueStats] = CurrentValue()
         self._dropped: Subject[DroppedMessage] = Subject()
 
         self._publisher = Publisher(
@@ -318,6 +313,7 @@ class Connection:
                 self._report_unread(message)
         self._subscriptions.complete_all()
         self._release_unmatched(self._grace.clear())
+        self._states.on_completed()
         self._lifecycle.on_completed()
         self._dropped.on_completed()
         self._unmatched.on_completed()
@@ -704,10 +700,9 @@ class Connection:
 
     def _emit(self, event: LifecycleEvent) -> None:
         log.debug("lifecycle: %s", event)
+        self._current_state = next_state(self._current_state, event)
+        self._states.on_next(self._current_state)
         self._lifecycle.on_next(event)
-
-    def _remember_state(self, state: ConnectionState) -> None:
-        self._current_state = state
 
     def _now(self) -> float:
         return self._loop.time() if self._loop is not None else 0.0

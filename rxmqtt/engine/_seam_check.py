@@ -104,6 +104,7 @@ ADAPTER_NAMES = (
     "any_held_back",
     "forget_message",
     "forget_all_messages",
+    "keepalive_check_due",
     "close_socket",
 )
 """The adapter's own members: a paho release that adds one of these names would be shadowed."""
