@@ -166,13 +166,7 @@ class Publisher:
 
     def drain(self) -> None:
         """Move queued messages to the wire while it is up and the window has room."""
-        while True:
-            head = self._queue.peek()
-            if head is None or not self._can_send(head.message):
-                break
-            item = self._queue.pop()
-            if item is None:
-                break
+        while (item := self._queue.pop_if(self._can_send)) is not None:
             result = item.token
             if not isinstance(result, Outcome):  # reloaded from a store by a new process
                 result = Outcome()

@@ -258,6 +258,30 @@ def test_peek_matches_pop() -> None:
     assert queue.pop() == peeked
 
 
+def test_pop_if_takes_the_head_only_when_accepted() -> None:
+    queue = make()
+    queue.offer(msg(0, qos=1))
+    queue.offer(msg(1, qos=0))
+    assert queue.pop_if(lambda m: m.qos == 0) is None, "the head (QoS 1) is refused"
+    assert len(queue) == 2
+    taken = queue.pop_if(lambda m: True)
+    assert taken is not None
+    assert number(taken.message) == 0
+    assert queue.in_flight == 1
+
+
+def test_pop_if_drops_an_expired_head_even_when_refusing() -> None:
+    clock = FakeClock()
+    drops = Drops()
+    queue = make(clock, drops)
+    queue.offer(msg(0, expiry=5))
+    queue.offer(msg(1))
+    clock.advance(5)
+    assert queue.pop_if(lambda m: False) is None
+    assert drops.reasons == [DropReason.EXPIRED]
+    assert len(queue) == 1
+
+
 def test_seqs_increase_and_tokens_travel() -> None:
     queue = make()
     token = object()
