@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Self
 
-from reactivex import abc
+from reactivex import Observable, abc
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
-from ._connection import MqttConnection, check_connection
+from rxmqtt._scoped import DisposedOnExit
+
+from .._outcome import Outcome
+from ._connection import GrantReportingConnection, MqttConnection, check_connection
+from ._errors import AioError, mqtt_error
 from ._hlc import HybridLogicalClock, clock_for
 from ._protocol import (
     PROTOCOL_VERSION,
@@ -34,7 +36,7 @@ def scheduler_seconds(scheduler: abc.SchedulerBase) -> float:
     return (scheduler.now - _EPOCH).total_seconds()
 
 
-class Envoy:
+class Envoy(DisposedOnExit):
     """Base class: holds the injected connection and implements the dispose protocol."""
 
     def __init__(self, conn: MqttConnection, *, scheduler: abc.SchedulerBase | None = None) -> None:
@@ -65,6 +67,29 @@ class Envoy:
             (SOURCE_ID_PROPERTY, self._conn.settings.client_id),
             (PROTOCOL_VERSION_PROPERTY, PROTOCOL_VERSION),
         )
+
+    def _granted(
+        self, topic_filter: str, what: str, refused: AioError | None = None
+    ) -> Observable[None]:
+        """Completes once the broker granted the connection's subscription to
+        ``topic_filter`` (at once on a connection that cannot tell), or errors with an ``mqtt
+        error`` :class:`AioError` about ``what``: ``refused`` when known already."""
+        result: Outcome[None] = Outcome()
+        conn = self._conn
+        if refused is not None:
+            result._fail(refused)
+        elif not isinstance(conn, GrantReportingConnection):
+            result._resolve(None)
+        else:
+            conn.subscription_granted(topic_filter).subscribe(
+                on_next=lambda _qos: result._resolve(None),
+                on_error=lambda error: result._fail(self._subscription_failed(error, what)),
+            )
+        return result
+
+    def _subscription_failed(self, error: Exception, what: str) -> AioError:
+        """``error`` (a refused or abandoned subscription) as the ``mqtt error`` to report."""
+        return mqtt_error(error, what)
 
     @property
     def disposed(self) -> bool:
@@ -103,28 +128,6 @@ class Envoy:
         if cached is None or cached[0] is not loop:
             cached = self._loop_scheduler = (loop, AsyncIOScheduler(loop))
         return cached[1]
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.dispose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.dispose()
 
     def __repr__(self) -> str:
         state = " disposed" if self._disposed else ""

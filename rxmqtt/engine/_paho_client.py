@@ -24,6 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from ..lifecycle import DisconnectSource
 from ..message import PublishProperties
+from ..policies import v311_connack_reason_code
 from ._adapter_events import (
     ConnackHandled,
     EventSink,
@@ -57,9 +58,10 @@ _WRITE_BATCH = 65536
 _MAX_REMAINING_LENGTH = 268_435_455
 """The largest remaining length MQTT can encode (four length bytes)."""
 
-PublishSink = Callable[[str, bytes, int, bool, "Properties | PublishProperties | None"], None]
-"""(topic, payload, qos, retain, properties or None): where the fast path delivers a PUBLISH.
-Properties that are only Subscription Identifiers arrive decoded, as ``PublishProperties``."""
+PublishSink = Callable[[str, bytes, int, bool, "Properties | PublishProperties | None", int], None]
+"""(topic, payload, qos, retain, properties or None, packet id): where the fast path delivers a
+PUBLISH. Properties that are only Subscription Identifiers arrive decoded, as
+``PublishProperties``; the packet id is 0 for QoS 0."""
 
 _SUBSCRIPTION_IDENTIFIER = 0x0B
 
@@ -119,8 +121,11 @@ class _PahoClient(paho.Client):
         self.announced_maximum_packet_size: int | None = None
         """The Maximum Packet Size this client announced in CONNECT (enforced on input)."""
         self.publish_sink: PublishSink | None = None
-        """Receives QoS 0/1 PUBLISHes decoded by the fast path; QoS 2 still goes through
-        paho's MQTTMessage and ``on_message``."""
+        """Receives QoS 0/1 PUBLISHes decoded by the fast path, and QoS 2 ones too under manual
+        acknowledgement; otherwise QoS 2 goes through paho's MQTTMessage and ``on_message``."""
+        self._awaiting_pubrel: set[int] = set()
+        """Manual acknowledgement: QoS 2 packet ids this client sent PUBREC for and that await
+        their PUBREL (a DUP PUBLISH of one is acknowledged again, not delivered twice)."""
         self._read_buf = b""
         self._read_pos = 0
 
@@ -176,18 +181,33 @@ class _PahoClient(paho.Client):
 
     def _handle_connack(self) -> Any:
         packet = self._in_packet["packet"]
-        if self._protocol == paho.MQTTv5 and len(packet) >= 2 and not _is_connack_code(packet[1]):
-            code = packet[1]
-            if code >= 0x80:  # a refusal MQTT 5 does not define: keep the broker's code
-                return self._refuse(
-                    code,
-                    f"the broker refused the connection with unknown reason code 0x{code:02X}",
-                    DisconnectSource.SERVER,
+        code = packet[1] if len(packet) >= 2 else 0
+        v5 = self._protocol == paho.MQTTv5
+        if code and (not v5 or code < 0x80):
+            # An MQTT 3.1.1 return code: a refused 3.1.1 connection, or a 3.1.1-only broker
+            # answering our MQTT 5 CONNECT. Reported with its MQTT 5 equivalent (one table of
+            # fatal codes for both versions), the 3.1.1 code named in the reason.
+            mqtt5_code, name = v311_connack_reason_code(code)
+            reason = f"{name} (MQTT 3.1.1 CONNACK return code {code})"
+            if v5:
+                reason += (
+                    ": the broker answered MQTT 5 in MQTT 3.1.1, so it speaks only 3.1.1 or "
+                    "older; connect with protocol_version=4"
                 )
+            return self._refuse(mqtt5_code, reason, DisconnectSource.SERVER)
+        if v5 and code and not _is_connack_code(code):
+            # a refusal MQTT 5 does not define: keep the broker's code
+            return self._refuse(
+                code,
+                f"the broker refused the connection with unknown reason code 0x{code:02X}",
+                DisconnectSource.SERVER,
+            )
         # paho calls on_connect *before* it re-sends the session's unacknowledged PUBLISH and
         # PUBREL packets, so anything the owner publishes from on_connect (the offline queue's
         # drain) would overtake them [MQTT-4.6.0-1]. The owner's CONNACK handling runs after.
         rc = super()._handle_connack()
+        if len(packet) >= 2 and packet[1] == 0 and not packet[0] & 0x01:
+            self._awaiting_pubrel.clear()  # a new session: the broker forgot those packet ids
         self._events(ConnackHandled())
         return rc
 
@@ -383,10 +403,11 @@ class _PahoClient(paho.Client):
             )
         qos = (header & 0x06) >> 1
         deliver = self.publish_sink
-        if qos == 2 or deliver is None or self._protocol != paho.MQTTv5:
+        if (qos == 2 and not self._manual_ack) or deliver is None:
             return super()._handle_publish()
-        # QoS 0/1 fast path. paho's decode_publish builds a Properties object (two tables of 27
-        # entries, then a clear() probing each) for every message even without properties, plus
+        # The fast path (QoS 0/1, and QoS 2 under manual acknowledgement). paho's
+        # decode_publish builds a Properties object (two tables of 27 entries, then a clear()
+        # probing each) for every message even without properties, plus
         # an MQTTMessage and a topic-matcher walk: together 40-50% of its receive time. Here
         # the properties are decoded only when the packet has some.
         try:
@@ -396,7 +417,9 @@ class _PahoClient(paho.Client):
                 mid = (packet[pos] << 8) | packet[pos + 1]
                 pos += 2
             props: Properties | PublishProperties | None = None
-            if packet[pos] == 0:
+            if self._protocol != paho.MQTTv5:
+                pass  # MQTT 3.1.1: no property block
+            elif packet[pos] == 0:
                 pos += 1
             elif (identified := _only_identifiers(packet, pos)) is not None:
                 props, pos = identified
@@ -406,26 +429,52 @@ class _PahoClient(paho.Client):
                 pos += used
         except IndexError:
             raise MalformedPacket("PUBLISH shorter than its headers") from None
-        deliver(topic, bytes(packet[pos:]), qos, bool(header & 0x01), props)
+        if qos == 2 and mid in self._awaiting_pubrel:
+            return self._send_pubrec(mid)  # accepted already [MQTT-4.3.3-9]: not delivered again
+        deliver(topic, bytes(packet[pos:]), qos, bool(header & 0x01), props, mid)
         if qos == 1 and not self._manual_ack:
             return self._send_puback(mid)
         return paho.MQTT_ERR_SUCCESS
 
+    def acknowledge(self, mid: int, qos: int) -> None:
+        """Manual acknowledgement: the PUBACK (QoS 1) or PUBREC (QoS 2) of a received message.
+        paho's own ``ack()`` would answer QoS 2 with PUBCOMP: it delivers QoS 2 on PUBREL, while
+        the fast path delivers on PUBLISH and so acknowledges it with PUBREC."""
+        if qos == 1:
+            self._send_puback(mid)
+        elif qos == 2:
+            self._awaiting_pubrel.add(mid)
+            self._send_pubrec(mid)
+
+    def _handle_pubrel(self) -> Any:
+        # Under manual acknowledgement paho leaves the PUBCOMP to ``ack()``; the fast path
+        # delivered the message on PUBLISH and released its PUBREC already, so complete now.
+        if not self._manual_ack:
+            return super()._handle_pubrel()
+        packet = self._in_packet["packet"]
+        if len(packet) < 2:
+            raise MalformedPacket("PUBREL shorter than its packet id")
+        mid = (packet[0] << 8) | packet[1]
+        self._awaiting_pubrel.discard(mid)
+        return self._send_pubcomp(mid)
+
     def publish_plain_qos0(self, topic: str, payload: bytes, retain: bool) -> int | None:
         """Queue a QoS 0 PUBLISH without properties, encoded here; returns its packet id, or
-        None when paho's ``publish()`` must take it (not connected, another protocol, or a
+        None when paho's ``publish()`` must take it (not connected, or a
         packet too large to encode). paho's path builds an ``MQTTMessageInfo`` (a
         ``threading.Condition``), re-checks the topic and logs a formatted line per message."""
-        if self._protocol != paho.MQTTv5 or self._sock is None:
+        if self._sock is None:
             return None
+        v5 = self._protocol == paho.MQTTv5
         name = topic.encode("utf-8")
-        remaining = 3 + len(name) + len(payload)  # topic length, topic, property length 0
+        remaining = 2 + v5 + len(name) + len(payload)  # topic length, topic, (5:) no properties
         if remaining > _MAX_REMAINING_LENGTH:
             return None
         packet = bytearray((paho.PUBLISH | retain,))
         self._pack_remaining_length(packet, remaining)
         self._pack_str16(packet, name)
-        packet.append(0)
+        if v5:
+            packet.append(0)  # (MQTT 3.1.1 has no property length)
         packet += payload
         mid: int = self._mid_generate()
         self._packet_queue(paho.PUBLISH, packet, mid, 0, _WRITTEN)
@@ -488,9 +537,9 @@ class _PahoClient(paho.Client):
         # paho's decoder builds a Properties object and two ReasonCodes (each copying a
         # 60-entry table) per ack; the fast path hands on shared, read-only ones instead.
         packet = self._in_packet["packet"]
-        if cmd != "PUBACK" or self._protocol != paho.MQTTv5:
+        if cmd != "PUBACK":
             return super()._handle_pubackcomp(cmd)
-        reason_code = _plain_puback_code(packet)
+        reason_code = _plain_puback_code(packet, v5=self._protocol == paho.MQTTv5)
         if reason_code is None:  # properties, or a code PUBACK does not define: paho's way
             return super()._handle_pubackcomp(cmd)
         mid = (packet[0] << 8) | packet[1]
@@ -544,13 +593,14 @@ _WRITTEN = paho.MQTTMessageInfo(0)
 published once the packet is written, which nobody waits on."""
 
 
-def _plain_puback_code(packet: bytes | bytearray) -> ReasonCode | None:
+def _plain_puback_code(packet: bytes | bytearray, *, v5: bool = True) -> ReasonCode | None:
     """The reason code of a PUBACK body without properties (packet id, then optionally a code
-    and a zero property length), or None when it has properties or an undefined code."""
+    and a zero property length), or None when it has properties or an undefined code. An MQTT
+    3.1.1 PUBACK (``v5`` False) is the packet id alone: Success, as paho reports it."""
     size = len(packet)
     if size == 2:
         return _PUBACK_SUCCESS
-    if size == 3 or (size == 4 and packet[3] == 0):
+    if v5 and (size == 3 or (size == 4 and packet[3] == 0)):
         return _PUBACK_CODES.get(packet[2])
     return None
 

@@ -1,4 +1,5 @@
-"""Parsing ``mqtt[s]://`` URLs into :class:`ConnectionSettings` keyword arguments."""
+"""Parsing ``mqtt[s]://`` (and ``mqttv311[s]://``) URLs into :class:`ConnectionSettings` keyword
+arguments."""
 
 from __future__ import annotations
 
@@ -6,12 +7,16 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from ._protocol import MQTT_3_1_1, check_protocol_version
 from ._text import _parse_bool, _parse_float, _parse_int
 from ._tls import TlsSettings
 
 __all__ = ["_url_arguments"]
 
 _SCHEMES: dict[str, bool] = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True, "tls": True}
+
+_V311_SCHEMES = {"mqttv311": "mqtt", "mqttv311s": "mqtts"}
+"""Schemes that choose MQTT 3.1.1 (``protocol_version=4``), and the scheme they otherwise are."""
 
 
 def _url_arguments(url: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -23,11 +28,14 @@ def _url_arguments(url: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
     except ValueError as exc:
         raise ValueError(f"url: {exc}") from None
     scheme = parts.scheme.lower()
+    v311_scheme = scheme in _V311_SCHEMES
+    scheme = _V311_SCHEMES.get(scheme, scheme)
     if scheme not in _SCHEMES:
         if not scheme:
             raise ValueError("url: missing scheme (expected mqtt://, mqtts://, ...)")
         raise ValueError(
-            f"url: unknown scheme {parts.scheme!r} (expected mqtt, mqtts, tcp, ssl or tls)"
+            f"url: unknown scheme {parts.scheme!r} "
+            "(expected mqtt, mqtts, tcp, ssl, tls, mqttv311 or mqttv311s)"
         )
     use_tls = _SCHEMES[scheme]
     hostport = parts.netloc.rpartition("@")[2]  # never echo the userinfo: it holds secrets
@@ -43,6 +51,8 @@ def _url_arguments(url: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"url: unexpected fragment {parts.fragment!r}")
 
     kwargs: dict[str, Any] = {"host": parts.hostname, "port": port}
+    if v311_scheme:
+        kwargs["protocol_version"] = MQTT_3_1_1
     if parts.username:
         kwargs["username"] = unquote(parts.username)
     if parts.password:
@@ -56,15 +66,20 @@ def _url_arguments(url: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
         seen.add(key)
         if key == "client_id":
             kwargs[key] = value
-        elif key in ("keep_alive", "session_expiry"):
+        elif key in ("keep_alive", "session_expiry", "receive_maximum"):
             kwargs[key] = _parse_int(value, name)
         elif key == "clean_start":
             kwargs[key] = _parse_bool(value, name)
         elif key == "connect_timeout":
             kwargs[key] = _parse_float(value, name)
+        elif key == "protocol_version":
+            version = check_protocol_version(_parse_int(value, name), name)
+            if v311_scheme and version != MQTT_3_1_1:
+                raise ValueError(f"{name}: {version} contradicts the scheme {parts.scheme!r}")
+            kwargs[key] = version
         elif key in ("ca_file", "cert_file", "key_file", "verify_hostname"):
             if not use_tls:
-                raise ValueError(f"{name} needs a TLS scheme (mqtts, ssl or tls)")
+                raise ValueError(f"{name} needs a TLS scheme (mqtts, ssl, tls or mqttv311s)")
             tls_kwargs[key] = _parse_bool(value, name) if key == "verify_hostname" else value
         else:
             raise ValueError(f"url: unknown query parameter {key!r}")
