@@ -18,11 +18,11 @@ import reactivex
 from reactivex import Observable, abc
 from reactivex import operators as ops
 from reactivex.disposable import Disposable
-from reactivex.scheduler import ImmediateScheduler
 from reactivex.scheduler.eventloop import AsyncIOScheduler
-from reactivex.subject import ReplaySubject, Subject
+from reactivex.subject import Subject
 
 from .._aiter import Stream
+from .._current_value import CurrentValue
 from .._grace_buffer import GraceBuffer
 from .._isolate import isolated
 from .._outcome import Outcome, settle_error, settle_value
@@ -65,9 +65,6 @@ from ._reconnect_loop import ReconnectLoop
 from ._thread_runner import ThreadRunner
 
 log = logging.getLogger("rxmqtt.connection")
-
-_HOUSEKEEPING_INTERVAL = 1.0
-"""Seconds between sweeps of expired queued messages and flushes of a persistent store."""
 
 _UNMATCHED_LOG_INTERVAL = 10.0
 """Seconds between INFO/WARNING lines about unmatched messages (a stale subscription left in a
@@ -116,17 +113,12 @@ class Connection:
         self._settings = settings
 
         self._lifecycle: Subject[LifecycleEvent] = Subject()
-        # Immediate delivery: the state is current before any other lifecycle subscriber runs.
-        self._states: ReplaySubject[ConnectionState] = ReplaySubject(
-            1, scheduler=ImmediateScheduler()
-        )
+        # The state follows each lifecycle event before any lifecycle subscriber hears of it
+        # (see _emit).
         self._current_state = ConnectionState.DISCONNECTED
-        self._lifecycle.pipe(
-            ops.scan(next_state, ConnectionState.DISCONNECTED),
-            ops.start_with(ConnectionState.DISCONNECTED),
-        ).subscribe(self._states)
-        self._states.subscribe(self._remember_state)
-        self._stats: ReplaySubject[QueueStats] = ReplaySubject(1, scheduler=ImmediateScheduler())
+        self._states: CurrentValue[ConnectionState] = CurrentValue()
+        self._states.on_next(self._current_state)
+        self._stats: CurrentValue[QueueStats] = CurrentValue()
         self._dropped: Subject[DroppedMessage] = Subject()
 
         self._publisher = Publisher(
@@ -157,7 +149,6 @@ class Connection:
         self._scheduler: AsyncIOScheduler | None = None
         self._engine: Engine | None = None
         self._closed = False
-        self._housekeeping: asyncio.TimerHandle | None = None
         self._thread_runner: ThreadRunner | None = None
         self._publisher.publish_stats()
 
@@ -248,14 +239,8 @@ class Connection:
         self._engine.manual_acks(True)
         self._acks.attach(self._engine.ack)
         self._publisher.attach(self._engine, loop.call_later)
-        self._housekeeping = loop.call_later(_HOUSEKEEPING_INTERVAL, self._tidy)
         self._reconnect_loop.start(self._engine, self._scheduler)
         self._reauthentication.start(self._engine, self._scheduler)
-
-    def _tidy(self) -> None:
-        self._publisher.housekeeping()
-        assert self._loop is not None
-        self._housekeeping = self._loop.call_later(_HOUSEKEEPING_INTERVAL, self._tidy)
 
     def configure(
         self, *, reconnect: ReconnectPolicy | None = None, queue: QueuePolicy | None = None
@@ -335,8 +320,6 @@ class Connection:
                     )
                 )
             )
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
         if self._grace_timer is not None:
             self._grace_timer.cancel()
         self._publisher.close()
@@ -352,6 +335,7 @@ class Connection:
                 self._report_unread(message)
         self._subscriptions.complete_all()
         self._release_unmatched(self._grace.clear())
+        self._states.on_completed()
         self._lifecycle.on_completed()
         self._dropped.on_completed()
         self._unmatched.on_completed()
@@ -882,10 +866,9 @@ class Connection:
 
     def _emit(self, event: LifecycleEvent) -> None:
         log.debug("lifecycle: %s", event)
+        self._current_state = next_state(self._current_state, event)
+        self._states.on_next(self._current_state)
         self._lifecycle.on_next(event)
-
-    def _remember_state(self, state: ConnectionState) -> None:
-        self._current_state = state
 
     def _now(self) -> float:
         return self._loop.time() if self._loop is not None else 0.0

@@ -18,8 +18,25 @@ KEEP_ALIVE_TIMEOUT = 0x8D
 PACKET_ID_NOT_FOUND = 0x92
 
 
+_TABLES = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+
+
+class _SharedTables(Properties):
+    """paho's ``Properties``, reading its type, name and property tables (27 entries each,
+    read-only) from one shared copy instead of building its own: paho keeps a connection's
+    CONNECT properties for the connection's life, about 5 KiB each, and building the tables
+    costs tens of microseconds per packet that has properties."""
+
+    types = _TABLES.types
+    names = _TABLES.names
+    properties = _TABLES.properties
+
+    def __init__(self, packetType: int) -> None:  # noqa: N803 - paho's parameter name
+        self.packetType = packetType
+
+
 def _properties(packet_type: int) -> Properties:
-    return Properties(packet_type)  # type: ignore[no-untyped-call]
+    return _SharedTables(packet_type)
 
 
 _SCALAR_PROPERTIES = (

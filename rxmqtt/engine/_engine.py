@@ -53,6 +53,7 @@ from ._disconnects import connection_end, open_failure
 from ._linger import LINGER_SECONDS, Linger
 from ._paho_client import PAHO_VERSION_TEXT, _PahoClient
 from ._phase import Phase, checked
+from ._seam_check import METHODS as SEAM_METHODS
 from ._seam_check import missing_paho_seams
 from ._sockets import open_socket
 from ._watchdog import KeepAliveWatchdog
@@ -104,6 +105,27 @@ def _logged(callback: Callable[..., None]) -> Callable[..., None]:
     return call
 
 
+_verified_paho: tuple[object, ...] | None = None
+"""The paho methods the seam check last passed with (see ``_check_paho_seams``)."""
+
+
+def _check_paho_seams() -> None:
+    """Refuse a paho that lacks what the adapter relies on. The full check (signatures, a probe
+    client) costs about 2 ms: it runs once per paho, not once per connection."""
+    global _verified_paho  # (a process-wide cache of one verdict)
+    paho_now = tuple(getattr(paho.Client, name, None) for name in SEAM_METHODS)
+    if paho_now == _verified_paho:
+        return
+    missing = missing_paho_seams()
+    if missing:
+        raise RuntimeError(
+            f"rxmqtt.engine relies on paho-mqtt internals that paho-mqtt {PAHO_VERSION_TEXT} "
+            f"does not have: {'; '.join(missing)}. Install a paho-mqtt release rxmqtt "
+            "supports (see its pyproject.toml)"
+        )
+    _verified_paho = paho_now
+
+
 def _has_buffered_input(sock: Any) -> bool:
     if isinstance(sock, ssl.SSLSocket) and sock.pending() > 0:
         return True
@@ -130,13 +152,7 @@ class Engine:
         *,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        missing = missing_paho_seams()
-        if missing:
-            raise RuntimeError(
-                f"rxmqtt.engine relies on paho-mqtt internals that paho-mqtt {PAHO_VERSION_TEXT} "
-                f"does not have: {'; '.join(missing)}. Install a paho-mqtt release rxmqtt "
-                "supports (see its pyproject.toml)"
-            )
+        _check_paho_seams()
         self._settings = settings
         self._loop = loop
         self._handler = handler
@@ -190,7 +206,11 @@ class Engine:
         self._open_task: asyncio.Task[None] | None = None
         self._connack_timer: asyncio.TimerHandle | None = None
         self._watchdog = KeepAliveWatchdog(
-            self._loop.call_later, self._clock, self._client.loop_misc, self._keep_alive_expired
+            self._loop.call_later,
+            self._clock,
+            self._client.loop_misc,
+            self._keep_alive_expired,
+            housekeeping_due=self._client.keepalive_check_due,
         )
         self._linger = Linger(loop)
         self._abort_reason: Disconnect | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.metadata
+import math
 import socket
 import ssl
 from collections.abc import Callable
@@ -300,6 +301,19 @@ class _PahoClient(paho.Client):
     def forget_all_messages(self) -> None:
         """Drop every publish paho holds (the connection closes for good)."""
         self._out_messages.clear()
+
+    def keepalive_check_due(self) -> float:
+        """Seconds until paho's keep-alive check (``loop_misc``) next has something to do: a
+        PINGREQ once ``keep_alive`` passed without a packet in one direction, or the end of a
+        PINGREQ unanswered for as long; ``math.inf`` without a keep-alive or a socket."""
+        keepalive = self._keepalive
+        if not keepalive or self._sock is None:
+            return math.inf
+        with self._msgtime_mutex:
+            due = min(self._last_msg_out, self._last_bytes_received) + keepalive
+        if self._ping_t:
+            due = min(due, self._ping_t + keepalive)
+        return due - paho.time_func()
 
     def close_socket(self) -> None:
         """Close the socket paho did not notice was shut (paho's own close, callbacks included)."""
