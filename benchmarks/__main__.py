@@ -1,4 +1,5 @@
-"""``python -m benchmarks [--quick] [--output PATH] [--only KEY,...]``: rxmqtt beside its peers.
+"""``python -m benchmarks [--quick] [--output PATH] [--only KEY,...] [--connections N]``: rxmqtt
+beside its peers.
 
 Every scenario runs against a Mosquitto the harness starts on 127.0.0.1 (and closes). Progress
 goes to stderr, the Markdown table to stdout (and to ``--output``). The exit status is 1 when an
@@ -9,6 +10,7 @@ missing or fails only gets a note in the table. Targets met or missed never chan
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import signal
 import sys
@@ -34,7 +36,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help=f"comma-separated scenarios to run: {', '.join(SCENARIOS)}",
     )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=None,
+        help="connections of the many-connections scenario (default: 1,000; --quick: 20)",
+    )
     args = parser.parse_args(argv)
+    if args.connections is not None and args.connections < 1:
+        parser.error(f"--connections: must be at least 1, got {args.connections}")
     unknown = [key for key in (args.only or []) if key not in SCENARIOS]
     if unknown:
         parser.error(f"--only: unknown scenario(s) {', '.join(unknown)}")
@@ -56,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     _exit_on_sigterm()
     sizes = QUICK if args.quick else FULL
+    if args.connections is not None:
+        sizes = dataclasses.replace(sizes, many_connections=args.connections)
     keys = args.only or list(SCENARIOS)
     started = time.monotonic()
     load_before = load_average()

@@ -42,6 +42,8 @@ class Sizes:
     restart_samples: int
     latency_seconds: float
     latency_rate: int
+    many_connections: int
+    many_idle_seconds: float
 
 
 FULL = Sizes(
@@ -58,6 +60,8 @@ FULL = Sizes(
     restart_samples=3,
     latency_seconds=10.0,
     latency_rate=1_000,
+    many_connections=1_000,
+    many_idle_seconds=10.0,
 )
 
 QUICK = Sizes(
@@ -74,6 +78,8 @@ QUICK = Sizes(
     restart_samples=1,
     latency_seconds=1.0,
     latency_rate=1_000,
+    many_connections=20,
+    many_idle_seconds=2.0,
 )
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import TypeVar
 
-from benchmarks import failure, latency, offline_queue, scaling, throughput
+from benchmarks import failure, latency, many_connections, offline_queue, scaling, throughput
 from benchmarks._common import (
     Row,
     Sizes,
@@ -471,6 +471,150 @@ def publish_latency(sizes: Sizes) -> list[Row]:
     return rows
 
 
+# --------------------------------------------------------------------------- many connections
+
+MANY_TARGETS: dict[str, tuple[str, float]] = {
+    "memory": (f"≤ 1.0{X} gmqtt", 1.0),
+    "idle": (f"≤ 1.0{X} gmqtt", 1.0),
+}
+"""Memory and idle CPU per connection: no worse than gmqtt's in the same run (issue 23)."""
+
+
+def _at_most(rx: float | None, ref: float | None, maximum: float) -> bool | None:
+    if rx is None or not ref:
+        return None
+    return rx / ref <= maximum
+
+
+def many_connections_rows(sizes: Sizes) -> list[Row]:
+    """N idle connections in one process: connect, memory, idle CPU, restart, delivery."""
+    count = sizes.many_connections
+    keep_alive = many_connections.KEEP_ALIVE
+    name = f"Many connections ({count:,}, keep-alive {keep_alive} s)"
+    log(f"{name}: one process per client library, idle {sizes.many_idle_seconds:g} s")
+    many_connections.raise_file_limit(many_connections.files_needed(count) * 2)
+    libraries = ["rxmqtt"]
+    gmqtt_missing = try_import("gmqtt")
+    if gmqtt_missing is None:
+        libraries.append("gmqtt")
+    results: dict[str, many_connections.Measures] = {}
+    with bench_broker() as broker:
+        for library in libraries:
+            settle()
+            measures = many_connections.measure(library, count, sizes.many_idle_seconds, broker)
+            many_connections.measure_heap(library, count, broker, measures)
+            results[library] = measures
+            for error in measures.errors:
+                log(f"  {library}: FAILED: {error}")
+            log(f"  {library:<7} {_describe_many(measures)}")
+            for holder in measures.top_holders:
+                log(f"    heap: {holder}")
+    rx = results["rxmqtt"]
+    ref = results.get("gmqtt")
+    missing_note = gmqtt_missing or ""
+
+    def ref_value(attribute: str, scale: float = 1.0) -> float | None:
+        value = getattr(ref, attribute) if ref is not None else None
+        return None if value is None else value / scale
+
+    def ref_note() -> str:
+        if ref is None:
+            return missing_note
+        return "; ".join(ref.errors)
+
+    kib = 1024.0
+    memory_target, memory_max = MANY_TARGETS["memory"]
+    idle_target, idle_max = MANY_TARGETS["idle"]
+    rx_memory = rx.rss_per_connection / kib if rx.rss_per_connection is not None else None
+    rx_heap = rx.traced_per_connection
+    ref_heap = ref.traced_per_connection if ref is not None else None
+    heap_note = "Python heap (tracemalloc): rxmqtt " + (
+        f"{rx_heap / kib:.1f} KiB" if rx_heap is not None else "n/a"
+    )
+    heap_note += ", gmqtt " + (f"{ref_heap / kib:.1f} KiB" if ref_heap is not None else "n/a")
+    reconnect = rx.reconnect_seconds
+    rows = [
+        Row(
+            f"{name}: time to all connected",
+            "s",
+            rx.connect_seconds,
+            "gmqtt",
+            ref_value("connect_seconds"),
+            better="lower",
+            note="; ".join(
+                n
+                for n in ("until every connection is up and its subscription granted", ref_note())
+                if n
+            ),
+            errors=list(rx.errors),
+        ),
+        Row(
+            f"{name}: memory per connection",
+            "KiB (RSS)",
+            rx_memory,
+            "gmqtt",
+            ref_value("rss_per_connection", kib),
+            better="lower",
+            target=memory_target,
+            met=_at_most(rx_memory, ref_value("rss_per_connection", kib), memory_max),
+            note=f"resident memory after minus before, / {count:,}; {heap_note}",
+        ),
+        Row(
+            f"{name}: idle CPU, whole process",
+            "% of a core",
+            rx.idle_cpu_percent,
+            "gmqtt",
+            ref_value("idle_cpu_percent"),
+            better="lower",
+            target=idle_target,
+            met=_at_most(rx.idle_cpu_percent, ref_value("idle_cpu_percent"), idle_max),
+            note=f"process CPU time / wall over {sizes.many_idle_seconds:g} s with nothing to do",
+        ),
+        Row(
+            f"{name}: all reconnected after a broker restart",
+            "s",
+            reconnect,
+            "gmqtt",
+            ref_value("reconnect_seconds"),
+            better="lower",
+            target=f"≤ {many_connections.RECONNECT_TARGET:g} s",
+            met=reconnect <= many_connections.RECONNECT_TARGET if reconnect is not None else None,
+            note=(
+                f"from the broker accepting again; backoff {many_connections.BACKOFF.initial:g}-"
+                f"{many_connections.BACKOFF.maximum:g} s, full jitter (gmqtt: fixed "
+                f"{many_connections.GMQTT_RECONNECT_DELAY:g} s); every subscription granted "
+                "again after "
+                + ("n/a" if rx.resubscribe_seconds is None else f"{rx.resubscribe_seconds:.2f} s")
+            ),
+        ),
+        Row(
+            f"{name}: one QoS 1 message to each after the restart",
+            "received",
+            float(rx.received) if rx.received is not None else None,
+            "gmqtt",
+            float(ref.received) if ref is not None and ref.received is not None else None,
+            note=f"rxmqtt: {rx.unique} unique of {count:,} sent"
+            + (f"; gmqtt: {ref.unique} unique" if ref is not None else ""),
+        ),
+    ]
+    return rows
+
+
+def _describe_many(m: many_connections.Measures) -> str:
+    def fmt(value: float | None, spec: str, unit: str = "", scale: float = 1.0) -> str:
+        return "n/a" if value is None else f"{value / scale:{spec}}{unit}"
+
+    return (
+        f"connected {fmt(m.connect_seconds, '.2f', ' s')}, "
+        f"RSS {fmt(m.rss_per_connection, '.1f', ' KiB', 1024)}/conn, "
+        f"heap {fmt(m.traced_per_connection, '.1f', ' KiB', 1024)}/conn, "
+        f"idle CPU {fmt(m.idle_cpu_percent, '.2f', ' %')}, "
+        f"reconnected {fmt(m.reconnect_seconds, '.2f', ' s')} "
+        f"(resubscribed {fmt(m.resubscribe_seconds, '.2f', ' s')}), "
+        f"received {m.received}/{m.connections} ({m.unique} unique)"
+    )
+
+
 SCENARIOS: dict[str, Callable[[Sizes], list[Row]]] = {
     "e2e-qos0": lambda sizes: end_to_end(sizes, 0),
     "e2e-qos1": lambda sizes: end_to_end(sizes, 1),
@@ -479,5 +623,6 @@ SCENARIOS: dict[str, Callable[[Sizes], list[Row]]] = {
     "keepalive": keepalive_detection,
     "restart": broker_restart,
     "latency": publish_latency,
+    "many": many_connections_rows,
 }
 """Scenario key (for ``--only``) -> function producing its rows, in table order."""

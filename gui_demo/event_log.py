@@ -21,6 +21,7 @@ from rxmqtt import (
     Disconnected,
     GaveUp,
     LifecycleEvent,
+    Reauthenticated,
     SessionLost,
 )
 from rxmqtt.qt import bind
@@ -43,6 +44,8 @@ def describe(event: LifecycleEvent) -> str:
             return f"{disconnect}{_retry(retry_in)}"
         case SessionLost():
             return "the broker had no session: re-subscribing every filter"
+        case Reauthenticated(endpoint=endpoint, rounds=rounds):
+            return f"{endpoint} · re-authenticated ({rounds} challenge rounds), link kept"
         case Closed():
             return "closed by the application"
         case GaveUp(reason=reason):

@@ -24,6 +24,7 @@ from rxmqtt import (
     Disconnected,
     GaveUp,
     LifecycleEvent,
+    Reauthenticated,
     SessionLost,
 )
 from rxmqtt.qt import bind
@@ -53,6 +54,7 @@ class StatusPanel(QGroupBox):
         self.last_retry_in: float | None = None
         """The ``retry_in`` of the latest failure, as the countdown started from it."""
         self.reconnects = 0
+        self.reauthentications = 0
         self._retry_deadline: float | None = None
         self._retry_total = 0.0
         self._since: float | None = None
@@ -72,6 +74,8 @@ class StatusPanel(QGroupBox):
         self.session = _value_label()
         self.uptime = _value_label()
         self.reconnect_count = _value_label("0")
+        self.reauth_count = _value_label("0")
+        """Re-authentications (MQTT 5 enhanced authentication) that kept the link."""
         self.disconnect_code = _value_label()
         self.disconnect_reason = _value_label()
         self.disconnect_reason.setWordWrap(True)
@@ -93,6 +97,7 @@ class StatusPanel(QGroupBox):
             ("Session present", self.session),
             ("Up / down for", self.uptime),
             ("Reconnects", self.reconnect_count),
+            ("Re-authentications", self.reauth_count),
             ("Last disconnect", self.disconnect_code),
             ("Reason", self.disconnect_reason),
             ("Source", self.disconnect_source),
@@ -166,6 +171,9 @@ class StatusPanel(QGroupBox):
                     self._stop_countdown("—")
             case SessionLost():
                 self.session.setText("no: session lost, re-subscribing")
+            case Reauthenticated():
+                self.reauthentications += 1
+                self.reauth_count.setText(str(self.reauthentications))
             case GaveUp(reason=reason):
                 self._gave_up = reason
                 self._stop_countdown("gave up")

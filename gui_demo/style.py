@@ -27,6 +27,7 @@ EVENT_COLOURS: dict[str, str] = {
     "ConnectFailed": "#d84315",
     "Disconnected": "#d84315",
     "SessionLost": "#6a1b9a",
+    "Reauthenticated": "#00838f",
     "Closed": "#546e7a",
     "GaveUp": "#c62828",
     "action": "#37474f",

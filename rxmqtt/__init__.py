@@ -19,12 +19,14 @@ if TYPE_CHECKING:
     from .connection import Connection
     from .delivery import Delivery
     from .errors import (
+        AuthenticationError,
         ConnectionClosedError,
         MessageDroppedError,
         MessageMayBeLostError,
         MqttError,
         PublishError,
         PublishRefusedError,
+        ReauthenticationError,
         RetriesExhausted,
         SubscribeError,
     )
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
         DisconnectSource,
         GaveUp,
         LifecycleEvent,
+        Reauthenticated,
         SessionLost,
     )
     from .message import Message, PublishProperties, PublishResult
@@ -54,13 +57,22 @@ if TYPE_CHECKING:
         ReconnectPolicy,
     )
     from .queue import DroppedMessage, DropReason, QueueStats
-    from .settings import ConnectionSettings, Endpoint, TlsSettings, Will
+    from .settings import (
+        Authenticator,
+        ConnectionSettings,
+        Endpoint,
+        K8sSatAuthenticator,
+        TlsSettings,
+        Will,
+    )
     from .subscription_options import SubscriptionOptions
     from .topics import InvalidTopicError
 
 # Imported on first use, so the pure layers (policies, operators, queue, settings) load without
 # paho and a half-built optional dependency never breaks ``import rxmqtt``.
 _EXPORTS: dict[str, str] = {
+    "AuthenticationError": "errors",
+    "Authenticator": "settings",
     "Backoff": "policies",
     "BrokerLimits": "broker_limits",
     "Closed": "lifecycle",
@@ -83,6 +95,7 @@ _EXPORTS: dict[str, str] = {
     "GracePeriod": "policies",
     "InvalidTopicError": "topics",
     "Jitter": "policies",
+    "K8sSatAuthenticator": "settings",
     "LifecycleEvent": "lifecycle",
     "Message": "message",
     "MessageDroppedError": "errors",
@@ -97,6 +110,8 @@ _EXPORTS: dict[str, str] = {
     "Qos0Offline": "policies",
     "QueuePolicy": "policies",
     "QueueStats": "queue",
+    "Reauthenticated": "lifecycle",
+    "ReauthenticationError": "errors",
     "ReconnectPolicy": "policies",
     "RetriesExhausted": "errors",
     "SessionLost": "lifecycle",
@@ -125,6 +140,8 @@ except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a source t
     __version__ = "0+unknown"
 
 __all__ = [
+    "AuthenticationError",
+    "Authenticator",
     "Backoff",
     "BrokerLimits",
     "Closed",
@@ -147,6 +164,7 @@ __all__ = [
     "GracePeriod",
     "InvalidTopicError",
     "Jitter",
+    "K8sSatAuthenticator",
     "LifecycleEvent",
     "Message",
     "MessageDroppedError",
@@ -161,6 +179,8 @@ __all__ = [
     "Qos0Offline",
     "QueuePolicy",
     "QueueStats",
+    "Reauthenticated",
+    "ReauthenticationError",
     "ReconnectPolicy",
     "RetriesExhausted",
     "SessionLost",

@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 
 Result = Outcome[PublishResult]
 
+HOUSEKEEPING_INTERVAL = 1.0
+"""Seconds between sweeps of expired queued messages and flushes of a persistent store. The
+sweep runs only while something is queued (or a persistent store is used): an idle connection
+keeps no timer for it."""
+
 REFUSALS_TO_GIVE_UP = 2
 """How many DISCONNECTs with the same per-message reason code a publish must draw (at least one
 while it was the only QoS 1/2 publish in flight) before it is given up as refused."""
@@ -126,6 +131,7 @@ class Publisher:
         self._wire: Wire | None = None
         self._call_later: CallLater | None = None
         self._ack_sweep: Timer | None = None
+        self._housekeeping: Timer | None = None
         self._closed = False
         self._stats_scheduled = False
 
@@ -135,6 +141,7 @@ class Publisher:
         """Bind to the engine and the loop's timer (at ``Connection.start()``)."""
         self._wire = wire
         self._call_later = call_later
+        self._arm_housekeeping()  # (a persistent store may have reloaded messages)
 
     def set_policy(self, policy: QueuePolicy) -> None:
         """Re-bound the queue now; what no longer fits is reported dropped."""
@@ -159,13 +166,7 @@ class Publisher:
 
     def drain(self) -> None:
         """Move queued messages to the wire while it is up and the window has room."""
-        while True:
-            head = self._queue.peek()
-            if head is None or not self._can_send(head.message):
-                break
-            item = self._queue.pop()
-            if item is None:
-                break
+        while (item := self._queue.pop_if(self._can_send)) is not None:
             result = item.token
             if not isinstance(result, Outcome):  # reloaded from a store by a new process
                 result = Outcome()
@@ -361,9 +362,10 @@ class Publisher:
     def close(self) -> None:
         """Error what is unacknowledged and what is queued (a persistent store keeps both)."""
         self._closed = True
-        if self._ack_sweep is not None:
-            self._ack_sweep.cancel()
-            self._ack_sweep = None
+        for timer in (self._ack_sweep, self._housekeeping):
+            if timer is not None:
+                timer.cancel()
+        self._ack_sweep = self._housekeeping = None
         unacked, self._unacked = self._unacked, {}
         self._window_used = 0
         for entry in unacked.values():
@@ -382,6 +384,19 @@ class Publisher:
             self.publish_stats()
         if self._persistent:
             self._queue.flush()
+
+    def _arm_housekeeping(self) -> None:
+        """Sweep in :data:`HOUSEKEEPING_INTERVAL` if there is anything to sweep (called
+        whenever the queue's statistics are reported, i.e. after every change to it)."""
+        if self._housekeeping is not None or self._call_later is None or self._closed:
+            return
+        if self._persistent or len(self._queue):
+            self._housekeeping = self._call_later(HOUSEKEEPING_INTERVAL, self._tidy)
+
+    def _tidy(self) -> None:
+        self._housekeeping = None
+        self.housekeeping()
+        self._arm_housekeeping()
 
     # ------------------------------------------------------------------ ack timeouts
 
@@ -448,3 +463,4 @@ class Publisher:
     def _emit_stats(self) -> None:
         self._stats_scheduled = False
         self._on_stats(dataclasses.replace(self._queue.stats(), in_flight=len(self._unacked)))
+        self._arm_housekeeping()

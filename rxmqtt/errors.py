@@ -7,6 +7,11 @@ value on ``lifecycle``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .lifecycle import Disconnect
+
 
 class MqttError(Exception):
     """Base class of every error rxmqtt delivers on a stream."""
@@ -88,3 +93,19 @@ class MessageDroppedError(MqttError):
 class NotConnectedError(MqttError):
     """Internal: an operation that needs the wire was attempted while no connection is up
     (the caller queues instead; applications never see it)."""
+
+
+class AuthenticationError(MqttError):
+    """An MQTT 5 enhanced-authentication exchange could not go on: an authenticator raises it
+    to give up (the client then ends the exchange), and it is the base of the errors below."""
+
+
+class ReauthenticationError(AuthenticationError):
+    """A re-authentication (``Connection.reauthenticate()``) did not succeed: the server ended
+    the connection (``disconnect`` says how; the reconnect policy decides what follows), the
+    client gave up on it, or there was no connection to re-authenticate."""
+
+    def __init__(self, reason: str, disconnect: Disconnect | None = None) -> None:
+        super().__init__(f"re-authentication failed: {reason}")
+        self.reason = reason
+        self.disconnect = disconnect

@@ -136,6 +136,19 @@ class SessionLost:
 
 
 @dataclass(frozen=True, slots=True)
+class Reauthenticated:
+    """A re-authentication (MQTT 5 enhanced authentication, AUTH Re-authenticate) succeeded
+    on the live connection, which stayed up; ``rounds`` counts its Continue authentication
+    rounds. A failed one ends the connection: a ``Disconnected`` with the server's reason."""
+
+    endpoint: str
+    rounds: int = 0
+
+    def __str__(self) -> str:
+        return f"re-authenticated with {self.endpoint} ({self.rounds} challenge rounds)"
+
+
+@dataclass(frozen=True, slots=True)
 class Closed:
     """The application closed the connection; every stream completes after this."""
 
@@ -155,7 +168,14 @@ class GaveUp:
 
 
 LifecycleEvent = (
-    Connecting | Connected | ConnectFailed | Disconnected | SessionLost | Closed | GaveUp
+    Connecting
+    | Connected
+    | ConnectFailed
+    | Disconnected
+    | SessionLost
+    | Reauthenticated
+    | Closed
+    | GaveUp
 )
 
 
@@ -189,6 +209,6 @@ def next_state(state: ConnectionState, event: LifecycleEvent) -> ConnectionState
             return ConnectionState.FAILED
         case Closed():
             return ConnectionState.CLOSED
-        case SessionLost():
+        case SessionLost() | Reauthenticated():
             return state
     return state

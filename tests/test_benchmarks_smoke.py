@@ -31,6 +31,7 @@ SCENARIOS = (
     "Keep-alive detection",
     "Broker restart",
     "Publish latency",
+    "Many connections",
 )
 
 

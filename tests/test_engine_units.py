@@ -6,6 +6,7 @@ from __future__ import annotations
 import doctest
 import heapq
 import itertools
+import math
 from collections.abc import Callable
 
 import pytest
@@ -102,16 +103,6 @@ def test_a_silent_link_is_declared_dead_once_after_keep_alive_plus_ping_timeout(
     assert len(dead) == 1, "declared once, then the watchdog stops"
 
 
-def test_inbound_traffic_keeps_the_link_alive() -> None:
-    loop = _VirtualLoop()
-    dog, dead, _ = _watchdog_on(loop)
-    dog.start(10)
-    for _ in range(10):
-        loop.advance(9)
-        dog.heard()
-    assert dead == []
-
-
 def test_a_stopped_watchdog_neither_ticks_nor_judges() -> None:
     loop = _VirtualLoop()
     dog, dead, ticks = _watchdog_on(loop)
@@ -149,3 +140,102 @@ def test_zero_keep_alive_never_judges() -> None:
     loop.advance(3600)
     assert dead == []
     assert len(ticks) > 100
+
+
+class _PahoKeepAlive:
+    """What paho's keep-alive check does, in virtual time: a PINGREQ once ``keep_alive`` passed
+    without a packet out, answered (``answer``) a moment later by the broker."""
+
+    def __init__(self, loop: _VirtualLoop, keep_alive: float, answer: bool = True) -> None:
+        self.loop = loop
+        self.keep_alive = keep_alive
+        self.answer = answer
+        self.last_out = loop.now
+        self.pings: list[float] = []
+        self.dog: KeepAliveWatchdog | None = None
+
+    def due(self) -> float:
+        return self.last_out + self.keep_alive - self.loop.now
+
+    def housekeeping(self) -> None:
+        if self.due() <= 0:
+            self.pings.append(self.loop.now)
+            self.last_out = self.loop.now
+            if self.answer:
+                assert self.dog is not None
+                self.loop.call_later(0.001, self.dog.heard)
+
+
+def _deadline_watchdog(
+    loop: _VirtualLoop, keep_alive: float, answer: bool = True
+) -> tuple[KeepAliveWatchdog, _PahoKeepAlive, list[float], list[int]]:
+    paho = _PahoKeepAlive(loop, keep_alive, answer)
+    dead: list[float] = []
+    wakes: list[int] = []
+
+    def housekeeping() -> None:
+        wakes.append(1)
+        paho.housekeeping()
+
+    dog = KeepAliveWatchdog(
+        loop.call_later,
+        lambda: loop.now,
+        housekeeping,
+        lambda silent_for, _keep_alive: dead.append(silent_for),
+        housekeeping_due=paho.due,
+    )
+    paho.dog = dog
+    return dog, paho, dead, wakes
+
+
+def test_an_idle_link_wakes_only_for_its_pings_and_their_answers() -> None:
+    """Twenty ticks per keep-alive were what a thousand idle connections spent their CPU on:
+    with the housekeeping's deadline known, an idle link wakes for the PINGREQ and once to see
+    that it was answered."""
+    loop = _VirtualLoop()
+    dog, paho, dead, wakes = _deadline_watchdog(loop, 10)
+    dog.start(10)
+    loop.advance(100)
+    assert dead == []
+    assert paho.pings == pytest.approx([10.0 * n for n in range(1, 11)], abs=0.02)
+    assert len(wakes) <= 2 * 10 + 1, f"{len(wakes)} wake-ups in 10 keep-alive periods"
+
+
+def test_with_deadlines_a_silent_link_is_declared_dead_on_time() -> None:
+    loop = _VirtualLoop()
+    dog, paho, dead, wakes = _deadline_watchdog(loop, 10, answer=False)
+    dog.start(10)
+    loop.advance(60)
+    assert paho.pings == pytest.approx([10.0], abs=0.02), "one PINGREQ, never answered"
+    assert len(dead) == 1
+    assert 10 + ping_timeout(10) < dead[0] <= 10 + ping_timeout(10) + 0.05
+    assert len(wakes) <= 3
+
+
+@pytest.mark.parametrize("deadlines", [False, True], ids=["fixed ticks", "deadlines"])
+def test_inbound_traffic_keeps_the_link_alive(deadlines: bool) -> None:
+    loop = _VirtualLoop()
+    if deadlines:  # (its PINGREQs go unanswered: only the traffic keeps it alive)
+        dog, _paho, dead, _ = _deadline_watchdog(loop, 10, answer=False)
+    else:
+        dog, dead, _ = _watchdog_on(loop)
+    dog.start(10)
+    for _ in range(20):
+        loop.advance(9)
+        dog.heard()
+    assert dead == []
+
+
+def test_no_keep_alive_and_nothing_due_keeps_no_timer() -> None:
+    loop = _VirtualLoop()
+    wakes: list[int] = []
+    dog = KeepAliveWatchdog(
+        loop.call_later,
+        lambda: loop.now,
+        lambda: wakes.append(1),
+        lambda *_: None,
+        housekeeping_due=lambda: math.inf,
+    )
+    dog.start(0)
+    loop.advance(3600)
+    assert wakes == []

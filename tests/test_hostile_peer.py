@@ -32,7 +32,7 @@ from rxmqtt import (
     Message,
     ReconnectPolicy,
 )
-from rxmqtt.testing._peer import PeerLink, Script, ScriptedPeer, connack, publish
+from rxmqtt.testing._peer import PeerLink, Script, ScriptedPeer, auth, connack, publish
 from rxmqtt.testing._raw import packet, varint
 from rxmqtt.testing.recorder import Recorder
 from tests._helpers import loop_exceptions
@@ -126,6 +126,20 @@ CASES = [
             DisconnectSource.CLIENT,
         ),
         id="publish-invalid-utf8-topic-qos1",
+    ),
+    pytest.param(
+        Case((auth(0x18),), ConnectFailed, DisconnectSource.CLIENT, 0x82),
+        id="auth-before-connack-without-a-method",
+    ),
+    pytest.param(
+        Case((CONNACK_OK, auth(0x00)), Disconnected, DisconnectSource.CLIENT, 0x82),
+        id="auth-after-connack-without-a-method",
+    ),
+    pytest.param(
+        Case(
+            (CONNACK_OK, b"\xf0\x04\x18\x02\x15\x00"), Disconnected, DisconnectSource.CLIENT, 0x81
+        ),
+        id="auth-malformed",
     ),
 ]
 

@@ -265,6 +265,18 @@ def test_peek_matches_pop() -> None:
     assert queue.pop() == peeked
 
 
+def test_pop_if_takes_the_head_only_when_accepted() -> None:
+    queue = make()
+    queue.offer(msg(0, qos=1))
+    queue.offer(msg(1, qos=0))
+    assert queue.pop_if(lambda m: m.qos == 0) is None, "the head (QoS 1) is refused"
+    assert len(queue) == 2
+    taken = queue.pop_if(lambda m: True)
+    assert taken is not None
+    assert number(taken.message) == 0
+    assert queue.in_flight == 1
+
+
 def test_seqs_increase_and_tokens_travel() -> None:
     queue = make()
     token = object()
@@ -311,16 +323,21 @@ def test_unchanged_expiry_keeps_the_same_message() -> None:
     assert popped is offered
 
 
-def test_expiry_reached_exactly_is_expired() -> None:
+@pytest.mark.parametrize("refusing", [False, True], ids=["pop", "pop_if refusing"])
+def test_expiry_reached_exactly_is_expired(refusing: bool) -> None:
     clock = FakeClock()
     drops = Drops()
     queue = make(clock, drops)
     queue.offer(msg(0, expiry=5))
     queue.offer(msg(1))
     clock.advance(5)
-    item = queue.pop()
-    assert item is not None
-    assert number(item.message) == 1
+    if refusing:  # (the expired head is dropped even when the next one may not go)
+        assert queue.pop_if(lambda m: False) is None
+        assert len(queue) == 1
+    else:
+        item = queue.pop()
+        assert item is not None
+        assert number(item.message) == 1
     assert drops.reasons == [DropReason.EXPIRED]
     assert drops.reports[0][0].at == clock.now
 

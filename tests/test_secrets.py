@@ -417,3 +417,85 @@ async def test_a_full_session_leaks_no_secret(
     print(f"and messages, {events} lifecycle events, for {len(every_secret)} secrets")
     leaks = {secret: evidence.leaks(secret, records) for secret in every_secret}
     assert not any(leaks.values()), {s: where for s, where in leaks.items() if where}
+
+
+async def test_enhanced_auth_tokens_leak_nowhere(
+    tmp_path: Path, all_logging: pytest.LogCaptureFixture
+) -> None:
+    """K8S-SAT against the scripted peer, everything logged at DEBUG: a challenge answered with
+    the token, a re-authentication after the token file rotated, one the server refuses
+    (DISCONNECT 0x87, raised as ReauthenticationError), a refused reconnect (CONNACK 0x87) and
+    an unreadable file. No token appears in a log record, a repr, an event or an error."""
+    from rxmqtt import K8sSatAuthenticator, ReauthenticationError
+    from rxmqtt.testing._peer import (
+        AUTH,
+        PeerLink,
+        ScriptedPeer,
+        auth,
+        auth_data,
+        auth_method,
+        connack,
+        disconnect,
+        properties,
+        reason_string,
+    )
+
+    first, rotated = _secret("Sat1"), _secret("Sat2")
+    evidence = Evidence()
+    token_file = tmp_path / "token"
+    token_file.write_text(first)
+    sat = K8sSatAuthenticator(token_file, poll_interval=0.05)
+    reauthenticated = asyncio.Event()
+
+    async def first_connection(link: PeerLink) -> None:
+        link.send(auth(0x18, properties(auth_method("K8S-SAT"), auth_data(b"nonce"))))
+        await link.read_until(AUTH)
+        link.send(connack())
+        await link.read_until(AUTH)  # the rotated token
+        link.send(auth(0x00))
+        reauthenticated.set()
+        await link.read_until(AUTH)  # reauthenticate(): refused
+        link.send(disconnect(0x87, properties(reason_string("token expired"))))
+        await link.close()
+
+    async def refusing(link: PeerLink) -> None:
+        link.send(connack(0x87))
+        await link.drain()
+
+    async with ScriptedPeer(first_connection, refusing) as peer:
+        conn = Connection(
+            ConnectionSettings(
+                host="127.0.0.1", port=peer.port, client_id="sat-secrets", authenticator=sat
+            ),
+            reconnect=NEVER_FATAL,
+        )
+        events = evidence.watch(conn, "sat")
+        evidence.add("authenticator", sat)
+        async with conn:
+            await conn.wait_for(ConnectionState.CONNECTED, TIMEOUT)
+            fresh = tmp_path / "token.new"
+            fresh.write_text(rotated)
+            fresh.replace(token_file)
+            await asyncio.wait_for(reauthenticated.wait(), TIMEOUT)
+            with pytest.raises(ReauthenticationError) as refused:
+                await asyncio.wait_for(conn.reauthenticate(), TIMEOUT)
+            evidence.add("reauthentication error", refused.value)
+            await events.wait_for_item(
+                lambda e: isinstance(e, ConnectFailed), TIMEOUT, "the refused reconnect"
+            )
+            token_file.unlink()
+            await events.wait_for_item(
+                lambda e: (
+                    isinstance(e, ConnectFailed)
+                    and "AIO" not in e.reason
+                    and "token_file" in e.reason
+                ),
+                TIMEOUT,
+                "the unreadable token",
+            )
+    evidence.raised("missing token file", lambda: K8sSatAuthenticator(token_file))
+    evidence.raised("read after unlink", sat.initial_data)
+    records = all_logging.records
+    assert records, "nothing was logged at all: the capture is broken"
+    leaks = {secret: evidence.leaks(secret, records) for secret in (first, rotated)}
+    assert not any(leaks.values()), {s: where for s, where in leaks.items() if where}

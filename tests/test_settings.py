@@ -23,9 +23,11 @@ from hypothesis import strategies as st
 from rxmqtt.message import PublishProperties
 from rxmqtt.settings import (
     K8S_SAT_AUTH_METHOD,
+    Authenticator,
     ConnectionSettings,
     Endpoint,
     FileSecret,
+    K8sSatAuthenticator,
     TlsSettings,
     Will,
 )
@@ -400,6 +402,47 @@ VALIDATION_CASES: dict[str, ValidationCase] = {
         lambda f: ConnectionSettings(auth_method="m", auth_data="x"),
         TypeError,
         "auth_data: must be bytes or a callable returning bytes, got str",
+    ),
+    "authenticator type": (
+        lambda f: ConnectionSettings(authenticator="K8S-SAT"),
+        TypeError,
+        "authenticator: must be an Authenticator (rxmqtt.settings), got str",
+    ),
+    "authenticator without a method": (
+        lambda f: ConnectionSettings(authenticator=Authenticator()),
+        ValueError,
+        "authenticator.method: must not be empty",
+    ),
+    "authenticator and auth_method": (
+        lambda f: ConnectionSettings(auth_method="m", authenticator=K8sSatAuthenticator(f)),
+        ValueError,
+        "authenticator: cannot be combined with auth_method (give one)",
+    ),
+    "k8s sat missing token file": (
+        lambda f: K8sSatAuthenticator(MISSING),
+        ValueError,
+        f"token_file: no such file: {MISSING}",
+    ),
+    "authenticator under MQTT 3.1.1": (
+        lambda f: ConnectionSettings(protocol_version=4, authenticator=K8sSatAuthenticator(f)),
+        ValueError,
+        "authenticator: needs MQTT 5 (protocol_version=5); MQTT 3.1.1 has no enhanced "
+        "authentication",
+    ),
+    "url sat_file missing": (
+        lambda f: ConnectionSettings.from_url(f"mqtt://h?sat_file={MISSING}"),
+        ValueError,
+        f"url: query parameter 'sat_file': no such file: {MISSING}",
+    ),
+    "k8s sat poll interval zero": (
+        lambda f: K8sSatAuthenticator(f, poll_interval=0),
+        ValueError,
+        "poll_interval: must be > 0 seconds, got 0",
+    ),
+    "k8s sat poll interval text": (
+        lambda f: K8sSatAuthenticator(f, poll_interval="5"),
+        TypeError,
+        "poll_interval: must be a number, got str",
     ),
     "will wildcard topic": (
         lambda f: Will("a/+"),
@@ -952,7 +995,9 @@ def test_from_env_sat_file_enables_k8s_sat_enhanced_auth(tmp_path: Path) -> None
     settings = ConnectionSettings.from_env(
         {"AIO_BROKER_HOSTNAME": "aio-broker", "AIO_SAT_FILE": str(token)}
     )
-    assert settings.auth_method == K8S_SAT_AUTH_METHOD == "K8S-SAT"
+    assert isinstance(settings.authenticator, K8sSatAuthenticator)
+    assert settings.authenticator.method == K8S_SAT_AUTH_METHOD == "K8S-SAT"
+    assert settings.authenticator.token_file == token
     assert settings.resolved_auth_data() == b"sat-token-1"
     token.write_text("sat-token-2\n")  # Kubernetes rotates the projected token
     assert settings.resolved_auth_data() == b"sat-token-2"
@@ -961,6 +1006,16 @@ def test_from_env_sat_file_enables_k8s_sat_enhanced_auth(tmp_path: Path) -> None
     token.unlink()
     with pytest.raises(FileNotFoundError, match=r"AIO_SAT_FILE"):
         settings.resolved_auth_data()
+
+
+def test_from_url_sat_file_enables_k8s_sat_enhanced_auth(tmp_path: Path) -> None:
+    token = tmp_path / "broker-sat"
+    token.write_text("sat-token-1")
+    settings = ConnectionSettings.from_url(f"mqtts://aio-broker:18883?sat_file={token}")
+    assert isinstance(settings.authenticator, K8sSatAuthenticator)
+    assert settings.authenticator.token_file == token
+    assert settings.resolved_auth_data() == b"sat-token-1"
+    assert "sat-token" not in repr(settings)
 
 
 def test_from_env_plain_tcp_and_overrides() -> None:

@@ -18,12 +18,12 @@ import reactivex
 from reactivex import Observable, abc
 from reactivex import operators as ops
 from reactivex.disposable import Disposable
-from reactivex.scheduler import ImmediateScheduler
 from reactivex.scheduler.eventloop import AsyncIOScheduler
-from reactivex.subject import ReplaySubject, Subject
+from reactivex.subject import Subject
 
 from .._aiter import Stream
 from .._checks import check_bool
+from .._current_value import CurrentValue
 from .._grace_buffer import GraceBuffer
 from .._isolate import isolated
 from .._outcome import Outcome, settle_error, settle_value
@@ -42,6 +42,7 @@ from ..lifecycle import (
     Disconnected,
     DisconnectSource,
     LifecycleEvent,
+    Reauthenticated,
     SessionLost,
     next_state,
 )
@@ -60,13 +61,11 @@ from ..topics import split_shared, validate_filter
 from ._acknowledger import Acknowledger
 from ._backlog import DEFAULT_BACKLOG, Backlog
 from ._publish_arguments import message_from_arguments
+from ._reauthentication import Reauthentication
 from ._reconnect_loop import ReconnectLoop
 from ._thread_runner import ThreadRunner
 
 log = logging.getLogger("rxmqtt.connection")
-
-_HOUSEKEEPING_INTERVAL = 1.0
-"""Seconds between sweeps of expired queued messages and flushes of a persistent store."""
 
 _UNMATCHED_LOG_INTERVAL = 10.0
 """Seconds between INFO/WARNING lines about unmatched messages (a stale subscription left in a
@@ -115,17 +114,12 @@ class Connection:
         self._settings = settings
 
         self._lifecycle: Subject[LifecycleEvent] = Subject()
-        # Immediate delivery: the state is current before any other lifecycle subscriber runs.
-        self._states: ReplaySubject[ConnectionState] = ReplaySubject(
-            1, scheduler=ImmediateScheduler()
-        )
+        # The state follows each lifecycle event before any lifecycle subscriber hears of it
+        # (see _emit).
         self._current_state = ConnectionState.DISCONNECTED
-        self._lifecycle.pipe(
-            ops.scan(next_state, ConnectionState.DISCONNECTED),
-            ops.start_with(ConnectionState.DISCONNECTED),
-        ).subscribe(self._states)
-        self._states.subscribe(self._remember_state)
-        self._stats: ReplaySubject[QueueStats] = ReplaySubject(1, scheduler=ImmediateScheduler())
+        self._states: CurrentValue[ConnectionState] = CurrentValue()
+        self._states.on_next(self._current_state)
+        self._stats: CurrentValue[QueueStats] = CurrentValue()
         self._dropped: Subject[DroppedMessage] = Subject()
 
         self._publisher = Publisher(
@@ -136,6 +130,7 @@ class Connection:
             on_stats=self._stats.on_next,
         )
         self._reconnect_loop = ReconnectLoop(settings, reconnect or ReconnectPolicy(), self._emit)
+        self._reauthentication = Reauthentication(settings.enhanced_authenticator(), self._emit)
         self._subscriptions = SubscriptionRegistry()
         self._grace_period = grace_period or GracePeriod()
         self._grace = GraceBuffer(self._grace_period, clock=self._now)
@@ -155,7 +150,6 @@ class Connection:
         self._scheduler: AsyncIOScheduler | None = None
         self._engine: Engine | None = None
         self._closed = False
-        self._housekeeping: asyncio.TimerHandle | None = None
         self._thread_runner: ThreadRunner | None = None
         self._publisher.publish_stats()
 
@@ -246,13 +240,8 @@ class Connection:
         self._engine.manual_acks(True)
         self._acks.attach(self._engine.ack)
         self._publisher.attach(self._engine, loop.call_later)
-        self._housekeeping = loop.call_later(_HOUSEKEEPING_INTERVAL, self._tidy)
         self._reconnect_loop.start(self._engine, self._scheduler)
-
-    def _tidy(self) -> None:
-        self._publisher.housekeeping()
-        assert self._loop is not None
-        self._housekeeping = self._loop.call_later(_HOUSEKEEPING_INTERVAL, self._tidy)
+        self._reauthentication.start(self._engine, self._scheduler)
 
     def configure(
         self, *, reconnect: ReconnectPolicy | None = None, queue: QueuePolicy | None = None
@@ -316,6 +305,7 @@ class Connection:
         self._closed = True
         self._acks.link_lost()
         self._reconnect_loop.stop()
+        self._reauthentication.stop()
         if self._engine is not None:
             self._engine.close(send_disconnect=True, end_session=end_session)
             self._engine.forget_in_flight()
@@ -330,8 +320,6 @@ class Connection:
                     )
                 )
             )
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
         if self._grace_timer is not None:
             self._grace_timer.cancel()
         self._publisher.close()
@@ -347,10 +335,33 @@ class Connection:
                 self._report_unread(message)
         self._subscriptions.complete_all()
         self._release_unmatched(self._grace.clear())
+        self._states.on_completed()
         self._lifecycle.on_completed()
         self._dropped.on_completed()
         self._unmatched.on_completed()
         self._stats.on_completed()
+
+    def reauthenticate(self) -> Outcome[Reauthenticated]:
+        """Re-authenticate the live connection (MQTT 5 enhanced authentication) without
+        dropping it: AUTH Re-authenticate with the authenticator's data read afresh, then its
+        challenge rounds. The returned observable (awaitable) emits the
+        :class:`Reauthenticated` event (also on ``lifecycle``) on AUTH Success, or errors with
+        :class:`~rxmqtt.errors.ReauthenticationError`: not connected, the authenticator failed,
+        no answer within ``connect_timeout``, or the connection ended on the way (its
+        ``disconnect`` tells why; a refusing server sends DISCONNECT, which also arrives on
+        ``disconnects``, and the reconnect policy decides what follows). A call while one is
+        under way is answered by the next exchange. Callable from any thread.
+
+        Needs ``authenticator`` or ``auth_method`` in the settings (``RuntimeError`` if not).
+        """
+        if self._reauthentication.authenticator is None:
+            raise RuntimeError(
+                "reauthenticate: the settings have no enhanced authentication "
+                "(give ConnectionSettings an authenticator or an auth_method)"
+            )
+        result: Outcome[Reauthenticated] = Outcome()
+        self._call_on_loop(self._reauthentication.reauthenticate, result)
+        return result
 
     async def __aenter__(self) -> Self:
         self.start()
@@ -860,10 +871,9 @@ class Connection:
 
     def _emit(self, event: LifecycleEvent) -> None:
         log.debug("lifecycle: %s", event)
+        self._current_state = next_state(self._current_state, event)
+        self._states.on_next(self._current_state)
         self._lifecycle.on_next(event)
-
-    def _remember_state(self, state: ConnectionState) -> None:
-        self._current_state = state
 
     def _now(self) -> float:
         return self._loop.time() if self._loop is not None else 0.0

@@ -18,12 +18,14 @@ life is the table in ``_phase``) -> its handler (the connection).
 Modules, the state machine: ``_engine`` (the Engine; imports no paho), ``_phase`` (phases and
 allowed transitions), ``_attempt`` (an attempt's end), ``_watchdog`` (keep-alive), ``_linger``
 (a close that does not reset), ``_disconnects`` (why an attempt or a connection ended).
-The socket: ``_sockets`` (non-blocking connect and TLS), ``_socket_pump`` (readiness -> reads
-and writes). The paho adapter: ``_paho_link`` (configuration, every paho callback wired in one
-block, events out, plain methods in), ``_paho_client`` (paho's client with the engine's seams:
-every private paho access), ``_publish_codec`` (the one PUBLISH encoder and decoder),
-``_convert`` (paho types to ours and back), ``_seam_check`` (what the adapter relies on in paho,
-checked at start), ``_adapter_events`` (what the adapter tells the engine).
+Enhanced authentication: ``_auth_exchange`` (MQTT 5 AUTH as a pure state machine),
+``_auth_driver`` (runs it with the application's authenticator). The socket: ``_sockets``
+(non-blocking connect and TLS), ``_socket_pump`` (readiness -> reads and writes). The paho
+adapter: ``_paho_link`` (configuration, every paho callback wired in one block, events out,
+plain methods in), ``_paho_client`` (paho's client with the engine's seams: every private paho
+access), ``_publish_codec`` (the one PUBLISH encoder and decoder), ``_convert`` (paho types to
+ours and back), ``_seam_check`` (what the adapter relies on in paho, checked once per process),
+``_adapter_events`` (what the adapter tells the engine).
 """
 
 from ._attempt import AttemptEnded

@@ -15,6 +15,7 @@ import reactivex
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
+from .._outcome import Outcome
 from ..broker_limits import BrokerLimits
 from ..errors import NotConnectedError
 from ..lifecycle import Connected, Disconnect, DisconnectSource
@@ -36,6 +37,7 @@ from ._adapter_events import (
     UnsubackReceived,
 )
 from ._attempt import AttemptEnded, AttemptWatcher
+from ._auth_driver import AuthDriver
 from ._disconnects import (
     KEEP_ALIVE_TIMEOUT,
     PACKET_ID_NOT_FOUND,
@@ -44,10 +46,9 @@ from ._disconnects import (
     open_failure,
 )
 from ._linger import LINGER_SECONDS, Linger
-from ._paho_client import PAHO_VERSION_TEXT
 from ._paho_link import PahoLink
 from ._phase import Phase, checked
-from ._seam_check import missing_paho_seams
+from ._seam_check import check_paho_seams
 from ._socket_pump import SocketPump
 from ._sockets import open_socket
 from ._watchdog import KeepAliveWatchdog
@@ -98,13 +99,7 @@ class Engine:
         *,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        missing = missing_paho_seams()
-        if missing:
-            raise RuntimeError(
-                f"rxmqtt.engine relies on paho-mqtt internals that paho-mqtt {PAHO_VERSION_TEXT} "
-                f"does not have: {'; '.join(missing)}. Install a paho-mqtt release rxmqtt "
-                "supports (see its pyproject.toml)"
-            )
+        check_paho_seams()
         self._settings = settings
         self._loop = loop
         self._handler = handler
@@ -112,14 +107,25 @@ class Engine:
         self._v311 = settings.protocol_version == MQTT_3_1_1
         """MQTT 3.1.1: a reason code only in a refused CONNACK (see ``_as_spoken``)."""
         self._paho = PahoLink(settings)
+        self._auth = AuthDriver(
+            settings.enhanced_authenticator(),
+            send=self._paho.send_auth,
+            abort=self._auth_abort,
+            call_later=loop.call_later,
+            timeout=settings.connect_timeout,
+        )
         self._watchdog = KeepAliveWatchdog(
-            loop.call_later, self._clock, self._paho.housekeeping, self._keep_alive_expired
+            loop.call_later,
+            self._clock,
+            self._paho.housekeeping,
+            self._keep_alive_expired,
+            housekeeping_due=self._paho.keepalive_check_due,
         )
         self._linger = Linger(loop)
         self._pump = SocketPump(
             loop, self._paho, heard=self._watchdog.heard, after_close=self._linger.socket_closed
         )
-        self._paho.wire(events=self._on_event, sockets=self._pump)
+        self._paho.wire(events=self._on_event, sockets=self._pump, auth=self._auth.received)
 
         self._phase = Phase.IDLE
         self._generation = 0
@@ -251,6 +257,7 @@ class Engine:
         phase = self._phase
         if phase is not Phase.IDLE:
             self._move(Phase.IDLE)
+        self._auth.link_ended(None)
         if phase is Phase.CONNECTED and send_disconnect:
             # paho closes the socket once DISCONNECT is written: that close lingers.
             with self._linger.disconnecting():
@@ -275,6 +282,20 @@ class Engine:
         self._pump.drop()  # (paho reports the end as LinkClosed, usually)
         if self.link_up or self.attempt_in_progress:  # paho closed it without reporting it
             self._report_end(disconnect)
+
+    def reauthenticate(self) -> Outcome[int]:
+        """Re-authenticate the link that is up (MQTT 5 AUTH Re-authenticate), keeping it:
+        resolves with the Continue authentication rounds it took, or fails with
+        ``ReauthenticationError`` (not connected, the authenticator failed, or the link ended
+        on the way; a server that refuses ends it with DISCONNECT)."""
+        return self._auth.reauthenticate()
+
+    def _auth_abort(self, reason_code: int, reason: str) -> None:
+        """The client gives up on an enhanced-authentication exchange: DISCONNECT with
+        ``reason_code``, then the link ends (reported as the client's doing)."""
+        disconnect = Disconnect(reason_code, reason, DisconnectSource.CLIENT, at=self._clock())
+        self._paho.send_disconnect_now(reason_code)
+        self.abort(disconnect)
 
     def publish(self, message: Message) -> int:
         """Hand a message to paho; returns the packet id used to match its acknowledgement."""
@@ -342,7 +363,7 @@ class Engine:
         settings = self._settings
         try:
             credentials = settings.credentials()
-            auth_data = settings.resolved_auth_data()
+            auth = self._auth.connect_auth()
         except Exception as exc:
             failure = self._ended(f"credential provider failed: {exc}", DisconnectSource.CLIENT)
             self._finish_failed(failure, generation)
@@ -362,13 +383,14 @@ class Engine:
             return
         self._move(Phase.AWAITING_CONNACK)
         self._socket_error = None
+        self._auth.connect_sent()
         try:
             self._paho.connect(
                 sock,
                 endpoint,
                 clean_start=clean_start,
                 credentials=credentials,
-                auth_data=auth_data,
+                auth=auth,
                 one_at_a_time=self._isolating,
             )
         except Exception as exc:
@@ -398,6 +420,7 @@ class Engine:
             self._open_task.cancel()
         self._open_task = None
         self._move(Phase.IDLE)
+        self._auth.link_ended(disconnect)
         self._pump.drop()
         self._attempt_ended(disconnect, was_connected=False)
 
@@ -476,6 +499,7 @@ class Engine:
                 server_reference=connack.server_reference,
             )
             return  # paho closes the socket next and reports it as LinkClosed
+        self._auth.connack_accepted()
         self.limits = connack.limits
         self.session_present = connack.session_present
         for mid in connack.orphans:
@@ -526,6 +550,7 @@ class Engine:
         self._move(Phase.IDLE)
         self._abort_reason = None
         self._orphans = None
+        self._auth.link_ended(disconnect)
         if phase is Phase.CONNECTED:
             self._handler.on_connection_lost(disconnect)
         self._attempt_ended(disconnect, was_connected=phase is Phase.CONNECTED)

@@ -8,9 +8,12 @@ enforce it outside ``rxmqtt/engine``).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import math
 import socket
 import ssl
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as paho
@@ -28,7 +31,10 @@ from ._adapter_events import (
     PubrecReceived,
     SocketFailed,
 )
-from ._publish_codec import MalformedPublish, decode_publish, encode_publish
+from ._auth_driver import Refusal
+from ._auth_exchange import AuthReceived
+from ._convert import _properties
+from ._publish_codec import MalformedPublish, decode_publish, encode_publish, remaining_length
 from ._seam_check import missing_paho_seams
 
 if TYPE_CHECKING:
@@ -60,6 +66,10 @@ _WRITE_BATCH = 65536
 """Bytes of queued packets joined into one send()."""
 
 
+AuthSink = Callable[[AuthReceived], "Refusal | None"]
+"""Where an incoming AUTH goes; a ``Refusal`` ends the connection (DISCONNECT with its code)."""
+
+
 def _ignore(event: object) -> None:
     """The event sink of a client nobody listens to (tests of the codec alone)."""
 
@@ -79,6 +89,10 @@ class _PahoClient(paho.Client):
         """The socket the next connect() uses (paho's own connect would block)."""
         self.announced_maximum_packet_size: int | None = None
         """The Maximum Packet Size this client announced in CONNECT (enforced on input)."""
+        self.auth_sink: AuthSink | None = None
+        """Receives each AUTH packet (paho has no AUTH handling: it would call it a protocol
+        error); what it returns (a refusal, or None) is the adapter's answer. Without a sink
+        an AUTH is refused as a protocol error."""
         self._read_buf = b""
         self._read_pos = 0
 
@@ -247,6 +261,19 @@ class _PahoClient(paho.Client):
         """Drop every publish paho holds (the connection closes for good)."""
         self._out_messages.clear()
 
+    def keepalive_check_due(self) -> float:
+        """Seconds until paho's keep-alive check (``loop_misc``) next has something to do: a
+        PINGREQ once ``keep_alive`` passed without a packet in one direction, or the end of a
+        PINGREQ unanswered for as long; ``math.inf`` without a keep-alive or a socket."""
+        keepalive = self._keepalive
+        if not keepalive or self._sock is None:
+            return math.inf
+        with self._msgtime_mutex:
+            due = min(self._last_msg_out, self._last_bytes_received) + keepalive
+        if self._ping_t:
+            due = min(due, self._ping_t + keepalive)
+        return due - paho.time_func()
+
     def close_socket(self) -> None:
         """Close the socket paho did not notice was shut (paho's own close, callbacks included)."""
         self._sock_close()
@@ -326,7 +353,47 @@ class _PahoClient(paho.Client):
             return self._handle_publish()
         if command == paho.PUBACK:
             return self._handle_pubackcomp("PUBACK")
+        if command == paho.AUTH and self._protocol == paho.MQTTv5:
+            return self._handle_auth()
         return super()._packet_handle()
+
+    def _handle_auth(self) -> Any:
+        # paho 2.x does not know AUTH (MQTT 5 enhanced authentication): it would drop the link
+        # as a protocol error, also between CONNECT and CONNACK. Decoded here and handed to the
+        # sink; paho goes on waiting for CONNACK (or serving the link) meanwhile.
+        try:
+            auth = _decode_auth(bytes(self._in_packet["packet"]))
+        except Exception as exc:  # paho's decoder raises struct.error, MQTTException, ...
+            refusal: Refusal | None = Refusal(
+                0x81, f"Malformed Packet: an AUTH that cannot be decoded ({exc})"
+            )
+        else:
+            sink = self.auth_sink
+            refusal = sink(auth) if sink is not None else _UNASKED_AUTH
+        if refusal is None:
+            return paho.MQTT_ERR_SUCCESS
+        self.send_disconnect_now(refusal.reason_code)
+        return self._refuse(refusal.reason_code, refusal.reason, _CLIENT)
+
+    def send_auth(self, reason_code: int, method: str, data: bytes | None) -> None:
+        """Queue an AUTH packet (paho has no API for it): the reason code, then the
+        Authentication Method and, if any, the Authentication Data."""
+        props = _properties(PacketTypes.AUTH)
+        props.AuthenticationMethod = method
+        if data is not None:
+            props.AuthenticationData = data
+        body = bytes((reason_code,)) + props.pack()  # type: ignore[no-untyped-call]
+        packet = bytearray((paho.AUTH,)) + remaining_length(len(body)) + body
+        self._packet_queue(paho.AUTH, packet, 0, 0)
+
+    def send_disconnect_now(self, reason_code: int) -> None:
+        """Best effort: write DISCONNECT with ``reason_code`` straight to the socket, for a
+        link this client is about to drop (paho closes it without a word when a handler
+        returns an error). Skipped when other packets are half-written ahead of it."""
+        if self._sock is None or self._out_packet:
+            return
+        with contextlib.suppress(OSError):
+            self._sock_send(bytes((paho.DISCONNECT, 2, reason_code, 0)))
 
     def _packet_too_large(self) -> Any:
         return self._refuse(
@@ -538,6 +605,33 @@ def _plain_puback_code(packet: bytes | bytearray, *, v5: bool = True) -> ReasonC
     if v5 and (size == 3 or (size == 4 and packet[3] == 0)):
         return _PUBACK_CODES.get(packet[2])
     return None
+
+
+_CLIENT = DisconnectSource.CLIENT
+
+_UNASKED_AUTH = Refusal(
+    0x82, "Protocol Error: the server sent AUTH, which this client never asks for"
+)
+
+
+def _decode_auth(body: bytes) -> AuthReceived:
+    """An AUTH packet's body: no body is Success without properties (MQTT 5 3.15.2.1)."""
+    if not body:
+        return AuthReceived(0x00)
+    code = body[0]
+    if len(body) == 1:
+        return AuthReceived(code)
+    props = _properties(PacketTypes.AUTH)
+    _, used = props.unpack(body[1:])  # type: ignore[no-untyped-call]
+    if used != len(body) - 1:
+        raise MalformedPacket(f"{len(body) - 1 - used} bytes after the properties")
+    data = getattr(props, "AuthenticationData", None)
+    return AuthReceived(
+        code,
+        method=getattr(props, "AuthenticationMethod", None),
+        data=None if data is None else bytes(data),
+        reason_string=getattr(props, "ReasonString", None),
+    )
 
 
 def _in_packet(

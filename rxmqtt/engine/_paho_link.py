@@ -40,7 +40,7 @@ from ._convert import (
     connect_properties,
     reason_text,
 )
-from ._paho_client import _PahoClient
+from ._paho_client import AuthSink, _PahoClient
 from ._sockets import OpenSocket
 
 log = logging.getLogger("rxmqtt.engine")
@@ -112,13 +112,22 @@ class PahoLink:
         """Close a socket paho did not notice was shut (paho reports the end)."""
         self.housekeeping: Callable[[], object] = client.loop_misc
         """paho's timers: keep-alive PINGREQ, and its own view of a silent link."""
+        self.keepalive_check_due: Callable[[], float] = client.keepalive_check_due
+        """Seconds until ``housekeeping`` next has something to do (``math.inf``: never)."""
+        # Enhanced authentication (paho has no AUTH API: the adapter's own packets):
+        self.send_auth: Callable[[int, str, bytes | None], None] = client.send_auth
+        """Queue an AUTH packet: (reason code, method, data)."""
+        self.send_disconnect_now: Callable[[int], None] = client.send_disconnect_now
+        """Best effort: write DISCONNECT with a reason code before the link is dropped."""
 
-    def wire(self, events: EventSink, sockets: SocketHooks) -> None:
+    def wire(self, events: EventSink, sockets: SocketHooks, auth: AuthSink | None = None) -> None:
         """Every paho callback, in one place: socket hooks to ``sockets``, protocol callbacks to
-        ``events`` (as typed events). ``on_message`` stays unset: every PUBLISH is decoded by
-        the adapter (``_PahoClient._handle_publish``), which reports it itself."""
+        ``events`` (as typed events), each AUTH packet to ``auth`` (whose answer, a refusal or
+        None, the adapter acts on). ``on_message`` stays unset: every PUBLISH is decoded by the
+        adapter (``_PahoClient._handle_publish``), which reports it itself."""
         client = self._client
         self._events = client.events = events
+        client.auth_sink = auth
         client.on_socket_open = _logged(lambda _c, _u, sock: sockets.opened(sock))
         client.on_socket_close = _logged(lambda _c, _u, sock: sockets.closed(sock))
         client.on_socket_register_write = _logged(lambda _c, _u, sock: sockets.want_write(sock))
@@ -195,7 +204,7 @@ class PahoLink:
         *,
         clean_start: bool,
         credentials: tuple[str | None, bytes | None],
-        auth_data: bytes | None,
+        auth: tuple[str, bytes | None] | None,
         one_at_a_time: bool,
     ) -> None:
         """Hand ``sock`` to paho and send CONNECT (raises when it cannot be sent)."""
@@ -217,7 +226,7 @@ class PahoLink:
             endpoint.port,
             keepalive=settings.keep_alive,
             clean_start=clean_start,
-            properties=connect_properties(settings, auth_data),
+            properties=connect_properties(settings, auth),
         )
 
     def disconnect(self, *, end_session: bool) -> None:

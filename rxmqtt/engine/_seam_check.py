@@ -5,6 +5,7 @@ each missing piece, when something is off (a paho release outside the verified r
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import inspect
 from collections.abc import Mapping
@@ -55,6 +56,8 @@ ATTRIBUTES = (
     "_max_inflight_messages",
     "_last_bytes_received",
     "_last_msg_out",
+    "_keepalive",
+    "_ping_t",
     "_manual_ack",
     "_protocol",
     "_userdata",
@@ -114,7 +117,12 @@ ADAPTER_NAMES = (
     "any_held_back",
     "forget_message",
     "forget_all_messages",
+    "keepalive_check_due",
     "close_socket",
+    "auth_sink",
+    "_handle_auth",
+    "send_auth",
+    "send_disconnect_now",
 )
 """The adapter's own members: a paho release that adds one of these names would be shadowed."""
 
@@ -145,6 +153,9 @@ def missing_paho_seams() -> list[str]:
             problems.append(f"paho.mqtt.client.{name} is gone")
     if not isinstance(getattr(ReasonCode, "names", None), Mapping):
         problems.append("ReasonCode.names (the table of reason codes) is gone")
+    for name, value in (("AUTH", 0xF0), ("DISCONNECT", 0xE0)):
+        if getattr(paho, name, None) != value:
+            problems.append(f"paho.mqtt.client.{name} is not the packet type 0x{value:02X}")
     if not callable(getattr(paho, "time_func", None)):
         problems.append("paho.mqtt.client.time_func is gone")
     if not callable(getattr(paho.MQTTMessageInfo, "_set_as_published", None)):
@@ -195,3 +206,26 @@ def _instance_problems() -> list[str]:
         if not hasattr(message, name)
     ]
     return problems
+
+
+_verified_paho: tuple[object, ...] | None = None
+"""The paho methods the seam check last passed with (see ``check_paho_seams``)."""
+
+
+def check_paho_seams() -> None:
+    """Refuse a paho that lacks what the adapter relies on, naming each missing piece. The full
+    check (signatures, a probe client) costs about 2 ms: it runs once per paho, not once per
+    connection."""
+    global _verified_paho  # (a process-wide cache of one verdict)
+    paho_now = tuple(getattr(paho.Client, name, None) for name in METHODS)
+    if paho_now == _verified_paho:
+        return
+    missing = missing_paho_seams()
+    if missing:
+        version = importlib.metadata.version("paho-mqtt")
+        raise RuntimeError(
+            f"rxmqtt.engine relies on paho-mqtt internals that paho-mqtt {version} "
+            f"does not have: {'; '.join(missing)}. Install a paho-mqtt release rxmqtt "
+            "supports (see its pyproject.toml)"
+        )
+    _verified_paho = paho_now

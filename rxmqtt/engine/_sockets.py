@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import ssl
+from typing import Any
 
 from ..settings import ConnectionSettings, Endpoint
 
@@ -17,7 +19,7 @@ async def open_socket(
 ) -> OpenSocket:
     """Connect to ``endpoint`` without blocking the loop: address lookup, TCP connect and
     (with ``settings.tls``) the TLS handshake."""
-    infos = await loop.getaddrinfo(
+    infos = _literal_address(endpoint) or await loop.getaddrinfo(
         endpoint.host, endpoint.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
     )
     last_error: OSError | None = None
@@ -42,6 +44,40 @@ async def open_socket(
             sock.close()
             raise
     raise last_error or OSError(f"no address for {endpoint.host}")
+
+
+AddressInfo = tuple[int, int, int, str, tuple[Any, ...]]
+
+
+def _literal_address(endpoint: Endpoint) -> list[AddressInfo] | None:
+    """The address of a host given as an IP literal, without ``getaddrinfo``: the loop runs
+    that in its thread pool, a hop that a thousand connections opening at once queue for.
+    ``None`` for a name (or a scoped IPv6 address), which the resolver must see."""
+    if "%" in endpoint.host:
+        return None
+    try:
+        address = ipaddress.ip_address(endpoint.host)
+    except ValueError:
+        return None
+    if address.version == 4:
+        return [
+            (
+                socket.AF_INET,
+                socket.SOCK_STREAM,
+                socket.IPPROTO_TCP,
+                "",
+                (endpoint.host, endpoint.port),
+            )
+        ]
+    return [
+        (
+            socket.AF_INET6,
+            socket.SOCK_STREAM,
+            socket.IPPROTO_TCP,
+            "",
+            (endpoint.host, endpoint.port, 0, 0),
+        )
+    ]
 
 
 async def tls_handshake(

@@ -303,9 +303,18 @@ class OfflineQueue:
         """
         return self._head(take=False)
 
-    def _head(self, *, take: bool) -> QueuedMessage | None:
+    def pop_if(self, accept: Callable[[Message], bool]) -> QueuedMessage | None:
+        """``pop`` when ``accept(message)`` says the next message may go now, else None (it
+        stays). One look at the head where ``peek`` then ``pop`` take two: a publisher draining
+        into the broker's window asks once per acknowledgement."""
+        return self._head(take=True, accept=accept)
+
+    def _head(
+        self, *, take: bool, accept: Callable[[Message], bool] | None = None
+    ) -> QueuedMessage | None:
         """The next message by drain order once the expired ones at the head are dropped (and
-        reported); with ``take`` it leaves the queue and moves in flight."""
+        reported); with ``take`` (and ``accept`` agreeing) it leaves the queue and moves in
+        flight."""
         now = self._clock()
         drops: _Drops = []
         result: QueuedMessage | None = None
@@ -314,6 +323,8 @@ class OfflineQueue:
             item = items[0] if self._fifo else items[-1]
             remaining = _remaining(item, now)
             expired = remaining is not None and remaining <= 0
+            if not expired and accept is not None and not accept(item.message):
+                break
             if expired or take:
                 if self._fifo:
                     items.popleft()

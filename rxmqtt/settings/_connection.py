@@ -19,9 +19,16 @@ from .._checks import (
     check_secret,
     check_text,
 )
+from ._authenticator import Authenticator, DataAuthenticator
 from ._endpoint import Endpoint
 from ._env import _env_arguments
-from ._protocol import MQTT_3_1_1, check_protocol_version, v311_refusal, v311_session_expiry
+from ._protocol import (
+    MQTT5_NEEDED,
+    MQTT_3_1_1,
+    check_protocol_version,
+    v311_refusal,
+    v311_session_expiry,
+)
 from ._secrets import SecretProvider, _read_secret_file, _to_bytes
 from ._tls import TlsSettings, _path_repr
 from ._url import _url_arguments
@@ -70,6 +77,8 @@ class ConnectionSettings:
     ``dataclasses.replace(settings, client_id="x")`` keeps the session fields it had.
     ``password``/``password_file``/``auth_data`` may rotate: they are
     resolved on each attempt by :meth:`credentials` and :meth:`resolved_auth_data`.
+    MQTT 5 enhanced authentication takes either ``auth_method`` (with ``auth_data``) or an
+    ``authenticator`` (challenge rounds, re-authentication: see :class:`Authenticator`).
     ``endpoints`` lists extra brokers for failover (``Endpoint`` or ``"host:port"``), tried
     after ``host:port`` in order.
 
@@ -100,6 +109,7 @@ class ConnectionSettings:
     auth_method: str | None = None
     auth_data: bytes | Callable[[], bytes] | None = None
     protocol_version: int = 5
+    authenticator: Authenticator | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -168,6 +178,21 @@ class ConnectionSettings:
             )
             if refusal is not None:
                 raise ValueError(refusal)
+        if self.authenticator is not None:
+            self._check_authenticator()
+
+    def _check_authenticator(self) -> None:
+        authenticator: object = self.authenticator
+        if not isinstance(authenticator, Authenticator):
+            raise TypeError(
+                "authenticator: must be an Authenticator (rxmqtt.settings), "
+                f"got {type(authenticator).__name__}"
+            )
+        if self.auth_method is not None:
+            raise ValueError("authenticator: cannot be combined with auth_method (give one)")
+        if self.protocol_version == MQTT_3_1_1:
+            raise ValueError(f"authenticator: {MQTT5_NEEDED} enhanced authentication")
+        check_text("authenticator.method", authenticator.method, allow_empty=False)
 
     def _parse_endpoints(self) -> tuple[Endpoint, ...]:
         """Validate ``endpoints`` into Endpoints; a port-less string gets this ``port``."""
@@ -220,15 +245,20 @@ class ConnectionSettings:
             return self.username, _to_bytes(password(), "password")
         return self.username, _to_bytes(password, "password")
 
+    def enhanced_authenticator(self) -> Authenticator | None:
+        """Who does MQTT 5 enhanced authentication: ``authenticator``, or one made of
+        ``auth_method`` and ``auth_data`` (it answers a challenge with the data again);
+        ``None`` without either."""
+        if self.authenticator is not None:
+            return self.authenticator
+        if self.auth_method is None:
+            return None
+        return DataAuthenticator(self.auth_method, self.auth_data)
+
     def resolved_auth_data(self) -> bytes | None:
         """The enhanced-authentication data for this attempt (provider called now)."""
-        data = self.auth_data
-        if data is None:
-            return None
-        value = data() if callable(data) else data
-        if not isinstance(value, bytes | bytearray):
-            raise TypeError(f"auth_data: provider returned {type(value).__name__}, expected bytes")
-        return bytes(value)
+        authenticator = self.enhanced_authenticator()
+        return None if authenticator is None else authenticator.initial_data()
 
     def __repr__(self) -> str:
         parts: list[str] = []
@@ -252,10 +282,12 @@ class ConnectionSettings:
         ``mqttv311`` and ``mqttv311s`` are ``mqtt`` and ``mqtts`` speaking MQTT 3.1.1
         (``protocol_version=4``). User and password are URL-decoded. Query parameters:
         ``client_id``, ``keep_alive``, ``session_expiry``, ``clean_start``, ``connect_timeout``,
-        ``receive_maximum``, ``protocol_version`` (5 or 4), and with a TLS scheme ``ca_file``,
-        ``cert_file``, ``key_file``, ``verify_hostname``. Keyword ``overrides`` win over
-        anything in the URL. Without a ``client_id`` the id is random and the session clean,
-        ending with the connection (the session rule above).
+        ``receive_maximum``, ``protocol_version`` (5 or 4), ``sat_file`` (a Kubernetes
+        service-account token file: ``K8S-SAT`` enhanced authentication, a
+        :class:`K8sSatAuthenticator`), and with a TLS scheme ``ca_file``, ``cert_file``,
+        ``key_file``, ``verify_hostname``. Keyword ``overrides`` win over anything in the URL.
+        Without a ``client_id`` the id is random and the session clean, ending with the
+        connection (the session rule above).
         """
         kwargs = _url_arguments(url, overrides)
         kwargs.update(overrides)
@@ -289,8 +321,10 @@ class ConnectionSettings:
         - ``AIO_MQTT_PROTOCOL_VERSION``: ``5`` (MQTT 5, the default) or ``4`` (MQTT 3.1.1); an
           rxmqtt addition for brokers other than AIO's (the AIO broker speaks MQTT 5).
         - ``AIO_SAT_FILE``: Kubernetes service-account token file; enables MQTT 5 enhanced
-          authentication with method ``K8S-SAT`` and the token (re-read on every attempt) as
-          authentication data. Not combinable with ``AIO_MQTT_PASSWORD_FILE``.
+          authentication with method ``K8S-SAT`` (a :class:`K8sSatAuthenticator`): the token is
+          re-read on every attempt, and when the file changes the connection re-authenticates
+          with the new token without dropping the link. Not combinable with
+          ``AIO_MQTT_PASSWORD_FILE``.
 
         A missing host, a malformed number or boolean, or a missing file raises ``ValueError``
         naming the variable (and its value).

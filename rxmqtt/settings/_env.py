@@ -8,15 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from .._checks import MAX_UINT16, MAX_UINT32, check_host, check_path
+from ._k8s_sat import K8sSatAuthenticator
 from ._protocol import MQTT_3_1_1, check_protocol_version
 from ._secrets import FileSecret
 from ._text import _parse_bool, _parse_int
 from ._tls import TlsSettings
 
-__all__ = ["K8S_SAT_AUTH_METHOD", "_env_arguments"]
-
-K8S_SAT_AUTH_METHOD = "K8S-SAT"
-"""MQTT 5 enhanced-authentication method of Azure IoT Operations' Kubernetes token auth."""
+__all__ = ["_env_arguments"]
 
 
 def _env_arguments(
@@ -86,8 +84,7 @@ def _env_arguments(
             if get(name) is not None:
                 raise ValueError(f"{name}: needs MQTT 5 (AIO_MQTT_PROTOCOL_VERSION is 4)")
     if sat_file is not None:
-        kwargs["auth_method"] = K8S_SAT_AUTH_METHOD
-        kwargs["auth_data"] = FileSecret(sat_file, "AIO_SAT_FILE")
+        kwargs["authenticator"] = K8sSatAuthenticator(sat_file, argument="AIO_SAT_FILE")
 
     tls_vars = {
         "ca_file": "AIO_TLS_CA_FILE",

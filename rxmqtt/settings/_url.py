@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from ._k8s_sat import K8sSatAuthenticator
 from ._protocol import MQTT_3_1_1, check_protocol_version
 from ._text import _parse_bool, _parse_float, _parse_int
 from ._tls import TlsSettings
@@ -77,6 +78,8 @@ def _url_arguments(url: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
             if v311_scheme and version != MQTT_3_1_1:
                 raise ValueError(f"{name}: {version} contradicts the scheme {parts.scheme!r}")
             kwargs[key] = version
+        elif key == "sat_file":
+            kwargs["authenticator"] = K8sSatAuthenticator(value, argument=name)
         elif key in ("ca_file", "cert_file", "key_file", "verify_hostname"):
             if not use_tls:
                 raise ValueError(f"{name} needs a TLS scheme (mqtts, ssl, tls or mqttv311s)")

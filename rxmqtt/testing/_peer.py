@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ._raw import mqtt_str, packet, read_packet, varint, varint_at
 
 CONNECT, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 3, 4, 5, 6, 7
-SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT = 8, 10, 12, 14
+SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT, AUTH = 8, 10, 12, 14, 15
 """Control packet types (the high nibble of a packet's first byte)."""
 
 Script = Callable[["PeerLink"], Awaitable[None]]
@@ -49,6 +49,26 @@ def maximum_qos(value: int) -> bytes:
 def retain_available(value: int) -> bytes:
     """Property 0x25 Retain Available."""
     return bytes((0x25, value))
+
+
+def auth_method(name: str) -> bytes:
+    """Property 0x15 Authentication Method."""
+    return b"\x15" + mqtt_str(name)
+
+
+def auth_data(data: bytes) -> bytes:
+    """Property 0x16 Authentication Data."""
+    return b"\x16" + mqtt_str(data)
+
+
+def reason_string(text: str) -> bytes:
+    """Property 0x1F Reason String."""
+    return b"\x1f" + mqtt_str(text)
+
+
+def auth(code: int, props: bytes = b"\x00") -> bytes:
+    """AUTH from the server with ``code`` (0x00 Success, 0x18 Continue authentication)."""
+    return packet(0xF0, bytes((code,)) + props)
 
 
 def connack(code: int = 0, *, session_present: bool = False, props: bytes = b"\x00") -> bytes:
@@ -150,6 +170,75 @@ def parse_request(raw: bytes) -> Request:
             cursor += 1
         filters.append((name, qos))
     return Request(kind, packet_id_of(raw), tuple(filters))
+
+
+_FIXED_SIZE_PROPERTIES = {0x01: 1, 0x02: 4, 0x11: 4, 0x13: 2, 0x17: 1, 0x18: 4, 0x19: 1}
+_FIXED_SIZE_PROPERTIES |= {0x21: 2, 0x22: 2, 0x23: 2, 0x24: 1, 0x25: 1, 0x27: 4, 0x28: 1}
+_FIXED_SIZE_PROPERTIES |= {0x29: 1, 0x2A: 1}
+"""Byte sizes of the integer properties (MQTT 5 2.2.2.2); the rest are strings or binary
+data with a two-byte length (0x26 User Property: two of them, 0x0B: a Variable Byte Integer)."""
+
+
+def parse_properties(data: bytes, pos: int) -> tuple[dict[int, list[bytes]], int]:
+    """A property block at ``pos``: the raw value(s) of each property by identifier (a user
+    property's name and value joined by a NUL), and the position after the block."""
+    length, pos = varint_at(data, pos)
+    end = pos + length
+    found: dict[int, list[bytes]] = {}
+    while pos < end:
+        ident = data[pos]
+        pos += 1
+        if ident in _FIXED_SIZE_PROPERTIES:
+            value, pos = (
+                data[pos : pos + _FIXED_SIZE_PROPERTIES[ident]],
+                pos + _FIXED_SIZE_PROPERTIES[ident],
+            )
+        elif ident == 0x0B:
+            number, after = varint_at(data, pos)
+            value, pos = varint(number), after
+        else:
+            parts = []
+            for _ in range(2 if ident == 0x26 else 1):
+                size = int.from_bytes(data[pos : pos + 2], "big")
+                parts.append(data[pos + 2 : pos + 2 + size])
+                pos += 2 + size
+            value = b"\x00".join(parts)
+        found.setdefault(ident, []).append(value)
+    return found, end
+
+
+@dataclass(frozen=True)
+class Auth:
+    """The enhanced-authentication fields of a CONNECT or an AUTH the client sent (the
+    ``reason_code`` of a CONNECT is ``None``)."""
+
+    reason_code: int | None
+    method: str | None
+    data: bytes | None
+
+
+def _auth_fields(code: int | None, props: dict[int, list[bytes]]) -> Auth:
+    method, data = props.get(0x15), props.get(0x16)
+    return Auth(
+        code, None if method is None else method[0].decode(), None if data is None else data[0]
+    )
+
+
+def parse_auth(raw: bytes) -> Auth:
+    """Decode a whole AUTH packet the client sent."""
+    assert raw[0] == 0xF0, f"expected AUTH, got {raw!r}"
+    body = _body(raw)
+    if not body:
+        return Auth(0x00, None, None)
+    props, _ = parse_properties(body, 1) if len(body) > 1 else ({}, 1)
+    return _auth_fields(body[0], props)
+
+
+def connect_auth(raw: bytes) -> Auth:
+    """The Authentication Method and Data of a whole CONNECT packet."""
+    body = _body(raw)
+    props, _ = parse_properties(body, 2 + 4 + 1 + 1 + 2)  # protocol name, level, flags, keep alive
+    return _auth_fields(None, props)
 
 
 def packet_id_of(raw: bytes) -> int:

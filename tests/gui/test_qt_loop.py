@@ -164,10 +164,11 @@ def test_run_leaves_no_thread_timer_or_loop_behind(
 
     async def main() -> int:
         loops.append(asyncio.get_running_loop())
+        # A host name (an IP literal skips the lookup): resolving it starts executor threads.
         settings = ConnectionSettings(
-            host=rxmqtt_mosquitto.host, port=rxmqtt_mosquitto.port, client_id="qt-run-1"
+            host="localhost", port=rxmqtt_mosquitto.port, client_id="qt-run-1"
         )
-        async with Connection(settings) as connection:  # the address lookup starts executor threads
+        async with Connection(settings) as connection:
             await connection.wait_for(ConnectionState.CONNECTED, 5)
             during = thread_census.take()
         assert len(during) > len(before), "the lookup ran on the loop's executor threads"

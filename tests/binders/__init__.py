@@ -1,0 +1,1 @@
+"""Envoy tests: telemetry and commands over real Mosquitto, and the AIO wire protocol."""

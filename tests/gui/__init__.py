@@ -1,0 +1,1 @@
+"""GUI tests: the Qt control room and rxmqtt.qt, offscreen."""

@@ -1,0 +1,247 @@
+"""What an idle connection costs, kept small without losing behaviour: keep-alive pings on time
+with deadline-driven wake-ups, the queue sweep only while something is queued, the state streams
+without a scheduled observer per subscriber, CONNECT properties without per-instance tables."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from rxmqtt import (
+    Backoff,
+    Connection,
+    ConnectionSettings,
+    DroppedMessage,
+    DropReason,
+    Jitter,
+    Message,
+    PublishProperties,
+    ReconnectPolicy,
+)
+from rxmqtt._current_value import CurrentValue
+from rxmqtt._publisher import HOUSEKEEPING_INTERVAL, Publisher
+from rxmqtt.broker_limits import BrokerLimits
+from rxmqtt.engine._convert import _properties
+from rxmqtt.lifecycle import Disconnect
+from rxmqtt.policies import PublishRetry, QueuePolicy
+from rxmqtt.queue import QueueStats
+from rxmqtt.testing._peer import PINGREQ, PeerLink, ScriptedPeer, connack
+from rxmqtt.testing._process import free_port
+from rxmqtt.testing._raw import packet
+
+# ----------------------------------------------------------------------------- keep-alive
+
+
+async def test_an_idle_connection_pings_after_each_keep_alive_of_silence() -> None:
+    """The watchdog sleeps until paho's next PINGREQ is due: the pings must still come after
+    keep_alive of silence, and well before the broker's 1.5 x keep_alive limit."""
+    keep_alive = 1
+    pings: list[float] = []
+    three: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def script(link: PeerLink) -> None:
+        link.send(connack())
+        last = time.monotonic()
+        while len(pings) < 3:
+            raw = await link.read_raw()
+            now = time.monotonic()
+            if raw[0] >> 4 == PINGREQ:
+                pings.append(now - last)
+                link.send(packet(0xD0, b""))
+            last = now
+        three.set_result(None)
+        await link.read_raw()  # (until the client goes)
+
+    async with ScriptedPeer(script) as peer:
+        settings = ConnectionSettings(
+            host="127.0.0.1", port=peer.port, client_id="idle-pings", keep_alive=keep_alive
+        )
+        async with Connection(settings):
+            await asyncio.wait_for(three, 20)
+    assert len(pings) == 3
+    for gap in pings:
+        assert keep_alive - 0.05 <= gap < 1.5 * keep_alive, pings
+
+
+# ----------------------------------------------------------------------------- queue sweep
+
+
+class _Wire:
+    """The publisher's view of an engine: up or down, every publish acknowledged by hand."""
+
+    def __init__(self) -> None:
+        self.link_up = False
+        self.receive_maximum = 20
+        self.limits = BrokerLimits()
+        self.mids = iter(range(1, 1000))
+
+    def publish(self, message: Message) -> int:
+        return next(self.mids)
+
+    def in_flight_mids(self) -> list[int]:
+        return []
+
+    def publishes_on_the_wire(self) -> list[int]:
+        return []
+
+    def isolate_publishes(self) -> None:
+        pass
+
+    def forget_publish(self, mid: int) -> None:
+        pass
+
+    def abort(self, disconnect: Disconnect) -> None:
+        pass
+
+
+class _Timers:
+    """``call_later`` that only records: the test fires what it wants."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[float, Callable[[], None], _Timers.Handle]] = []
+
+    class Handle:
+        cancelled = False
+
+        def cancel(self) -> None:
+            self.cancelled = True
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> _Timers.Handle:
+        handle = _Timers.Handle()
+        self.pending.append((delay, callback, handle))
+        return handle
+
+    def live(self, delay: float) -> list[Callable[[], None]]:
+        return [cb for d, cb, h in self.pending if d == delay and not h.cancelled]
+
+    def fire(self, delay: float) -> None:
+        due = [(d, cb, h) for d, cb, h in self.pending if d == delay and not h.cancelled]
+        self.pending = [entry for entry in self.pending if entry not in due]
+        for _, callback, _ in due:
+            callback()
+
+
+def _publisher(timers: _Timers, wire: _Wire) -> tuple[Publisher, list[QueueStats]]:
+    stats: list[QueueStats] = []
+    publisher = Publisher(
+        QueuePolicy(),
+        PublishRetry(),
+        clock=time.monotonic,
+        on_dropped=lambda _d: None,
+        on_stats=stats.append,
+    )
+    publisher.attach(wire, timers.call_later)
+    return publisher, stats
+
+
+def test_an_empty_queue_keeps_no_sweep_timer() -> None:
+    timers = _Timers()
+    wire = _Wire()
+    wire.link_up = True
+    publisher, _ = _publisher(timers, wire)
+    from rxmqtt._outcome import Outcome
+
+    publisher.publish(Message("t", b"x", 0), Outcome())
+    for delay in {d for d, _, _ in timers.pending if d != HOUSEKEEPING_INTERVAL}:
+        timers.fire(delay)  # the coalesced statistics
+    assert timers.live(HOUSEKEEPING_INTERVAL) == []
+
+
+def test_the_sweep_runs_while_something_is_queued_and_stops_after() -> None:
+    from rxmqtt._outcome import Outcome
+
+    timers = _Timers()
+    wire = _Wire()
+    publisher, _ = _publisher(timers, wire)
+    assert timers.live(HOUSEKEEPING_INTERVAL) == []
+    publisher.publish(Message("t", b"x", 1), Outcome())  # offline: queued
+    assert len(timers.live(HOUSEKEEPING_INTERVAL)) == 1
+    timers.fire(HOUSEKEEPING_INTERVAL)
+    assert len(timers.live(HOUSEKEEPING_INTERVAL)) == 1, "still queued: swept again"
+    wire.link_up = True
+    publisher.link_established()  # drained to the wire
+    publisher.acknowledged(1, 0, "Success")
+    for delay in {d for d, _, _ in timers.pending if d != HOUSEKEEPING_INTERVAL}:
+        timers.fire(delay)
+    timers.fire(HOUSEKEEPING_INTERVAL)
+    assert timers.live(HOUSEKEEPING_INTERVAL) == [], "nothing queued: no more sweeps"
+
+
+async def test_an_offline_message_still_expires_in_the_queue() -> None:
+    """The sweep is armed by the queue itself now: a message that expires while the connection
+    is offline is still reported on ``dropped``."""
+    port = free_port()  # nothing listens there: the connection stays offline
+    settings = ConnectionSettings(host="127.0.0.1", port=port, client_id="idle-expiry")
+    policy = ReconnectPolicy(backoff=Backoff(1, 1, jitter=Jitter.NONE))
+    expired: asyncio.Future[DroppedMessage] = asyncio.get_running_loop().create_future()
+
+    def on_dropped(dropped: DroppedMessage) -> None:
+        if dropped.reason is DropReason.EXPIRED and not expired.done():
+            expired.set_result(dropped)
+
+    conn = Connection(settings, reconnect=policy)
+    conn.dropped.subscribe(on_dropped)
+    async with conn:
+        expiring = PublishProperties(message_expiry_interval=1)
+        conn.publish("idle/expiry", b"x", qos=1, properties=expiring)
+        dropped = await asyncio.wait_for(expired, 10)
+    assert dropped.message.topic == "idle/expiry"
+
+
+# ----------------------------------------------------------------------------- streams
+
+
+def test_current_value_replays_the_latest_then_follows() -> None:
+    subject: CurrentValue[int] = CurrentValue()
+    early: list[int] = []
+    subject.subscribe(early.append)
+    assert early == [], "nothing before the first value"
+    subject.on_next(1)
+    subject.on_next(2)
+    late: list[int] = []
+    subject.subscribe(late.append)
+    subject.on_next(3)
+    assert (early, late) == ([1, 2, 3], [2, 3])
+
+
+def test_current_value_after_completion_gives_the_last_value_then_completes() -> None:
+    subject: CurrentValue[str] = CurrentValue()
+    subject.on_next("closed")
+    subject.on_completed()
+    subject.on_next("ignored")
+    seen: list[object] = []
+    subject.subscribe(seen.append, on_completed=lambda: seen.append("done"))
+    assert seen == ["closed", "done"]
+
+
+def test_a_disposed_subscriber_hears_no_more() -> None:
+    subject: CurrentValue[int] = CurrentValue()
+    seen: list[int] = []
+    subscription = subject.subscribe(seen.append)
+    subject.on_next(1)
+    subscription.dispose()
+    subject.on_next(2)
+    assert seen == [1]
+
+
+# ----------------------------------------------------------------------------- properties
+
+
+def test_shared_table_properties_pack_as_paho_does() -> None:
+    ours = _properties(PacketTypes.CONNECT)
+    theirs = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    for props in (ours, theirs):
+        props.SessionExpiryInterval = 300
+        props.ReceiveMaximum = 10
+        props.UserProperty = ("a", "b")
+    assert ours.pack() == theirs.pack()
+    assert isinstance(ours, Properties)
+    assert "names" not in vars(ours), "the tables are shared"
+    assert "properties" not in vars(ours), "the tables are shared"
+    with pytest.raises(Exception, match="does not apply"):
+        ours.ServerKeepAlive = 5  # paho's own check still applies (a CONNACK-only property)

@@ -1,0 +1,1 @@
+"""Tests of the rxmqtt.testing harness: brokers, FaultProxy, process lifetimes."""
