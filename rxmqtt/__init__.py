@@ -53,7 +53,7 @@ if TYPE_CHECKING:
         ReconnectPolicy,
     )
     from .queue import DroppedMessage, DropReason, QueueStats
-    from .settings import ConnectionSettings, Endpoint, TlsSettings, Will
+    from .settings import ConnectionSettings, Endpoint, TlsSettings, WebSocketTransport, Will
     from .subscription_options import SubscriptionOptions
     from .topics import InvalidTopicError
 
@@ -103,6 +103,7 @@ _EXPORTS: dict[str, str] = {
     "SubscribeError": "errors",
     "SubscriptionOptions": "subscription_options",
     "TlsSettings": "settings",
+    "WebSocketTransport": "settings",
     "Will": "settings",
     "aiter": "_aiter",
 }
@@ -166,6 +167,7 @@ __all__ = [
     "SubscribeError",
     "SubscriptionOptions",
     "TlsSettings",
+    "WebSocketTransport",
     "Will",
     "aiter",
 ]

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
-import socket
-import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +30,7 @@ from ._adapter_events import (
 )
 from ._convert import _properties
 from ._seam_check import missing_paho_seams
+from ._sockets import OpenedSocket
 
 if TYPE_CHECKING:
     from paho.mqtt.client import _InPacket
@@ -113,7 +112,7 @@ class _PahoClient(paho.Client):
     def __init__(self, *args: Any, events: EventSink = _ignore, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._events = events
-        self.prepared_socket: socket.socket | ssl.SSLSocket | None = None
+        self.prepared_socket: OpenedSocket | None = None
         """The socket the next connect() uses (paho's own connect would block)."""
         self.announced_maximum_packet_size: int | None = None
         """The Maximum Packet Size this client announced in CONNECT (enforced on input)."""

@@ -6,9 +6,10 @@ are re-read on every connection attempt through :meth:`ConnectionSettings.creden
 :meth:`ConnectionSettings.resolved_auth_data` and :meth:`TlsSettings.ssl_context`.
 
 Private modules, one concept each: ``_checks`` (argument validation), ``_secrets`` (secret
-providers and secret files), ``_endpoint``, ``_tls``, ``_will``, ``_text`` (parsing URL and
-environment values), ``_url`` and ``_env`` (the :meth:`ConnectionSettings.from_url` and
-:meth:`ConnectionSettings.from_env` parsers) and ``_connection`` (:class:`ConnectionSettings`).
+providers and secret files), ``_endpoint``, ``_tls``, ``_transport`` (TCP or WebSockets),
+``_will``, ``_text`` (parsing URL and environment values), ``_url`` and ``_env`` (the
+:meth:`ConnectionSettings.from_url` and :meth:`ConnectionSettings.from_env` parsers) and
+``_connection`` (:class:`ConnectionSettings`).
 """
 
 from ._connection import ConnectionSettings
@@ -17,6 +18,7 @@ from ._env import K8S_SAT_AUTH_METHOD
 from ._secrets import FileSecret
 from ._secrets import SecretProvider as SecretProvider
 from ._tls import TlsSettings
+from ._transport import WebSocketTransport
 from ._will import Will
 
 __all__ = [
@@ -25,5 +27,6 @@ __all__ = [
     "Endpoint",
     "FileSecret",
     "TlsSettings",
+    "WebSocketTransport",
     "Will",
 ]

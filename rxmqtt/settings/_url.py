@@ -1,4 +1,5 @@
-"""Parsing ``mqtt[s]://`` URLs into :class:`ConnectionSettings` keyword arguments."""
+"""Parsing ``mqtt[s]://`` and ``ws[s]://`` URLs into :class:`ConnectionSettings` keyword
+arguments."""
 
 from __future__ import annotations
 
@@ -6,12 +7,28 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ._text import _parse_bool, _parse_float, _parse_int
+from ._text import _parse_bool, _parse_float, _parse_int, _parse_list, _parse_optional_seconds
 from ._tls import TlsSettings
+from ._transport import WebSocketTransport
 
 __all__ = ["_url_arguments"]
 
-_SCHEMES: dict[str, bool] = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True, "tls": True}
+_SCHEMES: dict[str, bool] = {
+    "mqtt": False,
+    "tcp": False,
+    "ws": False,
+    "mqtts": True,
+    "ssl": True,
+    "tls": True,
+    "wss": True,
+}
+"""Scheme -> whether it means TLS."""
+
+_WEBSOCKET_SCHEMES = frozenset({"ws", "wss"})
+
+_TLS_PARAMETERS = frozenset(
+    {"ca_file", "cert_file", "key_file", "verify_hostname", "server_hostname", "alpn_protocols"}
+)
 
 
 def _url_arguments(url: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -27,9 +44,10 @@ def _url_arguments(url: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
         if not scheme:
             raise ValueError("url: missing scheme (expected mqtt://, mqtts://, ...)")
         raise ValueError(
-            f"url: unknown scheme {parts.scheme!r} (expected mqtt, mqtts, tcp, ssl or tls)"
+            f"url: unknown scheme {parts.scheme!r} (expected mqtt, mqtts, tcp, ssl, tls, ws or wss)"
         )
     use_tls = _SCHEMES[scheme]
+    websocket = scheme in _WEBSOCKET_SCHEMES
     hostport = parts.netloc.rpartition("@")[2]  # never echo the userinfo: it holds secrets
     if not parts.hostname:
         raise ValueError("url: missing host")
@@ -37,8 +55,8 @@ def _url_arguments(url: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
         port = parts.port
     except ValueError:
         raise ValueError(f"url: invalid port in {hostport!r}") from None
-    if parts.path not in ("", "/"):
-        raise ValueError(f"url: unexpected path {parts.path!r}")
+    if parts.path not in ("", "/") and not websocket:
+        raise ValueError(f"url: unexpected path {parts.path!r} (only ws:// and wss:// have one)")
     if parts.fragment:
         raise ValueError(f"url: unexpected fragment {parts.fragment!r}")
 
@@ -62,12 +80,24 @@ def _url_arguments(url: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
             kwargs[key] = _parse_bool(value, name)
         elif key == "connect_timeout":
             kwargs[key] = _parse_float(value, name)
-        elif key in ("ca_file", "cert_file", "key_file", "verify_hostname"):
+        elif key == "happy_eyeballs_delay":
+            kwargs[key] = _parse_optional_seconds(value, name)
+        elif key in _TLS_PARAMETERS:
             if not use_tls:
-                raise ValueError(f"{name} needs a TLS scheme (mqtts, ssl or tls)")
-            tls_kwargs[key] = _parse_bool(value, name) if key == "verify_hostname" else value
+                raise ValueError(f"{name} needs a TLS scheme (mqtts, ssl, tls or wss)")
+            tls_kwargs[key] = _tls_value(key, value, name)
         else:
             raise ValueError(f"url: unknown query parameter {key!r}")
     if use_tls and "tls" not in overrides:
         kwargs["tls"] = TlsSettings(**tls_kwargs)
+    if websocket and "transport" not in overrides:
+        kwargs["transport"] = WebSocketTransport(path=parts.path or "/mqtt")
     return kwargs
+
+
+def _tls_value(key: str, value: str, name: str) -> object:
+    if key == "verify_hostname":
+        return _parse_bool(value, name)
+    if key == "alpn_protocols":
+        return _parse_list(value)
+    return value
