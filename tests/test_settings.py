@@ -838,13 +838,17 @@ def test_from_url_overrides_win() -> None:
         (
             "http://h",
             ValueError,
-            "url: unknown scheme 'http' (expected mqtt, mqtts, tcp, ssl or tls)",
+            "url: unknown scheme 'http' (expected mqtt, mqtts, tcp, ssl, tls, ws or wss)",
         ),
         ("broker", ValueError, "url: missing scheme (expected mqtt://, mqtts://, ...)"),
         ("mqtt://", ValueError, "url: missing host"),
         ("mqtt://h:99999", ValueError, "url: invalid port in 'h:99999'"),
         ("mqtt://h:abc", ValueError, "url: invalid port in 'h:abc'"),
-        ("mqtt://h/topic", ValueError, "url: unexpected path '/topic'"),
+        (
+            "mqtt://h/topic",
+            ValueError,
+            "url: unexpected path '/topic' (only ws:// and wss:// have one)",
+        ),
         ("mqtt://h#frag", ValueError, "url: unexpected fragment 'frag'"),
         ("mqtt://h?foo=1", ValueError, "url: unknown query parameter 'foo'"),
         (
@@ -870,7 +874,7 @@ def test_from_url_overrides_win() -> None:
         (
             "mqtt://h?ca_file=/x",
             ValueError,
-            "url: query parameter 'ca_file' needs a TLS scheme (mqtts, ssl or tls)",
+            "url: query parameter 'ca_file' needs a TLS scheme (mqtts, ssl, tls or wss)",
         ),
         ("mqtt://h?keep_alive=-1", ValueError, "keep_alive: must be >= 0 seconds, got -1"),
         (f"mqtts://h?ca_file={MISSING}", ValueError, f"ca_file: no such file: {MISSING}"),

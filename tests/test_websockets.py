@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import Callable
 
 import pytest
@@ -277,3 +278,34 @@ def _fields(settings: ConnectionSettings) -> dict[str, object]:
         name: getattr(settings, name)
         for name in ("host", "port", "client_id", "connect_timeout", "keep_alive")
     }
+
+
+async def test_a_websocket_session_logs_no_header_or_query_secret(
+    ws_broker: MosquittoBroker, ws_proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Connect, reconnect after a reset and publish with every logger at DEBUG: no header
+    value or path query shows in a log record, a lifecycle event or the settings."""
+    caplog.set_level(logging.DEBUG)
+    for name in ("rxmqtt", "paho", "asyncio"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    header_secret, query_secret = "hdr-5ecret-42", "qry-5ecret-43"
+    transport = WebSocketTransport(
+        path=f"/mqtt?token={query_secret}", headers={"Authorization": f"Bearer {header_secret}"}
+    )
+    settings = ConnectionSettings(
+        host=ws_proxy.host, port=ws_proxy.port, client_id="ws-secret", transport=transport
+    )
+    conn = Connection(settings, reconnect=FAST)
+    events: Recorder[LifecycleEvent] = Recorder(conn.lifecycle)
+    async with conn:
+        await conn.wait_for(ConnectionState.CONNECTED, DEADLINE)
+        ws_proxy.reset()
+        await events.wait_until(
+            lambda es: sum(isinstance(e, Connected) for e in es) >= 2, DEADLINE, "the reconnect"
+        )
+        await conn.publish("secret/x", b"payload", qos=1)
+    shown = [repr(settings), repr(conn), *map(repr, events.items), *map(str, events.items)]
+    for record in caplog.records:
+        shown += [record.getMessage(), repr(record.args), record.exc_text or ""]
+    for secret in (header_secret, query_secret):
+        assert not [text for text in shown if secret in text]
