@@ -1,19 +1,28 @@
-"""The engine's WebSocket stream on a real socket pair: what paho writes leaves as masked binary
+"""The engine's WebSocket layer on a real socket pair: what paho writes leaves as masked binary
 frames (continued, never lost, when the socket fills up), what the server frames arrives as the
-byte stream, PING is answered and CLOSE, text frames and masked frames end the stream."""
+byte stream, PING is answered and CLOSE, text frames and masked frames end the stream; the
+upgrade checks the server's answer and sends what it should."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
+import hashlib
+import itertools
 import os
+import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rxmqtt.engine._websocket import WebSocketError, WebSocketStream
+from rxmqtt import ConnectionSettings, Endpoint, TlsSettings, WebSocketTransport
+from rxmqtt.engine import _sockets
+from rxmqtt.engine._websocket import WebSocketError, WebSocketStream, upgrade
 
 
 @contextlib.contextmanager
@@ -187,12 +196,46 @@ def test_each_send_is_one_masked_binary_frame_of_every_length_class() -> None:
     assert read_client_frames(wire) == [(0x2, data) for data in packets]
 
 
-@settings(max_examples=40, deadline=None)
-@given(packets=st.lists(st.binary(min_size=1, max_size=50_000), min_size=1, max_size=8))
-def test_a_full_socket_never_loses_a_byte_and_never_reports_zero(packets: list[bytes]) -> None:
-    """paho drops a packet whose send() returns 0; a frame cut short must be continued."""
-    with pair(send_buffer=4096) as (stream, server):
-        wire = b"".join(write_all(stream, server, data) for data in packets) + drain(server)
+class Trickle:
+    """A real socket end whose ``send`` takes at most the next of ``limits`` bytes, as a full
+    socket does (down to a part of a frame header); a limit of 0 is a full socket."""
+
+    def __init__(self, sock: socket.socket, limits: list[int]) -> None:
+        self._sock = sock
+        self._limits = itertools.cycle(limits)
+
+    def send(self, data: bytes) -> int:
+        limit = next(self._limits)
+        if limit == 0:
+            raise BlockingIOError("full")
+        return self._sock.send(data[:limit])
+
+    def recv(self, size: int) -> bytes:
+        return self._sock.recv(size)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    packets=st.lists(st.binary(min_size=1, max_size=70_000), min_size=1, max_size=6),
+    limits=st.lists(st.integers(min_value=0, max_value=20_000), min_size=1, max_size=12).filter(
+        any
+    ),
+)
+def test_a_full_socket_never_loses_a_byte_and_never_reports_zero(
+    packets: list[bytes], limits: list[int]
+) -> None:
+    """paho drops a packet whose send() returns 0: a frame cut short anywhere, its header
+    included, is continued by the next call."""
+    client_end, server_end = socket.socketpair()
+    client_end.setblocking(False)
+    server_end.setblocking(False)
+    try:
+        stream = WebSocketStream(Trickle(client_end, limits))  # type: ignore[arg-type]
+        wire = b"".join(write_all(stream, server_end, data) for data in packets)
+        wire += drain(server_end)
+    finally:
+        client_end.close()
+        server_end.close()
     frames = read_client_frames(wire)
     assert all(opcode == 0x2 for opcode, _ in frames)
     assert b"".join(body for _, body in frames) == b"".join(packets)
@@ -210,3 +253,124 @@ def test_a_pong_owed_mid_frame_goes_out_after_that_frame() -> None:
         assert stream.send(b"next") == 4
         wire += drain(server)
     assert read_client_frames(wire) == [(0x2, data), (0xA, b"p"), (0x2, b"next")]
+
+
+# ---------------------------------------------------------------- the upgrade
+
+
+def accept_for(request: bytes) -> str:
+    key = re.search(rb"Sec-WebSocket-Key: (\S+)", request)
+    assert key is not None
+    digest = hashlib.sha1(key.group(1) + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+    return base64.b64encode(digest).decode()
+
+
+def switching(accept: str, *extra: str) -> bytes:
+    lines = [
+        "HTTP/1.1 101 Switching Protocols",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Accept: {accept}",
+        *extra,
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+Answer = Callable[[bytes], bytes]
+
+
+async def upgrade_against(answer: Answer, transport: WebSocketTransport | None = None) -> bytes:
+    """Run the upgrade against a server answering ``answer(request)``; returns what the stream
+    reads first (the server also sends one binary frame, ``b"after"``, right behind)."""
+    loop = asyncio.get_running_loop()
+    client, server = socket.socketpair()
+    client.setblocking(False)
+    server.setblocking(False)
+    try:
+
+        async def serve() -> None:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += await loop.sock_recv(server, 4096)
+            await loop.sock_sendall(server, answer(request) + server_frame(0x2, b"after"))
+
+        served = asyncio.ensure_future(serve())
+        stream = await upgrade(loop, client, transport or WebSocketTransport(), "broker:9001")
+        await served
+        return stream.recv(100)
+    finally:
+        client.close()
+        server.close()
+
+
+async def test_the_upgrade_checks_the_accept_key_and_keeps_what_followed() -> None:
+    assert await upgrade_against(lambda request: switching(accept_for(request))) == b"after"
+    chosen = await upgrade_against(
+        lambda request: switching(accept_for(request), "Sec-WebSocket-Protocol: mqtt")
+    )
+    assert chosen == b"after"
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        (lambda request: switching("d3Jvbmc="), "Sec-WebSocket-Accept does not match"),
+        (lambda request: b"HTTP/1.1 404 Not Found\r\n\r\n", "refused by the server: 'HTTP/1.1 404"),
+        (lambda request: b"SSH-2.0-OpenSSH\r\n\r\n", "not an HTTP response"),
+        (
+            lambda request: switching(accept_for(request)).replace(b"Upgrade: websocket", b"X: y"),
+            "no 'Upgrade: websocket'",
+        ),
+        (
+            lambda request: switching(accept_for(request), "Sec-WebSocket-Protocol: wamp"),
+            "chose subprotocol 'wamp'",
+        ),
+    ],
+)
+async def test_a_bad_upgrade_answer_is_a_named_websocket_error(answer: Answer, words: str) -> None:
+    with pytest.raises(WebSocketError, match=re.escape(words)):
+        await upgrade_against(answer)
+
+
+async def test_the_request_carries_host_path_subprotocol_and_the_extra_headers() -> None:
+    seen: list[bytes] = []
+
+    def answer(request: bytes) -> bytes:
+        seen.append(request)
+        return switching(accept_for(request))
+
+    transport = WebSocketTransport(path="/ws?x=1", headers={"Authorization": "Bearer t"})
+    await upgrade_against(answer, transport)
+    request = seen[0].decode()
+    assert request.startswith("GET /ws?x=1 HTTP/1.1\r\n")
+    for line in (
+        "Host: broker:9001",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Version: 13",
+        "Sec-WebSocket-Protocol: mqtt",
+        "Authorization: Bearer t",
+    ):
+        assert f"\r\n{line}\r\n" in request
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "host"),
+    [
+        ({"host": "broker", "port": 9001}, "broker:9001"),
+        ({"host": "::1", "port": 9001}, "[::1]:9001"),
+        ({"host": "broker", "port": 80}, "broker"),
+        ({"host": "broker", "port": 443, "tls": TlsSettings()}, "broker"),
+        ({"host": "broker", "port": 80, "tls": TlsSettings()}, "broker:80"),
+        (
+            {"host": "10.0.0.7", "port": 443, "tls": TlsSettings(server_hostname="b.example")},
+            "b.example",
+        ),
+    ],
+)
+def test_the_host_header_names_the_server_and_a_non_default_port(
+    kwargs: dict[str, Any], host: str
+) -> None:
+    settings = ConnectionSettings(transport="websockets", **kwargs)
+    endpoint = Endpoint(settings.host, settings.port or 0)
+    assert _sockets._host_header(settings, endpoint) == host
