@@ -8,6 +8,8 @@ what the connection did about it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
@@ -170,24 +172,20 @@ class ControlsPanel(QGroupBox):
         self.refresh()
 
     def cut_network(self) -> None:
-        if self.lab is None:
-            return
-        self.lab.cut_network()
-        self.action.emit("cut network (black hole: only keep-alive can tell)")
-        self.refresh()
+        self._network(Lab.cut_network, "cut network (black hole: only keep-alive can tell)")
 
     def restore_network(self) -> None:
-        if self.lab is None:
-            return
-        self.lab.restore_network()
-        self.action.emit("restore network")
-        self.refresh()
+        self._network(Lab.restore_network, "restore network")
 
     def reset_network(self) -> None:
+        self._network(Lab.reset_network, "reset network (RST every connection)")
+
+    def _network(self, fault: Callable[[Lab], None], what: str) -> None:
+        """Apply a network fault (or its end) to the lab, then say what was done."""
         if self.lab is None:
             return
-        self.lab.reset_network()
-        self.action.emit("reset network (RST every connection)")
+        fault(self.lab)
+        self.action.emit(what)
         self.refresh()
 
     def refresh(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Self
 
+from rxmqtt._scoped import once_started
 from rxmqtt.testing import BrokerConfig, FaultProxy, MosquittoBroker
 
 
@@ -32,9 +33,7 @@ class Lab:
 
     @property
     def proxy(self) -> FaultProxy:
-        if self._proxy is None:
-            raise RuntimeError("the lab is not started")
-        return self._proxy
+        return once_started(self._proxy, "the lab is not started")
 
     @property
     def host(self) -> str:

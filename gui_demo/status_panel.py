@@ -151,7 +151,7 @@ class StatusPanel(QGroupBox):
                 if len(reason) > FAILED_REASON_CHARS:  # the full text is in the tool tip
                     reason = reason[: FAILED_REASON_CHARS - 1].rstrip() + "…"
                 self.failed_attempt.setText(
-                    f"#{attempt}: 0x{disconnect.reason_code:02X} {reason} "
+                    f"#{attempt}: {disconnect.code_text} {reason} "
                     f"({disconnect.source.value}{fatal})"
                 )
                 self.failed_attempt.setToolTip(str(disconnect))
@@ -174,7 +174,7 @@ class StatusPanel(QGroupBox):
 
     def _show_disconnect(self, disconnect: Disconnect) -> None:
         fatal = " (fatal)" if disconnect.fatal else ""
-        self.disconnect_code.setText(f"0x{disconnect.reason_code:02X}{fatal}")
+        self.disconnect_code.setText(f"{disconnect.code_text}{fatal}")
         self.disconnect_reason.setText(disconnect.reason)
         self.disconnect_source.setText(disconnect.source.value)
 

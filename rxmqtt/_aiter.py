@@ -21,10 +21,11 @@ import contextlib
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from types import TracebackType
 from typing import Generic, Self, TypeVar
 
 from reactivex import Observable, abc
+
+from ._scoped import AsyncClosedOnExit
 
 T = TypeVar("T")
 
@@ -142,7 +143,7 @@ def _settle(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-class StreamIterator(AsyncIterator[T], Generic[T]):
+class StreamIterator(AsyncIterator[T], AsyncClosedOnExit, Generic[T]):
     """The reader side of :func:`aiter`: an async iterator over a subscribed Observable.
 
     ``dropped`` counts values lost to a slow reader; ``buffered`` is how many wait now.
@@ -208,17 +209,6 @@ class StreamIterator(AsyncIterator[T], Generic[T]):
 
     async def aclose(self) -> None:
         """:meth:`close`, as an awaitable (for ``contextlib.aclosing``)."""
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
         self.close()
 
     def _dispose(self) -> None:

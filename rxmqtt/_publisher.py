@@ -305,10 +305,13 @@ class Publisher:
         they go back to the queue (or are reported dropped by policy) instead of vanishing.
         A DISCONNECT about one PUBLISH is held against the publish it was about."""
         assert self._wire is not None
-        if disconnect.source is DisconnectSource.SERVER and is_per_message_disconnect_code(
-            disconnect.reason_code
+        code = disconnect.reason_code
+        if (
+            disconnect.source is DisconnectSource.SERVER
+            and code is not None
+            and is_per_message_disconnect_code(code)
         ):
-            self._disconnected_over_a_publish(disconnect)
+            self._disconnected_over_a_publish(disconnect, code)
         still_held = set(self._wire.in_flight_mids())
         for mid in [m for m, e in self._unacked.items() if e.message.qos == 0]:
             if mid in still_held:
@@ -320,7 +323,7 @@ class Publisher:
                 self._queue.offer(entry.message, token=entry.result)
         self.publish_stats()
 
-    def _disconnected_over_a_publish(self, disconnect: Disconnect) -> None:
+    def _disconnected_over_a_publish(self, disconnect: Disconnect, code: int) -> None:
         """The broker closed the connection over one PUBLISH (0x99 Payload format invalid,
         ...); re-sending it as is would be refused again, forever.
 
@@ -337,7 +340,6 @@ class Publisher:
             return
         mid = suspects[0]
         entry = self._unacked[mid]
-        code = disconnect.reason_code
         if entry.disconnected_by != code:
             entry.disconnected_by, entry.disconnects, entry.disconnected_alone = code, 0, False
         entry.disconnects += 1

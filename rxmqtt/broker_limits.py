@@ -56,3 +56,13 @@ class BrokerLimits:
                     f"maximum packet size of {self.maximum_packet_size}",
                 )
         return None
+
+
+V311_IN_FLIGHT = 20
+"""QoS 1/2 publishes an MQTT 3.1.1 connection keeps unacknowledged at most: 3.1.1 has no Receive
+Maximum, and 20 is paho-mqtt's default and Mosquitto's ``max_inflight_messages`` (Mosquitto
+2.0 acknowledges QoS 2 publishes a 3.1.1 client sends beyond it, but never forwards them)."""
+
+V311_LIMITS = BrokerLimits(receive_maximum=V311_IN_FLIGHT, subscription_identifiers_available=False)
+"""What an MQTT 3.1.1 CONNACK tells: nothing beyond acceptance, so the protocol's own limits
+(no Subscription Identifiers, no Topic Aliases, no flow control: ``V311_IN_FLIGHT``)."""

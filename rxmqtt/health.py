@@ -27,12 +27,12 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
 from reactivex import Observable
 from reactivex.abc import DisposableBase
 
+from ._scoped import AsyncStartedOnEnter, once_started
 from .lifecycle import ConnectionState, Disconnect
 
 __all__ = ["HealthFile", "HealthServer", "HealthSource", "Probe", "is_live", "is_ready"]
@@ -131,7 +131,7 @@ _REASONS = {
 }
 
 
-class HealthServer:
+class HealthServer(AsyncStartedOnEnter):
     """HTTP probes for a connection: ``/readyz`` and ``/livez`` on ``host:port``.
 
     ``GET`` (or ``HEAD``) ``/readyz`` answers 200 while the connection is ``CONNECTED`` and 503
@@ -173,9 +173,9 @@ class HealthServer:
     @property
     def port(self) -> int:
         """The bound port (known once started)."""
-        if self._port is None:
-            raise RuntimeError("port: the server is not started; use `async with` or start()")
-        return self._port
+        return once_started(
+            self._port, "port: the server is not started; use `async with` or start()"
+        )
 
     @property
     def url(self) -> str:
@@ -216,18 +216,6 @@ class HealthServer:
         if handlers:
             await asyncio.gather(*handlers, return_exceptions=True)
         await server.wait_closed()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def response_for(self, method: str, target: str) -> tuple[int, str]:
         """The status and body for one request (the routing, separate from the I/O)."""
@@ -286,7 +274,7 @@ class HealthServer:
         await writer.drain()
 
 
-class HealthFile:
+class HealthFile(AsyncStartedOnEnter):
     """A file that exists only while the connection is healthy, for ``exec`` probes.
 
     While healthy (``probe=Probe.READY``: ``CONNECTED``; ``Probe.LIVE``: not ``FAILED``) the
@@ -363,18 +351,6 @@ class HealthFile:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._remove()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def _on_state(self, state: ConnectionState) -> None:
         if not self._running:

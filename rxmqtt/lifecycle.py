@@ -45,9 +45,16 @@ class DisconnectSource(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Disconnect:
-    """Why a connection ended or an attempt was refused."""
+    """Why a connection ended or an attempt was refused.
 
-    reason_code: int
+    ``reason_code`` is the MQTT 5 reason code, or ``None`` when there is none to give: an MQTT
+    3.1.1 connection (``protocol_version=4``) carries reason codes only in a refused CONNACK,
+    whose return code is given as its MQTT 5 equivalent (see
+    :data:`rxmqtt.policies.V311_CONNACK_CODES`); every other 3.1.1 end has ``None``, and
+    ``source`` and ``reason`` say what happened.
+    """
+
+    reason_code: int | None
     reason: str
     source: DisconnectSource
     fatal: bool = False
@@ -58,10 +65,16 @@ class Disconnect:
     """The Server Reference the broker sent with 0x9C Use another server / 0x9D Server moved:
     where the connection goes next (see the reason-code table)."""
 
+    @property
+    def code_text(self) -> str:
+        """``"0x86"``, or ``"no reason code"`` when the protocol gave none (MQTT 3.1.1)."""
+        return "no reason code" if self.reason_code is None else f"0x{self.reason_code:02X}"
+
     def __str__(self) -> str:
         fatal = ", fatal" if self.fatal else ""
         moved = f" (server reference {self.server_reference!r})" if self.server_reference else ""
-        return f"{self.source.value}: 0x{self.reason_code:02X} {self.reason}{moved}{fatal}"
+        code = "" if self.reason_code is None else f"{self.code_text} "
+        return f"{self.source.value}: {code}{self.reason}{moved}{fatal}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +102,9 @@ class Connected:
 @dataclass(frozen=True, slots=True)
 class ConnectFailed:
     """An attempt failed before CONNACK success; ``retry_in`` is the wait before the next one
-    (``None`` when the policy gives up)."""
+    (``None`` when the policy gives up). ``reason_code``: as :attr:`Disconnect.reason_code`."""
 
-    reason_code: int
+    reason_code: int | None
     reason: str
     attempt: int
     retry_in: float | None

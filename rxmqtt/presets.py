@@ -54,6 +54,7 @@ from .policies import (
     ReconnectPolicy,
 )
 from .settings import ConnectionSettings
+from .settings._protocol import MQTT_3_1_1
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -187,7 +188,9 @@ class Preset:
         The session rule of :class:`~rxmqtt.ConnectionSettings` holds here too: settings that
         ask for no session (``session_expiry=0``, the default without a client id, since no one
         could resume it) keep ``session_expiry`` and ``clean_start``; the preset's persistent
-        session is for a named client."""
+        session is for a named client. On MQTT 3.1.1 (``protocol_version=4``), which has neither
+        session expiry nor ``receive_maximum``/``maximum_packet_size``, only ``keep_alive`` and
+        ``connect_timeout`` are applied (its session is the settings' ``clean_start``)."""
         if not isinstance(settings, ConnectionSettings):
             raise TypeError(
                 f"settings: must be a ConnectionSettings, got {type(settings).__name__}"
@@ -196,6 +199,8 @@ class Preset:
             "keep_alive": self.keep_alive,
             "connect_timeout": self.connect_timeout,
         }
+        if settings.protocol_version == MQTT_3_1_1:
+            return dataclasses.replace(settings, **changes)
         if settings.session_expiry > 0:
             changes["session_expiry"] = self.session_expiry
             changes["clean_start"] = self.clean_start

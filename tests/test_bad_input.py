@@ -32,6 +32,7 @@ from rxmqtt import (
 )
 from rxmqtt.testing import MosquittoBroker
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import wait_log
 
 ConnCall = Callable[[Connection], object]
 Call = Callable[[], object]
@@ -414,15 +415,6 @@ def _client_id() -> str:
     return f"bad-{uuid.uuid4().hex[:12]}"
 
 
-async def _wait_log(broker: MosquittoBroker, text: str, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while text not in broker.log_text():
-        if loop.time() > deadline:
-            raise TimeoutError(f"broker log never said {text!r}")
-        await asyncio.sleep(0.02)
-
-
 @pytest.mark.broker
 @pytest.mark.parametrize(("call", "exc_type", "match"), CONNECTION_CALLS)
 async def test_bad_call_on_a_connected_connection(
@@ -438,7 +430,7 @@ async def test_bad_call_on_a_connected_connection(
         # would have reached the broker before it (one ordered socket).
         result = await asyncio.wait_for(conn.publish("ok/after", b"fine", qos=1), 5)
         assert result.reason_code in (0x00, 0x10)
-        await _wait_log(broker, f"Received PUBLISH from {client_id} ")
+        await wait_log(broker, f"Received PUBLISH from {client_id} ")
         log = broker.log_text()
         assert log.count(f"Received PUBLISH from {client_id} ") == 1, "only the good publish"
         assert f"Received SUBSCRIBE from {client_id}" not in log

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from rxmqtt import Connection, ConnectionSettings, ConnectionState, Message, WebSocketTransport
-from rxmqtt.cli import build_parser, plan_from
+from rxmqtt.cli import UsageError, build_parser, plan_from
 from rxmqtt.testing import MosquittoBroker, TlsFiles, free_port
-from rxmqtt.testing._raw import packet
+from rxmqtt.testing._peer import PeerLink, ScriptedPeer, connack, reply
 from rxmqtt.testing.plugin import BrokerFactory
 from rxmqtt.testing.recorder import Recorder
 
@@ -494,38 +494,17 @@ async def against_scripted_broker(*args: str) -> tuple[int, str]:
     (SUBACK 0x87) and never acknowledges a PUBLISH: what Mosquitto will not do. Returns the exit
     status and stderr."""
 
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        async def read_packet() -> bytes:
-            header = await reader.readexactly(1)
-            length, shift = 0, 0
-            while True:
-                byte = (await reader.readexactly(1))[0]
-                length |= (byte & 0x7F) << shift
-                shift += 7
-                if not byte & 0x80:
-                    return header + await reader.readexactly(length)
+    async def refuse_subscriptions(link: PeerLink) -> None:
+        link.send(connack())
+        while True:  # a PUBLISH is read and never acknowledged
+            link.send(reply(await link.next_request(), codes=b"\x87"))
 
-        try:
-            await read_packet()  # CONNECT
-            writer.write(packet(0x20, b"\x00\x00\x00"))
-            while True:
-                incoming = await read_packet()
-                if incoming[0] >> 4 == 8:  # SUBSCRIBE: its packet id, refused
-                    writer.write(packet(0x90, incoming[1:3] + b"\x00\x87"))
-                    await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
+    async with ScriptedPeer(refuse_subscriptions) as peer:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "rxmqtt.cli", *args, "-h", "127.0.0.1", "-p", str(port),
+            sys.executable, "-m", "rxmqtt.cli", *args, "-h", "127.0.0.1", "-p", str(peer.port),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=CLEAN_ENV,
         )  # fmt: skip
         _out, err = await asyncio.wait_for(proc.communicate(), 20)
-    finally:
-        server.close()
     assert proc.returncode is not None
     return proc.returncode, err.decode()
 
@@ -661,3 +640,17 @@ def test_plan_defaults_and_what_wins() -> None:
     assert (expiry.settings.clean_start, expiry.settings.session_expiry) == (False, 60)
     retries = plan_from(parser.parse_args(["pub", "-t", "x", "--retries", "3"]), {}).reconnect
     assert (retries.max_attempts, retries.retry_first_connect) == (3, True)
+
+
+def test_an_mqtt_311_url_gets_its_session_rule() -> None:
+    """-L mqttv311://: -c is Clean Session 0 (no expiry to give), -x says it needs MQTT 5."""
+    parser = build_parser()
+    clean = plan_from(parser.parse_args(["sub", "-t", "x", "-L", "mqttv311://h"]), {}).settings
+    assert (clean.protocol_version, clean.clean_start, clean.session_expiry) == (4, True, 0)
+    kept = plan_from(
+        parser.parse_args(["sub", "-t", "x", "-L", "mqttv311://h", "-c", "-i", "a"]), {}
+    )
+    assert (kept.settings.clean_start, kept.settings.session_expiry) == (False, 0xFFFFFFFF)
+    args = parser.parse_args(["sub", "-t", "x", "-L", "mqttv311://h", "-c", "-i", "a", "-x", "60"])
+    with pytest.raises(UsageError, match=r"^-x: needs MQTT 5"):
+        plan_from(args, {})

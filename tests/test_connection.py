@@ -46,10 +46,15 @@ def proxy_settings(proxy: FaultProxy, **overrides: object) -> ConnectionSettings
     return settings_for(proxy.host, proxy.port, **overrides)
 
 
+def _connection(broker: MosquittoBroker, version: int) -> Connection:
+    """A fast-reconnecting connection to ``broker`` speaking MQTT ``version`` (5 or 4)."""
+    return Connection(broker_settings(broker, protocol_version=version), reconnect=FAST)
+
+
 async def test_connects_and_state_is_derived_from_lifecycle(
-    rxmqtt_mosquitto: MosquittoBroker,
+    rxmqtt_mosquitto: MosquittoBroker, mqtt_version: int
 ) -> None:
-    conn = Connection(broker_settings(rxmqtt_mosquitto), reconnect=FAST)
+    conn = _connection(rxmqtt_mosquitto, mqtt_version)
     states = Recorder(conn.connection_state)
     events = Recorder(conn.lifecycle)
     assert states.items == [ConnectionState.DISCONNECTED]
@@ -73,11 +78,11 @@ async def test_connects_and_state_is_derived_from_lifecycle(
 
 @pytest.mark.parametrize("qos", [0, 1, 2])
 async def test_publish_roundtrip_resolves_with_reason_code(
-    rxmqtt_mosquitto: MosquittoBroker, qos: int
+    rxmqtt_mosquitto: MosquittoBroker, qos: int, mqtt_version: int
 ) -> None:
     async with (
-        Connection(broker_settings(rxmqtt_mosquitto), reconnect=FAST) as pub,
-        Connection(broker_settings(rxmqtt_mosquitto), reconnect=FAST) as sub,
+        _connection(rxmqtt_mosquitto, mqtt_version) as pub,
+        _connection(rxmqtt_mosquitto, mqtt_version) as sub,
     ):
         got = Recorder(sub.messages("rt/#", qos=2))
         await sub.wait_for(ConnectionState.CONNECTED, 5)
@@ -106,10 +111,12 @@ async def _subscribed(
     raise TimeoutError("subscription never became live")
 
 
-async def test_qos2_is_delivered_exactly_once(rxmqtt_mosquitto: MosquittoBroker) -> None:
+async def test_qos2_is_delivered_exactly_once(
+    rxmqtt_mosquitto: MosquittoBroker, mqtt_version: int
+) -> None:
     async with (
-        Connection(broker_settings(rxmqtt_mosquitto), reconnect=FAST) as pub,
-        Connection(broker_settings(rxmqtt_mosquitto), reconnect=FAST) as sub,
+        _connection(rxmqtt_mosquitto, mqtt_version) as pub,
+        _connection(rxmqtt_mosquitto, mqtt_version) as sub,
     ):
         got = Recorder(sub.messages("x2/#", qos=2))
         await sub.wait_for(ConnectionState.CONNECTED, 5)
@@ -126,11 +133,14 @@ async def test_qos2_is_delivered_exactly_once(rxmqtt_mosquitto: MosquittoBroker)
 
 
 async def test_messages_are_refcounted_one_broker_subscription(
-    rxmqtt_mosquitto: MosquittoBroker,
+    rxmqtt_mosquitto: MosquittoBroker, mqtt_version: int
 ) -> None:
     async with (
-        Connection(broker_settings(rxmqtt_mosquitto), reconnect=FAST) as pub,
-        Connection(broker_settings(rxmqtt_mosquitto, name="rc"), reconnect=FAST) as sub,
+        _connection(rxmqtt_mosquitto, mqtt_version) as pub,
+        Connection(
+            broker_settings(rxmqtt_mosquitto, name="rc", protocol_version=mqtt_version),
+            reconnect=FAST,
+        ) as sub,
     ):
         await sub.wait_for(ConnectionState.CONNECTED, 5)
         a = Recorder(sub.messages("rc/+"))
@@ -161,8 +171,10 @@ async def _wait_log(broker: MosquittoBroker, text: str, timeout: float = 5.0) ->
 # ---------------------------------------------------------------- the seed's three loss cases
 
 
-async def test_loss_case_1_broker_stopped_and_restarted(rxmqtt_mosquitto: MosquittoBroker) -> None:
-    conn = Connection(broker_settings(rxmqtt_mosquitto), reconnect=FAST)
+async def test_loss_case_1_broker_stopped_and_restarted(
+    rxmqtt_mosquitto: MosquittoBroker, mqtt_version: int
+) -> None:
+    conn = _connection(rxmqtt_mosquitto, mqtt_version)
     states = Recorder(conn.connection_state)
     disconnects = Recorder(conn.disconnects)
     async with conn:
@@ -170,7 +182,7 @@ async def test_loss_case_1_broker_stopped_and_restarted(rxmqtt_mosquitto: Mosqui
         rxmqtt_mosquitto.stop()  # SIGTERM: Mosquitto 2.0.11 just closes the socket
         first = await disconnects.wait_for_item(lambda d: True, 5)
         assert first.source is DisconnectSource.NETWORK
-        assert first.reason_code == 0x80
+        assert first.reason_code == (0x80 if mqtt_version == 5 else None), "3.1.1: none"
         assert not first.fatal
         await conn.wait_for(ConnectionState.RECONNECTING, 5)
         rxmqtt_mosquitto.start()
@@ -190,19 +202,26 @@ def _dedupe(states: list[ConnectionState]) -> list[ConnectionState]:
 
 
 async def test_loss_case_2_server_disconnects_with_reason_code(
-    rxmqtt_mosquitto: MosquittoBroker, rxmqtt_fault_proxy: FaultProxy
+    rxmqtt_mosquitto: MosquittoBroker, rxmqtt_fault_proxy: FaultProxy, mqtt_version: int
 ) -> None:
-    conn = Connection(proxy_settings(rxmqtt_fault_proxy), reconnect=FAST)
+    conn = Connection(
+        proxy_settings(rxmqtt_fault_proxy, protocol_version=mqtt_version), reconnect=FAST
+    )
     events = Recorder(conn.lifecycle)
     async with conn:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
         rxmqtt_fault_proxy.wait_for_connections(1, timeout=5)
-        # A PUBLISH with QoS 3 is malformed: Mosquitto answers DISCONNECT with a reason code.
+        # A PUBLISH with QoS 3 is malformed: Mosquitto answers DISCONNECT with a reason code
+        # (MQTT 5); an MQTT 3.1.1 server has no DISCONNECT to send and just closes the socket.
         rxmqtt_fault_proxy.connections[0].inject_to_server(b"\x36\x05\x00\x01a\x00\x00")
         lost = await events.wait_for_item(lambda e: isinstance(e, Disconnected), 5)
         assert isinstance(lost, Disconnected)
-        assert lost.disconnect.source is DisconnectSource.SERVER
-        assert lost.disconnect.reason_code in (0x81, 0x82), lost.disconnect
+        if mqtt_version == 5:
+            assert lost.disconnect.source is DisconnectSource.SERVER
+            assert lost.disconnect.reason_code in (0x81, 0x82), lost.disconnect
+        else:
+            assert lost.disconnect.source is DisconnectSource.NETWORK
+            assert lost.disconnect.reason_code is None, lost.disconnect
         assert lost.retry_in is not None
         await events.wait_until(
             lambda es: sum(isinstance(e, Connected) for e in es) >= 2, 10, "reconnect"
@@ -211,10 +230,13 @@ async def test_loss_case_2_server_disconnects_with_reason_code(
 
 
 async def test_loss_case_3_blackholed_network_detected_by_keepalive(
-    rxmqtt_mosquitto: MosquittoBroker, rxmqtt_fault_proxy: FaultProxy
+    rxmqtt_mosquitto: MosquittoBroker, rxmqtt_fault_proxy: FaultProxy, mqtt_version: int
 ) -> None:
     keep_alive = 2
-    conn = Connection(proxy_settings(rxmqtt_fault_proxy, keep_alive=keep_alive), reconnect=FAST)
+    conn = Connection(
+        proxy_settings(rxmqtt_fault_proxy, keep_alive=keep_alive, protocol_version=mqtt_version),
+        reconnect=FAST,
+    )
     disconnects = Recorder(conn.disconnects)
     async with conn:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
@@ -224,7 +246,7 @@ async def test_loss_case_3_blackholed_network_detected_by_keepalive(
         lost = await disconnects.wait_for_item(lambda d: True, 3 * keep_alive)
         detected_after = loop.time() - cut_at
         assert lost.source is DisconnectSource.KEEPALIVE
-        assert lost.reason_code == 0x8D
+        assert lost.reason_code == (0x8D if mqtt_version == 5 else None)
         assert detected_after <= 1.5 * keep_alive, f"took {detected_after:.2f}s"
         rxmqtt_fault_proxy.pass_through()
         await conn.wait_for(ConnectionState.CONNECTED, 10)
@@ -262,10 +284,13 @@ async def test_session_taken_over_code_is_fatal_no_takeover_fight() -> None:
 
 
 async def test_wrong_password_fails_after_one_attempt(
-    rxmqtt_mosquitto_factory: object,
+    rxmqtt_mosquitto_factory: object, mqtt_version: int
 ) -> None:
     broker: MosquittoBroker = rxmqtt_mosquitto_factory(BrokerConfig(users={"alice": "secret"}))  # type: ignore[operator]
-    conn = Connection(broker_settings(broker, username="alice", password="wrong"), reconnect=FAST)
+    conn = Connection(
+        broker_settings(broker, username="alice", password="wrong", protocol_version=mqtt_version),
+        reconnect=FAST,
+    )
     events = Recorder(conn.lifecycle)
     async with conn:
         await conn.wait_for(ConnectionState.FAILED, 5)
@@ -277,13 +302,15 @@ async def test_wrong_password_fails_after_one_attempt(
     assert failed[0].disconnect.fatal
     assert failed[0].retry_in is None
 
-    good = Connection(broker_settings(broker, username="alice", password="secret"))
+    good = Connection(
+        broker_settings(broker, username="alice", password="secret", protocol_version=mqtt_version)
+    )
     async with good:
         await good.wait_for(ConnectionState.CONNECTED, 5)
 
 
 async def test_password_provider_is_read_on_every_attempt(
-    rxmqtt_mosquitto_factory: object,
+    rxmqtt_mosquitto_factory: object, mqtt_version: int
 ) -> None:
     broker: MosquittoBroker = rxmqtt_mosquitto_factory(BrokerConfig(users={"bob": "token-2"}))  # type: ignore[operator]
     tokens = iter(["token-1", "token-2", "token-2", "token-2"])
@@ -305,13 +332,16 @@ async def test_password_provider_is_read_on_every_attempt(
 
 
 async def test_persistent_session_survives_graceful_restart_without_resubscribing(
-    rxmqtt_mosquitto_factory: object,
+    rxmqtt_mosquitto_factory: object, mqtt_version: int
 ) -> None:
     broker: MosquittoBroker = rxmqtt_mosquitto_factory(BrokerConfig(persistence=True))  # type: ignore[operator]
-    sub_settings = broker_settings(broker, name="ps", clean_start=False, session_expiry=3600)
+    # (a named client keeps its session: 3600 s on MQTT 5, Clean Session 0 on MQTT 3.1.1)
+    sub_settings = broker_settings(
+        broker, name="ps", clean_start=False, protocol_version=mqtt_version
+    )
     async with (
         Connection(sub_settings, reconnect=FAST) as sub,
-        Connection(broker_settings(broker), reconnect=FAST) as pub,
+        _connection(broker, mqtt_version) as pub,
     ):
         events = Recorder(sub.lifecycle)
         got = Recorder(sub.messages("ps/#", qos=1))
@@ -333,14 +363,19 @@ async def test_persistent_session_survives_graceful_restart_without_resubscribin
         assert subscribes == 1, "the session kept the subscription; no re-SUBSCRIBE"
 
 
-async def test_session_lost_resubscribes_live_filters(rxmqtt_mosquitto: MosquittoBroker) -> None:
+async def test_session_lost_resubscribes_live_filters(
+    rxmqtt_mosquitto: MosquittoBroker, mqtt_version: int
+) -> None:
     """Without persistence a broker crash loses the session: SessionLost, then re-subscribe."""
     sub_settings = broker_settings(
-        rxmqtt_mosquitto, name="sl", clean_start=False, session_expiry=3600
+        rxmqtt_mosquitto,
+        name="sl",
+        clean_start=False,
+        protocol_version=mqtt_version,
     )
     async with (
         Connection(sub_settings, reconnect=FAST) as sub,
-        Connection(broker_settings(rxmqtt_mosquitto), reconnect=FAST) as pub,
+        _connection(rxmqtt_mosquitto, mqtt_version) as pub,
     ):
         events = Recorder(sub.lifecycle)
         got = Recorder(sub.messages("sl/#", qos=1))
@@ -355,25 +390,33 @@ async def test_session_lost_resubscribes_live_filters(rxmqtt_mosquitto: Mosquitt
 
 
 async def test_will_is_sent_on_ungraceful_loss_not_on_close(
-    rxmqtt_mosquitto: MosquittoBroker, rxmqtt_fault_proxy: FaultProxy
+    rxmqtt_mosquitto: MosquittoBroker, rxmqtt_fault_proxy: FaultProxy, mqtt_version: int
 ) -> None:
     will = Will("wills/dev", b"gone", qos=1)
-    async with Connection(broker_settings(rxmqtt_mosquitto), reconnect=FAST) as watcher:
+    async with _connection(rxmqtt_mosquitto, mqtt_version) as watcher:
         wills = Recorder(watcher.messages("wills/#", qos=1))
         await watcher.wait_for(ConnectionState.CONNECTED, 5)
         await asyncio.sleep(0)  # let SUBSCRIBE go out
 
-        clean = Connection(proxy_settings(rxmqtt_fault_proxy, will=will), reconnect=FAST)
+        clean = Connection(
+            proxy_settings(rxmqtt_fault_proxy, will=will, protocol_version=mqtt_version),
+            reconnect=FAST,
+        )
         async with clean:
             await clean.wait_for(ConnectionState.CONNECTED, 5)
         # closed cleanly: no will. Prove it by sending a marker after and seeing only it.
-        async with Connection(broker_settings(rxmqtt_mosquitto)) as marker:
+        async with Connection(
+            broker_settings(rxmqtt_mosquitto, protocol_version=mqtt_version)
+        ) as marker:
             await marker.wait_for(ConnectionState.CONNECTED, 5)
             await marker.publish("wills/marker", b"m", qos=1)
         await wills.wait_for_item(lambda m: m.topic == "wills/marker", 5)
         assert [m.topic for m in wills.items] == ["wills/marker"]
 
-        dying = Connection(proxy_settings(rxmqtt_fault_proxy, will=will), reconnect=FAST)
+        dying = Connection(
+            proxy_settings(rxmqtt_fault_proxy, will=will, protocol_version=mqtt_version),
+            reconnect=FAST,
+        )
         async with dying:
             await dying.wait_for(ConnectionState.CONNECTED, 5)
             rxmqtt_fault_proxy.reset()

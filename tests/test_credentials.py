@@ -2,29 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from pathlib import Path
 
 import pytest
 
 from rxmqtt import (
-    Backoff,
     ConnectFailed,
     Connection,
     ConnectionSettings,
     ConnectionState,
-    ReconnectPolicy,
     TlsSettings,
 )
 from rxmqtt.testing import BrokerConfig, TlsFiles
+from rxmqtt.testing._peer import PeerLink, ScriptedPeer, connack
 from rxmqtt.testing._raw import varint_at
 from rxmqtt.testing.plugin import BrokerFactory
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import FAST
 
 pytestmark = pytest.mark.broker
-
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2))
 
 
 async def test_client_certificate_files_are_reread_on_every_attempt(
@@ -61,7 +58,8 @@ async def test_client_certificate_files_are_reread_on_every_attempt(
 
 def _connect_properties(packet: bytes) -> dict[int, bytes]:
     """The MQTT 5 CONNECT properties we care about, by identifier (raw values)."""
-    length, pos = varint_at(packet, 2 + 4 + 1 + 1 + 2)  # protocol name, level, flags, keep alive
+    _, body = varint_at(packet, 1)  # after the header byte and the remaining length
+    length, pos = varint_at(packet, body + 2 + 4 + 1 + 1 + 2)  # name, level, flags, keep alive
     end = pos + length
     fixed = {0x11: 4, 0x21: 2, 0x27: 4, 0x22: 2, 0x19: 1, 0x17: 1}
     found: dict[int, bytes] = {}
@@ -88,35 +86,21 @@ async def test_enhanced_auth_data_is_resolved_on_every_attempt() -> None:
     a broker that is briefly unavailable (CONNACK 0x88) sees the fresh token on the retry."""
     seen: list[dict[int, bytes]] = []
 
-    async def broker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readexactly(1)
-        length, shift = 0, 0
-        while True:
-            byte = (await reader.readexactly(1))[0]
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        seen.append(_connect_properties(await reader.readexactly(length)))
+    async def broker(link: PeerLink) -> None:
+        seen.append(_connect_properties(link.connect))
         code = 0x88 if len(seen) == 1 else 0x00  # Server unavailable, then success
-        writer.write(bytes([0x20, 0x03, 0x00, code, 0x00]))
-        await writer.drain()
+        link.send(connack(code))
         if code:
-            writer.close()
+            await link.close()
             return
-        try:
-            await reader.read()  # until the client disconnects
-        finally:
-            writer.close()
+        await link.serve()  # until the client disconnects
 
-    server = await asyncio.start_server(broker, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     tokens = iter([b"token-1", b"token-2", b"token-3"])
-    async with server:
+    async with ScriptedPeer(broker) as peer:
         conn = Connection(
             ConnectionSettings(
                 host="127.0.0.1",
-                port=port,
+                port=peer.port,
                 client_id="sat",
                 auth_method="K8S-SAT",
                 auth_data=lambda: next(tokens),

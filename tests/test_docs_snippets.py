@@ -321,21 +321,8 @@ def test_docstring_examples_run(test: doctest.DocTest) -> None:
 # ------------------------------------------------------------------------------ the diagrams
 
 
-def _load_docs_module(name: str) -> ModuleType:
-    qualified = f"rxmqtt_docs_{name}"
-    if qualified in sys.modules:
-        return sys.modules[qualified]
-    spec = importlib.util.spec_from_file_location(qualified, DOCS / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[qualified] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-marbles = _load_docs_module("marbles")
-gen_site = _load_docs_module("gen_site")
+gen_site = importlib.import_module("docs.gen_site")  # docs/ is on the path; not a package
+marbles = gen_site.load_docs_module("marbles")
 CASES = list(marbles.CASES)
 
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -36,12 +36,11 @@ from rxmqtt import (
 from rxmqtt.testing import BrokerConfig, MosquittoBroker, free_port
 from rxmqtt.testing.plugin import BrokerFactory, ProxyFactory
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import FAST, until_delivered
 
 pytestmark = pytest.mark.broker
 
 _ids = itertools.count()
-
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.3, jitter=Jitter.FULL))
 
 
 def _client_id(name: str) -> str:
@@ -54,19 +53,6 @@ def _endpoint(broker: MosquittoBroker) -> str:
 
 def _index_of(events: list[LifecycleEvent], predicate: Callable[[LifecycleEvent], bool]) -> int:
     return next(i for i, e in enumerate(events) if predicate(e))
-
-
-async def _until_delivered(
-    pub: Connection, got: Recorder[Message], topic: str, tries: int = 100
-) -> Message:
-    """Publish to ``topic`` until ``got`` sees it (the subscription may still be on its way)."""
-    for n in range(tries):
-        await pub.publish(topic, str(n).encode(), qos=1)
-        try:
-            return await got.wait_for_item(lambda m: m.topic == topic, 0.1)
-        except TimeoutError:
-            continue
-    raise TimeoutError(f"nothing published to {topic!r} was delivered")
 
 
 # ---------------------------------------------------------------- endpoints
@@ -98,18 +84,28 @@ async def test_endpoints_are_tried_in_order_and_reported() -> None:
     assert isinstance(events.items[-2], GaveUp), events.items[-3:]
 
 
+STEP = 0.3
+STEPPING = ReconnectPolicy(backoff=Backoff(initial=STEP, maximum=5.0, jitter=Jitter.NONE))
+"""The failover tests' policy: the first wait is ``STEP`` seconds, without jitter."""
+
+
+def _two_brokers(
+    factory: BrokerFactory, name: str
+) -> tuple[MosquittoBroker, MosquittoBroker, ConnectionSettings]:
+    """Two brokers, and settings that name the first and fall back to the second."""
+    b1, b2 = factory(), factory()
+    settings = ConnectionSettings(
+        host=b1.host, port=b1.port, endpoints=[_endpoint(b2)], client_id=_client_id(name)
+    )
+    return b1, b2, settings
+
+
 async def test_first_broker_killed_connection_continues_on_the_second(
     rxmqtt_mosquitto_factory: BrokerFactory,
 ) -> None:
-    b1 = rxmqtt_mosquitto_factory()
-    b2 = rxmqtt_mosquitto_factory()
-    initial = 0.3
-    policy = ReconnectPolicy(backoff=Backoff(initial=initial, maximum=5.0, jitter=Jitter.NONE))
-    settings = ConnectionSettings(
-        host=b1.host, port=b1.port, endpoints=[_endpoint(b2)], client_id=_client_id("kill")
-    )
+    b1, b2, settings = _two_brokers(rxmqtt_mosquitto_factory, "kill")
     async with (
-        Connection(settings, reconnect=policy) as conn,
+        Connection(settings, reconnect=STEPPING) as conn,
         Connection(
             ConnectionSettings(host=b1.host, port=b1.port, client_id=_client_id("p1")),
             reconnect=FAST,
@@ -123,7 +119,7 @@ async def test_first_broker_killed_connection_continues_on_the_second(
         got: Recorder[Message] = Recorder(conn.messages("fo/#", qos=1))
         await conn.wait_for(ConnectionState.CONNECTED, 5)
         await pub1.wait_for(ConnectionState.CONNECTED, 5)
-        await _until_delivered(pub1, got, "fo/before")
+        await until_delivered(pub1, got, "fo/before")
         assert conn.state is ConnectionState.CONNECTED
 
         loop = asyncio.get_running_loop()
@@ -141,7 +137,7 @@ async def test_first_broker_killed_connection_continues_on_the_second(
         assert on_b2.session_present is False
 
         await pub2.wait_for(ConnectionState.CONNECTED, 5)
-        msg = await _until_delivered(pub2, got, "fo/after")
+        msg = await until_delivered(pub2, got, "fo/after")
         assert msg.topic == "fo/after"
         assert got.error is None, "a stream survives the failover"
         assert not got.completed
@@ -157,14 +153,8 @@ async def test_first_broker_killed_connection_continues_on_the_second(
 async def test_failover_to_the_second_broker_takes_at_most_one_backoff_step(
     rxmqtt_mosquitto_factory: BrokerFactory,
 ) -> None:
-    b1 = rxmqtt_mosquitto_factory()
-    b2 = rxmqtt_mosquitto_factory()
-    initial = 0.3
-    policy = ReconnectPolicy(backoff=Backoff(initial=initial, maximum=5.0, jitter=Jitter.NONE))
-    settings = ConnectionSettings(
-        host=b1.host, port=b1.port, endpoints=[_endpoint(b2)], client_id=_client_id("step")
-    )
-    conn = Connection(settings, reconnect=policy)
+    b1, b2, settings = _two_brokers(rxmqtt_mosquitto_factory, "step")
+    conn = Connection(settings, reconnect=STEPPING)
     events: Recorder[LifecycleEvent] = Recorder(conn.lifecycle)
     async with conn:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
@@ -181,8 +171,8 @@ async def test_failover_to_the_second_broker_takes_at_most_one_backoff_step(
         for e in events.items[lost:]
         if isinstance(e, ConnectFailed | Disconnected) and e.retry_in
     ]
-    assert sum(waits) <= initial + 1e-9, f"waited {waits} before reaching b2 (took {took:.3f}s)"
-    assert took < initial + 0.25, f"failover took {took:.3f}s, one backoff step is {initial}s"
+    assert sum(waits) <= STEP + 1e-9, f"waited {waits} before reaching b2 (took {took:.3f}s)"
+    assert took < STEP + 0.25, f"failover took {took:.3f}s, one backoff step is {STEP}s"
 
 
 # ---------------------------------------------------------------- rotating credentials
@@ -192,29 +182,41 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text + "\n")  # editors and `echo` add a newline; the library strips one
 
 
-async def test_password_file_rotated_while_broker_down_is_used_on_the_next_attempt(
-    rxmqtt_mosquitto_factory: BrokerFactory, tmp_path: Path
-) -> None:
-    """Default policy (0x86/0x87 fatal): the rotation happens before the broker comes back, so
-    the very first attempt against the new broker must already carry the new password."""
-    old = rxmqtt_mosquitto_factory(BrokerConfig(users={"u": "old-secret"}))
-    port = old.port
+@contextlib.asynccontextmanager
+async def _old_broker_stopped(
+    factory: BrokerFactory, tmp_path: Path, name: str, policy: ReconnectPolicy
+) -> AsyncIterator[tuple[Connection, Recorder[LifecycleEvent], Path, int]]:
+    """A connection that reads its password from a file holding "old-secret", connected to a
+    broker that knows user ``u`` by it; entered once that broker has stopped and the connection
+    is reconnecting. Yields the connection, its lifecycle, the password file and the port to
+    bring a broker back on."""
+    old = factory(BrokerConfig(users={"u": "old-secret"}))
     password_file = tmp_path / "password"
     _write(password_file, "old-secret")
     settings = ConnectionSettings(
         host=old.host,
-        port=port,
+        port=old.port,
         username="u",
         password_file=password_file,
-        client_id=_client_id("rot"),
+        client_id=_client_id(name),
     )
-    policy = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2, jitter=Jitter.FULL))
     conn = Connection(settings, reconnect=policy)
     events: Recorder[LifecycleEvent] = Recorder(conn.lifecycle)
     async with conn:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
         old.stop()
         await conn.wait_for(ConnectionState.RECONNECTING, 5)
+        yield conn, events, password_file, old.port
+
+
+async def test_password_file_rotated_while_broker_down_is_used_on_the_next_attempt(
+    rxmqtt_mosquitto_factory: BrokerFactory, tmp_path: Path
+) -> None:
+    """Default policy (0x86/0x87 fatal): the rotation happens before the broker comes back, so
+    the very first attempt against the new broker must already carry the new password."""
+    policy = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2, jitter=Jitter.FULL))
+    stopped = _old_broker_stopped(rxmqtt_mosquitto_factory, tmp_path, "rot", policy)
+    async with stopped as (conn, events, password_file, port):
         _write(password_file, "new-secret")
         new = rxmqtt_mosquitto_factory(BrokerConfig(users={"u": "new-secret"}), port=port)
         assert new.port == port
@@ -226,7 +228,7 @@ async def test_password_file_rotated_while_broker_down_is_used_on_the_next_attem
     ]
     assert refused == [], "no attempt was refused: the new password was read in time"
     assert not any(isinstance(e, GaveUp) for e in events.items)
-    assert f"as {settings.client_id} " in new.log_text(), "the new broker let this client in"
+    assert f"as {conn.settings.client_id} " in new.log_text(), "the new broker let this client in"
 
 
 async def test_password_file_rewritten_after_refusals_next_attempt_connects(
@@ -235,28 +237,13 @@ async def test_password_file_rewritten_after_refusals_next_attempt_connects(
     """The broker comes back knowing only the new password while the file still holds the old
     one: attempts are refused (kept retrying by a custom ``is_fatal``) until the file is
     rewritten -- and the attempt right after the rewrite connects."""
-    old = rxmqtt_mosquitto_factory(BrokerConfig(users={"u": "old-secret"}))
-    port = old.port
-    password_file = tmp_path / "password"
-    _write(password_file, "old-secret")
-    settings = ConnectionSettings(
-        host=old.host,
-        port=port,
-        username="u",
-        password_file=password_file,
-        client_id=_client_id("rot2"),
-    )
     step = 0.3  # constant: the rewrite below lands well inside one wait
     policy = ReconnectPolicy(
         backoff=Backoff(initial=step, maximum=step, jitter=Jitter.NONE),
         is_fatal=lambda code: False,
     )
-    conn = Connection(settings, reconnect=policy)
-    events: Recorder[LifecycleEvent] = Recorder(conn.lifecycle)
-    async with conn:
-        await conn.wait_for(ConnectionState.CONNECTED, 5)
-        old.stop()
-        await conn.wait_for(ConnectionState.RECONNECTING, 5)
+    stopped = _old_broker_stopped(rxmqtt_mosquitto_factory, tmp_path, "rot2", policy)
+    async with stopped as (conn, events, password_file, port):
         rxmqtt_mosquitto_factory(BrokerConfig(users={"u": "new-secret"}), port=port)
 
         def refused(e: LifecycleEvent) -> bool:

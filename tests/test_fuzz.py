@@ -121,20 +121,25 @@ def _filter_problem(value: str) -> str | None:
     return None
 
 
+def _agrees(validate: Callable[[str], str], argument: str, problem: str | None, value: str) -> None:
+    """``validate`` returns ``value`` when the spec finds no ``problem`` with it, else raises
+    an error naming ``argument`` and the problem."""
+    if problem is None:
+        assert validate(value) == value
+        return
+    with pytest.raises(InvalidTopicError) as info:
+        validate(value)
+    assert str(info.value).startswith(f"{argument}: ")
+    assert problem in str(info.value)
+
+
 @FUZZ
 @given(_topicish)
 @example("")
 @example("a" * MAX_TOPIC_BYTES)
 @example("a" * (MAX_TOPIC_BYTES + 1))
 def test_validate_topic_agrees_with_the_spec(value: str) -> None:
-    problem = _topic_problem(value)
-    if problem is None:
-        assert validate_topic(value) == value
-        return
-    with pytest.raises(InvalidTopicError) as info:
-        validate_topic(value)
-    assert str(info.value).startswith("topic: ")
-    assert problem in str(info.value)
+    _agrees(validate_topic, "topic", _topic_problem(value), value)
 
 
 @FUZZ
@@ -144,14 +149,7 @@ def test_validate_topic_agrees_with_the_spec(value: str) -> None:
 @example("$share/g")
 @example("a/#/b")
 def test_validate_filter_agrees_with_the_spec(value: str) -> None:
-    problem = _filter_problem(value)
-    if problem is None:
-        assert validate_filter(value) == value
-        return
-    with pytest.raises(InvalidTopicError) as info:
-        validate_filter(value)
-    assert str(info.value).startswith("topic_filter: ")
-    assert problem in str(info.value)
+    _agrees(validate_filter, "topic_filter", _filter_problem(value), value)
 
 
 def _error_of(call: Callable[[], object]) -> Exception | None:

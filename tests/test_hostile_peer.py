@@ -13,12 +13,9 @@ The client advertises ``maximum_packet_size=1024`` and ``keep_alive=1``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
@@ -38,6 +35,7 @@ from rxmqtt import (
 from rxmqtt.testing._peer import PeerLink, Script, ScriptedPeer, connack, publish
 from rxmqtt.testing._raw import packet, varint
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import loop_exceptions
 
 MAX_PACKET = 1024
 DEADLINE = 15.0
@@ -148,18 +146,6 @@ def playing(chunks: tuple[bytes, ...]) -> Script:
             await link.read_raw()
 
     return script
-
-
-@contextlib.contextmanager
-def loop_exceptions() -> Iterator[list[dict[str, Any]]]:
-    loop = asyncio.get_running_loop()
-    seen: list[dict[str, Any]] = []
-    previous = loop.get_exception_handler()
-    loop.set_exception_handler(lambda _loop, context: seen.append(context))
-    try:
-        yield seen
-    finally:
-        loop.set_exception_handler(previous)
 
 
 async def _first_failure(

@@ -16,16 +16,13 @@ import logging
 import pytest
 
 from rxmqtt import (
-    Backoff,
     Connection,
     ConnectionSettings,
     ConnectionState,
     DroppedMessage,
     DropReason,
     GracePeriod,
-    Jitter,
     Message,
-    ReconnectPolicy,
 )
 from rxmqtt.testing import MosquittoBroker
 from rxmqtt.testing._peer import (
@@ -38,8 +35,8 @@ from rxmqtt.testing._peer import (
     publish,
 )
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import FAST_NO_JITTER
 
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2, jitter=Jitter.NONE))
 DEADLINE = 10.0
 _ids = itertools.count()
 
@@ -76,7 +73,7 @@ def _delivers_on_connack(*topics: str, then_more: asyncio.Event | None = None) -
 async def test_a_subscriber_created_after_delivery_gets_what_the_session_queued_in_order() -> None:
     topics = ("late/a", "other/x", "late/b", "late/c")
     async with ScriptedPeer(_delivers_on_connack(*topics)) as peer:
-        conn = Connection(_settings(peer.port), reconnect=FAST)
+        conn = Connection(_settings(peer.port), reconnect=FAST_NO_JITTER)
         dropped = Recorder(conn.dropped)
         async with conn:
             await peer.wait_pubacks(len(topics), DEADLINE)  # received and acknowledged
@@ -98,7 +95,7 @@ async def test_kept_messages_come_before_newer_ones() -> None:
     script = _delivers_on_connack("late/1", "late/2", then_more=more)
     async with (
         ScriptedPeer(script) as peer,
-        Connection(_settings(peer.port), reconnect=FAST) as conn,
+        Connection(_settings(peer.port), reconnect=FAST_NO_JITTER) as conn,
     ):
         await peer.wait_pubacks(2, DEADLINE)
         got = Recorder(conn.messages("late/#", qos=1))
@@ -116,7 +113,7 @@ async def test_unclaimed_messages_leave_the_grace_buffer_to_unmatched_or_dropped
     script = _delivers_on_connack("late/1", "late/2", then_more=more)
     async with ScriptedPeer(script) as peer:
         conn = Connection(
-            _settings(peer.port), reconnect=FAST, grace_period=GracePeriod(seconds=0.3)
+            _settings(peer.port), reconnect=FAST_NO_JITTER, grace_period=GracePeriod(seconds=0.3)
         )
         unmatched = Recorder(conn.unmatched_messages) if observed else None
         dropped = Recorder(conn.dropped)
@@ -146,7 +143,9 @@ async def test_unclaimed_messages_leave_the_grace_buffer_to_unmatched_or_dropped
 
 async def test_without_a_grace_period_an_unmatched_message_is_reported_at_once() -> None:
     async with ScriptedPeer(_delivers_on_connack("nobody/1")) as peer:
-        conn = Connection(_settings(peer.port), reconnect=FAST, grace_period=GracePeriod(seconds=0))
+        conn = Connection(
+            _settings(peer.port), reconnect=FAST_NO_JITTER, grace_period=GracePeriod(seconds=0)
+        )
         dropped = Recorder(conn.dropped)
         async with conn:
             first = await dropped.wait_for_count(1, DEADLINE)
@@ -161,7 +160,9 @@ async def test_a_flood_of_unmatched_messages_is_one_warning_and_every_message_on
     caplog.set_level(logging.DEBUG, logger="rxmqtt.connection")
     topics = [f"stale/{n}" for n in range(50)]
     async with ScriptedPeer(_delivers_on_connack(*topics)) as peer:
-        conn = Connection(_settings(peer.port), reconnect=FAST, grace_period=GracePeriod(seconds=0))
+        conn = Connection(
+            _settings(peer.port), reconnect=FAST_NO_JITTER, grace_period=GracePeriod(seconds=0)
+        )
         dropped = Recorder(conn.dropped)
         async with conn:
             await dropped.wait_for_count(len(topics), DEADLINE)
@@ -172,7 +173,7 @@ async def test_a_flood_of_unmatched_messages_is_one_warning_and_every_message_on
 
 async def test_messages_still_kept_at_close_are_accounted_for() -> None:
     async with ScriptedPeer(_delivers_on_connack("late/1")) as peer:
-        conn = Connection(_settings(peer.port), reconnect=FAST)
+        conn = Connection(_settings(peer.port), reconnect=FAST_NO_JITTER)
         unmatched = Recorder(conn.unmatched_messages)
         async with conn:
             await peer.wait_pubacks(1, DEADLINE)
@@ -193,7 +194,7 @@ async def test_a_kept_message_whose_own_expiry_passed_is_dropped_as_expired() ->
         await link.serve()
 
     async with ScriptedPeer(script) as peer:
-        conn = Connection(_settings(peer.port), reconnect=FAST)
+        conn = Connection(_settings(peer.port), reconnect=FAST_NO_JITTER)
         dropped = Recorder(conn.dropped)
         loop = asyncio.get_running_loop()
         async with conn:
@@ -232,9 +233,9 @@ async def test_readme_pattern_on_a_resumed_session_loses_nothing_published_while
     delivered (and the client acknowledged) everything queued while it was down."""
     client_id = f"late-mq-{next(_ids)}"
     port = rxmqtt_mosquitto.port
-    async with Connection(_settings(port, client_id), reconnect=FAST) as app:
+    async with Connection(_settings(port, client_id), reconnect=FAST_NO_JITTER) as app:
         probe = Recorder(app.messages("late/#", qos=1))
-        async with Connection(_settings(port), reconnect=FAST) as pub:
+        async with Connection(_settings(port), reconnect=FAST_NO_JITTER) as pub:
             for _ in range(100):  # until the subscription is live
                 await pub.publish("late/probe", b"", qos=1)
                 try:
@@ -243,11 +244,11 @@ async def test_readme_pattern_on_a_resumed_session_loses_nothing_published_while
                 except TimeoutError:
                     continue
     await_count = 25
-    async with Connection(_settings(port), reconnect=FAST) as pub:
+    async with Connection(_settings(port), reconnect=FAST_NO_JITTER) as pub:
         for number in range(await_count):
             await pub.publish(f"late/{number}", str(number).encode(), qos=1)
     before = _received_pubacks(rxmqtt_mosquitto, client_id)
-    restarted = Connection(_settings(port, client_id), reconnect=FAST)
+    restarted = Connection(_settings(port, client_id), reconnect=FAST_NO_JITTER)
     dropped = Recorder(restarted.dropped)
     async with restarted:
         await restarted.wait_for(ConnectionState.CONNECTED, DEADLINE)

@@ -16,26 +16,22 @@ from pathlib import Path
 import pytest
 
 from rxmqtt import (
-    Backoff,
     Connection,
     ConnectionSettings,
     ConnectionState,
     Drain,
     DropReason,
-    Jitter,
     MessageDroppedError,
     Overflow,
     QueuePolicy,
-    ReconnectPolicy,
     SessionLost,
 )
 from rxmqtt.queue import SqliteStore
 from rxmqtt.testing import FaultProxy, MosquittoBroker
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import FAST
 
 pytestmark = pytest.mark.broker
-
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2, jitter=Jitter.FULL))
 
 
 def _settings(host: str, port: int, client_id: str, **kw: object) -> ConnectionSettings:

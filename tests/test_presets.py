@@ -38,26 +38,13 @@ from rxmqtt.queue import DroppedMessage, QueueStats, SqliteStore
 from rxmqtt.testing import FaultProxy, MosquittoBroker
 from rxmqtt.testing.plugin import BrokerFactory, ProxyFactory
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import until_delivered
 
 _ids = itertools.count()
 
 
 def settings_for(host: str, port: int, name: str) -> ConnectionSettings:
     return ConnectionSettings(host=host, port=port, client_id=f"preset-{name}-{next(_ids)}")
-
-
-async def subscribed(
-    listener: Connection, publisher: Connection, topic: str, got: Recorder[Message]
-) -> None:
-    """Wait until ``listener``'s subscription is live: publish probes until one arrives."""
-    for _ in range(100):
-        await publisher.publish(topic, b"probe", qos=1)
-        try:
-            await got.wait_for_item(lambda m: m.topic == topic, 0.1)
-            return
-        except TimeoutError:
-            continue
-    raise TimeoutError("subscription never became live")
 
 
 def numbers(messages: list[Message], topic: str) -> list[int]:
@@ -202,7 +189,7 @@ async def test_k8s_single_node_reconnects_quickly_after_a_broker_restart_with_it
     helper = Connection(settings_for(broker.host, broker.port, "helper"))
     async with conn, helper:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
-        await subscribed(conn, helper, "svc/probe", got)
+        await until_delivered(helper, got, "svc/probe")
         loop = asyncio.get_running_loop()
         broker.stop()  # graceful: Mosquitto saves the session and closes the sockets
         await conn.wait_for(ConnectionState.RECONNECTING, 2)
@@ -248,7 +235,7 @@ async def test_k8s_multi_node_survives_a_node_vanishing_and_the_broker_moving(
         await events.wait_for_item(lambda e: isinstance(e, SessionLost), 10, "session lost")
         await conn.wait_for(ConnectionState.CONNECTED, 10)
         await on_b.wait_for(ConnectionState.CONNECTED, 5)
-        await subscribed(conn, on_b, "fleet/probe", got)  # re-subscribed on node B by itself
+        await until_delivered(on_b, got, "fleet/probe")  # re-subscribed on node B by itself
         assert conn.state is ConnectionState.CONNECTED
 
 
@@ -267,7 +254,7 @@ async def test_mpu_headless_keeps_offline_messages_across_a_process_restart(
         first = mpu_headless().with_store(SqliteStore(db)).connect(settings)
         async with first:
             await first.wait_for(ConnectionState.CONNECTED, 5)
-            await subscribed(listener, first, "gw/probe", got)
+            await until_delivered(first, got, "gw/probe")
             await first.publish("gw/data", b"1:online", qos=1)
             rxmqtt_fault_proxy.refuse()
             rxmqtt_fault_proxy.reset()  # the WAN goes away
@@ -311,7 +298,7 @@ async def test_mpu_gui_under_a_blackholed_network_never_blocks_and_keeps_the_new
     async with conn, listener:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
         await listener.wait_for(ConnectionState.CONNECTED, 5)
-        await subscribed(listener, conn, "panel/probe", got)
+        await until_delivered(conn, got, "panel/probe")
         rxmqtt_fault_proxy.blackhole()
         await conn.wait_for(ConnectionState.RECONNECTING, 3 * keep_alive)
         loop = asyncio.get_running_loop()
@@ -355,7 +342,7 @@ async def test_mcu_headless_drops_qos0_offline_and_never_exceeds_its_byte_budget
     async with conn, listener:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
         await listener.wait_for(ConnectionState.CONNECTED, 5)
-        await subscribed(listener, conn, "dev/probe", got)
+        await until_delivered(conn, got, "dev/probe")
         rxmqtt_fault_proxy.refuse()
         rxmqtt_fault_proxy.reset()
         await conn.wait_for(ConnectionState.RECONNECTING, 5)
@@ -377,3 +364,12 @@ async def test_mcu_headless_drops_qos0_offline_and_never_exceeds_its_byte_budget
         await got.wait_until(lambda ms: len(numbers(ms, "dev/alarm")) >= kept, 10, "drained")
     assert numbers(got.items, "dev/alarm") == list(range(61 - kept, 61)), "newest kept, FIFO"
     assert not numbers(got.items, "dev/telemetry")
+
+
+def test_apply_on_mqtt_311_sets_only_what_3_1_1_has() -> None:
+    named = ConnectionSettings(host="h", client_id="dev", protocol_version=4)
+    applied = mcu_headless().apply(named)
+    assert applied.keep_alive == mcu_headless().keep_alive
+    assert applied.connect_timeout == mcu_headless().connect_timeout
+    assert (applied.clean_start, applied.session_expiry) == (False, 0xFFFFFFFF)
+    assert (applied.receive_maximum, applied.maximum_packet_size) == (None, None)

@@ -3,8 +3,6 @@ a transient refusal (quota exceeded, server busy) is re-published after backoff.
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from rxmqtt import (
@@ -14,17 +12,24 @@ from rxmqtt import (
     ConnectionState,
     Disconnected,
     DisconnectSource,
-    Jitter,
     PublishError,
     PublishRetry,
-    ReconnectPolicy,
 )
 from rxmqtt.testing import FaultProxy, MosquittoBroker
+from rxmqtt.testing._peer import (
+    PUBACK,
+    PUBLISH,
+    PeerLink,
+    Script,
+    ScriptedPeer,
+    ack,
+    connack,
+    parse_publish,
+)
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import FAST, until_delivered
 
 pytestmark = pytest.mark.broker
-
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2, jitter=Jitter.FULL))
 
 
 @pytest.mark.parametrize("qos", [1, 2])
@@ -52,7 +57,7 @@ async def test_ack_timeout_reconnects_and_resends(
     async with sub, pub:
         await sub.wait_for(ConnectionState.CONNECTED, 5)
         await pub.wait_for(ConnectionState.CONNECTED, 5)
-        await _until_subscribed(pub, got)
+        await until_delivered(pub, got, "ack/probe")
         rxmqtt_fault_proxy.delay(1.5)  # each direction: the ack would come after ~3 s
         outcome = Recorder(pub.publish("ack/x", b"once", qos=qos))
         lost = await events.wait_for_item(lambda e: isinstance(e, Disconnected), 5)
@@ -73,98 +78,48 @@ async def test_ack_timeout_reconnects_and_resends(
             assert copies >= 1
 
 
-async def _until_subscribed(pub: Connection, got: Recorder[object]) -> None:
-    for _ in range(100):
-        await pub.publish("ack/probe", b"probe", qos=1)
-        try:
-            await got.wait_for_item(lambda m: m.payload == b"probe", 0.1)  # type: ignore[attr-defined]
-            return
-        except TimeoutError:
-            continue
-    raise TimeoutError("subscription never became live")
+def _refusing(refusals: int, code: int, publishes: list[int]) -> Script:
+    """A peer that answers the first ``refusals`` QoS 1 PUBLISHes with PUBACK ``code`` and the
+    rest with success, recording the packet id of each PUBLISH it received in ``publishes``."""
+
+    async def script(link: PeerLink) -> None:
+        link.send(connack())
+        while True:
+            received = parse_publish(await link.read_until(PUBLISH))
+            publishes.append(received.packet_id)
+            answer = code if len(publishes) <= refusals else 0
+            link.send(ack(PUBACK, received.packet_id, answer))
+
+    return script
 
 
-class _RefusingBroker:
-    """A minimal MQTT 5 broker on loopback that answers the first ``refusals`` QoS 1 PUBLISHes
-    with PUBACK ``code`` and the rest with success, counting what it received."""
-
-    def __init__(self, refusals: int, code: int) -> None:
-        self.refusals = refusals
-        self.code = code
-        self.publishes = 0
-        self.server: asyncio.Server | None = None
-
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return int(self.server.sockets[0].getsockname()[1])
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                header = await reader.readexactly(1)
-                length = 0
-                for shift in range(0, 28, 7):
-                    byte = (await reader.readexactly(1))[0]
-                    length |= (byte & 0x7F) << shift
-                    if not byte & 0x80:
-                        break
-                body = await reader.readexactly(length)
-                kind = header[0] >> 4
-                if kind == 1:  # CONNECT
-                    writer.write(b"\x20\x03\x00\x00\x00")
-                elif kind == 3:  # PUBLISH (QoS 1 assumed)
-                    topic_len = int.from_bytes(body[:2], "big")
-                    packet_id = body[2 + topic_len : 4 + topic_len]
-                    self.publishes += 1
-                    code = self.code if self.publishes <= self.refusals else 0
-                    writer.write(b"\x40\x04" + packet_id + bytes([code, 0]))
-                elif kind == 12:  # PINGREQ
-                    writer.write(b"\xd0\x00")
-                elif kind == 14:  # DISCONNECT
-                    break
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
+def _on(peer: ScriptedPeer, client_id: str, max_attempts: int) -> Connection:
+    settings = ConnectionSettings(host="127.0.0.1", port=peer.port, client_id=client_id)
+    retry = PublishRetry(max_attempts=max_attempts, backoff=Backoff(0.01, 0.05))
+    return Connection(settings, publish_retry=retry)
 
 
 @pytest.mark.parametrize(("code", "refusals"), [(0x97, 2), (0x89, 1)])
 async def test_transient_refusal_is_republished_after_backoff(code: int, refusals: int) -> None:
-    broker = _RefusingBroker(refusals=refusals, code=code)
-    port = await broker.start()
-    try:
-        conn = Connection(
-            ConnectionSettings(host="127.0.0.1", port=port, client_id="refused"),
-            publish_retry=PublishRetry(max_attempts=3, backoff=Backoff(0.01, 0.05)),
-        )
-        async with conn:
-            await conn.wait_for(ConnectionState.CONNECTED, 5)
-            result = await conn.publish("busy/x", b"v", qos=1)
-        assert result.reason_code == 0
-        assert broker.publishes == refusals + 1
-    finally:
-        await broker.close()
+    publishes: list[int] = []
+    async with (
+        ScriptedPeer(_refusing(refusals, code, publishes)) as peer,
+        _on(peer, "refused", max_attempts=3) as conn,
+    ):
+        await conn.wait_for(ConnectionState.CONNECTED, 5)
+        result = await conn.publish("busy/x", b"v", qos=1)
+    assert result.reason_code == 0
+    assert len(publishes) == refusals + 1
 
 
 async def test_refusals_past_max_attempts_error_with_the_last_code() -> None:
-    broker = _RefusingBroker(refusals=100, code=0x97)
-    port = await broker.start()
-    try:
-        conn = Connection(
-            ConnectionSettings(host="127.0.0.1", port=port, client_id="refused-2"),
-            publish_retry=PublishRetry(max_attempts=2, backoff=Backoff(0.01, 0.05)),
-        )
-        async with conn:
-            await conn.wait_for(ConnectionState.CONNECTED, 5)
-            with pytest.raises(PublishError) as caught:
-                await conn.publish("busy/x", b"v", qos=1)
-        assert caught.value.reason_code == 0x97
-        assert broker.publishes == 3, "first send + 2 retries"
-    finally:
-        await broker.close()
+    publishes: list[int] = []
+    async with (
+        ScriptedPeer(_refusing(100, 0x97, publishes)) as peer,
+        _on(peer, "refused-2", max_attempts=2) as conn,
+    ):
+        await conn.wait_for(ConnectionState.CONNECTED, 5)
+        with pytest.raises(PublishError) as caught:
+            await conn.publish("busy/x", b"v", qos=1)
+    assert caught.value.reason_code == 0x97
+    assert len(publishes) == 3, "first send + 2 retries"

@@ -62,6 +62,13 @@ def number(m: Message) -> int:
     return int.from_bytes(m.payload[:4], "big")
 
 
+def popped_expiry(queue: OfflineQueue) -> int | None:
+    """The Message Expiry Interval the next popped message carries (one must be queued)."""
+    item = queue.pop()
+    assert item is not None
+    return item.message.properties.message_expiry_interval
+
+
 def make(
     clock: FakeClock | None = None, drops: Drops | None = None, **policy: object
 ) -> OfflineQueue:
@@ -281,16 +288,10 @@ def test_remaining_expiry_is_rewritten_on_pop() -> None:
     queue.offer(msg(1, expiry=60))
     queue.offer(msg(2))
     clock.advance(10)
-    first = queue.pop()
-    assert first is not None
-    assert first.message.properties.message_expiry_interval == 50
+    assert popped_expiry(queue) == 50
     clock.advance(0.5)
-    second = queue.pop()
-    assert second is not None
-    assert second.message.properties.message_expiry_interval == 50  # 49.5 rounded up
-    third = queue.pop()
-    assert third is not None
-    assert third.message.properties.message_expiry_interval is None
+    assert popped_expiry(queue) == 50  # 49.5 rounded up
+    assert popped_expiry(queue) is None
 
 
 def test_remaining_expiry_never_rounds_to_zero() -> None:
@@ -298,9 +299,7 @@ def test_remaining_expiry_never_rounds_to_zero() -> None:
     queue = make(clock)
     queue.offer(msg(0, expiry=5))
     clock.advance(4.9)
-    item = queue.pop()
-    assert item is not None
-    assert item.message.properties.message_expiry_interval == 1
+    assert popped_expiry(queue) == 1
 
 
 def test_unchanged_expiry_keeps_the_same_message() -> None:
@@ -393,9 +392,7 @@ def test_requeue_front_restores_the_original_expiry() -> None:
     assert item.message.properties.message_expiry_interval == 50
     queue.requeue_front(item)
     clock.advance(10)
-    again = queue.pop()
-    assert again is not None
-    assert again.message.properties.message_expiry_interval == 40
+    assert popped_expiry(queue) == 40
 
 
 def test_requeue_front_of_an_expired_message_drops_it() -> None:
@@ -413,22 +410,15 @@ def test_requeue_front_of_an_expired_message_drops_it() -> None:
     assert queue.stats().drained == 0
 
 
-def test_requeue_front_over_bounds_drop_oldest_evicts_others() -> None:
-    drops = Drops()
-    queue = make(drops=drops, max_messages=2)
-    queue.offer(msg(0))
-    item = queue.pop()
-    assert item is not None
-    queue.offer(msg(1))
-    queue.offer(msg(2))
-    queue.requeue_front(item)
-    assert [number(d.message) for d, _ in drops.reports] == [1]
-    assert drops.reasons == [DropReason.OVERFLOW]
-    assert [number(i.message) for i in queue.drain_all()] == [0, 2]
-
-
-@pytest.mark.parametrize("overflow", [Overflow.DROP_NEWEST, Overflow.REJECT])
-def test_requeue_front_over_bounds_otherwise_drops_the_requeued(overflow: Overflow) -> None:
+@pytest.mark.parametrize(
+    ("overflow", "dropped", "left"),
+    [
+        (Overflow.DROP_OLDEST, [1], [0, 2]),  # the requeued stays, the oldest other goes
+        (Overflow.DROP_NEWEST, [0], [1, 2]),  # otherwise the requeued itself is dropped
+        (Overflow.REJECT, [0], [1, 2]),
+    ],
+)
+def test_requeue_front_over_bounds(overflow: Overflow, dropped: list[int], left: list[int]) -> None:
     drops = Drops()
     queue = make(drops=drops, max_messages=2, overflow=overflow)
     queue.offer(msg(0))
@@ -437,9 +427,9 @@ def test_requeue_front_over_bounds_otherwise_drops_the_requeued(overflow: Overfl
     queue.offer(msg(1))
     queue.offer(msg(2))
     queue.requeue_front(item)
-    assert [number(d.message) for d, _ in drops.reports] == [0]
+    assert [number(d.message) for d, _ in drops.reports] == dropped
     assert drops.reasons == [DropReason.OVERFLOW]
-    assert [number(i.message) for i in queue.drain_all()] == [1, 2]
+    assert [number(i.message) for i in queue.drain_all()] == left
     stats = queue.stats()
     assert (stats.dropped, stats.drained) == (1, 2)
 

@@ -34,11 +34,15 @@ def _settings(port: int, client_id: str, **kw: object) -> ConnectionSettings:
     return ConnectionSettings(host="127.0.0.1", port=port, client_id=client_id, **kw)  # type: ignore[arg-type]
 
 
-async def test_every_attempt_and_wait_is_on_lifecycle_until_attempts_run_out() -> None:
+async def test_every_attempt_and_wait_is_on_lifecycle_until_attempts_run_out(
+    mqtt_version: int,
+) -> None:
     policy = ReconnectPolicy(
         backoff=Backoff(initial=0.01, maximum=0.04, jitter=Jitter.NONE), max_attempts=3
     )
-    conn = Connection(_settings(_dead_port(), "exhaust"), reconnect=policy)
+    conn = Connection(
+        _settings(_dead_port(), "exhaust", protocol_version=mqtt_version), reconnect=policy
+    )
     events = Recorder(conn.lifecycle)
     async with conn:
         await conn.wait_for(ConnectionState.FAILED, 5)
@@ -47,6 +51,7 @@ async def test_every_attempt_and_wait_is_on_lifecycle_until_attempts_run_out() -
     assert [a.attempt for a in attempts] == [1, 2, 3, 4], "the first try plus 3 retries"
     assert [f.retry_in for f in failures] == [0.01, 0.02, 0.04, None]
     assert all(f.disconnect.source.value == "network" for f in failures)
+    assert all(f.reason_code == (0x80 if mqtt_version == 5 else None) for f in failures)
     gave_up = [e for e in events.items if isinstance(e, GaveUp)]
     assert len(gave_up) == 1
     assert "gave up after 3 retries" in gave_up[0].reason
@@ -64,10 +69,12 @@ async def test_retry_first_connect_false_gives_up_on_the_first_failure() -> None
 
 
 async def test_configure_cuts_a_long_wait_short_and_revives_a_failed_connection(
-    rxmqtt_mosquitto: MosquittoBroker,
+    rxmqtt_mosquitto: MosquittoBroker, mqtt_version: int
 ) -> None:
     slow = ReconnectPolicy(backoff=Backoff(initial=60.0, maximum=60.0, jitter=Jitter.NONE))
-    conn = Connection(_settings(rxmqtt_mosquitto.port, "configure"), reconnect=slow)
+    conn = Connection(
+        _settings(rxmqtt_mosquitto.port, "configure", protocol_version=mqtt_version), reconnect=slow
+    )
     events = Recorder(conn.lifecycle)
     async with conn:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
@@ -86,8 +93,10 @@ async def test_configure_cuts_a_long_wait_short_and_revives_a_failed_connection(
         await conn.wait_for(ConnectionState.CONNECTED, 5)
 
 
-async def test_configure_keeps_a_live_connection(rxmqtt_mosquitto: MosquittoBroker) -> None:
-    conn = Connection(_settings(rxmqtt_mosquitto.port, "keep-live"))
+async def test_configure_keeps_a_live_connection(
+    rxmqtt_mosquitto: MosquittoBroker, mqtt_version: int
+) -> None:
+    conn = Connection(_settings(rxmqtt_mosquitto.port, "keep-live", protocol_version=mqtt_version))
     events = Recorder(conn.lifecycle)
     async with conn:
         await conn.wait_for(ConnectionState.CONNECTED, 5)

@@ -14,7 +14,6 @@ import ssl
 import pytest
 
 from rxmqtt import (
-    Backoff,
     Connected,
     ConnectFailed,
     Connection,
@@ -24,7 +23,6 @@ from rxmqtt import (
     DroppedMessage,
     DropReason,
     GaveUp,
-    Jitter,
     LifecycleEvent,
     Message,
     MessageMayBeLostError,
@@ -32,7 +30,6 @@ from rxmqtt import (
     PublishProperties,
     PublishRefusedError,
     PublishResult,
-    ReconnectPolicy,
     TlsSettings,
 )
 from rxmqtt.testing import BrokerConfig, FaultProxy, MosquittoBroker
@@ -58,10 +55,10 @@ from rxmqtt.testing._peer import (
 from rxmqtt.testing.certs import TlsFiles
 from rxmqtt.testing.plugin import BrokerFactory, ProxyFactory
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import FAST_NO_JITTER, until_delivered
 
 _ids = itertools.count()
 
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2, jitter=Jitter.NONE))
 DEADLINE = 15.0
 
 
@@ -90,18 +87,6 @@ def refused(result: object, code: int) -> PublishRefusedError:
     assert isinstance(result, PublishRefusedError), result
     assert result.reason_code == code, result
     return result
-
-
-async def subscribed(conn: Connection, got: Recorder[Message], probe: str) -> None:
-    """Wait until ``conn``'s subscription is live: publish probes to it until one comes back."""
-    for _ in range(100):
-        await conn.publish(probe, b"probe", qos=1)
-        try:
-            await got.wait_for_item(lambda m: m.topic == probe, 0.1)
-            return
-        except TimeoutError:
-            continue
-    raise TimeoutError("the subscription never became live")
 
 
 # ----------------------------------------------------------------------------- poison publishes
@@ -137,7 +122,7 @@ async def test_a_publish_the_broker_disconnects_over_is_refused_and_the_rest_goe
 ) -> None:
     script, seen = refusing("poison", code)
     async with ScriptedPeer(script) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST)
+        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
         dropped: Recorder[DroppedMessage] = Recorder(conn.dropped)
         async with conn:
             await conn.wait_for(ConnectionState.CONNECTED, DEADLINE)
@@ -161,7 +146,7 @@ async def test_an_innocent_publish_the_broker_was_slow_to_ack_is_not_blamed() ->
     publishes one at a time, so the refusal lands on the one actually in flight."""
     script, seen = refusing("poison", 0x99, hold_acks_on_first=frozenset({"slow"}))
     async with ScriptedPeer(script) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST)
+        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
         async with conn:
             await conn.wait_for(ConnectionState.CONNECTED, DEADLINE)
             results = [conn.publish(topic, b".", qos=1) for topic in ("slow", "poison", "next")]
@@ -178,7 +163,7 @@ async def test_an_innocent_publish_the_broker_was_slow_to_ack_is_not_blamed() ->
 async def test_two_poison_publishes_are_each_given_up_and_the_good_one_goes_out() -> None:
     script, seen = refusing("poison", 0x99)
     async with ScriptedPeer(script) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST)
+        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
         async with conn:
             await conn.wait_for(ConnectionState.CONNECTED, DEADLINE)
             results = [conn.publish(t, b".", qos=1) for t in ("poison/1", "poison/2", "good")]
@@ -208,7 +193,7 @@ async def test_publishes_flow_freely_again_once_the_poison_is_given_up() -> None
         await link.serve()
 
     async with ScriptedPeer(script) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST)
+        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
         async with conn:
             await conn.wait_for(ConnectionState.CONNECTED, DEADLINE)
             refused(await outcome(conn.publish("poison", b"x", qos=1)), 0x99)
@@ -229,7 +214,7 @@ async def test_what_the_connack_forbids_is_refused_at_publish_and_a_queued_one_n
                 link.send(ack(PUBACK, pub.packet_id))
 
     async with ScriptedPeer(script) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST)
+        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
         dropped: Recorder[DroppedMessage] = Recorder(conn.dropped)
         queued = conn.publish("queued/retained", b"r", qos=1, retain=True)  # before the CONNACK
         async with conn:
@@ -264,7 +249,7 @@ async def test_mosquitto_retain_not_available_refuses_at_publish_and_drain(
     rxmqtt_mosquitto_factory: BrokerFactory,
 ) -> None:
     broker = rxmqtt_mosquitto_factory(BrokerConfig(retain_available=False, extra="max_qos 1"))
-    conn = Connection(settings(broker.port, host=broker.host), reconnect=FAST)
+    conn = Connection(settings(broker.port, host=broker.host), reconnect=FAST_NO_JITTER)
     events: Recorder[LifecycleEvent] = Recorder(conn.lifecycle)
     queued = conn.publish("m/retained", b"r", qos=1, retain=True)
     async with conn:
@@ -291,14 +276,14 @@ async def test_mosquitto_a_resent_publish_the_new_broker_refuses_ends_and_the_re
     first = rxmqtt_mosquitto_factory()
     strict = rxmqtt_mosquitto_factory(BrokerConfig(retain_available=False))
     proxy: FaultProxy = rxmqtt_fault_proxy_factory(first)
-    conn = Connection(settings(proxy.port, host=proxy.host), reconnect=FAST)
-    watcher = Connection(settings(strict.port, host=strict.host), reconnect=FAST)
+    conn = Connection(settings(proxy.port, host=proxy.host), reconnect=FAST_NO_JITTER)
+    watcher = Connection(settings(strict.port, host=strict.host), reconnect=FAST_NO_JITTER)
     events: Recorder[LifecycleEvent] = Recorder(conn.lifecycle)
     async with conn, watcher:
         got: Recorder[Message] = Recorder(watcher.messages("edge/#", qos=1))
         await conn.wait_for(ConnectionState.CONNECTED, DEADLINE)
         await watcher.wait_for(ConnectionState.CONNECTED, DEADLINE)
-        await subscribed(watcher, got, "edge/probe")
+        await until_delivered(watcher, got, "edge/probe")
         proxy.blackhole()
         # Both go into the black hole (or, unwritten, wait in paho): unacknowledged either way.
         retained = conn.publish("edge/retained", b"r", qos=1, retain=True)
@@ -329,7 +314,10 @@ async def test_a_pubcomp_with_a_failure_code_is_not_a_success() -> None:
         link.send(ack(PUBCOMP, pub.packet_id, 0x92))
         await link.serve()
 
-    async with ScriptedPeer(script) as peer, Connection(settings(peer.port), reconnect=FAST) as c:
+    async with (
+        ScriptedPeer(script) as peer,
+        Connection(settings(peer.port), reconnect=FAST_NO_JITTER) as c,
+    ):
         await c.wait_for(ConnectionState.CONNECTED, DEADLINE)
         result = await outcome(c.publish("q2/x", b"x", qos=2))
     assert isinstance(result, MessageMayBeLostError), result
@@ -361,7 +349,10 @@ async def test_a_pubrel_owed_when_the_session_is_lost_ends_as_may_be_lost_and_is
                 acked_later.append(pub.topic)
                 link.send(ack(PUBACK, pub.packet_id))
 
-    async with ScriptedPeer(script) as peer, Connection(settings(peer.port), reconnect=FAST) as c:
+    async with (
+        ScriptedPeer(script) as peer,
+        Connection(settings(peer.port), reconnect=FAST_NO_JITTER) as c,
+    ):
         await c.wait_for(ConnectionState.CONNECTED, DEADLINE)
         result = await outcome(c.publish("q2/owed", b"x", qos=2))
         after = await outcome(c.publish("q2/after", b"y", qos=1))
@@ -400,14 +391,14 @@ async def test_a_server_reference_is_followed(
 ) -> None:
     target = f"{rxmqtt_mosquitto.host}:{rxmqtt_mosquitto.port}"
     async with ScriptedPeer(redirecting(kind, code, target)) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST)
+        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
         events: Recorder[LifecycleEvent] = Recorder(conn.lifecycle)
         async with conn:
             connected = await events.wait_for_item(
                 lambda e: isinstance(e, Connected) and e.endpoint == target, DEADLINE, target
             )
             echo: Recorder[Message] = Recorder(conn.messages("moved/#", qos=1))
-            await subscribed(conn, echo, "moved/here")
+            await until_delivered(conn, echo, "moved/here")
     assert isinstance(connected, Connected)
     sent_away = next(e for e in events.items if isinstance(e, ConnectFailed | Disconnected))
     assert sent_away.disconnect.reason_code == code
@@ -420,7 +411,7 @@ async def test_a_server_reference_is_followed(
 @pytest.mark.parametrize("code", [0x9C, 0x9D])
 async def test_without_a_server_reference_a_redirection_is_fatal(kind: str, code: int) -> None:
     async with ScriptedPeer(redirecting(kind, code, None)) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST)
+        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
         events: Recorder[LifecycleEvent] = Recorder(conn.lifecycle)
         async with conn:
             await conn.wait_for(ConnectionState.FAILED, DEADLINE)
@@ -439,7 +430,7 @@ async def test_a_redirection_loop_ends_after_a_bounded_number_of_hops() -> None:
 
     async with ScriptedPeer(script) as peer:
         port_holder.append(peer.port)
-        conn = Connection(settings(peer.port), reconnect=FAST)
+        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
         events: Recorder[LifecycleEvent] = Recorder(conn.lifecycle)
         async with conn:
             await conn.wait_for(ConnectionState.FAILED, DEADLINE)
@@ -464,7 +455,7 @@ async def test_a_redirection_gets_the_same_tls_checks(
     peer = ScriptedPeer(redirecting("connack", 0x9D, target), tls=_server_tls(rxmqtt_tls_files))
     async with peer:
         tls = TlsSettings(ca_file=rxmqtt_tls_files.ca_file)
-        conn = Connection(settings(peer.port, tls=tls), reconnect=FAST)
+        conn = Connection(settings(peer.port, tls=tls), reconnect=FAST_NO_JITTER)
         events: Recorder[LifecycleEvent] = Recorder(conn.lifecycle)
         async with conn:
             if not wrong_host:
@@ -489,11 +480,11 @@ async def test_close_keeps_the_session_unless_asked_to_end_it(
     named = settings(
         rxmqtt_mosquitto.port, host=rxmqtt_mosquitto.host, session_expiry=300, clean_start=False
     )
-    first = Connection(named, reconnect=FAST)
+    first = Connection(named, reconnect=FAST_NO_JITTER)
     async with first:
         await first.wait_for(ConnectionState.CONNECTED, DEADLINE)
         await first.close(end_session=end_session)
-    again = Connection(named, reconnect=FAST)
+    again = Connection(named, reconnect=FAST_NO_JITTER)
     events: Recorder[LifecycleEvent] = Recorder(again.lifecycle)
     async with again:
         connected = await events.wait_for_item(lambda e: isinstance(e, Connected), DEADLINE)
@@ -510,7 +501,7 @@ async def test_close_end_session_sends_session_expiry_zero() -> None:
 
     async with ScriptedPeer(script) as peer:
         for end_session in (False, True):
-            conn = Connection(settings(peer.port, session_expiry=300), reconnect=FAST)
+            conn = Connection(settings(peer.port, session_expiry=300), reconnect=FAST_NO_JITTER)
             conn.start()
             await conn.wait_for(ConnectionState.CONNECTED, DEADLINE)
             await conn.close(end_session=end_session)

@@ -838,7 +838,8 @@ def test_from_url_overrides_win() -> None:
         (
             "http://h",
             ValueError,
-            "url: unknown scheme 'http' (expected mqtt, mqtts, tcp, ssl, tls, ws or wss)",
+            "url: unknown scheme 'http' "
+            "(expected mqtt, mqtts, tcp, ssl, tls, ws, wss, mqttv311 or mqttv311s)",
         ),
         ("broker", ValueError, "url: missing scheme (expected mqtt://, mqtts://, ...)"),
         ("mqtt://", ValueError, "url: missing host"),
@@ -874,7 +875,7 @@ def test_from_url_overrides_win() -> None:
         (
             "mqtt://h?ca_file=/x",
             ValueError,
-            "url: query parameter 'ca_file' needs a TLS scheme (mqtts, ssl, tls or wss)",
+            "url: query parameter 'ca_file' needs a TLS scheme (mqtts, ssl, tls, wss or mqttv311s)",
         ),
         ("mqtt://h?keep_alive=-1", ValueError, "keep_alive: must be >= 0 seconds, got -1"),
         (f"mqtts://h?ca_file={MISSING}", ValueError, f"ca_file: no such file: {MISSING}"),

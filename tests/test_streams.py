@@ -36,12 +36,17 @@ _ids = itertools.count()
 FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.3, jitter=Jitter.FULL))
 
 
-def _url(broker: MosquittoBroker, name: str = "s") -> str:
-    return f"mqtt://{broker.host}:{broker.port}?client_id=st-{name}-{next(_ids)}"
+def _url(broker: MosquittoBroker, name: str = "s", version: int = 5) -> str:
+    return (
+        f"mqtt://{broker.host}:{broker.port}?client_id=st-{name}-{next(_ids)}"
+        f"&protocol_version={version}"
+    )
 
 
-def _connect(broker: MosquittoBroker, name: str = "s", **overrides: Any) -> Connection:
-    return Connection(_url(broker, name), reconnect=FAST, **overrides)
+def _connect(
+    broker: MosquittoBroker, name: str = "s", version: int = 5, **overrides: Any
+) -> Connection:
+    return Connection(_url(broker, name, version), reconnect=FAST, **overrides)
 
 
 async def _wait_log(broker: MosquittoBroker, text: str, count: int = 1, timeout: float = 5) -> None:
@@ -62,9 +67,12 @@ def _unsubscribes(broker: MosquittoBroker, conn: Connection) -> int:
 
 @pytest.mark.parametrize("how", ["break", "return", "exception", "cancel"])
 async def test_leaving_the_loop_sends_unsubscribe(
-    rxmqtt_mosquitto: MosquittoBroker, how: str
+    rxmqtt_mosquitto: MosquittoBroker, how: str, mqtt_version: int
 ) -> None:
-    async with _connect(rxmqtt_mosquitto, "pub") as pub, _connect(rxmqtt_mosquitto) as sub:
+    async with (
+        _connect(rxmqtt_mosquitto, "pub", mqtt_version) as pub,
+        _connect(rxmqtt_mosquitto, version=mqtt_version) as sub,
+    ):
         await pub.wait_for(ConnectionState.CONNECTED, 5)
         got: list[Message] = []
 
@@ -111,8 +119,13 @@ async def _until(predicate: Any, timeout: float = 5) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_only_the_last_reader_leaving_unsubscribes(rxmqtt_mosquitto: MosquittoBroker) -> None:
-    async with _connect(rxmqtt_mosquitto, "pub") as pub, _connect(rxmqtt_mosquitto) as sub:
+async def test_only_the_last_reader_leaving_unsubscribes(
+    rxmqtt_mosquitto: MosquittoBroker, mqtt_version: int
+) -> None:
+    async with (
+        _connect(rxmqtt_mosquitto, "pub", mqtt_version) as pub,
+        _connect(rxmqtt_mosquitto, version=mqtt_version) as sub,
+    ):
         first = rxmqtt.aiter(sub.messages("two/+", qos=1))
         second = rxmqtt.aiter(sub.messages("two/+", qos=1))
         await sub.subscribe("two/+", qos=1)  # wait for the readers' SUBACK
@@ -130,9 +143,9 @@ async def test_only_the_last_reader_leaving_unsubscribes(rxmqtt_mosquitto: Mosqu
 
 
 async def test_every_stream_loop_ends_when_the_connection_closes(
-    rxmqtt_mosquitto: MosquittoBroker,
+    rxmqtt_mosquitto: MosquittoBroker, mqtt_version: int
 ) -> None:
-    conn = _connect(rxmqtt_mosquitto)
+    conn = _connect(rxmqtt_mosquitto, version=mqtt_version)
     seen: dict[str, list[Any]] = {}
 
     async def drain(name: str, stream: Any) -> None:
@@ -193,9 +206,12 @@ async def test_a_slow_reader_under_a_flood_stays_bounded_and_counts_what_it_lost
 
 @pytest.mark.parametrize("callback_reader", [False, True], ids=["alone", "beside an Rx reader"])
 async def test_subscribe_then_read_loses_nothing_published_in_between(
-    rxmqtt_mosquitto: MosquittoBroker, callback_reader: bool
+    rxmqtt_mosquitto: MosquittoBroker, callback_reader: bool, mqtt_version: int
 ) -> None:
-    async with _connect(rxmqtt_mosquitto, "pub") as pub, _connect(rxmqtt_mosquitto) as sub:
+    async with (
+        _connect(rxmqtt_mosquitto, "pub", mqtt_version) as pub,
+        _connect(rxmqtt_mosquitto, version=mqtt_version) as sub,
+    ):
         if callback_reader:
             other = Recorder(sub.messages("gap/#", qos=1))
         assert await sub.subscribe("gap/#", qos=1) == 1
@@ -224,10 +240,10 @@ async def test_subscribe_then_read_loses_nothing_published_in_between(
 
 
 async def test_subscribe_returns_the_qos_the_broker_granted(
-    rxmqtt_mosquitto_factory: BrokerFactory,
+    rxmqtt_mosquitto_factory: BrokerFactory, mqtt_version: int
 ) -> None:
     broker = rxmqtt_mosquitto_factory(BrokerConfig(extra="max_qos 1\n"))
-    async with _connect(broker) as conn:
+    async with _connect(broker, version=mqtt_version) as conn:
         assert await asyncio.wait_for(conn.subscribe("granted/#", qos=2), 5) == 1
         assert await asyncio.wait_for(conn.subscribe("granted/#", qos=0), 5) == 1, "held already"
         assert await asyncio.wait_for(conn.subscribe("other", qos=0), 5) == 0
@@ -377,9 +393,9 @@ async def test_a_url_is_enough(rxmqtt_mosquitto: MosquittoBroker) -> None:
         assert (conn.settings.clean_start, conn.settings.session_expiry) == (False, 3600)
 
 
-async def _session_present(broker: MosquittoBroker, client_id: str) -> bool:
+async def _session_present(broker: MosquittoBroker, client_id: str, version: int) -> bool:
     settings = ConnectionSettings(
-        host=broker.host, port=broker.port, client_id=client_id, session_expiry=60
+        host=broker.host, port=broker.port, client_id=client_id, protocol_version=version
     )
     conn = Connection(settings, reconnect=FAST)
     events: Recorder[LifecycleEvent] = Recorder(conn.lifecycle)
@@ -391,20 +407,21 @@ async def _session_present(broker: MosquittoBroker, client_id: str) -> bool:
 
 @pytest.mark.parametrize("named", [False, True], ids=["random id", "named"])
 async def test_a_random_client_id_leaves_no_session_behind(
-    rxmqtt_mosquitto: MosquittoBroker, named: bool
+    rxmqtt_mosquitto: MosquittoBroker, named: bool, mqtt_version: int
 ) -> None:
     """Subscribe at QoS 1, close, publish: a random-id client's session is gone (nobody could
-    resume it); a named client's persists with the message queued in it."""
-    url = f"mqtt://127.0.0.1:{rxmqtt_mosquitto.port}"
+    resume it); a named client's persists with the message queued in it. (MQTT 3.1.1: Clean
+    Session 1 and 0.)"""
+    url = f"mqtt://127.0.0.1:{rxmqtt_mosquitto.port}?protocol_version={mqtt_version}"
     if named:
-        url += f"?client_id=named-{next(_ids)}"
+        url += f"&client_id=named-{next(_ids)}"
     async with Connection(url, reconnect=FAST) as conn:
         await conn.subscribe("session/q", qos=1)
     client_id = conn.settings.client_id
     assert conn.settings.clean_start is not named
-    async with _connect(rxmqtt_mosquitto, "pub") as pub:
+    async with _connect(rxmqtt_mosquitto, "pub", mqtt_version) as pub:
         await pub.publish("session/q", b"while away", qos=1)
-    assert await _session_present(rxmqtt_mosquitto, client_id) is named
+    assert await _session_present(rxmqtt_mosquitto, client_id, mqtt_version) is named
 
 
 @pytest.mark.parametrize(

@@ -16,14 +16,11 @@ from collections.abc import Callable
 import pytest
 
 from rxmqtt import (
-    Backoff,
     Connection,
     ConnectionSettings,
     ConnectionState,
     GracePeriod,
-    Jitter,
     Message,
-    ReconnectPolicy,
 )
 from rxmqtt.testing import FaultProxy, MosquittoBroker
 from rxmqtt.testing._peer import (
@@ -37,8 +34,8 @@ from rxmqtt.testing._peer import (
     reply,
 )
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import FAST_NO_JITTER, until_delivered
 
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2, jitter=Jitter.NONE))
 DEADLINE = 10.0
 
 _ids = itertools.count()
@@ -54,7 +51,7 @@ def _conn(port: int) -> Connection:
             session_expiry=3600,
             keep_alive=5,
         ),
-        reconnect=FAST,
+        reconnect=FAST_NO_JITTER,
     )
 
 
@@ -238,18 +235,6 @@ def _session(port: int, client_id: str) -> ConnectionSettings:
     )
 
 
-async def _live(pub: Connection, topic: str, got: Recorder[Message]) -> None:
-    """Publish probes until one arrives: the subscription (and all sent before it) is in place."""
-    for _ in range(100):
-        await pub.publish(topic, b"probe", qos=1)
-        try:
-            await got.wait_for_item(lambda m: m.topic == topic, 0.2)
-            return
-        except TimeoutError:
-            continue
-    raise TimeoutError(f"{topic}: the subscription never became live")
-
-
 async def _request_swallowed(proxy: FaultProxy, before: int) -> None:
     """Wait until the client wrote more bytes into the black hole than ``before``."""
     for _ in range(500):
@@ -278,21 +263,25 @@ async def test_on_mosquitto_a_lost_unsubscribe_is_resent_and_the_session_stops_q
 ) -> None:
     client_id = f"converge-mq-{next(_ids)}"
     async with (
-        Connection(_session(rxmqtt_fault_proxy.port, client_id), reconnect=FAST) as sub,
-        Connection(_session(rxmqtt_mosquitto.port, f"{client_id}-pub"), reconnect=FAST) as pub,
+        Connection(_session(rxmqtt_fault_proxy.port, client_id), reconnect=FAST_NO_JITTER) as sub,
+        Connection(
+            _session(rxmqtt_mosquitto.port, f"{client_id}-pub"), reconnect=FAST_NO_JITTER
+        ) as pub,
     ):
         keep = Recorder(sub.messages("conv/keep", qos=1))
         stale = Recorder(sub.messages("conv/stale", qos=1))
-        await _live(pub, "conv/keep", keep)
-        await _live(pub, "conv/stale", stale)
+        await until_delivered(pub, keep, "conv/keep", wait=0.2)
+        await until_delivered(pub, stale, "conv/stale", wait=0.2)
         await _cut_in_flight(sub, rxmqtt_fault_proxy, stale.dispose)
-        await _live(pub, "conv/probe", Recorder(sub.messages("conv/probe", qos=1)))
+        await until_delivered(
+            pub, Recorder(sub.messages("conv/probe", qos=1)), "conv/probe", wait=0.2
+        )
     # The app is down; its session stays. Only what it still subscribes to may be queued.
     async with Connection(_session(rxmqtt_mosquitto.port, f"{client_id}-pub2")) as pub:
         await pub.wait_for(ConnectionState.CONNECTED, DEADLINE)
         await pub.publish("conv/stale", b"must not be queued", qos=1)
         await pub.publish("conv/keep", b"queued", qos=1)
-    restarted = Connection(_session(rxmqtt_mosquitto.port, client_id), reconnect=FAST)
+    restarted = Connection(_session(rxmqtt_mosquitto.port, client_id), reconnect=FAST_NO_JITTER)
     unmatched = Recorder(restarted.unmatched_messages)
     dropped = Recorder(restarted.dropped)
     async with restarted:
@@ -310,16 +299,18 @@ async def test_on_mosquitto_a_lost_subscribe_is_resent_on_the_resumed_session(
 ) -> None:
     client_id = f"converge-mq-{next(_ids)}"
     async with (
-        Connection(_session(rxmqtt_fault_proxy.port, client_id), reconnect=FAST) as sub,
-        Connection(_session(rxmqtt_mosquitto.port, f"{client_id}-pub"), reconnect=FAST) as pub,
+        Connection(_session(rxmqtt_fault_proxy.port, client_id), reconnect=FAST_NO_JITTER) as sub,
+        Connection(
+            _session(rxmqtt_mosquitto.port, f"{client_id}-pub"), reconnect=FAST_NO_JITTER
+        ) as pub,
     ):
         first = Recorder(sub.messages("conv/first", qos=1))
-        await _live(pub, "conv/first", first)
+        await until_delivered(pub, first, "conv/first", wait=0.2)
         late: list[Recorder[Message]] = []
         await _cut_in_flight(
             sub, rxmqtt_fault_proxy, lambda: late.append(Recorder(sub.messages("conv/late", 1)))
         )
-        await _live(pub, "conv/late", late[0])
+        await until_delivered(pub, late[0], "conv/late", wait=0.2)
     subscribes = rxmqtt_mosquitto.log_text().count(f"Received SUBSCRIBE from {client_id}")
     assert subscribes == 2, "conv/first, then conv/late on the resumed session (once)"
 
@@ -331,17 +322,21 @@ async def test_on_mosquitto_changes_during_an_outage_leave_the_broker_with_what_
     client_id = f"converge-mq-{next(_ids)}"
     proxy = rxmqtt_fault_proxy
     sub = Connection(
-        _session(proxy.port, client_id), reconnect=FAST, grace_period=GracePeriod(seconds=0)
+        _session(proxy.port, client_id),
+        reconnect=FAST_NO_JITTER,
+        grace_period=GracePeriod(seconds=0),
     )
     unmatched = Recorder(sub.unmatched_messages)
     async with (
         sub,
-        Connection(_session(rxmqtt_mosquitto.port, f"{client_id}-pub"), reconnect=FAST) as pub,
+        Connection(
+            _session(rxmqtt_mosquitto.port, f"{client_id}-pub"), reconnect=FAST_NO_JITTER
+        ) as pub,
     ):
         a1 = Recorder(sub.messages("race/a", qos=1))
         b = Recorder(sub.messages("race/b", qos=1))
-        await _live(pub, "race/a", a1)
-        await _live(pub, "race/b", b)
+        await until_delivered(pub, a1, "race/a", wait=0.2)
+        await until_delivered(pub, b, "race/b", wait=0.2)
         proxy.refuse()
         proxy.reset()
         await sub.wait_for(ConnectionState.RECONNECTING, DEADLINE)
@@ -350,7 +345,9 @@ async def test_on_mosquitto_changes_during_an_outage_leave_the_broker_with_what_
         a2 = Recorder(sub.messages("race/a", qos=1))
         Recorder(sub.messages("race/c", qos=1)).dispose()
         proxy.accept()
-        await _live(pub, "race/probe", Recorder(sub.messages("race/probe", qos=1)))
+        await until_delivered(
+            pub, Recorder(sub.messages("race/probe", qos=1)), "race/probe", wait=0.2
+        )
         for topic in ("race/b", "race/c", "race/a"):
             await pub.publish(topic, b"after", qos=1)
         await a2.wait_for_item(lambda m: m.payload == b"after", DEADLINE)

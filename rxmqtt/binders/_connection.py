@@ -12,6 +12,7 @@ from reactivex import Observable
 
 from rxmqtt.message import Message, PublishProperties, PublishResult
 from rxmqtt.settings import ConnectionSettings
+from rxmqtt.settings._protocol import MQTT_5
 
 
 @runtime_checkable
@@ -47,5 +48,10 @@ def check_connection(value: object, argument: str = "conn") -> MqttConnection:
         raise TypeError(
             f"{argument}: must be an rxmqtt Connection (settings, messages(), publish()), "
             f"got {type(value).__name__}"
+        )
+    if value.settings.protocol_version != MQTT_5:
+        raise ValueError(
+            f"{argument}: envoys need MQTT 5 (user properties, response topic, correlation "
+            "data); this connection speaks MQTT 3.1.1 (protocol_version=4)"
         )
     return value

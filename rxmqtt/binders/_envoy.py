@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Self
 
 from reactivex import abc
 from reactivex.scheduler.eventloop import AsyncIOScheduler
+
+from rxmqtt._scoped import DisposedOnExit
 
 from ._connection import MqttConnection, check_connection
 from ._hlc import HybridLogicalClock, clock_for
@@ -34,7 +34,7 @@ def scheduler_seconds(scheduler: abc.SchedulerBase) -> float:
     return (scheduler.now - _EPOCH).total_seconds()
 
 
-class Envoy:
+class Envoy(DisposedOnExit):
     """Base class: holds the injected connection and implements the dispose protocol."""
 
     def __init__(self, conn: MqttConnection, *, scheduler: abc.SchedulerBase | None = None) -> None:
@@ -103,28 +103,6 @@ class Envoy:
         if cached is None or cached[0] is not loop:
             cached = self._loop_scheduler = (loop, AsyncIOScheduler(loop))
         return cached[1]
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.dispose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.dispose()
 
     def __repr__(self) -> str:
         state = " disposed" if self._disposed else ""

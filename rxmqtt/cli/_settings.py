@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 from ..policies import Backoff, Jitter, ReconnectPolicy
 from ..presets import preset as named_preset
 from ..settings import ConnectionSettings, TlsSettings
+from ..settings._protocol import MQTT5_NEEDED, MQTT_3_1_1, v311_session_expiry
 from ..topics import validate_filter, validate_topic
 from ._args import FOREVER, PASSWORD_ENV
 
@@ -113,11 +114,18 @@ def _named_client(args: argparse.Namespace, environ: Mapping[str, str]) -> bool:
     return bool(args.env and environ.get("AIO_MQTT_CLIENT_ID"))
 
 
-def _session(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any]:
-    """The CLI's session rule: clean (ends with the connection) unless ``-c`` asks otherwise."""
+def _session(
+    args: argparse.Namespace, environ: Mapping[str, str], protocol_version: int
+) -> dict[str, Any]:
+    """The CLI's session rule: clean (ends with the connection) unless ``-c`` asks otherwise.
+    (MQTT 3.1.1: ``-c`` is Clean Session 0, a session without expiry; ``-x`` needs MQTT 5.)"""
     if args.persistent:
         if not _named_client(args, environ):
             raise UsageError("-c: a persistent session needs a client id (-i ID)")
+        if protocol_version == MQTT_3_1_1:
+            if args.session_expiry is not None:
+                raise UsageError(f"-x: {MQTT5_NEEDED} session expiry")
+            return {"clean_start": False, "session_expiry": v311_session_expiry(False)}
         expiry = DEFAULT_SESSION_EXPIRY if args.session_expiry is None else args.session_expiry
         return {"clean_start": False, "session_expiry": int(expiry)}
     if args.session_expiry is not None:
@@ -191,7 +199,7 @@ def plan_from(args: argparse.Namespace, environ: Mapping[str, str] | None = None
         preset = named_preset(args.preset) if args.preset is not None else None
         if preset is not None:
             settings = preset.apply(settings)
-        session = _session(args, env)
+        session = _session(args, env, settings.protocol_version)
         if args.keepalive is not None:
             session["keep_alive"] = int(args.keepalive)
         settings = dataclasses.replace(settings, **session)

@@ -52,6 +52,7 @@ from ..policies import (
 )
 from ..queue import DroppedMessage, DropReason, QueueStats
 from ..settings import ConnectionSettings
+from ..settings._protocol import MQTT5_NEEDED, MQTT_3_1_1
 from ..subscription_options import SubscriptionOptions
 from ..topics import split_shared, validate_filter
 from ._backlog import DEFAULT_BACKLOG, Backlog
@@ -281,6 +282,11 @@ class Connection:
         """
         if not isinstance(end_session, bool):
             raise TypeError(f"end_session: must be a bool, got {type(end_session).__name__}")
+        if end_session and self._settings.protocol_version == MQTT_3_1_1:
+            raise ValueError(
+                "end_session: needs MQTT 5 (protocol_version=5); an MQTT 3.1.1 session ends "
+                "with the connection only with clean_start=True (Clean Session 1)"
+            )
         if self._closed:
             return
         if self._loop is None:
@@ -306,7 +312,7 @@ class Connection:
             self._emit(
                 Disconnected(
                     Disconnect(
-                        0,
+                        None if self._settings.protocol_version == MQTT_3_1_1 else 0,
                         "closed by the application" + (" (session ended)" if end_session else ""),
                         DisconnectSource.USER,
                         at=self._now(),
@@ -409,7 +415,7 @@ class Connection:
         delivered to the new subscriber). QoS never conflicts: the highest asked is used.
         """
         topic_filter, qos, wanted = _request(
-            topic_filter, qos, no_local, retain_as_published, retain_handling
+            topic_filter, qos, no_local, retain_as_published, retain_handling, self._settings
         )
         conflict = self._conflict(topic_filter, wanted) if self._on_loop_thread() else None
         if conflict is not None:
@@ -449,7 +455,7 @@ class Connection:
         ``asyncio.timeout``); cancelling the wait keeps the subscription requested.
         """
         topic_filter, qos, wanted = _request(
-            topic_filter, qos, no_local, retain_as_published, retain_handling
+            topic_filter, qos, no_local, retain_as_published, retain_handling, self._settings
         )
         granted: Outcome[int] = Outcome()
         self._call_on_loop(self._hold, topic_filter, qos, wanted, granted)
@@ -622,7 +628,14 @@ class Connection:
         While offline the message waits in the offline queue. Callable from any thread.
         """
         message = message_from_arguments(
-            topic, payload, qos, retain, properties, message_expiry_interval, self.broker_limits
+            topic,
+            payload,
+            qos,
+            retain,
+            properties,
+            message_expiry_interval,
+            self.broker_limits,
+            v311=self._settings.protocol_version == MQTT_3_1_1,
         )
         result: Outcome[PublishResult] = Outcome()
         self._call_on_loop(self._publisher.publish, message, result)
@@ -742,9 +755,11 @@ def _request(
     no_local: bool | None,
     retain_as_published: bool | None,
     retain_handling: int | None,
+    settings: ConnectionSettings,
 ) -> tuple[str, int, dict[str, Any]]:
     """A subscription request validated: the filter, the QoS and the options the caller asked
-    for (``None``: whatever the live subscription has)."""
+    for (``None``: whatever the live subscription has). MQTT 3.1.1 has none of the options: a
+    value other than its fixed behaviour is refused, naming the option."""
     topic_filter = validate_filter(topic_filter)
     qos = check_qos(qos)
     asked: dict[str, Any] = {
@@ -754,6 +769,10 @@ def _request(
     }
     wanted = {name: value for name, value in asked.items() if value is not None}
     SubscriptionOptions(**wanted)  # type and range checks, naming the option
+    if settings.protocol_version == MQTT_3_1_1:
+        for name, value in wanted.items():
+            if value:  # (False / 0 is what MQTT 3.1.1 does anyway)
+                raise ValueError(f"{name}: {MQTT5_NEEDED} subscription options")
     if wanted.get("no_local") and split_shared(topic_filter)[0] is not None:
         raise ValueError(
             f"no_local: not allowed on a shared subscription ({topic_filter!r}; MQTT 5 3.8.3.1)"

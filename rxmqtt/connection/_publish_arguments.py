@@ -7,6 +7,7 @@ import dataclasses
 
 from ..broker_limits import BrokerLimits
 from ..message import NO_PROPERTIES, Message, PublishProperties, check_qos
+from ..settings._protocol import MQTT5_NEEDED, mqtt5_only_properties
 from ..topics import validate_topic
 
 
@@ -18,9 +19,12 @@ def message_from_arguments(
     properties: PublishProperties | None,
     message_expiry_interval: int | None,
     limits: BrokerLimits | None,
+    *,
+    v311: bool = False,
 ) -> Message:
     """The message ``publish()`` was asked to send; ``TypeError``/``ValueError`` naming the
-    argument otherwise (``limits``: what the broker's CONNACK allows, once connected)."""
+    argument otherwise (``limits``: what the broker's CONNACK allows, once connected; ``v311``:
+    the connection speaks MQTT 3.1.1, whose PUBLISH has no properties)."""
     topic = validate_topic(topic)
     qos = check_qos(qos)
     if not isinstance(retain, bool):
@@ -30,6 +34,12 @@ def message_from_arguments(
         properties = NO_PROPERTIES
     elif not isinstance(properties, PublishProperties):
         raise TypeError(f"properties: must be a PublishProperties, got {type(properties).__name__}")
+    if v311:
+        needs_mqtt5 = mqtt5_only_properties(properties, "properties")
+        if needs_mqtt5 is None and message_expiry_interval is not None:
+            needs_mqtt5 = f"message_expiry_interval: {MQTT5_NEEDED} message expiry"
+        if needs_mqtt5 is not None:
+            raise ValueError(needs_mqtt5)
     if message_expiry_interval is not None:  # (PublishProperties checks it)
         properties = dataclasses.replace(
             properties, message_expiry_interval=message_expiry_interval

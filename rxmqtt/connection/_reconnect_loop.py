@@ -182,9 +182,11 @@ class ReconnectLoop:
             and disconnect.server_reference
         ):
             return self._follow(disconnect, disconnect.server_reference)
+        code = disconnect.reason_code  # (None: MQTT 3.1.1 gave no code, nothing to judge)
         fatal = disconnect.fatal or (
             disconnect.source is DisconnectSource.SERVER
-            and self._policy.is_fatal_in(disconnect.reason_code, packet)
+            and code is not None
+            and self._policy.is_fatal_in(code, packet)
         )
         return dataclasses.replace(disconnect, fatal=fatal)
 

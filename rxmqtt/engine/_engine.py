@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import select
 import socket
@@ -21,11 +22,12 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
-from ..broker_limits import BrokerLimits
+from ..broker_limits import V311_LIMITS, BrokerLimits
 from ..errors import NotConnectedError
 from ..lifecycle import Connected, Disconnect, DisconnectSource
 from ..message import NO_PROPERTIES, Message, PublishProperties
 from ..settings import ConnectionSettings, Endpoint
+from ..settings._protocol import MQTT_3_1_1
 from ..subscription_options import SubscriptionOptions
 from ._adapter_events import (
     AdapterEvent,
@@ -138,10 +140,15 @@ class Engine:
         self._loop = loop
         self._handler = handler
         self._clock = clock or loop.time
+        self._v311 = settings.protocol_version == MQTT_3_1_1
+        """MQTT 3.1.1: no properties, and Clean Session (``settings.clean_start``) on every
+        attempt: with 1 the broker never keeps a session to resume, so asking for one on a
+        reconnect would only leave a session behind that nothing ends."""
         self._client = _PahoClient(
             CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
-            protocol=paho.MQTTv5,
+            protocol=paho.MQTTv311 if self._v311 else paho.MQTTv5,
+            clean_session=settings.clean_start if self._v311 else None,
             events=self._on_adapter_event,
         )
         self._client.suppress_exceptions = True
@@ -359,21 +366,24 @@ class Engine:
         if identifier is not None:
             properties = _properties(PacketTypes.SUBSCRIBE)
             properties.SubscriptionIdentifier = identifier
-        rc, mid = self._client.subscribe(
-            [
-                (
-                    topic_filter,
-                    SubscribeOptions(
-                        qos=options.qos,
-                        noLocal=options.no_local,
-                        retainAsPublished=options.retain_as_published,
-                        retainHandling=options.retain_handling,
-                    ),
-                )
-                for topic_filter, options in filters
-            ],
-            properties=properties,
-        )
+        if self._v311:  # a QoS per filter: the other options are MQTT 5's
+            rc, mid = self._client.subscribe([(f, options.qos) for f, options in filters])
+        else:
+            rc, mid = self._client.subscribe(
+                [
+                    (
+                        topic_filter,
+                        SubscribeOptions(
+                            qos=options.qos,
+                            noLocal=options.no_local,
+                            retainAsPublished=options.retain_as_published,
+                            retainHandling=options.retain_handling,
+                        ),
+                    )
+                    for topic_filter, options in filters
+                ],
+                properties=properties,
+            )
         if rc != paho.MQTT_ERR_SUCCESS or mid is None:
             raise NotConnectedError(f"paho refused subscribe: {paho.error_string(rc)}")
         return int(mid)
@@ -460,7 +470,7 @@ class Engine:
         client = self._client
         # paho is typed for str but sends bytes as they are (a password may be binary).
         client.username_pw_set(username, password)  # type: ignore[arg-type]
-        props = connect_properties(settings, auth_data)
+        props = None if self._v311 else connect_properties(settings, auth_data)
         client.announced_maximum_packet_size = settings.maximum_packet_size
         # (paho re-sends the session's publishes at CONNACK up to its in-flight limit, then one
         # per ack; 0 is no limit: the Connection keeps the broker's Receive Maximum itself.)
@@ -469,13 +479,16 @@ class Engine:
         self._socket_error = None
         client.prepared_socket = sock
         try:
-            client.connect(
-                endpoint.host,
-                endpoint.port,
-                keepalive=settings.keep_alive,
-                clean_start=clean_start,
-                properties=props,
-            )
+            if props is None:  # MQTT 3.1.1: Clean Session was set with the client
+                client.connect(endpoint.host, endpoint.port, keepalive=settings.keep_alive)
+            else:
+                client.connect(
+                    endpoint.host,
+                    endpoint.port,
+                    keepalive=settings.keep_alive,
+                    clean_start=clean_start,
+                    properties=props,
+                )
         except Exception as exc:
             self._finish_failed(
                 Disconnect(
@@ -505,6 +518,7 @@ class Engine:
     def _finish_failed(self, disconnect: Disconnect, generation: int | None = None) -> None:
         if generation is not None and generation != self._generation:
             return
+        disconnect = self._as_spoken(disconnect)
         self._generation += 1
         self._cancel_timers()
         if self._open_task is not None and self._open_task is not asyncio.current_task():
@@ -613,7 +627,7 @@ class Engine:
             )
             # paho closes the socket next and reports through _on_disconnect.
             return
-        self.limits = _limits_from(properties)
+        self.limits = V311_LIMITS if self._v311 else _limits_from(properties)
         self.session_present = bool(flags.session_present)
         orphans = [] if self.session_present else self._client.forget_owed_pubrel()
         for mid in orphans:
@@ -681,6 +695,7 @@ class Engine:
 
     def _report_end(self, disconnect: Disconnect) -> None:
         """Report the end of the current attempt or connection, exactly once."""
+        disconnect = self._as_spoken(disconnect)
         phase = self._phase
         self._generation += 1
         self._cancel_timers()
@@ -690,6 +705,13 @@ class Engine:
         if phase is Phase.CONNECTED:
             self._handler.on_connection_lost(disconnect)
         self._attempt_ended(disconnect, was_connected=phase is Phase.CONNECTED)
+
+    def _as_spoken(self, disconnect: Disconnect) -> Disconnect:
+        """``disconnect`` as the protocol told it: MQTT 3.1.1 carries a reason code only in a
+        refused CONNACK (the broker's, source SERVER), so every other end has none."""
+        if not self._v311 or disconnect.source is DisconnectSource.SERVER:
+            return disconnect
+        return dataclasses.replace(disconnect, reason_code=None)
 
     def _on_publish_packet(
         self,

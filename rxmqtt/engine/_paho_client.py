@@ -21,6 +21,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from ..lifecycle import DisconnectSource
 from ..message import PublishProperties
+from ..policies import v311_connack_reason_code
 from ._adapter_events import (
     ConnackHandled,
     EventSink,
@@ -174,14 +175,27 @@ class _PahoClient(paho.Client):
 
     def _handle_connack(self) -> Any:
         packet = self._in_packet["packet"]
-        if self._protocol == paho.MQTTv5 and len(packet) >= 2 and not _is_connack_code(packet[1]):
-            code = packet[1]
-            if code >= 0x80:  # a refusal MQTT 5 does not define: keep the broker's code
-                return self._refuse(
-                    code,
-                    f"the broker refused the connection with unknown reason code 0x{code:02X}",
-                    DisconnectSource.SERVER,
+        code = packet[1] if len(packet) >= 2 else 0
+        v5 = self._protocol == paho.MQTTv5
+        if code and (not v5 or code < 0x80):
+            # An MQTT 3.1.1 return code: a refused 3.1.1 connection, or a 3.1.1-only broker
+            # answering our MQTT 5 CONNECT. Reported with its MQTT 5 equivalent (one table of
+            # fatal codes for both versions), the 3.1.1 code named in the reason.
+            mqtt5_code, name = v311_connack_reason_code(code)
+            reason = f"{name} (MQTT 3.1.1 CONNACK return code {code})"
+            if v5:
+                reason += (
+                    ": the broker answered MQTT 5 in MQTT 3.1.1, so it speaks only 3.1.1 or "
+                    "older; connect with protocol_version=4"
                 )
+            return self._refuse(mqtt5_code, reason, DisconnectSource.SERVER)
+        if v5 and code and not _is_connack_code(code):
+            # a refusal MQTT 5 does not define: keep the broker's code
+            return self._refuse(
+                code,
+                f"the broker refused the connection with unknown reason code 0x{code:02X}",
+                DisconnectSource.SERVER,
+            )
         # paho calls on_connect *before* it re-sends the session's unacknowledged PUBLISH and
         # PUBREL packets, so anything the owner publishes from on_connect (the offline queue's
         # drain) would overtake them [MQTT-4.6.0-1]. The owner's CONNACK handling runs after.
@@ -368,7 +382,7 @@ class _PahoClient(paho.Client):
             )
         qos = (header & 0x06) >> 1
         deliver = self.publish_sink
-        if qos == 2 or deliver is None or self._protocol != paho.MQTTv5:
+        if qos == 2 or deliver is None:
             return super()._handle_publish()
         # QoS 0/1 fast path. paho's decode_publish builds a Properties object (two tables of 27
         # entries, then a clear() probing each) for every message even without properties, plus
@@ -381,7 +395,9 @@ class _PahoClient(paho.Client):
                 mid = (packet[pos] << 8) | packet[pos + 1]
                 pos += 2
             props: Properties | PublishProperties | None = None
-            if packet[pos] == 0:
+            if self._protocol != paho.MQTTv5:
+                pass  # MQTT 3.1.1: no property block
+            elif packet[pos] == 0:
                 pos += 1
             elif (identified := _only_identifiers(packet, pos)) is not None:
                 props, pos = identified
@@ -398,19 +414,21 @@ class _PahoClient(paho.Client):
 
     def publish_plain_qos0(self, topic: str, payload: bytes, retain: bool) -> int | None:
         """Queue a QoS 0 PUBLISH without properties, encoded here; returns its packet id, or
-        None when paho's ``publish()`` must take it (not connected, another protocol, or a
+        None when paho's ``publish()`` must take it (not connected, or a
         packet too large to encode). paho's path builds an ``MQTTMessageInfo`` (a
         ``threading.Condition``), re-checks the topic and logs a formatted line per message."""
-        if self._protocol != paho.MQTTv5 or self._sock is None:
+        if self._sock is None:
             return None
+        v5 = self._protocol == paho.MQTTv5
         name = topic.encode("utf-8")
-        remaining = 3 + len(name) + len(payload)  # topic length, topic, property length 0
+        remaining = 2 + v5 + len(name) + len(payload)  # topic length, topic, (5:) no properties
         if remaining > _MAX_REMAINING_LENGTH:
             return None
         packet = bytearray((paho.PUBLISH | retain,))
         self._pack_remaining_length(packet, remaining)
         self._pack_str16(packet, name)
-        packet.append(0)
+        if v5:
+            packet.append(0)  # (MQTT 3.1.1 has no property length)
         packet += payload
         mid: int = self._mid_generate()
         self._packet_queue(paho.PUBLISH, packet, mid, 0, _WRITTEN)
@@ -473,9 +491,9 @@ class _PahoClient(paho.Client):
         # paho's decoder builds a Properties object and two ReasonCodes (each copying a
         # 60-entry table) per ack; the fast path hands on shared, read-only ones instead.
         packet = self._in_packet["packet"]
-        if cmd != "PUBACK" or self._protocol != paho.MQTTv5:
+        if cmd != "PUBACK":
             return super()._handle_pubackcomp(cmd)
-        reason_code = _plain_puback_code(packet)
+        reason_code = _plain_puback_code(packet, v5=self._protocol == paho.MQTTv5)
         if reason_code is None:  # properties, or a code PUBACK does not define: paho's way
             return super()._handle_pubackcomp(cmd)
         mid = (packet[0] << 8) | packet[1]
@@ -529,13 +547,14 @@ _WRITTEN = paho.MQTTMessageInfo(0)
 published once the packet is written, which nobody waits on."""
 
 
-def _plain_puback_code(packet: bytes | bytearray) -> ReasonCode | None:
+def _plain_puback_code(packet: bytes | bytearray, *, v5: bool = True) -> ReasonCode | None:
     """The reason code of a PUBACK body without properties (packet id, then optionally a code
-    and a zero property length), or None when it has properties or an undefined code."""
+    and a zero property length), or None when it has properties or an undefined code. An MQTT
+    3.1.1 PUBACK (``v5`` False) is the packet id alone: Success, as paho reports it."""
     size = len(packet)
     if size == 2:
         return _PUBACK_SUCCESS
-    if size == 3 or (size == 4 and packet[3] == 0):
+    if v5 and (size == 3 or (size == 4 and packet[3] == 0)):
         return _PUBACK_CODES.get(packet[2])
     return None
 

@@ -19,17 +19,20 @@ from ._publish_retry import PublishRetry
 from ._queue import Drain, Overflow, Qos0Offline, QueuePolicy
 from ._reason_codes import (
     REASON_CODES,
+    V311_CONNACK_CODES,
     ReasonCodeInfo,
     ReasonPacket,
     is_fatal_reason_code,
     is_per_message_disconnect_code,
     is_retriable_publish_code,
     reason_name,
+    v311_connack_reason_code,
 )
 from ._reconnect import ReconnectPolicy
 
 __all__ = [
     "REASON_CODES",
+    "V311_CONNACK_CODES",
     "Backoff",
     "Drain",
     "GracePeriod",
@@ -45,4 +48,5 @@ __all__ = [
     "is_per_message_disconnect_code",
     "is_retriable_publish_code",
     "reason_name",
+    "v311_connack_reason_code",
 ]

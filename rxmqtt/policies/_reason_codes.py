@@ -14,12 +14,14 @@ from typing import Literal
 
 __all__ = [
     "REASON_CODES",
+    "V311_CONNACK_CODES",
     "ReasonCodeInfo",
     "ReasonPacket",
     "is_fatal_reason_code",
     "is_per_message_disconnect_code",
     "is_retriable_publish_code",
     "reason_name",
+    "v311_connack_reason_code",
 ]
 
 ReasonPacket = Literal["CONNACK", "DISCONNECT"]
@@ -333,6 +335,22 @@ REASON_CODES: Mapping[int, ReasonCodeInfo] = MappingProxyType(
 )
 """Every reason code MQTT 5 defines, by code (see :func:`is_fatal_reason_code` for the table)."""
 
+V311_CONNACK_CODES: Mapping[int, tuple[int, str]] = MappingProxyType(
+    {
+        0x01: (0x84, "Connection Refused, unacceptable protocol version"),
+        0x02: (0x85, "Connection Refused, identifier rejected"),
+        0x03: (0x88, "Connection Refused, Server unavailable"),
+        0x04: (0x86, "Connection Refused, bad user name or password"),
+        0x05: (0x87, "Connection Refused, not authorized"),
+    }
+)
+"""MQTT 3.1.1 CONNACK return code -> (its MQTT 5 equivalent, its 3.1.1 name).
+
+A refused 3.1.1 connection is reported with the MQTT 5 code (as paho-mqtt and HiveMQ's client
+map them), so one table decides what is fatal for both versions: 1-2 and 4-5 are, 3 is not.
+Return codes 3.1.1 reserves (6-255) are 0x80 Unspecified error (see
+:func:`v311_connack_reason_code`)."""
+
 _DISCONNECT_NAMES: Mapping[int, str] = MappingProxyType({0x00: "Normal disconnection"})
 
 _RETRIABLE_PUBLISH_CODES = frozenset({0x89, 0x97})
@@ -352,6 +370,15 @@ def reason_name(code: int, packet: str | None = None) -> str:
     if info is None:
         return f"Unknown reason code 0x{code:02X}"
     return info.name
+
+
+def v311_connack_reason_code(return_code: int) -> tuple[int, str]:
+    """The MQTT 5 reason code and a description of an MQTT 3.1.1 CONNACK ``return_code`` (see
+    :data:`V311_CONNACK_CODES`): a reserved code is 0x80 Unspecified error."""
+    known = V311_CONNACK_CODES.get(return_code)
+    if known is not None:
+        return known
+    return 0x80, f"Connection Refused with a return code MQTT 3.1.1 reserves (0x{return_code:02X})"
 
 
 def is_fatal_reason_code(code: int, packet: ReasonPacket | None = None) -> bool:

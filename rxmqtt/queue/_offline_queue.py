@@ -143,10 +143,7 @@ class OfflineQueue:
         items = self._items
         while not self._within_bounds():
             victim = items.popleft() if self._drop_oldest else items.pop()
-            self._bytes -= victim.message.size
-            self._forget_store(victim.seq)
-            self._dropped += 1
-            drops.append((victim, DropReason.OVERFLOW))
+            self._drop(victim, DropReason.OVERFLOW, drops)
         if not items:
             self._next_deadline = math.inf
         return self._report(drops, now) if drops else []
@@ -322,13 +319,11 @@ class OfflineQueue:
                     items.popleft()
                 else:
                     items.pop()
-                self._bytes -= item.message.size
             if expired:
-                self._forget_store(item.seq)
-                self._dropped += 1
-                drops.append((item, DropReason.EXPIRED))
+                self._drop(item, DropReason.EXPIRED, drops)
                 continue
             if take:
+                self._bytes -= item.message.size
                 self._in_flight[item.seq] = item
                 self._drained += 1
             result = _with_remaining(item, remaining)
@@ -462,11 +457,7 @@ class OfflineQueue:
             return False
         items = self._items
         while not self._fits(size):
-            victim = items.popleft()
-            self._bytes -= victim.message.size
-            self._forget_store(victim.seq)
-            self._dropped += 1
-            drops.append((victim, DropReason.OVERFLOW))
+            self._drop(items.popleft(), DropReason.OVERFLOW, drops)
         if not items:
             self._next_deadline = math.inf
         return True
@@ -487,15 +478,20 @@ class OfflineQueue:
             if deadline is None:
                 kept.append(item)
             elif now >= deadline:
-                self._bytes -= item.message.size
-                self._forget_store(item.seq)
-                self._dropped += 1
-                drops.append((item, DropReason.EXPIRED))
+                self._drop(item, DropReason.EXPIRED, drops)
             else:
                 kept.append(item)
                 next_deadline = min(next_deadline, deadline)
         self._items = kept
         self._next_deadline = next_deadline
+
+    def _drop(self, item: QueuedMessage, reason: DropReason, drops: _Drops) -> None:
+        """Count ``item``, already out of the queue, as dropped for ``reason`` (reported later
+        from ``drops``)."""
+        self._bytes -= item.message.size
+        self._forget_store(item.seq)
+        self._dropped += 1
+        drops.append((item, reason))
 
     def _refuse(self, item: QueuedMessage, reason: DropReason, now: float) -> None:
         self._dropped += 1

@@ -21,6 +21,7 @@ from ._checks import (
 )
 from ._endpoint import Endpoint
 from ._env import _env_arguments
+from ._protocol import MQTT_3_1_1, check_protocol_version, v311_refusal, v311_session_expiry
 from ._secrets import SecretProvider, _read_secret_file, _to_bytes
 from ._tls import TlsSettings, _path_repr
 from ._transport import TCP, WebSocketTransport, _check_transport
@@ -83,6 +84,14 @@ class ConnectionSettings:
     resolved on each attempt by :meth:`credentials` and :meth:`resolved_auth_data`.
     ``endpoints`` lists extra brokers for failover (``Endpoint`` or ``"host:port"``), tried
     after ``host:port`` in order.
+
+    ``protocol_version`` is 5 (MQTT 5, the default) or 4 (MQTT 3.1.1). MQTT 3.1.1 has a single
+    session flag, Clean Session, set from ``clean_start`` on every attempt: ``True`` ends the
+    session with each connection (``session_expiry`` 0), ``False`` has the broker keep it with
+    no expiry (``session_expiry`` 4294967295, MQTT 5's "never"). With 4, the settings only MQTT
+    5 can carry (another ``session_expiry``, ``receive_maximum``, ``maximum_packet_size``,
+    ``auth_method``, the Will's ``delay_interval`` and ``properties``) raise ``ValueError``
+    naming them.
     """
 
     host: str = "localhost"
@@ -102,11 +111,14 @@ class ConnectionSettings:
     maximum_packet_size: int | None = None
     auth_method: str | None = None
     auth_data: bytes | Callable[[], bytes] | None = None
+    protocol_version: int = 5
     transport: str | WebSocketTransport = TCP
     happy_eyeballs_delay: float | None = _HAPPY_EYEBALLS_DELAY
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
+        check_protocol_version(self.protocol_version)
+        v311 = self.protocol_version == MQTT_3_1_1
         set_(self, "host", _check_host(self.host, "host"))
         if self.tls is not None and not isinstance(self.tls, TlsSettings):
             raise TypeError(f"tls: must be a TlsSettings or None, got {type(self.tls).__name__}")
@@ -119,13 +131,17 @@ class ConnectionSettings:
         named = bool(self.client_id)
         if not named:
             set_(self, "client_id", "rxmqtt-" + secrets.token_hex(6))
-        if self.session_expiry is _BY_CLIENT_ID:
-            set_(self, "session_expiry", NAMED_SESSION_EXPIRY if named else 0)
         if self.clean_start is _BY_CLIENT_ID:
             set_(self, "clean_start", not named)
+        _check_bool(self.clean_start, "clean_start")
+        if self.session_expiry is _BY_CLIENT_ID:
+            if v311:
+                expiry = v311_session_expiry(self.clean_start)
+            else:
+                expiry = NAMED_SESSION_EXPIRY if named else 0
+            set_(self, "session_expiry", expiry)
         _check_int(self.keep_alive, "keep_alive", 0, _MAX_UINT16, " seconds")
         _check_int(self.session_expiry, "session_expiry", 0, _MAX_UINT32, " seconds")
-        _check_bool(self.clean_start, "clean_start")
         if self.username is not None:
             _check_text(self.username, "username")
         if self.password is not None:
@@ -162,6 +178,17 @@ class ConnectionSettings:
                     f"got {type(data).__name__}"
                 )
             set_(self, "auth_data", data)
+        if v311:
+            refusal = v311_refusal(
+                clean_start=self.clean_start,
+                session_expiry=self.session_expiry,
+                receive_maximum=self.receive_maximum,
+                maximum_packet_size=self.maximum_packet_size,
+                auth_method=self.auth_method,
+                will=self.will,
+            )
+            if refusal is not None:
+                raise ValueError(refusal)
 
     def _parse_endpoints(self) -> tuple[Endpoint, ...]:
         """Validate ``endpoints`` into Endpoints; a port-less string gets this ``port``."""
@@ -244,11 +271,13 @@ class ConnectionSettings:
         """Build settings from ``scheme://[user[:password]@]host[:port][/path][?key=value&...]``.
 
         Schemes: ``mqtt``/``tcp`` (port 1883), ``mqtts``/``ssl``/``tls`` (port 8883, TLS),
-        ``ws`` (MQTT over WebSockets, port 80) and ``wss`` (WebSockets over TLS, port 443); only
-        ``ws``/``wss`` take a path, the WebSocket path (default ``/mqtt``). User and password are
-        URL-decoded. Query parameters: ``client_id``, ``keep_alive``, ``session_expiry``,
-        ``clean_start``, ``connect_timeout``, ``happy_eyeballs_delay`` (seconds, or ``none``),
-        and with a TLS scheme ``ca_file``, ``cert_file``, ``key_file``, ``verify_hostname``,
+        ``ws`` (MQTT over WebSockets, port 80) and ``wss`` (WebSockets over TLS, port 443);
+        ``mqttv311`` and ``mqttv311s`` are ``mqtt`` and ``mqtts`` speaking MQTT 3.1.1
+        (``protocol_version=4``). Only ``ws``/``wss`` take a path, the WebSocket path (default
+        ``/mqtt``). User and password are URL-decoded. Query parameters: ``client_id``,
+        ``keep_alive``, ``session_expiry``, ``clean_start``, ``connect_timeout``,
+        ``protocol_version`` (5 or 4), ``happy_eyeballs_delay`` (seconds, or ``none``), and with
+        a TLS scheme ``ca_file``, ``cert_file``, ``key_file``, ``verify_hostname``,
         ``server_hostname`` and ``alpn_protocols`` (comma-separated). Keyword ``overrides`` win
         over anything in the URL (``transport=WebSocketTransport(headers=...)`` for headers, or a
         path with a query). Without a ``client_id`` the id is random and the session clean,
@@ -283,6 +312,8 @@ class ConnectionSettings:
         - ``AIO_TLS_CERT_FILE``: client certificate (PEM) for X.509 authentication.
         - ``AIO_TLS_KEY_FILE``: its private key (requires ``AIO_TLS_CERT_FILE``).
         - ``AIO_TLS_KEY_PASSWORD_FILE``: file holding the key's pass-phrase, re-read per attempt.
+        - ``AIO_MQTT_PROTOCOL_VERSION``: ``5`` (MQTT 5, the default) or ``4`` (MQTT 3.1.1); an
+          rxmqtt addition for brokers other than AIO's (the AIO broker speaks MQTT 5).
         - ``AIO_SAT_FILE``: Kubernetes service-account token file; enables MQTT 5 enhanced
           authentication with method ``K8S-SAT`` and the token (re-read on every attempt) as
           authentication data. Not combinable with ``AIO_MQTT_PASSWORD_FILE``.

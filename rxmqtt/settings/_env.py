@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ._checks import _MAX_UINT16, _MAX_UINT32, _check_host, _check_path
+from ._protocol import MQTT_3_1_1, check_protocol_version
 from ._secrets import FileSecret
 from ._text import _parse_bool, _parse_int, _parse_list, _parse_optional_seconds
 from ._tls import TlsSettings
@@ -66,6 +67,10 @@ def _env_arguments(
         number = get_int(name, 0, high)
         if number is not None:
             kwargs[key] = number
+    version = get("AIO_MQTT_PROTOCOL_VERSION")
+    if version is not None:
+        name = "AIO_MQTT_PROTOCOL_VERSION"
+        kwargs["protocol_version"] = check_protocol_version(_parse_int(version, name), name)
     client_id = get("AIO_MQTT_CLIENT_ID")
     if client_id is not None:
         kwargs["client_id"] = client_id
@@ -78,6 +83,10 @@ def _env_arguments(
         raise ValueError("AIO_SAT_FILE: cannot be combined with AIO_MQTT_PASSWORD_FILE")
     if password_file is not None:
         kwargs["password_file"] = password_file
+    if kwargs.get("protocol_version") == MQTT_3_1_1:
+        for name in ("AIO_SAT_FILE", "AIO_MQTT_SESSION_EXPIRY"):
+            if get(name) is not None:
+                raise ValueError(f"{name}: needs MQTT 5 (AIO_MQTT_PROTOCOL_VERSION is 4)")
     if sat_file is not None:
         kwargs["auth_method"] = K8S_SAT_AUTH_METHOD
         kwargs["auth_data"] = FileSecret(sat_file, "AIO_SAT_FILE")

@@ -1,5 +1,5 @@
-"""Parsing ``mqtt[s]://`` and ``ws[s]://`` URLs into :class:`ConnectionSettings` keyword
-arguments."""
+"""Parsing ``mqtt[s]://``, ``ws[s]://`` (and ``mqttv311[s]://``) URLs into
+:class:`ConnectionSettings` keyword arguments."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from ._protocol import MQTT_3_1_1, check_protocol_version
 from ._text import _parse_bool, _parse_float, _parse_int, _parse_list, _parse_optional_seconds
 from ._tls import TlsSettings
 from ._transport import WebSocketTransport
@@ -30,6 +31,9 @@ _TLS_PARAMETERS = frozenset(
     {"ca_file", "cert_file", "key_file", "verify_hostname", "server_hostname", "alpn_protocols"}
 )
 
+_V311_SCHEMES = {"mqttv311": "mqtt", "mqttv311s": "mqtts"}
+"""Schemes that choose MQTT 3.1.1 (``protocol_version=4``), and the scheme they otherwise are."""
+
 
 def _url_arguments(url: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The keyword arguments ``url`` gives (``overrides`` only decides whether TLS is built)."""
@@ -40,11 +44,14 @@ def _url_arguments(url: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
     except ValueError as exc:
         raise ValueError(f"url: {exc}") from None
     scheme = parts.scheme.lower()
+    v311_scheme = scheme in _V311_SCHEMES
+    scheme = _V311_SCHEMES.get(scheme, scheme)
     if scheme not in _SCHEMES:
         if not scheme:
             raise ValueError("url: missing scheme (expected mqtt://, mqtts://, ...)")
         raise ValueError(
-            f"url: unknown scheme {parts.scheme!r} (expected mqtt, mqtts, tcp, ssl, tls, ws or wss)"
+            f"url: unknown scheme {parts.scheme!r} "
+            "(expected mqtt, mqtts, tcp, ssl, tls, ws, wss, mqttv311 or mqttv311s)"
         )
     use_tls = _SCHEMES[scheme]
     websocket = scheme in _WEBSOCKET_SCHEMES
@@ -61,6 +68,8 @@ def _url_arguments(url: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"url: unexpected fragment {parts.fragment!r}")
 
     kwargs: dict[str, Any] = {"host": parts.hostname, "port": port}
+    if v311_scheme:
+        kwargs["protocol_version"] = MQTT_3_1_1
     if parts.username:
         kwargs["username"] = unquote(parts.username)
     if parts.password:
@@ -82,9 +91,14 @@ def _url_arguments(url: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
             kwargs[key] = _parse_float(value, name)
         elif key == "happy_eyeballs_delay":
             kwargs[key] = _parse_optional_seconds(value, name)
+        elif key == "protocol_version":
+            version = check_protocol_version(_parse_int(value, name), name)
+            if v311_scheme and version != MQTT_3_1_1:
+                raise ValueError(f"{name}: {version} contradicts the scheme {parts.scheme!r}")
+            kwargs[key] = version
         elif key in _TLS_PARAMETERS:
             if not use_tls:
-                raise ValueError(f"{name} needs a TLS scheme (mqtts, ssl, tls or wss)")
+                raise ValueError(f"{name} needs a TLS scheme (mqtts, ssl, tls, wss or mqttv311s)")
             tls_kwargs[key] = _tls_value(key, value, name)
         else:
             raise ValueError(f"url: unknown query parameter {key!r}")

@@ -5,7 +5,9 @@
 way -- the cleanup holder that a ``weakref.finalize`` runs (so a forgotten broker is still killed
 and its directory removed), the port choice across restarts, the console file, ``kill()``,
 ``close()``, the context manager and ``repr`` -- and leaves to each subclass how its broker is
-configured, spawned, probed for readiness and asked to stop.
+configured, spawned, probed for readiness and asked to stop. Every process it launches is
+paired with a watchdog (:mod:`rxmqtt.testing._lifeline`) that kills it should the test process
+die without teardown (SIGKILL, a crash).
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ import socket
 import subprocess
 import threading
 import weakref
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any, ClassVar, Generic, Self, TypeVar
+
+from rxmqtt._scoped import StartedOnEnter, once_started
+from rxmqtt.testing._lifeline import guard
 
 LOOPBACK = "127.0.0.1"
 
@@ -57,28 +61,41 @@ class Processes:
     def __init__(self, temp_dir: Path) -> None:
         self.temp_dir = temp_dir
         self.proc: subprocess.Popen[bytes] | None = None
+        self.watchdog: subprocess.Popen[bytes] | None = None
+        """Kills ``proc`` should this process die without cleaning up (see ``_lifeline``)."""
         self.output: IO[bytes] | None = None
 
     def kill(self) -> None:
         """SIGKILL the broker process and reap it; a no-op when it is not running."""
         kill_and_reap(self.proc)
 
+    def reap_watchdog(self) -> None:
+        """Reap the last broker's watchdog, which leaves once its broker has exited."""
+        watchdog, self.watchdog = self.watchdog, None
+        if watchdog is not None and watchdog.poll() is None:
+            try:
+                watchdog.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # (its broker still runs: it must not stay)
+                kill_and_reap(watchdog)
+
     def cleanup(self) -> None:
         """Kill what is left, close the console file and remove the temp dir. Idempotent."""
         self.kill()
         self.proc = None
+        self.reap_watchdog()
         if self.output is not None:
             self.output.close()
             self.output = None
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-class BrokerProcess(ABC, Generic[ConfigT]):
+class BrokerProcess(StartedOnEnter, Generic[ConfigT]):
     """One broker process listening only on 127.0.0.1, with its own temp dir.
 
     Subclasses set :attr:`_program` (for messages) and :attr:`_console_name` (the file under the
     temp dir that collects the process's stdout and stderr), and implement ``start``, ``stop``,
-    ``pid``, ``tls``, ``log_path`` and ``log_text``.
+    ``tls``, ``log_path`` and ``log_text`` (and ``pid``, when the broker is not the process
+    they launched).
     """
 
     _program: ClassVar[str]
@@ -113,9 +130,7 @@ class BrokerProcess(ABC, Generic[ConfigT]):
     @property
     def port(self) -> int:
         """The listening port (fixed after the first successful start)."""
-        if self._port is None:
-            raise RuntimeError("the broker has not been started yet; call start()")
-        return self._port
+        return once_started(self._port, "the broker has not been started yet; call start()")
 
     @property
     def url(self) -> str:
@@ -139,9 +154,10 @@ class BrokerProcess(ABC, Generic[ConfigT]):
         """The broker's main log file, appended to across restarts."""
 
     @property
-    @abstractmethod
     def pid(self) -> int | None:
         """PID of the running broker process, or None."""
+        proc = self._procs.proc
+        return proc.pid if proc is not None and proc.poll() is None else None
 
     @property
     def is_running(self) -> bool:
@@ -196,17 +212,6 @@ class BrokerProcess(ABC, Generic[ConfigT]):
             self._closed = True
             self._finalizer()
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         state = "running" if self.is_running else "stopped"
         port = self._port if self._port is not None else "?"
@@ -225,10 +230,12 @@ class BrokerProcess(ABC, Generic[ConfigT]):
             self._port = free_port()
 
     def _launch(self, args: list[str], cwd: Path, **popen_kwargs: Any) -> None:
-        """Start ``args`` in a new session, its stdout and stderr appended to the console file."""
+        """Start ``args`` in a new session, its stdout and stderr appended to the console file,
+        guarded by a watchdog that kills the session should this process die."""
         if self._procs.output is None:
             self._procs.output = self._console_path.open("ab")
-        self._procs.proc = subprocess.Popen(
+        self._procs.reap_watchdog()  # (the previous run's, gone with its broker)
+        self._procs.proc = proc = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
             stdout=self._procs.output,
@@ -237,6 +244,7 @@ class BrokerProcess(ABC, Generic[ConfigT]):
             start_new_session=True,
             **popen_kwargs,
         )
+        self._procs.watchdog = guard(proc.pid)
 
     def _started_proc(self) -> subprocess.Popen[bytes]:
         """The process ``start()`` spawned, still alive; else BrokerStartError with the log."""

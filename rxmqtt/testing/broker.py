@@ -179,12 +179,6 @@ class MosquittoBroker(BrokerProcess[BrokerConfig]):
         """Mosquitto's log file (``log_type all``), appended to across restarts."""
         return self._temp_dir / "mosquitto.log"
 
-    @property
-    def pid(self) -> int | None:
-        """PID of the running process, or None."""
-        proc = self._procs.proc
-        return proc.pid if proc is not None and proc.poll() is None else None
-
     def log_text(self) -> str:
         """Mosquitto's log plus anything it wrote to stdout/stderr, for diagnosing failures."""
         parts = []

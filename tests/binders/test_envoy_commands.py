@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections import Counter
 from typing import Any
 
 import pytest
 import reactivex
 
-from rxmqtt import (
-    Backoff,
-    Connected,
-    Connection,
-    ConnectionSettings,
-    ConnectionState,
-    DropReason,
-    Jitter,
-    PublishProperties,
-    ReconnectPolicy,
-)
+from rxmqtt import Connected, Connection, ConnectionState, DropReason, PublishProperties
 from rxmqtt.binders import (
     CommandExecutionError,
     CommandExecutor,
@@ -31,25 +20,11 @@ from rxmqtt.binders import (
 )
 from rxmqtt.testing import FaultProxy, MosquittoBroker
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import connection
 
 pytestmark = pytest.mark.broker
 
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.3, jitter=Jitter.FULL))
-_ids = itertools.count()
 PROBE = "probe"
-
-
-def connection(host: str, port: int, name: str) -> Connection:
-    settings = ConnectionSettings(host=host, port=port, client_id=f"cmd-{name}-{next(_ids)}")
-    return Connection(settings, reconnect=FAST)
-
-
-def direct(broker: MosquittoBroker, name: str) -> Connection:
-    return connection(broker.host, broker.port, name)
-
-
-def proxied(proxy: FaultProxy, name: str) -> Connection:
-    return connection(proxy.host, proxy.port, name)
 
 
 class Calls:
@@ -84,51 +59,45 @@ async def until_served(invoker: CommandInvoker[Any, Any], timeout: float = 10.0)
     raise TimeoutError("the executor never answered a probe")
 
 
-async def test_round_trip_with_typed_errors(rxmqtt_mosquitto: MosquittoBroker) -> None:
-    async with (
-        direct(rxmqtt_mosquitto, "inv") as inv_conn,
-        direct(rxmqtt_mosquitto, "exe") as exe_conn,
-    ):
-        calls = Calls()
-        executor = CommandExecutor(exe_conn, "valves/+/set", calls)
-        invoker = CommandInvoker(inv_conn, "valves/v1/set")
-        await until_served(invoker)
-        assert await invoker.invoke({"open": True}) == {"echo": {"open": True}}
+async def test_round_trip_with_typed_errors(pair: tuple[Connection, Connection]) -> None:
+    inv_conn, exe_conn = pair
+    calls = Calls()
+    executor = CommandExecutor(exe_conn, "valves/+/set", calls)
+    invoker = CommandInvoker(inv_conn, "valves/v1/set")
+    await until_served(invoker)
+    assert await invoker.invoke({"open": True}) == {"echo": {"open": True}}
 
-        with pytest.raises(CommandExecutionError) as failed:
-            await invoker.invoke({"fail": "stuck valve"})
-        assert failed.value.status == 500
-        assert failed.value.status_message == "ValueError: stuck valve"
-        assert failed.value.request_topic == "valves/v1/set"
+    with pytest.raises(CommandExecutionError) as failed:
+        await invoker.invoke({"fail": "stuck valve"})
+    assert failed.value.status == 500
+    assert failed.value.status_message == "ValueError: stuck valve"
+    assert failed.value.request_topic == "valves/v1/set"
 
-        with pytest.raises(CommandExecutionError) as missing:
-            await invoker.invoke({"fail": "status"})
-        assert (missing.value.status, missing.value.status_message) == (404, "no such valve")
-        assert executor.executed == calls.probes + 3
-        assert invoker.pending == 0
+    with pytest.raises(CommandExecutionError) as missing:
+        await invoker.invoke({"fail": "status"})
+    assert (missing.value.status, missing.value.status_message) == (404, "no such valve")
+    assert executor.executed == calls.probes + 3
+    assert invoker.pending == 0
 
 
-async def test_async_and_observable_handlers(rxmqtt_mosquitto: MosquittoBroker) -> None:
+async def test_async_and_observable_handlers(pair: tuple[Connection, Connection]) -> None:
+    inv_conn, exe_conn = pair
+
     async def double(x: int) -> int:
         await asyncio.sleep(0.01)
         return 2 * x
 
-    async with (
-        direct(rxmqtt_mosquitto, "inv") as inv_conn,
-        direct(rxmqtt_mosquitto, "exe") as exe_conn,
-    ):
-        CommandExecutor(exe_conn, "math/double", lambda x: x if x == PROBE else double(x))
-        CommandExecutor(
-            exe_conn, "math/range", lambda n: reactivex.range(0, 1 if n == PROBE else n)
-        )
-        doubler = CommandInvoker(inv_conn, "math/double")
-        ranger = CommandInvoker(inv_conn, "math/range")
-        await until_served(doubler)
-        assert await doubler.invoke(21) == 42
-        assert await ranger.invoke(5, timeout=5) == 4
+    CommandExecutor(exe_conn, "math/double", lambda x: x if x == PROBE else double(x))
+    CommandExecutor(exe_conn, "math/range", lambda n: reactivex.range(0, 1 if n == PROBE else n))
+    doubler = CommandInvoker(inv_conn, "math/double")
+    ranger = CommandInvoker(inv_conn, "math/range")
+    await until_served(doubler)
+    assert await doubler.invoke(21) == 42
+    assert await ranger.invoke(5, timeout=5) == 4
 
 
-async def test_timeout_and_late_response_is_ignored(rxmqtt_mosquitto: MosquittoBroker) -> None:
+async def test_timeout_and_late_response_is_ignored(pair: tuple[Connection, Connection]) -> None:
+    inv_conn, exe_conn = pair
     release = asyncio.Event()
 
     async def slow(request: Any) -> Any:
@@ -136,34 +105,30 @@ async def test_timeout_and_late_response_is_ignored(rxmqtt_mosquitto: MosquittoB
             await release.wait()
         return request
 
-    async with (
-        direct(rxmqtt_mosquitto, "inv") as inv_conn,
-        direct(rxmqtt_mosquitto, "exe") as exe_conn,
-    ):
-        nobody = CommandInvoker(inv_conn, "nobody/home")
-        with pytest.raises(CommandTimeoutError) as timed_out:
-            await nobody.invoke({}, timeout=0.3)
-        assert timed_out.value.timeout == 0.3
+    nobody = CommandInvoker(inv_conn, "nobody/home")
+    with pytest.raises(CommandTimeoutError) as timed_out:
+        await nobody.invoke({}, timeout=0.3)
+    assert timed_out.value.timeout == 0.3
 
-        CommandExecutor(exe_conn, "slow/op", slow)
-        invoker = CommandInvoker(inv_conn, "slow/op")
-        ignored = Recorder(invoker.ignored)
-        await until_served(invoker)
-        late = Recorder(invoker.invoke("late", timeout=0.3))  # expiry 1 s: an answer can follow
-        await late.wait_done(5)
-        assert isinstance(late.error, CommandTimeoutError)
-        release.set()
-        response = await ignored.wait_for_item(lambda m: m.payload == b'"late"', 5)
-        assert dict(response.properties.user_properties)["__stat"] == "200"
-        assert late.items == [], "the late answer did not reach the timed-out invocation"
+    CommandExecutor(exe_conn, "slow/op", slow)
+    invoker = CommandInvoker(inv_conn, "slow/op")
+    ignored = Recorder(invoker.ignored)
+    await until_served(invoker)
+    late = Recorder(invoker.invoke("late", timeout=0.3))  # expiry 1 s: an answer can follow
+    await late.wait_done(5)
+    assert isinstance(late.error, CommandTimeoutError)
+    release.set()
+    response = await ignored.wait_for_item(lambda m: m.payload == b'"late"', 5)
+    assert dict(response.properties.user_properties)["__stat"] == "200"
+    assert late.items == [], "the late answer did not reach the timed-out invocation"
 
 
 async def test_request_made_offline_is_sent_after_reconnect_or_times_out(
     rxmqtt_mosquitto: MosquittoBroker, rxmqtt_fault_proxy: FaultProxy
 ) -> None:
     async with (
-        proxied(rxmqtt_fault_proxy, "inv") as inv_conn,
-        direct(rxmqtt_mosquitto, "exe") as exe_conn,
+        connection(rxmqtt_fault_proxy, "inv") as inv_conn,
+        connection(rxmqtt_mosquitto, "exe") as exe_conn,
     ):
         calls = Calls()
         executor = CommandExecutor(exe_conn, "door/lock", calls)
@@ -201,9 +166,9 @@ async def test_shared_group_splits_100_requests_each_executed_once(
     rxmqtt_mosquitto: MosquittoBroker,
 ) -> None:
     async with (
-        direct(rxmqtt_mosquitto, "inv") as inv_conn,
-        direct(rxmqtt_mosquitto, "exe-a") as conn_a,
-        direct(rxmqtt_mosquitto, "exe-b") as conn_b,
+        connection(rxmqtt_mosquitto, "inv") as inv_conn,
+        connection(rxmqtt_mosquitto, "exe-a") as conn_a,
+        connection(rxmqtt_mosquitto, "exe-b") as conn_b,
     ):
         calls_a, calls_b = Calls(), Calls()
         CommandExecutor(conn_a, "jobs/run", calls_a, shared_group="workers")
@@ -230,8 +195,8 @@ async def test_redelivered_request_is_answered_from_the_cache(
     broker; the persistent session re-delivers the request after the reconnect, and the
     executor answers it again from its cache instead of running the handler twice."""
     async with (
-        proxied(rxmqtt_fault_proxy, "exe") as exe_conn,
-        direct(rxmqtt_mosquitto, "inv") as inv_conn,
+        connection(rxmqtt_fault_proxy, "exe") as exe_conn,
+        connection(rxmqtt_mosquitto, "inv") as inv_conn,
     ):
         cut: list[bool] = []
 
@@ -275,63 +240,55 @@ async def test_redelivered_request_is_answered_from_the_cache(
 
 
 async def test_requests_without_expiry_or_response_topic_are_rejected(
-    rxmqtt_mosquitto: MosquittoBroker,
+    pair: tuple[Connection, Connection],
 ) -> None:
-    async with (
-        direct(rxmqtt_mosquitto, "inv") as inv_conn,
-        direct(rxmqtt_mosquitto, "exe") as exe_conn,
-    ):
-        calls = Calls()
-        executor = CommandExecutor(exe_conn, "raw/cmd", calls)
-        skipped = Recorder(executor.skipped)
-        await until_served(CommandInvoker(inv_conn, "raw/cmd"))
-        replies = Recorder(inv_conn.messages("raw/replies", qos=1))
-        await inv_conn.publish(
-            "raw/cmd",
-            b"{}",
-            qos=1,
-            properties=PublishProperties(
-                response_topic="raw/replies", correlation_data=b"k1".ljust(16, b".")
-            ),
-        )
-        await inv_conn.publish("raw/cmd", b"{}", qos=1, message_expiry_interval=5)
-        reply = await replies.wait_for_item(lambda m: True, 5)
-        props = dict(reply.properties.user_properties)
-        assert props["__stat"] == "400"
-        assert "expiry" in props["__stMsg"]
-        assert reply.properties.correlation_data == b"k1".ljust(16, b".")
-        await skipped.wait_for_count(2, 5)
-        assert [s.reason for s in skipped.items] == [
-            SkipReason.NO_EXPIRY,
-            SkipReason.NO_RESPONSE_TOPIC,
-        ]
-        assert calls.requests == []
+    inv_conn, exe_conn = pair
+    calls = Calls()
+    executor = CommandExecutor(exe_conn, "raw/cmd", calls)
+    skipped = Recorder(executor.skipped)
+    await until_served(CommandInvoker(inv_conn, "raw/cmd"))
+    replies = Recorder(inv_conn.messages("raw/replies", qos=1))
+    await inv_conn.publish(
+        "raw/cmd",
+        b"{}",
+        qos=1,
+        properties=PublishProperties(
+            response_topic="raw/replies", correlation_data=b"k1".ljust(16, b".")
+        ),
+    )
+    await inv_conn.publish("raw/cmd", b"{}", qos=1, message_expiry_interval=5)
+    reply = await replies.wait_for_item(lambda m: True, 5)
+    props = dict(reply.properties.user_properties)
+    assert props["__stat"] == "400"
+    assert "expiry" in props["__stMsg"]
+    assert reply.properties.correlation_data == b"k1".ljust(16, b".")
+    await skipped.wait_for_count(2, 5)
+    assert [s.reason for s in skipped.items] == [
+        SkipReason.NO_EXPIRY,
+        SkipReason.NO_RESPONSE_TOPIC,
+    ]
+    assert calls.requests == []
 
 
 async def test_same_correlation_data_published_twice_runs_once(
-    rxmqtt_mosquitto: MosquittoBroker,
+    pair: tuple[Connection, Connection],
 ) -> None:
-    async with (
-        direct(rxmqtt_mosquitto, "inv") as inv_conn,
-        direct(rxmqtt_mosquitto, "exe") as exe_conn,
-    ):
-        calls = Calls()
-        CommandExecutor(exe_conn, "dup/cmd", calls)
-        await until_served(CommandInvoker(inv_conn, "dup/cmd"))
-        replies = Recorder(inv_conn.messages("dup/replies", qos=1))
-        twice = PublishProperties(
-            response_topic="dup/replies",
-            correlation_data=b"same-id".ljust(16, b"."),
-            message_expiry_interval=10,
-        )
-        for _ in range(2):
-            await inv_conn.publish("dup/cmd", b'{"charge":5}', qos=1, properties=twice)
-        await replies.wait_for_count(2, 5)
-        assert [m.payload for m in replies.items] == [b'{"echo":{"charge":5}}'] * 2
-        assert {m.properties.correlation_data for m in replies.items} == {
-            b"same-id".ljust(16, b".")
-        }
-        assert calls.requests == [{"charge": 5}], "executed once, answered twice"
+    inv_conn, exe_conn = pair
+    calls = Calls()
+    CommandExecutor(exe_conn, "dup/cmd", calls)
+    await until_served(CommandInvoker(inv_conn, "dup/cmd"))
+    replies = Recorder(inv_conn.messages("dup/replies", qos=1))
+    twice = PublishProperties(
+        response_topic="dup/replies",
+        correlation_data=b"same-id".ljust(16, b"."),
+        message_expiry_interval=10,
+    )
+    for _ in range(2):
+        await inv_conn.publish("dup/cmd", b'{"charge":5}', qos=1, properties=twice)
+    await replies.wait_for_count(2, 5)
+    assert [m.payload for m in replies.items] == [b'{"echo":{"charge":5}}'] * 2
+    assert {m.properties.correlation_data for m in replies.items} == {b"same-id".ljust(16, b".")}
+    assert calls.requests == [{"charge": 5}], "executed once, answered twice"
 
 
 async def test_lifetimes_created_before_start_dispose_and_session_loss(
@@ -339,7 +296,7 @@ async def test_lifetimes_created_before_start_dispose_and_session_loss(
 ) -> None:
     """Envoys made before their connections start; disposing one leaves the connection and the
     others working; a broker crash (session lost) does not stop the rest."""
-    inv_conn, exe_conn = direct(rxmqtt_mosquitto, "inv"), direct(rxmqtt_mosquitto, "exe")
+    inv_conn, exe_conn = connection(rxmqtt_mosquitto, "inv"), connection(rxmqtt_mosquitto, "exe")
     lights, heater = Calls(), Calls()
     light_exec = CommandExecutor(exe_conn, "home/lights", lights)
     heat_exec = CommandExecutor(exe_conn, "home/heater", heater)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -11,14 +10,7 @@ import pytest
 import reactivex
 from reactivex import operators as ops
 
-from rxmqtt import (
-    Backoff,
-    Connection,
-    ConnectionSettings,
-    ConnectionState,
-    Jitter,
-    ReconnectPolicy,
-)
+from rxmqtt import Connection, ConnectionState
 from rxmqtt.binders import (
     RAW,
     JsonSerializer,
@@ -28,11 +20,9 @@ from rxmqtt.binders import (
 )
 from rxmqtt.testing import MosquittoBroker
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import connection
 
 pytestmark = pytest.mark.broker
-
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.3, jitter=Jitter.FULL))
-_ids = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -43,13 +33,6 @@ class Reading:
 
 READING = JsonSerializer(to_json=dataclasses.asdict, from_json=lambda d: Reading(**d))
 PROBE = -1
-
-
-def connection(broker: MosquittoBroker, name: str) -> Connection:
-    settings = ConnectionSettings(
-        host=broker.host, port=broker.port, client_id=f"tm-{name}-{next(_ids)}"
-    )
-    return Connection(settings, reconnect=FAST)
 
 
 async def until_live(sender: TelemetrySender[Reading], got: Recorder[Telemetry[Reading]]) -> None:
@@ -64,38 +47,44 @@ async def until_live(sender: TelemetrySender[Reading], got: Recorder[Telemetry[R
     raise TimeoutError("the receiver never became live")
 
 
+async def live(
+    pair: tuple[Connection, Connection], topic_filter: str, topic: str
+) -> tuple[TelemetryReceiver[Reading], Recorder[Telemetry[Reading]], TelemetrySender[Reading]]:
+    """A receiver of ``topic_filter`` on the pair's second connection, what it receives, and a
+    sender to ``topic`` on the first: once the receiver's subscription delivers."""
+    pub, sub = pair
+    receiver = TelemetryReceiver(sub, topic_filter, READING)
+    got = Recorder(receiver.telemetry)
+    sender = TelemetrySender(pub, topic, READING)
+    await until_live(sender, got)
+    return receiver, got, sender
+
+
 def data(items: list[Telemetry[Reading]]) -> list[Telemetry[Reading]]:
     return [t for t in items if t.value.seq != PROBE]
 
 
 async def test_a_thousand_values_arrive_in_order_and_typed(
-    rxmqtt_mosquitto: MosquittoBroker,
+    pair: tuple[Connection, Connection],
 ) -> None:
-    async with (
-        connection(rxmqtt_mosquitto, "pub") as pub,
-        connection(rxmqtt_mosquitto, "sub") as sub,
-    ):
-        receiver = TelemetryReceiver(sub, "plant/+/temperature", READING)
-        got = Recorder(receiver.telemetry)
-        sender = TelemetrySender(pub, "plant/boiler-2/temperature", READING)
-        await until_live(sender, got)
-        before = datetime.now(UTC) - timedelta(seconds=1)
-        values = reactivex.from_iterable(Reading(i, 20 + i / 100) for i in range(1000))
-        results = Recorder(values.pipe(sender.sink()))
-        await results.wait_done(20)
-        assert results.error is None
-        assert len(results.items) == 1000
-        await got.wait_until(lambda items: len(data(items)) >= 1000, 20, "1000 samples")
-        samples = data(got.items)
-        assert [t.value for t in samples] == [Reading(i, 20 + i / 100) for i in range(1000)]
-        assert all(isinstance(t.value, Reading) for t in samples)
-        first = samples[0]
-        assert first.topic == "plant/boiler-2/temperature"
-        assert first.topic_tokens == ("boiler-2",)
-        assert first.source_id == pub.settings.client_id
-        assert first.timestamp is not None
-        assert before <= first.timestamp <= datetime.now(UTC)
-        assert first.message.properties.content_type == "application/json"
+    _receiver, got, sender = await live(pair, "plant/+/temperature", "plant/boiler-2/temperature")
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    values = reactivex.from_iterable(Reading(i, 20 + i / 100) for i in range(1000))
+    results = Recorder(values.pipe(sender.sink()))
+    await results.wait_done(20)
+    assert results.error is None
+    assert len(results.items) == 1000
+    await got.wait_until(lambda items: len(data(items)) >= 1000, 20, "1000 samples")
+    samples = data(got.items)
+    assert [t.value for t in samples] == [Reading(i, 20 + i / 100) for i in range(1000)]
+    assert all(isinstance(t.value, Reading) for t in samples)
+    first = samples[0]
+    assert first.topic == "plant/boiler-2/temperature"
+    assert first.topic_tokens == ("boiler-2",)
+    assert first.source_id == pair[0].settings.client_id
+    assert first.timestamp is not None
+    assert before <= first.timestamp <= datetime.now(UTC)
+    assert first.message.properties.content_type == "application/json"
 
 
 @dataclass(frozen=True)
@@ -113,29 +102,23 @@ class JsonBytes:
 
 
 async def test_undecodable_payloads_are_reported_not_fatal(
-    rxmqtt_mosquitto: MosquittoBroker,
+    pair: tuple[Connection, Connection],
 ) -> None:
-    async with (
-        connection(rxmqtt_mosquitto, "pub") as pub,
-        connection(rxmqtt_mosquitto, "sub") as sub,
-    ):
-        receiver = TelemetryReceiver(sub, "lab/#", READING)
-        got = Recorder(receiver.telemetry)
-        errors = Recorder(receiver.decode_errors)
-        ignored = Recorder(receiver.ignored)
-        sender = TelemetrySender(pub, "lab/a", READING)
-        await until_live(sender, got)
-        raw = TelemetrySender(pub, "lab/raw", RAW)
-        # Labelled JSON but not JSON: a decode error. Labelled octet-stream: refused unread
-        # (AIO's content-type check), so it never reaches the JSON deserializer.
-        mislabelled = TelemetrySender(pub, "lab/bad", JsonBytes())
-        await mislabelled.send(b"\xff not json")
-        await raw.send(b"\xff not json")
-        await sender.send(Reading(1, 1.5))
-        await got.wait_for_item(lambda t: t.value.seq == 1, 5)
-        assert [e.topic for e in errors.items] == ["lab/bad"]
-        assert [m.topic for m in ignored.items] == ["lab/raw"]
-        assert got.error is None
+    pub, _ = pair
+    receiver, got, sender = await live(pair, "lab/#", "lab/a")
+    errors = Recorder(receiver.decode_errors)
+    ignored = Recorder(receiver.ignored)
+    raw = TelemetrySender(pub, "lab/raw", RAW)
+    # Labelled JSON but not JSON: a decode error. Labelled octet-stream: refused unread
+    # (AIO's content-type check), so it never reaches the JSON deserializer.
+    mislabelled = TelemetrySender(pub, "lab/bad", JsonBytes())
+    await mislabelled.send(b"\xff not json")
+    await raw.send(b"\xff not json")
+    await sender.send(Reading(1, 1.5))
+    await got.wait_for_item(lambda t: t.value.seq == 1, 5)
+    assert [e.topic for e in errors.items] == ["lab/bad"]
+    assert [m.topic for m in ignored.items] == ["lab/raw"]
+    assert got.error is None
 
 
 async def test_envoys_created_before_start_and_surviving_a_broker_crash(
@@ -166,38 +149,32 @@ async def test_envoys_created_before_start_and_surviving_a_broker_crash(
 
 
 async def test_disposing_a_receiver_leaves_the_connection_and_other_envoys(
-    rxmqtt_mosquitto: MosquittoBroker,
+    pair: tuple[Connection, Connection],
 ) -> None:
-    async with (
-        connection(rxmqtt_mosquitto, "pub") as pub,
-        connection(rxmqtt_mosquitto, "sub") as sub,
-    ):
-        keeper = TelemetryReceiver(sub, "farm/+/moisture", READING)
-        kept = Recorder(keeper.telemetry)
-        sender = TelemetrySender(pub, "farm/f1/moisture", READING)
-        await until_live(sender, kept)
-        with TelemetryReceiver(sub, "farm/+/moisture", READING) as leaving:
-            gone = Recorder(leaving.telemetry)
-            values = Recorder(leaving.values)
-            await sender.send(Reading(1, 0.1))
-            await gone.wait_for_item(lambda t: t.value.seq == 1, 5)
-            await values.wait_for_item(lambda v: v.seq == 1, 5)
-        assert gone.completed, "dispose completes its observers"
-        assert values.completed
-        await sender.send(Reading(2, 0.2))
-        await kept.wait_for_item(lambda t: t.value.seq == 2, 5)
-        assert all(t.value.seq != 2 for t in gone.items)
-        assert sub.state is ConnectionState.CONNECTED, "the connection is untouched"
-        late = Recorder(leaving.telemetry)
-        assert late.completed, "a disposed receiver subscribes nothing"
-        sender.dispose()
-        with pytest.raises(RuntimeError, match="disposed"):
-            sender.send(Reading(3, 0.3))
-        other = TelemetrySender(pub, "farm/f2/moisture", READING)
-        await other.send(Reading(4, 0.4))
-        sample = await kept.wait_for_item(lambda t: t.value.seq == 4, 5)
-        assert sample.topic_tokens == ("f2",)
-        assert pub.state is ConnectionState.CONNECTED
+    pub, sub = pair
+    _keeper, kept, sender = await live(pair, "farm/+/moisture", "farm/f1/moisture")
+    with TelemetryReceiver(sub, "farm/+/moisture", READING) as leaving:
+        gone = Recorder(leaving.telemetry)
+        values = Recorder(leaving.values)
+        await sender.send(Reading(1, 0.1))
+        await gone.wait_for_item(lambda t: t.value.seq == 1, 5)
+        await values.wait_for_item(lambda v: v.seq == 1, 5)
+    assert gone.completed, "dispose completes its observers"
+    assert values.completed
+    await sender.send(Reading(2, 0.2))
+    await kept.wait_for_item(lambda t: t.value.seq == 2, 5)
+    assert all(t.value.seq != 2 for t in gone.items)
+    assert sub.state is ConnectionState.CONNECTED, "the connection is untouched"
+    late = Recorder(leaving.telemetry)
+    assert late.completed, "a disposed receiver subscribes nothing"
+    sender.dispose()
+    with pytest.raises(RuntimeError, match="disposed"):
+        sender.send(Reading(3, 0.3))
+    other = TelemetrySender(pub, "farm/f2/moisture", READING)
+    await other.send(Reading(4, 0.4))
+    sample = await kept.wait_for_item(lambda t: t.value.seq == 4, 5)
+    assert sample.topic_tokens == ("f2",)
+    assert pub.state is ConnectionState.CONNECTED
 
 
 async def test_sink_skip_failed_keeps_a_pipeline_alive(rxmqtt_mosquitto: MosquittoBroker) -> None:

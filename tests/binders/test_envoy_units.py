@@ -38,9 +38,10 @@ from rxmqtt.binders import (
 from rxmqtt.binders._protocol import expiry_for, parse_timestamp
 from rxmqtt.testing.recorder import Recorder
 from rxmqtt.topics import matches
+from tests._helpers import FakePublisher
 
 
-class FakeConnection:
+class FakeConnection(FakePublisher):
     """An in-memory broker and connection in one: what is published reaches every matching
     ``messages()`` subscriber at once (shared filters included). Records subscriptions."""
 
@@ -62,22 +63,11 @@ class FakeConnection:
     def filters(self) -> list[str]:
         return [f for f, _ in self.subscribers]
 
-    def publish(
-        self,
-        topic: str,
-        payload: bytes | bytearray | memoryview | str = b"",
-        qos: int = 0,
-        retain: bool = False,
-        *,
-        properties: PublishProperties | None = None,
-        message_expiry_interval: int | None = None,
-    ) -> Observable[PublishResult]:
-        data = payload.encode() if isinstance(payload, str) else bytes(payload)
-        message = Message(topic, data, qos, retain, properties or PublishProperties())
+    def _publish(self, message: Message) -> Observable[PublishResult]:
         self.published.append(message)
         self.deliver(message)
         result: AsyncSubject[PublishResult] = AsyncSubject()
-        result.on_next(PublishResult(topic, qos))
+        result.on_next(PublishResult(message.topic, message.qos))
         result.on_completed()
         return result
 

@@ -81,7 +81,7 @@ import os
 import random
 import secrets
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,6 +108,7 @@ from rxmqtt import (
 )
 from rxmqtt.testing import BrokerConfig, FaultProxy, MosquittoBroker
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import loop_exceptions
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -414,19 +415,6 @@ async def broker_track(
 
 # ---------------------------------------------------------------------------------------------
 # the test
-
-
-@contextlib.contextmanager
-def loop_exceptions() -> Iterator[list[dict[str, Any]]]:
-    """Record whatever reaches the loop's exception handler (must stay empty)."""
-    loop = asyncio.get_running_loop()
-    seen: list[dict[str, Any]] = []
-    previous = loop.get_exception_handler()
-    loop.set_exception_handler(lambda _loop, context: seen.append(context))
-    try:
-        yield seen
-    finally:
-        loop.set_exception_handler(previous)
 
 
 async def _until(predicate: Callable[[], bool], timeout: float, what: str) -> None:

@@ -10,27 +10,22 @@ and PUBREL packets with their original packet ids, in their original order ([MQT
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
 
 from rxmqtt import (
-    Backoff,
     Connection,
     ConnectionSettings,
     ConnectionState,
-    Jitter,
     Message,
     PublishResult,
-    ReconnectPolicy,
 )
 from rxmqtt.testing import FaultProxy, MosquittoBroker
+from rxmqtt.testing._raw import read_packet, varint_at
 from rxmqtt.testing.recorder import Recorder
-
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2, jitter=Jitter.FULL))
-
+from tests._helpers import FAST, until_delivered
 
 # ---------------------------------------------------------------------------------------------
 # in-flight re-sends go out before the offline queue
@@ -64,7 +59,8 @@ async def test_in_flight_resends_precede_the_offline_queue(
     async with sub, pub:
         await sub.wait_for(ConnectionState.CONNECTED, 10)
         await pub.wait_for(ConnectionState.CONNECTED, 10)
-        await _until_subscribed(pub, got)
+        await until_delivered(pub, got, "rs/probe")
+        got.items.clear()
         (link,) = rxmqtt_fault_proxy.wait_for_connections(1)
         link.blackhole()  # the link is dead but the socket stays open: 0-4 vanish in it
         before = link.bytes_from_client
@@ -94,16 +90,6 @@ async def _until(predicate: Callable[[], bool], timeout: float, what: str) -> No
         await asyncio.sleep(0.01)
 
 
-async def _until_subscribed(pub: Connection, got: Recorder[Message]) -> None:
-    for _ in range(100):
-        await asyncio.wait_for(pub.publish("rs/probe", b"probe", qos=1), 5)
-        with contextlib.suppress(TimeoutError):
-            await got.wait_for_item(lambda m: m.payload == b"probe", 0.1)
-            got.items.clear()
-            return
-    raise TimeoutError("subscription never became live")
-
-
 # ---------------------------------------------------------------------------------------------
 # the QoS 2 handshake state survives failed reconnect attempts (a scripted fake broker)
 
@@ -129,15 +115,9 @@ class _Packet:
 
 
 async def _read_packet(reader: asyncio.StreamReader) -> _Packet:
-    header = (await reader.readexactly(1))[0]
-    length, shift = 0, 0
-    while True:
-        byte = (await reader.readexactly(1))[0]
-        length |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            break
-    return _Packet(header >> 4, header & 0x0F, await reader.readexactly(length))
+    raw = await read_packet(reader)
+    _, body = varint_at(raw, 1)
+    return _Packet(raw[0] >> 4, raw[0] & 0x0F, raw[body:])
 
 
 @dataclass

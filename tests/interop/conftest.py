@@ -12,7 +12,6 @@ ejabberd tests are skipped, with the reason, when ejabberd is not installed (``a
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from rxmqtt import Backoff, Connection, ConnectionSettings, Jitter, Message, ReconnectPolicy
+from rxmqtt import Connected, Connection, ConnectionSettings, LifecycleEvent, Message
 from rxmqtt.testing import BrokerConfig, FaultProxy, MosquittoBroker
 from rxmqtt.testing._ejabberd import (
     INSTALL_HINT,
@@ -29,11 +28,10 @@ from rxmqtt.testing._ejabberd import (
     ejabberd_unavailable_reason,
 )
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import FAST, until_delivered
 
 BROKERS = ["mosquitto", "ejabberd"]
 
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.3, jitter=Jitter.FULL))
-"""Reconnect quickly: tests measure behaviour, not backoff."""
 
 _ids = itertools.count()
 _skipped_ejabberd: list[str] = []
@@ -247,28 +245,34 @@ def cluster_settings(
     )
 
 
-async def until_delivered(
-    pub: Connection, got: Recorder[Message], topic: str, tries: int = 100, qos: int = 1
-) -> Message:
-    """Publish probes to ``topic`` until ``got`` sees one (a SUBSCRIBE may still be on its way)."""
-    for n in range(tries):
-        await pub.publish(topic, f"probe-{n}".encode(), qos=qos)
-        try:
-            return await got.wait_for_item(lambda m: m.topic == topic, 0.1)
-        except TimeoutError:
-            continue
-    raise TimeoutError(f"nothing published to {topic!r} was delivered")
+async def publish_while_offline(pub: Connection, gone: Recorder[Message], prefix: str) -> None:
+    """Once the broker published the subscriber's Will (``b"gone"`` on ``gone``), so that its
+    session is offline, publish ``0``..``4`` to ``{prefix}/queued``: each matches that session."""
+    await gone.wait_for_item(lambda m: m.payload == b"gone", 10)
+    for i in range(5):
+        result = await pub.publish(f"{prefix}/queued", str(i).encode(), qos=1)
+        assert result.reason_code == 0x00, "the offline session still matches"
 
 
-async def wait_log(
-    server: MosquittoBroker | EjabberdBroker, text: str, timeout: float = 5.0
-) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while text not in server.log_text():
-        if loop.time() > deadline:
-            raise TimeoutError(f"broker log never said {text!r}")
-        await asyncio.sleep(0.02)
+async def connected_after(
+    events: Recorder[LifecycleEvent], before: int, timeout: float, what: str
+) -> Connected:
+    """The first :class:`Connected` among the lifecycle ``events`` after the first ``before``."""
+    await events.wait_until(
+        lambda es: any(isinstance(e, Connected) for e in es[before:]), timeout, what
+    )
+    back = next(e for e in events.items[before:] if isinstance(e, Connected))
+    assert isinstance(back, Connected)
+    return back
+
+
+async def assert_queued_once(pub: Connection, got: Recorder[Message], prefix: str) -> None:
+    """What :func:`publish_while_offline` queued arrives, in order, once each."""
+    await got.wait_until(lambda ms: sum(m.topic == f"{prefix}/queued" for m in ms) >= 5, 10)
+    # A marker published after them arrives after any duplicate would (one session, QoS 1).
+    await until_delivered(pub, got, f"{prefix}/marker")
+    queued = [m.payload for m in got.items if m.topic == f"{prefix}/queued"]
+    assert queued == [b"0", b"1", b"2", b"3", b"4"]
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

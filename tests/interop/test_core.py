@@ -28,7 +28,15 @@ from rxmqtt import (
 from rxmqtt.testing import FaultProxy
 from rxmqtt.testing.recorder import Recorder
 
-from .conftest import FAST, InteropBroker, client_id, until_delivered
+from .conftest import (
+    FAST,
+    InteropBroker,
+    assert_queued_once,
+    client_id,
+    connected_after,
+    publish_while_offline,
+    until_delivered,
+)
 
 pytestmark = pytest.mark.broker
 
@@ -149,24 +157,13 @@ async def test_persistent_session_survives_a_client_reconnect(
         # The broker publishes the Will once it has noticed the link is gone: from then on the
         # session is offline and what is published for it is queued, not written to a dead
         # socket (the path this test is about).
-        await gone.wait_for_item(lambda m: m.payload == b"gone", 10)
-        for i in range(5):
-            result = await pub.publish("ps/queued", str(i).encode(), qos=1)
-            assert result.reason_code == 0x00, "the offline session still matches"
+        await publish_while_offline(pub, gone, "ps")
         before = len(events.items)
         proxy.accept()
-        await events.wait_until(
-            lambda es: any(isinstance(e, Connected) for e in es[before:]), 10, "back"
-        )
-        back = next(e for e in events.items[before:] if isinstance(e, Connected))
-        assert isinstance(back, Connected)
+        back = await connected_after(events, before, 10, "back")
         assert back.session_present is True
         assert not any(isinstance(e, SessionLost) for e in events.items)
-        await got.wait_until(lambda ms: sum(m.topic == "ps/queued" for m in ms) >= 5, 10)
-        # A marker published after them arrives after any duplicate would (one session, QoS 1).
-        await until_delivered(pub, got, "ps/marker")
-        queued = [m.payload for m in got.items if m.topic == "ps/queued"]
-        assert queued == [b"0", b"1", b"2", b"3", b"4"]
+        await assert_queued_once(pub, got, "ps")
 
 
 async def test_will_on_ungraceful_loss_not_on_close(

@@ -21,9 +21,10 @@ from reactivex.subject import AsyncSubject
 
 from rxmqtt.binders import Delivery
 from rxmqtt.errors import MqttError
-from rxmqtt.message import Message, PublishProperties, PublishResult
+from rxmqtt.message import Message, PublishResult
 from rxmqtt.settings import ConnectionSettings
 from rxmqtt.topics import matches
+from tests._helpers import FakePublisher
 
 
 class FakeAckError(MqttError):
@@ -53,7 +54,7 @@ class _Subscriber:
 
 
 @dataclass(eq=False)
-class MetlConnection:
+class MetlConnection(FakePublisher):
     """One client's connection as the METL cases see it."""
 
     client_id: str
@@ -129,18 +130,7 @@ class MetlConnection:
 
     # ---------------------------------------------------------------- publishing
 
-    def publish(
-        self,
-        topic: str,
-        payload: bytes | bytearray | memoryview | str = b"",
-        qos: int = 0,
-        retain: bool = False,
-        *,
-        properties: PublishProperties | None = None,
-        message_expiry_interval: int | None = None,
-    ) -> Observable[PublishResult]:
-        data = payload.encode() if isinstance(payload, str) else bytes(payload)
-        message = Message(topic, data, qos, retain, properties or PublishProperties())
+    def _publish(self, message: Message) -> Observable[PublishResult]:
         outbound = _Outbound(message, AsyncSubject())
         self._send(outbound)
         return outbound.result

@@ -16,6 +16,7 @@ from rxmqtt.testing import BrokerConfig, MosquittoBroker, TlsFiles
 from rxmqtt.testing._raw import mqtt_str, packet
 from rxmqtt.testing.broker import BrokerStartError
 from rxmqtt.testing.plugin import BrokerFactory
+from tests._helpers import recv_exact
 
 pytestmark = pytest.mark.broker
 
@@ -42,26 +43,16 @@ def subscribe_packet(packet_id: int, topic_filter: str) -> bytes:
     return packet(0x82, packet_id.to_bytes(2, "big") + b"\x00" + mqtt_str(topic_filter) + b"\x00")
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise EOFError(f"connection closed after {len(data)} of {n} bytes")
-        data += chunk
-    return data
-
-
 def read_packet(sock: socket.socket) -> tuple[int, bytes]:
-    header = _recv_exact(sock, 1)[0]
+    header = recv_exact(sock, 1)[0]
     length, shift = 0, 0
     while True:
-        byte = _recv_exact(sock, 1)[0]
+        byte = recv_exact(sock, 1)[0]
         length |= (byte & 0x7F) << shift
         shift += 7
         if not byte & 0x80:
             break
-    return header, _recv_exact(sock, length)
+    return header, recv_exact(sock, length)
 
 
 def mqtt_connect(

@@ -14,6 +14,7 @@ import pytest
 
 from rxmqtt.testing import FaultProxy, MosquittoBroker
 from rxmqtt.testing.plugin import BrokerFactory, ProxyFactory
+from tests._helpers import recv_exact
 
 pytestmark = pytest.mark.broker
 
@@ -25,16 +26,6 @@ def connect_packet(client_id: str) -> bytes:
     cid = client_id.encode()
     body = b"\x00\x04MQTT\x05\x02\x00\x3c\x00" + len(cid).to_bytes(2, "big") + cid
     return bytes([0x10, len(body)]) + body
-
-
-def recv_exact(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise EOFError(f"closed after {len(data)} of {n} bytes")
-        data += chunk
-    return data
 
 
 def mqtt_client(proxy: FaultProxy, client_id: str) -> socket.socket:

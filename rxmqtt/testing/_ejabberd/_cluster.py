@@ -10,9 +10,9 @@ import time
 import weakref
 from dataclasses import replace
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
+from rxmqtt._scoped import StartedOnEnter
 from rxmqtt.testing._ejabberd._broker import EjabberdBroker
 from rxmqtt.testing._ejabberd._config import EjabberdConfig
 from rxmqtt.testing._ejabberd._discovery import (
@@ -24,7 +24,7 @@ from rxmqtt.testing._ejabberd._erlang import Epmd, RunAs
 from rxmqtt.testing._process import BrokerStartError
 
 
-class EjabberdCluster:
+class EjabberdCluster(StartedOnEnter):
     """``n`` ejabberd nodes on loopback joined into one Mnesia cluster.
 
     The nodes share one private epmd and one generated cookie; node 0 starts first and every
@@ -142,14 +142,6 @@ class EjabberdCluster:
         except BaseException:
             self.close()
             raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<EjabberdCluster {self.endpoints if self.nodes else []}>"

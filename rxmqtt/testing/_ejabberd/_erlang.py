@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rxmqtt.testing._ejabberd._discovery import find_tool, install_user
+from rxmqtt.testing._lifeline import guard
 from rxmqtt.testing._process import (
     LOOPBACK,
     BrokerStartError,
@@ -108,6 +109,8 @@ class Epmd:
         self._lock = threading.Lock()
         self.port: int | None = None
         self.proc: subprocess.Popen[bytes] | None = None
+        self.watchdog: subprocess.Popen[bytes] | None = None
+        """Kills epmd should this process die without cleaning up (see ``_lifeline``)."""
 
     def ensure(self, timeout: float = 10.0) -> int:
         """Start epmd unless it runs; returns its port once it accepts connections."""
@@ -130,6 +133,8 @@ class Epmd:
                     **self._run_as.popen_kwargs(),
                 )
                 out.close()
+                kill_and_reap(self.watchdog)  # (a failed try's: its epmd is dead or dying)
+                self.watchdog = guard(proc.pid)
                 deadline = time.monotonic() + timeout
                 while time.monotonic() < deadline and proc.poll() is None:
                     try:
@@ -148,6 +153,8 @@ class Epmd:
         with self._lock:
             proc, self.proc = self.proc, None
             kill_and_reap(proc)
+            watchdog, self.watchdog = self.watchdog, None
+            kill_and_reap(watchdog)
 
 
 class NodeProcesses(Processes):

@@ -11,9 +11,9 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from rxmqtt._scoped import StartedOnEnter, once_started
 from rxmqtt.testing.broker import LOOPBACK, free_port
 from rxmqtt.testing.proxy._connection import ProxiedConnection, _set_rst_on_close
 
@@ -21,7 +21,7 @@ _T = TypeVar("_T")
 _CALL_TIMEOUT = 10.0
 
 
-class FaultProxy:
+class FaultProxy(StartedOnEnter):
     """A TCP proxy on 127.0.0.1 in front of ``(target_host, target_port)`` with fault modes.
 
     Proxy-wide modes apply to every current connection and to new ones: :meth:`pass_through`,
@@ -75,9 +75,7 @@ class FaultProxy:
     @property
     def port(self) -> int:
         """Listening port."""
-        if self._port is None:
-            raise RuntimeError("the proxy has not been started yet; call start()")
-        return self._port
+        return once_started(self._port, "the proxy has not been started yet; call start()")
 
     @property
     def url(self) -> str:
@@ -164,17 +162,6 @@ class FaultProxy:
         thread.join(_CALL_TIMEOUT)
         if thread.is_alive():  # pragma: no cover - would be a bug
             raise RuntimeError("FaultProxy thread did not stop")
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         port = self._port if self._port is not None else "?"
