@@ -24,6 +24,7 @@ from rxmqtt import (
 from rxmqtt.testing import BrokerConfig, TlsFiles
 from rxmqtt.testing.plugin import BrokerFactory
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import wait_log
 
 FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.3, jitter=Jitter.FULL))
 DEADLINE = 10.0
@@ -195,7 +196,7 @@ async def test_a_client_certificate_with_an_encrypted_key_and_its_password(
     async with Connection(settings_for(broker.port, tls)) as conn:
         await conn.wait_for(ConnectionState.CONNECTED, DEADLINE)
     assert files.client_key_password not in repr(tls)
-    assert f"u'{files.client_common_name}'" in broker.log_text()  # the certificate's identity
+    await wait_log(broker, f"u'{files.client_common_name}'")  # the certificate's identity
 
 
 @pytest.mark.broker

@@ -28,6 +28,7 @@ from rxmqtt import (
 from rxmqtt.testing import BrokerConfig, FaultProxy, MosquittoBroker, TlsFiles
 from rxmqtt.testing.plugin import BrokerFactory, ProxyFactory
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import wait_log
 
 pytestmark = pytest.mark.broker
 
@@ -95,7 +96,7 @@ async def test_connect_publish_and_subscribe_over_websockets(ws_broker: Mosquitt
     assert [m.payload for m in got.items] == [b"m0", b"m1", b"m2"]
     connected = next(e for e in events.items if isinstance(e, Connected))
     assert connected.endpoint == f"127.0.0.1:{ws_broker.websockets_port}"
-    assert "New client connected from 127.0.0.1" in ws_broker.log_text()
+    await wait_log(ws_broker, "New client connected from 127.0.0.1")
 
 
 async def test_a_tcp_client_and_a_websocket_client_talk_through_one_broker(
