@@ -155,9 +155,15 @@ async def _nothing_lost_across(
 async def test_a_black_hole_is_detected_and_the_reconnect_loses_nothing(
     ws_broker: MosquittoBroker, ws_proxy: FaultProxy
 ) -> None:
-    await _nothing_lost_across(
-        ws_broker, ws_proxy, ws_proxy.blackhole, ws_proxy.pass_through, keep_alive=1
-    )
+    """The live link goes silent (the keep-alive notices); new connections pass. A proxy-wide
+    black hole would also swallow a reconnect's upgrade request if it started before the heal,
+    and that attempt would wait its whole connect_timeout."""
+
+    def silence_the_link() -> None:
+        (link,) = ws_proxy.connections
+        link.blackhole()
+
+    await _nothing_lost_across(ws_broker, ws_proxy, silence_the_link, lambda: None, keep_alive=1)
 
 
 async def test_a_reset_reconnects_and_loses_nothing(
