@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ._aiter import Stream, StreamIterator, aiter
     from .broker_limits import BrokerLimits
     from .connection import Connection
+    from .delivery import Delivery
     from .errors import (
         ConnectionClosedError,
         MessageDroppedError,
@@ -72,6 +73,7 @@ _EXPORTS: dict[str, str] = {
     "ConnectionState": "lifecycle",
     "Disconnect": "lifecycle",
     "DisconnectSource": "lifecycle",
+    "Delivery": "delivery",
     "Disconnected": "lifecycle",
     "Drain": "policies",
     "DropReason": "queue",
@@ -134,6 +136,7 @@ __all__ = [
     "ConnectionClosedError",
     "ConnectionSettings",
     "ConnectionState",
+    "Delivery",
     "Disconnect",
     "DisconnectSource",
     "Disconnected",

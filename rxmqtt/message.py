@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -117,6 +117,10 @@ class Message:
     qos: int = 0
     retain: bool = False
     properties: PublishProperties = NO_PROPERTIES
+    _packet_id: int = field(default=0, repr=False, compare=False, kw_only=True)
+    """Internal: the packet id a received QoS 1/2 message arrived with (0 otherwise), for the
+    connection to acknowledge it. Meaningless to applications: read it with
+    :func:`packet_id_of` inside rxmqtt only."""
 
     @property
     def size(self) -> int:
@@ -124,6 +128,11 @@ class Message:
         props = self.properties
         extra = 0 if props is NO_PROPERTIES else props.encoded_size()
         return len(self.topic.encode()) + len(self.payload) + extra
+
+
+def packet_id_of(message: Message) -> int:
+    """The packet id ``message`` arrived with (0: QoS 0, or not received from a broker)."""
+    return message._packet_id  # noqa: SLF001 - the field is this module's
 
 
 @dataclass(frozen=True, slots=True)

@@ -814,6 +814,7 @@ def test_from_url_query_parameters(pki: Pki) -> None:
         ),
     )
     assert ConnectionSettings.from_url("mqtt://h?clean_start=false").clean_start is False
+    assert ConnectionSettings.from_url("mqtt://h?receive_maximum=8").receive_maximum == 8
     assert ConnectionSettings.from_url("mqtt://h?clean_start=1").clean_start is True
 
 
@@ -878,6 +879,7 @@ def test_from_url_overrides_win() -> None:
             "url: query parameter 'ca_file' needs a TLS scheme (mqtts, ssl, tls, wss or mqttv311s)",
         ),
         ("mqtt://h?keep_alive=-1", ValueError, "keep_alive: must be >= 0 seconds, got -1"),
+        ("mqtt://h?receive_maximum=0", ValueError, "receive_maximum: must be >= 1, got 0"),
         (f"mqtts://h?ca_file={MISSING}", ValueError, f"ca_file: no such file: {MISSING}"),
         ("mqtt://[::1", ValueError, "url: Invalid IPv6 URL"),
         (b"mqtt://h", TypeError, "url: must be a str, got bytes"),

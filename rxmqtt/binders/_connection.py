@@ -42,6 +42,17 @@ class MqttConnection(Protocol):
         ...
 
 
+@runtime_checkable
+class GrantReportingConnection(Protocol):
+    """A connection that tells when the broker granted a subscription (:class:`rxmqtt.Connection`
+    does): envoys' ``start()`` then completes once they are listening, not before."""
+
+    def subscription_granted(self, topic_filter: str) -> Observable[int]:
+        """The granted QoS of the live ``messages()`` subscription of ``topic_filter``, once
+        the broker granted it; an error when it refused it."""
+        ...
+
+
 def check_connection(value: object, argument: str = "conn") -> MqttConnection:
     """``value`` if it has what an envoy needs, else ``TypeError`` naming ``argument``."""
     if not isinstance(value, MqttConnection):

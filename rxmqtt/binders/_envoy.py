@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from reactivex import abc
+from reactivex import Observable, abc
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
 from rxmqtt._scoped import DisposedOnExit
 
-from ._connection import MqttConnection, check_connection
+from .._outcome import Outcome
+from ._connection import GrantReportingConnection, MqttConnection, check_connection
+from ._errors import AioError, mqtt_error
 from ._hlc import HybridLogicalClock, clock_for
 from ._protocol import (
     PROTOCOL_VERSION,
@@ -65,6 +67,29 @@ class Envoy(DisposedOnExit):
             (SOURCE_ID_PROPERTY, self._conn.settings.client_id),
             (PROTOCOL_VERSION_PROPERTY, PROTOCOL_VERSION),
         )
+
+    def _granted(
+        self, topic_filter: str, what: str, refused: AioError | None = None
+    ) -> Observable[None]:
+        """Completes once the broker granted the connection's subscription to
+        ``topic_filter`` (at once on a connection that cannot tell), or errors with an ``mqtt
+        error`` :class:`AioError` about ``what``: ``refused`` when known already."""
+        result: Outcome[None] = Outcome()
+        conn = self._conn
+        if refused is not None:
+            result._fail(refused)
+        elif not isinstance(conn, GrantReportingConnection):
+            result._resolve(None)
+        else:
+            conn.subscription_granted(topic_filter).subscribe(
+                on_next=lambda _qos: result._resolve(None),
+                on_error=lambda error: result._fail(self._subscription_failed(error, what)),
+            )
+        return result
+
+    def _subscription_failed(self, error: Exception, what: str) -> AioError:
+        """``error`` (a refused or abandoned subscription) as the ``mqtt error`` to report."""
+        return mqtt_error(error, what)
 
     @property
     def disposed(self) -> bool:

@@ -29,7 +29,6 @@ from reactivex.subject import Subject
 from rxmqtt.message import Message, PublishProperties
 from rxmqtt.topics import validate_filter
 
-from .._outcome import Outcome
 from ..message import check_qos
 from ._acks import Delivery, deliveries
 from ._connection import MqttConnection
@@ -257,14 +256,10 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
         ).subscribe(self._on_request, self._on_subscription_error)
 
     def start(self) -> Observable[None]:
-        """The (awaitable) outcome of subscribing, which the constructor began: errors with an
-        ``mqtt error`` :class:`AioError` when the subscription was refused at once."""
-        result: Outcome[None] = Outcome()
-        if self._refused is not None:
-            result._fail(self._refused)
-        else:
-            result._resolve(None)
-        return result
+        """The (awaitable) outcome of subscribing, which the constructor began: completes once
+        the broker granted the subscription (so requests sent from then on are served), or
+        errors with an ``mqtt error`` :class:`AioError` when it was refused."""
+        return self._granted(self._filter, self._subscription_name(), self._refused)
 
     @property
     def request_topic(self) -> str:
@@ -296,9 +291,16 @@ class CommandExecutor(Envoy, Generic[Req, Resp]):
     def _now(self) -> float:
         return scheduler_seconds(self._timer_scheduler("executor"))
 
+    def _subscription_name(self) -> str:
+        return f"executor subscription {self._filter!r}"
+
+    def _subscription_failed(self, error: Exception, what: str) -> AioError:
+        failure = mqtt_error(error, what)
+        failure.command_name = self._command_name
+        return failure
+
     def _on_subscription_error(self, error: Exception) -> None:
-        self._refused = mqtt_error(error, f"executor subscription {self._filter!r}")
-        self._refused.command_name = self._command_name
+        self._refused = self._subscription_failed(error, self._subscription_name())
         log.error("executor for %r lost its subscription: %s", self._filter, error)
 
     def _on_request(self, delivery: Delivery) -> None:

@@ -311,17 +311,16 @@ class CommandInvoker(Envoy, Generic[Req, Resp]):
 
     def start(self) -> Observable[None]:
         """Subscribe to the response filter now rather than on the first ``invoke``; the
-        (awaitable) observable completes, or errors with an ``mqtt error`` :class:`AioError`
-        when the subscription is refused at once."""
+        (awaitable) observable completes once the broker granted it, or errors with an ``mqtt
+        error`` :class:`AioError` when it was refused."""
         self._check_live("start")
-        result: Outcome[None] = Outcome()
         self._refused = None
         self._ensure_responses()
-        if self._refused is not None:
-            result._fail(self._refused)
-        else:
-            result._resolve(None)
-        return result
+        return self._granted(
+            self._response_filter,
+            f"response subscription {self._response_filter!r}",
+            self._refused,
+        )
 
     def invoke(
         self,

@@ -342,6 +342,9 @@ class TelemetryReceiver(Envoy, Generic[T]):
         self._stop: Subject[None] = Subject()
         self._decode_errors: Subject[PayloadError] = Subject()
         self._ignored: Subject[Message] = Subject()
+        self._readers = 0
+        """Subscriptions of the connection this receiver holds now (0 or 1: ``telemetry`` is
+        shared)."""
         source: Observable[Delivery] = reactivex.defer(self._source)
         self._telemetry: Observable[Telemetry[T]] = source.pipe(
             ops.take_until(self._stop),
@@ -360,6 +363,22 @@ class TelemetryReceiver(Envoy, Generic[T]):
         CloudEvent. Errors with an ``mqtt error`` :class:`~rxmqtt.binders.AioError` when the
         subscription is refused."""
         return self._telemetry
+
+    def start(self) -> Observable[None]:
+        """The (awaitable) outcome of the subscription that subscribing to :attr:`telemetry`
+        (or :attr:`values`) began: completes once the broker granted it, so telemetry sent
+        from then on arrives; errors with an ``mqtt error`` :class:`~rxmqtt.binders.AioError`
+        when it was refused. Subscribe first: the receiver subscribes when it has a reader."""
+        self._check_live("start")
+        if not self._readers:
+            raise RuntimeError(
+                "start: subscribe to telemetry (or values) first; the receiver subscribes to "
+                f"{self._filter!r} when it has a reader"
+            )
+        return self._granted(self._filter, self._subscription_name())
+
+    def _subscription_name(self) -> str:
+        return f"telemetry subscription to {self._filter!r}"
 
     @property
     def values(self) -> Observable[T]:
@@ -381,13 +400,16 @@ class TelemetryReceiver(Envoy, Generic[T]):
     def _source(self, _scheduler: abc.SchedulerBase | None) -> Observable[Delivery]:
         if self._disposed:
             return reactivex.empty()
+        self._readers += 1
         return deliveries(self._conn, self._filter, self._qos).pipe(
             ops.catch(
-                lambda error, _: reactivex.throw(
-                    mqtt_error(error, f"telemetry subscription to {self._filter!r}")
-                )
-            )
+                lambda error, _: reactivex.throw(mqtt_error(error, self._subscription_name()))
+            ),
+            ops.finally_action(self._reader_left),
         )
+
+    def _reader_left(self) -> None:
+        self._readers -= 1
 
     def _decoded(self, source: Observable[Delivery]) -> Observable[Telemetry[T]]:
         """Decode each message, relay it, then acknowledge it."""

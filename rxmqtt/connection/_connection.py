@@ -12,7 +12,7 @@ import math
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self, overload
 
 import reactivex
 from reactivex import Observable, abc
@@ -29,6 +29,7 @@ from .._outcome import Outcome, settle_error, settle_value
 from .._publisher import Publisher
 from .._subscriptions import Subscription, SubscriptionRegistry
 from ..broker_limits import BrokerLimits
+from ..delivery import Delivery
 from ..engine import Engine
 from ..errors import ConnectionClosedError, MqttError, SubscribeError
 from ..lifecycle import (
@@ -55,6 +56,7 @@ from ..settings import ConnectionSettings
 from ..settings._protocol import MQTT5_NEEDED, MQTT_3_1_1
 from ..subscription_options import SubscriptionOptions
 from ..topics import split_shared, validate_filter
+from ._acknowledger import Acknowledger
 from ._backlog import DEFAULT_BACKLOG, Backlog
 from ._publish_arguments import message_from_arguments
 from ._reconnect_loop import ReconnectLoop
@@ -76,6 +78,10 @@ class Connection:
     Create it, ``start()`` it (or ``async with``), inject it into envoys and widgets, ``close()``
     it. It reconnects by itself; nothing about the network ever raises into your code.
     """
+
+    supports_manual_ack = True
+    """``messages(f, qos, manual_ack=True)`` acknowledges after processing (see
+    :class:`~rxmqtt.Delivery`); the AIO envoys rely on it."""
 
     def __init__(
         self,
@@ -140,6 +146,8 @@ class Connection:
         """What ``subscribe()`` holds, by filter."""
         self._identifiers = itertools.count(1)
         """Subscription Identifiers, one per broker subscription (1..268,435,455)."""
+        self._acks = Acknowledger(self._call_on_loop)
+        """Holds each received QoS 1/2 message's PUBACK/PUBREC until its subscribers are done."""
 
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -234,6 +242,8 @@ class Connection:
         self._loop_thread = threading.get_ident()
         self._scheduler = AsyncIOScheduler(loop)
         self._engine = Engine(self._settings, loop, self)
+        self._engine.manual_acks(True)
+        self._acks.attach(self._engine.ack)
         self._publisher.attach(self._engine, loop.call_later)
         self._housekeeping = loop.call_later(_HOUSEKEEPING_INTERVAL, self._tidy)
         self._reconnect_loop.start(self._engine, self._scheduler)
@@ -304,6 +314,7 @@ class Connection:
 
     def _finish_close(self, *, was_connected: bool, end_session: bool) -> None:
         self._closed = True
+        self._acks.link_lost()
         self._reconnect_loop.stop()
         if self._engine is not None:
             self._engine.close(send_disconnect=True, end_session=end_session)
@@ -387,6 +398,7 @@ class Connection:
 
     # ------------------------------------------------------------------ messages
 
+    @overload
     def messages(
         self,
         topic_filter: str,
@@ -395,7 +407,31 @@ class Connection:
         no_local: bool | None = None,
         retain_as_published: bool | None = None,
         retain_handling: int | None = None,
-    ) -> Stream[Message]:
+        manual_ack: Literal[False] = False,
+    ) -> Stream[Message]: ...
+
+    @overload
+    def messages(
+        self,
+        topic_filter: str,
+        qos: int = 0,
+        *,
+        no_local: bool | None = None,
+        retain_as_published: bool | None = None,
+        retain_handling: int | None = None,
+        manual_ack: Literal[True],
+    ) -> Stream[Delivery]: ...
+
+    def messages(
+        self,
+        topic_filter: str,
+        qos: int = 0,
+        *,
+        no_local: bool | None = None,
+        retain_as_published: bool | None = None,
+        retain_handling: int | None = None,
+        manual_ack: bool = False,
+    ) -> Stream[Message] | Stream[Delivery]:
         """Messages matching ``topic_filter``. The first subscriber sends SUBSCRIBE, the last
         dispose sends UNSUBSCRIBE; overlapping subscribers share one broker subscription.
         Survives reconnects; completes on ``close()``; errors only if the broker refuses it.
@@ -413,13 +449,25 @@ class Connection:
         (the MQTT defaults for a new one); a value that differs from a live subscription's is
         an error (``ValueError`` naming the option, raised here when it is already live, else
         delivered to the new subscriber). QoS never conflicts: the highest asked is used.
+
+        ``manual_ack=True`` acknowledges after processing: the stream emits
+        :class:`~rxmqtt.Delivery` items, and a QoS 1/2 message's PUBACK/PUBREC waits until
+        ``delivery.ack()`` (and every other subscriber of the message is done, and every
+        message received before it was acknowledged: MQTT 5 acknowledges in arrival order).
+        What is not acknowledged when the link drops, the broker sends again (a persisting
+        session), and the client's ``receive_maximum`` bounds how many it sends unacknowledged.
+        Disposing releases what the subscriber still holds. See docs/acknowledgement.md.
         """
+        if not isinstance(manual_ack, bool):
+            raise TypeError(f"manual_ack: must be a bool, got {type(manual_ack).__name__}")
         topic_filter, qos, wanted = _request(
             topic_filter, qos, no_local, retain_as_published, retain_handling, self._settings
         )
         conflict = self._conflict(topic_filter, wanted) if self._on_loop_thread() else None
         if conflict is not None:
             raise conflict
+        if manual_ack:
+            return self._deliveries(topic_filter, qos, wanted)
 
         def subscribe(
             observer: abc.ObserverBase[Message], scheduler: abc.SchedulerBase | None = None
@@ -433,6 +481,64 @@ class Connection:
             )
 
         return isolated(reactivex.create(subscribe), on_drop=self._report_unread)
+
+    def _deliveries(self, topic_filter: str, qos: int, wanted: dict[str, Any]) -> Stream[Delivery]:
+        """``messages(..., manual_ack=True)``: each subscriber is a manual reader."""
+
+        def subscribe(
+            observer: abc.ObserverBase[Delivery], scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            if self._closed:
+                observer.on_completed()
+                return Disposable()
+            reader = self._acks.reader(observer)
+            self._call_on_loop(self._add_subscriber, topic_filter, qos, wanted, reader)
+
+            def dispose() -> None:
+                self._remove_subscriber(topic_filter, reader)
+                reader.release_all()
+
+            return Disposable(lambda: self._acks.on_loop(dispose))
+
+        return isolated(reactivex.create(subscribe), on_drop=self._unread_delivery)
+
+    def _unread_delivery(self, delivery: Delivery) -> None:
+        """A slow ``async for`` lost ``delivery``: it is done with (acknowledged), reported."""
+        delivery.ack()
+        self._report_unread(delivery.message)
+
+    def subscription_granted(self, topic_filter: str) -> Observable[int]:
+        """Wait for the broker to grant the ``messages()`` subscription of ``topic_filter``: an
+        awaitable observable of the granted QoS (at once when granted already). It errors with
+        :class:`~rxmqtt.SubscribeError` when the broker refuses it, with
+        :class:`~rxmqtt.ConnectionClosedError` on ``close()``, and with
+        :class:`~rxmqtt.MqttError` when no ``messages()`` subscriber holds the filter (or the
+        last one left before the grant). Offline, it waits for the connection. Envoys use it
+        to know when they are listening."""
+        topic_filter = validate_filter(topic_filter)
+        granted: Outcome[int] = Outcome()
+        self._call_on_loop(self._await_grant, topic_filter, granted)
+        return granted
+
+    def _await_grant(self, topic_filter: str, granted: Outcome[int]) -> None:
+        if self._closed:
+            settle_error(
+                granted, ConnectionClosedError(f"subscription_granted({topic_filter!r}): closed")
+            )
+            return
+        sub = self._subscriptions.get(topic_filter)
+        if sub is None:
+            settle_error(
+                granted,
+                MqttError(
+                    f"subscription_granted({topic_filter!r}): no messages() subscriber holds it "
+                    "(messages() subscribes when subscribed to; rxmqtt.aiter(...) does at once)"
+                ),
+            )
+        elif sub.granted and sub.granted_qos is not None:
+            settle_value(granted, sub.granted_qos)
+        else:
+            sub.waiters.append(granted)
 
     async def subscribe(
         self,
@@ -551,13 +657,7 @@ class Connection:
             return
         for message in held.take():
             self._report_unread(message)
-        sub = self._subscriptions.get(topic_filter)
-        waiters = list(sub.waiters) if sub is not None else []
         self._remove_subscriber(topic_filter, held)
-        if waiters and self._subscriptions.get(topic_filter) is not sub:
-            error = MqttError(f"unsubscribe({topic_filter!r}) came before the broker granted it")
-            for waiter in waiters:
-                settle_error(waiter, error)
 
     def _conflict(self, topic_filter: str, wanted: dict[str, Any]) -> ValueError | None:
         return _conflict(self._subscriptions.get(topic_filter), wanted)
@@ -570,8 +670,17 @@ class Connection:
         self._dropped.on_next(DroppedMessage(message, DropReason.UNREAD, self._now()))
 
     def _remove_subscriber(self, topic_filter: str, observer: abc.ObserverBase[Message]) -> None:
-        if not self._closed and self._subscriptions.remove(topic_filter, observer):
-            self._send_due()
+        if self._closed:
+            return
+        sub = self._subscriptions.get(topic_filter)
+        if not self._subscriptions.remove(topic_filter, observer):
+            return
+        if sub is not None and sub.waiters:  # the last one left before the broker granted it
+            waiters, sub.waiters = sub.waiters, []
+            error = MqttError(f"unsubscribe({topic_filter!r}) came before the broker granted it")
+            for waiter in waiters:
+                settle_error(waiter, error)
+        self._send_due()
 
     def _send_due(self) -> None:
         """Send the UNSUBSCRIBEs and SUBSCRIBEs that bring the broker's view to what
@@ -658,9 +767,26 @@ class Connection:
         self._publisher.link_established()
 
     def on_connection_lost(self, disconnect: Disconnect) -> None:
+        self._acks.link_lost()
         self._publisher.link_lost(disconnect)
 
     def on_message(self, message: Message) -> None:
+        acks = self._acks
+        if not message.qos:
+            self._deliver(message)
+        elif acks.direct:  # (the common case: nothing to hold, nothing waiting)
+            try:
+                self._deliver(message)
+            finally:
+                acks.send(message)
+        else:
+            hold = acks.received(message)
+            try:
+                self._deliver(message)
+            finally:  # every plain subscriber is done; manual ones hold it until they ack()
+                acks.dispatched(hold)
+
+    def _deliver(self, message: Message) -> None:
         if self._subscriptions.dispatch(message):
             return
         self._release_unmatched(self._grace.offer(message))

@@ -397,6 +397,18 @@ class Engine:
             raise NotConnectedError(f"paho refused unsubscribe: {paho.error_string(rc)}")
         return int(mid)
 
+    def manual_acks(self, on: bool) -> None:
+        """Switch manual acknowledgement of received QoS 1/2 messages on (the handler calls
+        :meth:`ack` for each, with the packet id its ``Message`` carries) or off (acknowledged
+        as soon as ``on_message`` returns)."""
+        self._client.manual_ack_set(on)
+
+    def ack(self, mid: int, qos: int) -> None:
+        """Send the PUBACK (QoS 1) or PUBREC (QoS 2) of a received message, under manual
+        acknowledgement. Nothing while the link is down: the broker re-sends the message."""
+        if self._phase is Phase.CONNECTED:
+            self._client.acknowledge(mid, qos)
+
     def in_flight_mids(self) -> list[int]:
         """Packet ids of publishes paho still holds (unacknowledged or waiting for the window)."""
         return self._client.held_mids()
@@ -720,8 +732,10 @@ class Engine:
         qos: int,
         retain: bool,
         props: Properties | PublishProperties | None,
+        mid: int,
     ) -> None:
-        """A QoS 0/1 PUBLISH from the fast path (paho sends the PUBACK after this returns)."""
+        """A PUBLISH from the fast path (paho sends the PUBACK after this returns, unless the
+        acknowledgements are manual: then the handler calls :meth:`ack`)."""
         try:
             self._handler.on_message(
                 Message(
@@ -734,6 +748,7 @@ class Engine:
                     else props
                     if isinstance(props, PublishProperties)
                     else _from_paho_properties(props),
+                    _packet_id=mid,
                 )
             )
         except Exception:

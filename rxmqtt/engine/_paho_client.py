@@ -56,9 +56,10 @@ _WRITE_BATCH = 65536
 _MAX_REMAINING_LENGTH = 268_435_455
 """The largest remaining length MQTT can encode (four length bytes)."""
 
-PublishSink = Callable[[str, bytes, int, bool, "Properties | PublishProperties | None"], None]
-"""(topic, payload, qos, retain, properties or None): where the fast path delivers a PUBLISH.
-Properties that are only Subscription Identifiers arrive decoded, as ``PublishProperties``."""
+PublishSink = Callable[[str, bytes, int, bool, "Properties | PublishProperties | None", int], None]
+"""(topic, payload, qos, retain, properties or None, packet id): where the fast path delivers a
+PUBLISH. Properties that are only Subscription Identifiers arrive decoded, as
+``PublishProperties``; the packet id is 0 for QoS 0."""
 
 _SUBSCRIPTION_IDENTIFIER = 0x0B
 
@@ -118,8 +119,11 @@ class _PahoClient(paho.Client):
         self.announced_maximum_packet_size: int | None = None
         """The Maximum Packet Size this client announced in CONNECT (enforced on input)."""
         self.publish_sink: PublishSink | None = None
-        """Receives QoS 0/1 PUBLISHes decoded by the fast path; QoS 2 still goes through
-        paho's MQTTMessage and ``on_message``."""
+        """Receives QoS 0/1 PUBLISHes decoded by the fast path, and QoS 2 ones too under manual
+        acknowledgement; otherwise QoS 2 goes through paho's MQTTMessage and ``on_message``."""
+        self._awaiting_pubrel: set[int] = set()
+        """Manual acknowledgement: QoS 2 packet ids this client sent PUBREC for and that await
+        their PUBREL (a DUP PUBLISH of one is acknowledged again, not delivered twice)."""
         self._read_buf = b""
         self._read_pos = 0
 
@@ -200,6 +204,8 @@ class _PahoClient(paho.Client):
         # PUBREL packets, so anything the owner publishes from on_connect (the offline queue's
         # drain) would overtake them [MQTT-4.6.0-1]. The owner's CONNACK handling runs after.
         rc = super()._handle_connack()
+        if len(packet) >= 2 and packet[1] == 0 and not packet[0] & 0x01:
+            self._awaiting_pubrel.clear()  # a new session: the broker forgot those packet ids
         self._events(ConnackHandled())
         return rc
 
@@ -382,10 +388,11 @@ class _PahoClient(paho.Client):
             )
         qos = (header & 0x06) >> 1
         deliver = self.publish_sink
-        if qos == 2 or deliver is None:
+        if (qos == 2 and not self._manual_ack) or deliver is None:
             return super()._handle_publish()
-        # QoS 0/1 fast path. paho's decode_publish builds a Properties object (two tables of 27
-        # entries, then a clear() probing each) for every message even without properties, plus
+        # The fast path (QoS 0/1, and QoS 2 under manual acknowledgement). paho's
+        # decode_publish builds a Properties object (two tables of 27 entries, then a clear()
+        # probing each) for every message even without properties, plus
         # an MQTTMessage and a topic-matcher walk: together 40-50% of its receive time. Here
         # the properties are decoded only when the packet has some.
         try:
@@ -407,10 +414,34 @@ class _PahoClient(paho.Client):
                 pos += used
         except IndexError:
             raise MalformedPacket("PUBLISH shorter than its headers") from None
-        deliver(topic, bytes(packet[pos:]), qos, bool(header & 0x01), props)
+        if qos == 2 and mid in self._awaiting_pubrel:
+            return self._send_pubrec(mid)  # accepted already [MQTT-4.3.3-9]: not delivered again
+        deliver(topic, bytes(packet[pos:]), qos, bool(header & 0x01), props, mid)
         if qos == 1 and not self._manual_ack:
             return self._send_puback(mid)
         return paho.MQTT_ERR_SUCCESS
+
+    def acknowledge(self, mid: int, qos: int) -> None:
+        """Manual acknowledgement: the PUBACK (QoS 1) or PUBREC (QoS 2) of a received message.
+        paho's own ``ack()`` would answer QoS 2 with PUBCOMP: it delivers QoS 2 on PUBREL, while
+        the fast path delivers on PUBLISH and so acknowledges it with PUBREC."""
+        if qos == 1:
+            self._send_puback(mid)
+        elif qos == 2:
+            self._awaiting_pubrel.add(mid)
+            self._send_pubrec(mid)
+
+    def _handle_pubrel(self) -> Any:
+        # Under manual acknowledgement paho leaves the PUBCOMP to ``ack()``; the fast path
+        # delivered the message on PUBLISH and released its PUBREC already, so complete now.
+        if not self._manual_ack:
+            return super()._handle_pubrel()
+        packet = self._in_packet["packet"]
+        if len(packet) < 2:
+            raise MalformedPacket("PUBREL shorter than its packet id")
+        mid = (packet[0] << 8) | packet[1]
+        self._awaiting_pubrel.discard(mid)
+        return self._send_pubcomp(mid)
 
     def publish_plain_qos0(self, topic: str, payload: bytes, retain: bool) -> int | None:
         """Queue a QoS 0 PUBLISH without properties, encoded here; returns its packet id, or

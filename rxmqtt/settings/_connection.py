@@ -276,11 +276,12 @@ class ConnectionSettings:
         (``protocol_version=4``). Only ``ws``/``wss`` take a path, the WebSocket path (default
         ``/mqtt``). User and password are URL-decoded. Query parameters: ``client_id``,
         ``keep_alive``, ``session_expiry``, ``clean_start``, ``connect_timeout``,
-        ``protocol_version`` (5 or 4), ``happy_eyeballs_delay`` (seconds, or ``none``), and with
-        a TLS scheme ``ca_file``, ``cert_file``, ``key_file``, ``verify_hostname``,
-        ``server_hostname`` and ``alpn_protocols`` (comma-separated). Keyword ``overrides`` win
-        over anything in the URL (``transport=WebSocketTransport(headers=...)`` for headers, or a
-        path with a query). Without a ``client_id`` the id is random and the session clean,
+        ``receive_maximum``, ``protocol_version`` (5 or 4), ``happy_eyeballs_delay`` (seconds,
+        or ``none``), and with a TLS scheme ``ca_file``, ``cert_file``, ``key_file``,
+        ``verify_hostname``, ``server_hostname`` and ``alpn_protocols`` (comma-separated).
+        Keyword ``overrides`` win over anything in the URL
+        (``transport=WebSocketTransport(headers=...)`` for headers, or a path with a query).
+        Without a ``client_id`` the id is random and the session clean,
         ending with the connection (the session rule above).
         """
         kwargs = _url_arguments(url, overrides)

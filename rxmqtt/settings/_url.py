@@ -83,7 +83,7 @@ def _url_arguments(url: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
         seen.add(key)
         if key == "client_id":
             kwargs[key] = value
-        elif key in ("keep_alive", "session_expiry"):
+        elif key in ("keep_alive", "session_expiry", "receive_maximum"):
             kwargs[key] = _parse_int(value, name)
         elif key == "clean_start":
             kwargs[key] = _parse_bool(value, name)
