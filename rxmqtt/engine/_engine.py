@@ -55,7 +55,7 @@ from ._paho_client import PAHO_VERSION_TEXT, _PahoClient
 from ._phase import Phase, checked
 from ._seam_check import METHODS as SEAM_METHODS
 from ._seam_check import missing_paho_seams
-from ._sockets import open_socket
+from ._sockets import OpenedSocket, open_socket
 from ._watchdog import KeepAliveWatchdog
 
 log = logging.getLogger("rxmqtt.engine")
@@ -127,7 +127,8 @@ def _check_paho_seams() -> None:
 
 
 def _has_buffered_input(sock: Any) -> bool:
-    if isinstance(sock, ssl.SSLSocket) and sock.pending() > 0:
+    pending = getattr(sock, "pending", None)  # TLS and WebSocket streams buffer input
+    if pending is not None and pending() > 0:
         return True
     try:
         readable, _, _ = select.select([sock], [], [], 0)
@@ -515,7 +516,7 @@ class Engine:
 
     def _start_mqtt(
         self,
-        sock: socket.socket | ssl.SSLSocket,
+        sock: OpenedSocket,
         endpoint: Endpoint,
         clean_start: bool,
         username: str | None,

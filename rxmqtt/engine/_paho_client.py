@@ -12,8 +12,6 @@ import contextlib
 import functools
 import importlib.metadata
 import math
-import socket
-import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +35,7 @@ from ._auth_driver import Refusal
 from ._auth_exchange import AuthReceived
 from ._convert import _properties
 from ._seam_check import missing_paho_seams
+from ._sockets import OpenedSocket
 
 if TYPE_CHECKING:
     from paho.mqtt.client import _InPacket
@@ -123,7 +122,7 @@ class _PahoClient(paho.Client):
     def __init__(self, *args: Any, events: EventSink = _ignore, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._events = events
-        self.prepared_socket: socket.socket | ssl.SSLSocket | None = None
+        self.prepared_socket: OpenedSocket | None = None
         """The socket the next connect() uses (paho's own connect would block)."""
         self.announced_maximum_packet_size: int | None = None
         """The Maximum Packet Size this client announced in CONNECT (enforced on input)."""

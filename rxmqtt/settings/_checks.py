@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import unicodedata
 from pathlib import Path
@@ -16,6 +17,7 @@ __all__ = [
     "_check_host",
     "_check_int",
     "_check_path",
+    "_check_seconds",
     "_check_secret",
     "_check_text",
 ]
@@ -33,6 +35,15 @@ def _check_int(value: object, argument: str, low: int, high: int, unit: str = ""
     if value > high:
         raise ValueError(f"{argument}: must be <= {high}{unit}, got {value}")
     return value
+
+
+def _check_seconds(value: object, argument: str) -> float:
+    """Return ``value`` as a float if it is a finite number of seconds > 0, else raise naming it."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{argument}: must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{argument}: must be > 0 seconds, got {value}")
+    return float(value)
 
 
 def _check_bool(value: object, argument: str) -> bool:
