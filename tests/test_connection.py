@@ -18,19 +18,17 @@ from rxmqtt import (
     Disconnected,
     DisconnectSource,
     GaveUp,
-    Jitter,
     ReconnectPolicy,
     SessionLost,
     Will,
 )
 from rxmqtt.testing import BrokerConfig, FaultProxy, MosquittoBroker
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import FAST
 
 pytestmark = pytest.mark.broker
 
 _ids = itertools.count()
-
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.3, jitter=Jitter.FULL))
 
 
 def settings_for(host: str, port: int, name: str = "", **overrides: object) -> ConnectionSettings:

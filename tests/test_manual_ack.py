@@ -21,16 +21,13 @@ import pytest
 
 import rxmqtt
 from rxmqtt import (
-    Backoff,
     Connected,
     Connection,
     ConnectionSettings,
     ConnectionState,
     Delivery,
-    Jitter,
     LifecycleEvent,
     Message,
-    ReconnectPolicy,
     SubscribeError,
 )
 from rxmqtt.binders import AioError, CommandExecutor, ErrorKind, Telemetry, TelemetryReceiver
@@ -53,11 +50,11 @@ from rxmqtt.testing._peer import (
 )
 from rxmqtt.testing._raw import mqtt_str, packet
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import FAST_NO_JITTER
 
 pytestmark = pytest.mark.broker
 
 _ids = itertools.count()
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2, jitter=Jitter.NONE))
 DEADLINE = 15.0
 
 
@@ -101,8 +98,8 @@ async def test_unacknowledged_messages_come_again_after_a_cut_and_acknowledged_o
 ) -> None:
     topic = f"ack/cut/{qos}"
     version = {"protocol_version": mqtt_version}
-    receiver = Connection(settings(rxmqtt_fault_proxy.port, **version), reconnect=FAST)
-    sender = Connection(settings(rxmqtt_mosquitto.port, **version), reconnect=FAST)
+    receiver = Connection(settings(rxmqtt_fault_proxy.port, **version), reconnect=FAST_NO_JITTER)
+    sender = Connection(settings(rxmqtt_mosquitto.port, **version), reconnect=FAST_NO_JITTER)
     events: Recorder[LifecycleEvent] = Recorder(receiver.lifecycle)
     got: Recorder[Delivery] = Recorder(receiver.messages(f"{topic}/#", qos, manual_ack=True))
     async with receiver, sender:
@@ -287,7 +284,7 @@ async def sync(conn: Connection, wire: Wire, name: str) -> list[tuple[str, objec
 async def test_acks_leave_in_arrival_order_whatever_order_the_application_acks_in() -> None:
     wire = Wire()
     async with ScriptedPeer(peer_script(wire, 1)) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST)
+        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
         got: Recorder[Delivery] = Recorder(conn.messages("order/#", 2, manual_ack=True))
         async with conn:
             await asyncio.wait_for(conn.subscription_granted("order/#"), DEADLINE)
@@ -321,7 +318,7 @@ async def test_acks_leave_in_arrival_order_whatever_order_the_application_acks_i
 async def test_a_qos2_message_accepted_once_is_not_delivered_again_on_a_dup() -> None:
     wire = Wire()
     async with ScriptedPeer(peer_script(wire, 1)) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST)
+        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
         got: Recorder[Delivery] = Recorder(conn.messages("dup/#", 2, manual_ack=True))
         async with conn:
             await asyncio.wait_for(conn.subscription_granted("dup/#"), DEADLINE)
@@ -349,7 +346,7 @@ async def test_a_qos2_message_accepted_once_is_not_delivered_again_on_a_dup() ->
 async def test_a_message_several_subscribers_got_is_acknowledged_once_all_are_done() -> None:
     wire = Wire()
     async with ScriptedPeer(peer_script(wire, 3)) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST)
+        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
         plain: Recorder[Message] = Recorder(conn.messages("multi/#", 1))
         a: Recorder[Delivery] = Recorder(conn.messages("multi/a", 1, manual_ack=True))
         b: Recorder[Delivery] = Recorder(conn.messages("multi/+", 1, manual_ack=True))
@@ -393,7 +390,7 @@ async def test_a_message_several_subscribers_got_is_acknowledged_once_all_are_do
 async def test_without_manual_subscribers_a_message_is_acknowledged_once_dispatched() -> None:
     wire = Wire()
     async with ScriptedPeer(peer_script(wire, 1)) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST)
+        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
 
         def read(message: Message) -> None:
             conn.publish(f"sync/in-{message.payload.decode()}", b"", qos=0)
@@ -416,7 +413,7 @@ async def test_without_manual_subscribers_a_message_is_acknowledged_once_dispatc
 async def test_a_refused_subscribe_ends_the_manual_stream_with_the_reason() -> None:
     wire = Wire()
     async with ScriptedPeer(peer_script(wire, 1, refuse=True)) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST)
+        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
         got: Recorder[Delivery] = Recorder(conn.messages("denied/#", 1, manual_ack=True))
         async with conn:
             with pytest.raises(SubscribeError) as info:
@@ -430,7 +427,7 @@ async def test_a_refused_subscribe_ends_the_manual_stream_with_the_reason() -> N
 async def test_ack_after_close_does_nothing_and_plain_streams_still_ack_on_return() -> None:
     wire = Wire()
     async with ScriptedPeer(peer_script(wire, 2)) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST)
+        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
         got: Recorder[Delivery] = Recorder(conn.messages("late/#", 1, manual_ack=True))
         plain: Recorder[Message] = Recorder(conn.messages("plain/#", 1))
         async with conn:
@@ -478,7 +475,7 @@ async def test_an_executor_acknowledges_a_request_once_its_answer_was_acknowledg
         return sum(numbers)
 
     async with ScriptedPeer(peer_script(wire, 1, answer=True)) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST)
+        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
         async with conn:
             executor = CommandExecutor(conn, "rpc/add", add, command_name="add")
             await asyncio.wait_for(executor.start(), DEADLINE)  # the SUBACK is in
@@ -494,7 +491,7 @@ async def test_an_executor_acknowledges_a_request_once_its_answer_was_acknowledg
 async def test_a_telemetry_receiver_acknowledges_once_its_readers_returned() -> None:
     wire = Wire()
     async with ScriptedPeer(peer_script(wire, 1)) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST)
+        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
         async with conn:
             receiver: TelemetryReceiver[int] = TelemetryReceiver(conn, "tel/{senderId}")
             seen: list[int] = []
@@ -517,7 +514,7 @@ async def test_a_telemetry_receiver_acknowledges_once_its_readers_returned() -> 
 async def test_a_telemetry_receiver_start_needs_a_reader_and_reports_a_refusal() -> None:
     wire = Wire()
     async with ScriptedPeer(peer_script(wire, 1, refuse=True)) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST)
+        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
         async with conn:
             receiver: TelemetryReceiver[int] = TelemetryReceiver(conn, "tel/denied")
             with pytest.raises(RuntimeError, match="subscribe to telemetry"):

@@ -11,22 +11,18 @@ from dataclasses import dataclass, field
 import pytest
 
 from rxmqtt import (
-    Backoff,
     ConnectFailed,
     Connection,
     ConnectionSettings,
     ConnectionState,
-    Jitter,
     LifecycleEvent,
-    ReconnectPolicy,
     TlsSettings,
 )
 from rxmqtt.testing import BrokerConfig, TlsFiles
 from rxmqtt.testing.plugin import BrokerFactory
 from rxmqtt.testing.recorder import Recorder
-from tests._helpers import wait_log
+from tests._helpers import FAST, wait_log
 
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.3, jitter=Jitter.FULL))
 DEADLINE = 10.0
 CONNACK = b"\x20\x03\x00\x00\x00"  # MQTT 5 CONNACK: no session, success, no properties
 
