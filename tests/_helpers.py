@@ -87,6 +87,20 @@ def client_id(name: str) -> str:
     return f"{name}-{next(_ids)}"
 
 
+def named_settings(port: int, name: str, **overrides: object) -> ConnectionSettings:
+    """Settings for a client on ``127.0.0.1:port`` with a unique id from ``name`` (so its session
+    persists across reconnects); ``overrides`` replace any field."""
+    fields: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": port,
+        "client_id": client_id(name),
+        "keep_alive": 30,
+        "connect_timeout": 5.0,
+    }
+    fields.update(overrides)
+    return ConnectionSettings(**fields)  # type: ignore[arg-type]
+
+
 def connection(to: Endpoint, name: str) -> Connection:
     """A connection (not started) to ``to``, with a unique client id and FAST reconnects."""
     settings = ConnectionSettings(host=to.host, port=to.port, client_id=client_id(name))

@@ -14,7 +14,6 @@ the peer before it.
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Callable
 
 import pytest
@@ -50,25 +49,16 @@ from rxmqtt.testing._peer import (
 )
 from rxmqtt.testing._raw import mqtt_str, packet
 from rxmqtt.testing.recorder import Recorder
-from tests._helpers import FAST_NO_JITTER
+from tests._helpers import FAST_NO_JITTER, named_settings
 
 pytestmark = pytest.mark.broker
 
-_ids = itertools.count()
 DEADLINE = 15.0
 
 
 def settings(port: int, **overrides: object) -> ConnectionSettings:
     """A named client (its session persists across reconnects)."""
-    fields: dict[str, object] = {
-        "host": "127.0.0.1",
-        "port": port,
-        "client_id": f"ack-{next(_ids)}",
-        "keep_alive": 30,
-        "connect_timeout": 5.0,
-    }
-    fields.update(overrides)
-    return ConnectionSettings(**fields)  # type: ignore[arg-type]
+    return named_settings(port, "ack", **overrides)
 
 
 def payloads(deliveries: list[Delivery]) -> list[bytes]:

@@ -8,7 +8,6 @@ exactly as a broker would at that edge, and against Mosquitto where Mosquitto sh
 from __future__ import annotations
 
 import asyncio
-import itertools
 import ssl
 
 import pytest
@@ -55,23 +54,14 @@ from rxmqtt.testing._peer import (
 from rxmqtt.testing.certs import TlsFiles
 from rxmqtt.testing.plugin import BrokerFactory, ProxyFactory
 from rxmqtt.testing.recorder import Recorder
-from tests._helpers import FAST_NO_JITTER, until_delivered
-
-_ids = itertools.count()
+from tests._helpers import FAST_NO_JITTER, named_settings, until_delivered
 
 DEADLINE = 15.0
 
 
 def settings(port: int, **overrides: object) -> ConnectionSettings:
-    fields: dict[str, object] = {
-        "host": "127.0.0.1",
-        "port": port,
-        "client_id": f"edges-{next(_ids)}",
-        "keep_alive": 30,
-        "connect_timeout": 5.0,
-    }
-    fields.update(overrides)
-    return ConnectionSettings(**fields)  # type: ignore[arg-type]
+    """A named client (its session persists across reconnects)."""
+    return named_settings(port, "edges", **overrides)
 
 
 async def outcome(result: object) -> PublishResult | BaseException:
