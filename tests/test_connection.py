@@ -24,7 +24,7 @@ from rxmqtt import (
 )
 from rxmqtt.testing import BrokerConfig, FaultProxy, MosquittoBroker
 from rxmqtt.testing.recorder import Recorder
-from tests._helpers import FAST
+from tests._helpers import FAST, wait_log
 
 pytestmark = pytest.mark.broker
 
@@ -150,20 +150,11 @@ async def test_messages_are_refcounted_one_broker_subscription(
         assert all(m.payload != b"one" for m in a.items), "disposed subscriber gets nothing"
         b.dispose()
         # last dispose -> UNSUBSCRIBE: a fresh probe subscriber sees the broker log say so
-        await _wait_log(rxmqtt_mosquitto, f"Received UNSUBSCRIBE from {sub.settings.client_id}")
+        await wait_log(rxmqtt_mosquitto, f"Received UNSUBSCRIBE from {sub.settings.client_id}")
         assert (
             rxmqtt_mosquitto.log_text().count(f"Received SUBSCRIBE from {sub.settings.client_id}")
             == 1
         )
-
-
-async def _wait_log(broker: MosquittoBroker, text: str, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while text not in broker.log_text():
-        if loop.time() > deadline:
-            raise TimeoutError(f"broker log never said {text!r}")
-        await asyncio.sleep(0.02)
 
 
 # ---------------------------------------------------------------- the seed's three loss cases
