@@ -99,37 +99,33 @@ async def test_unacknowledged_messages_come_again_after_a_cut_and_acknowledged_o
             await asyncio.wait_for(sender.publish(f"{topic}/m", b"%d" % n, qos=qos), DEADLINE)
         first = list(await got.wait_for_count(6, DEADLINE))
         assert payloads(first) == [b"0", b"1", b"2", b"3", b"4", b"5"]
+
+        async def cut_then_mark(links: int, marker: bytes) -> list[Delivery]:
+            """Cut the link once the broker has read every acknowledgement, wait for the
+            ``links``-th CONNACK (the session kept), publish ``marker``: what came since."""
+            await read_by_broker(receiver)
+            seen = len(got.items)
+            rxmqtt_fault_proxy.reset()
+            assert (await connections(events, links)).session_present
+            await asyncio.wait_for(sender.publish(f"{topic}/m", marker, qos=qos), DEADLINE)
+            await got.wait_until(lambda items: marker in payloads(items), DEADLINE, repr(marker))
+            return got.items[seen:]
+
         first[1].ack()  # acknowledged out of order: 1 waits for 0
         first[0].ack()
-        await read_by_broker(receiver)
-
-        rxmqtt_fault_proxy.reset()  # the link dies with 2..5 unacknowledged
-        assert (await connections(events, 2)).session_present
-        await asyncio.wait_for(sender.publish(f"{topic}/m", b"marker", qos=qos), DEADLINE)
-        await got.wait_until(lambda items: b"marker" in payloads(items), DEADLINE, "marker")
-        second = got.items[6:]  # (a copy)
+        second = await cut_then_mark(2, b"marker")  # the link dies with 2..5 unacknowledged
         assert payloads(second) == [b"2", b"3", b"4", b"5", b"marker"]
 
         # The first link's deliveries: acknowledging them now does nothing (no error, and no
         # PUBACK/PUBREC that the broker would take for the new deliveries' packet ids).
         for delivery in first:
             delivery.ack()
-        await read_by_broker(receiver)
-        rxmqtt_fault_proxy.reset()
-        assert (await connections(events, 3)).session_present
-        await asyncio.wait_for(sender.publish(f"{topic}/m", b"marker 2", qos=qos), DEADLINE)
-        await got.wait_until(lambda items: b"marker 2" in payloads(items), DEADLINE, "marker 2")
-        third = got.items[6 + len(second) :]
+        third = await cut_then_mark(3, b"marker 2")
         assert payloads(third) == [b"2", b"3", b"4", b"5", b"marker", b"marker 2"]
 
         for delivery in third:  # acknowledged: nothing comes again after the next cut
             delivery.ack()
-        await read_by_broker(receiver)
-        rxmqtt_fault_proxy.reset()
-        assert (await connections(events, 4)).session_present
-        await asyncio.wait_for(sender.publish(f"{topic}/m", b"marker 3", qos=qos), DEADLINE)
-        await got.wait_until(lambda items: b"marker 3" in payloads(items), DEADLINE, "marker 3")
-        assert payloads(got.items[6 + len(second) + len(third) :]) == [b"marker 3"]
+        assert payloads(await cut_then_mark(4, b"marker 3")) == [b"marker 3"]
 
 
 async def test_receive_maximum_stops_the_broker_until_a_message_is_acknowledged(
