@@ -14,7 +14,8 @@ the peer before it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -267,66 +268,72 @@ async def sync(conn: Connection, wire: Wire, name: str) -> list[tuple[str, objec
     return await wire.wait_for(("PUBLISH", name))
 
 
-async def test_acks_leave_in_arrival_order_whatever_order_the_application_acks_in() -> None:
-    wire = Wire()
+@contextlib.asynccontextmanager
+async def held_subscriber(
+    wire: Wire, topic_filter: str
+) -> AsyncIterator[tuple[Connection, Recorder[Delivery]]]:
+    """A connection to a scripted peer with one granted QoS 2 ``manual_ack`` subscription to
+    ``topic_filter``: the connection and what that subscription delivered."""
     async with ScriptedPeer(peer_script(wire, 1)) as peer:
         conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
-        got: Recorder[Delivery] = Recorder(conn.messages("order/#", 2, manual_ack=True))
+        got: Recorder[Delivery] = Recorder(conn.messages(topic_filter, 2, manual_ack=True))
         async with conn:
-            await asyncio.wait_for(conn.subscription_granted("order/#"), DEADLINE)
-            for packet_id, qos in ((1, 1), (2, 2), (3, 1), (4, 1)):
-                wire.outbox.put_nowait(
-                    publish("order/t", b"%d" % packet_id, qos=qos, packet_id=packet_id)
-                )
-            d1, d2, d3, d4 = await got.wait_for_count(4, DEADLINE)
-            assert not any(d.acknowledged_early for d in (d1, d2, d3, d4))
-            d3.ack()
-            assert await sync(conn, wire, "sync/1") == [("PUBLISH", "sync/1")]
-            d1.ack()
-            await sync(conn, wire, "sync/2")
-            d4.ack()
-            await sync(conn, wire, "sync/3")
-            d2.ack()
-            assert await sync(conn, wire, "sync/4") == [
-                ("PUBLISH", "sync/1"),
-                ("PUBACK", 1),
-                ("PUBLISH", "sync/2"),
-                ("PUBLISH", "sync/3"),
-                ("PUBREC", 2),  # QoS 2 is acknowledged by PUBREC, in line with the PUBACKs
-                ("PUBACK", 3),
-                ("PUBACK", 4),
-                ("PUBLISH", "sync/4"),
-            ]
-            wire.outbox.put_nowait(pubrel(2))
-            await wire.wait_for(("PUBCOMP", 2))
+            await asyncio.wait_for(conn.subscription_granted(topic_filter), DEADLINE)
+            yield conn, got
+
+
+async def test_acks_leave_in_arrival_order_whatever_order_the_application_acks_in() -> None:
+    wire = Wire()
+    async with held_subscriber(wire, "order/#") as (conn, got):
+        for packet_id, qos in ((1, 1), (2, 2), (3, 1), (4, 1)):
+            wire.outbox.put_nowait(
+                publish("order/t", b"%d" % packet_id, qos=qos, packet_id=packet_id)
+            )
+        d1, d2, d3, d4 = await got.wait_for_count(4, DEADLINE)
+        assert not any(d.acknowledged_early for d in (d1, d2, d3, d4))
+        d3.ack()
+        assert await sync(conn, wire, "sync/1") == [("PUBLISH", "sync/1")]
+        d1.ack()
+        await sync(conn, wire, "sync/2")
+        d4.ack()
+        await sync(conn, wire, "sync/3")
+        d2.ack()
+        assert await sync(conn, wire, "sync/4") == [
+            ("PUBLISH", "sync/1"),
+            ("PUBACK", 1),
+            ("PUBLISH", "sync/2"),
+            ("PUBLISH", "sync/3"),
+            ("PUBREC", 2),  # QoS 2 is acknowledged by PUBREC, in line with the PUBACKs
+            ("PUBACK", 3),
+            ("PUBACK", 4),
+            ("PUBLISH", "sync/4"),
+        ]
+        wire.outbox.put_nowait(pubrel(2))
+        await wire.wait_for(("PUBCOMP", 2))
 
 
 async def test_a_qos2_message_accepted_once_is_not_delivered_again_on_a_dup() -> None:
     wire = Wire()
-    async with ScriptedPeer(peer_script(wire, 1)) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
-        got: Recorder[Delivery] = Recorder(conn.messages("dup/#", 2, manual_ack=True))
-        async with conn:
-            await asyncio.wait_for(conn.subscription_granted("dup/#"), DEADLINE)
-            first = publish("dup/t", b"once", qos=2, packet_id=5)
-            wire.outbox.put_nowait(first)
-            (delivery,) = await got.wait_for_count(1, DEADLINE)
-            assert await sync(conn, wire, "sync/1") == [("PUBLISH", "sync/1")]  # held
-            delivery.ack()
-            await wire.wait_for(("PUBREC", 5))
-            wire.outbox.put_nowait(bytes((first[0] | 0x08,)) + first[1:])  # DUP, same id
-            wire.outbox.put_nowait(publish("dup/t", b"next", qos=1, packet_id=6))
-            await got.wait_for_count(2, DEADLINE)
-            assert payloads(got.items) == [b"once", b"next"]
-            got.items[1].ack()
-            wire.outbox.put_nowait(pubrel(5))
-            assert await wire.wait_for(("PUBCOMP", 5)) == [
-                ("PUBLISH", "sync/1"),
-                ("PUBREC", 5),
-                ("PUBREC", 5),  # the DUP is acknowledged again [MQTT-4.3.3-9], not delivered
-                ("PUBACK", 6),
-                ("PUBCOMP", 5),
-            ]
+    async with held_subscriber(wire, "dup/#") as (conn, got):
+        first = publish("dup/t", b"once", qos=2, packet_id=5)
+        wire.outbox.put_nowait(first)
+        (delivery,) = await got.wait_for_count(1, DEADLINE)
+        assert await sync(conn, wire, "sync/1") == [("PUBLISH", "sync/1")]  # held
+        delivery.ack()
+        await wire.wait_for(("PUBREC", 5))
+        wire.outbox.put_nowait(bytes((first[0] | 0x08,)) + first[1:])  # DUP, same id
+        wire.outbox.put_nowait(publish("dup/t", b"next", qos=1, packet_id=6))
+        await got.wait_for_count(2, DEADLINE)
+        assert payloads(got.items) == [b"once", b"next"]
+        got.items[1].ack()
+        wire.outbox.put_nowait(pubrel(5))
+        assert await wire.wait_for(("PUBCOMP", 5)) == [
+            ("PUBLISH", "sync/1"),
+            ("PUBREC", 5),
+            ("PUBREC", 5),  # the DUP is acknowledged again [MQTT-4.3.3-9], not delivered
+            ("PUBACK", 6),
+            ("PUBCOMP", 5),
+        ]
 
 
 async def test_a_message_several_subscribers_got_is_acknowledged_once_all_are_done() -> None:
