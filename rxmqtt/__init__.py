@@ -63,6 +63,7 @@ if TYPE_CHECKING:
         Endpoint,
         K8sSatAuthenticator,
         TlsSettings,
+        WebSocketTransport,
         Will,
     )
     from .subscription_options import SubscriptionOptions
@@ -120,6 +121,7 @@ _EXPORTS: dict[str, str] = {
     "SubscribeError": "errors",
     "SubscriptionOptions": "subscription_options",
     "TlsSettings": "settings",
+    "WebSocketTransport": "settings",
     "Will": "settings",
     "aiter": "_aiter",
 }
@@ -189,6 +191,7 @@ __all__ = [
     "SubscribeError",
     "SubscriptionOptions",
     "TlsSettings",
+    "WebSocketTransport",
     "Will",
     "aiter",
 ]

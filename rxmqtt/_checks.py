@@ -193,3 +193,18 @@ def check_callable(argument: str, value: object, *, optional: bool = False) -> N
 
 def _or_none(optional: bool) -> str:
     return " or None" if optional else ""
+
+
+def check_positive_seconds(argument: str, value: object) -> float:
+    """A finite number of seconds above 0.
+
+    >>> check_positive_seconds("happy_eyeballs_delay", 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: happy_eyeballs_delay: must be > 0 seconds, got 0
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{argument}: must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{argument}: must be > 0 seconds, got {value}")
+    return float(value)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rxmqtt import Connection, ConnectionSettings, ConnectionState, Message
+from rxmqtt import Connection, ConnectionSettings, ConnectionState, Message, WebSocketTransport
 from rxmqtt.cli import UsageError, build_parser, plan_from
 from rxmqtt.testing import MosquittoBroker, TlsFiles, free_port
 from rxmqtt.testing._peer import PeerLink, ScriptedPeer, connack, reply
@@ -626,6 +626,12 @@ def test_plan_defaults_and_what_wins() -> None:
     assert "queue" in plan.connection_kwargs, "the preset's policies"
     tls = plan_from(parser.parse_args(["pub", "-t", "x", "--tls-use-os-certs"]), {}).settings
     assert (tls.tls is not None, tls.port) == (True, 8883), "TLS moves the default port"
+    ws = plan_from(parser.parse_args(["sub", "-t", "x", "-L", "ws://h:9001/mqtt"]), {})
+    assert (ws.settings.port, ws.settings.transport, ws.filters) == (
+        9001,
+        WebSocketTransport(path="/mqtt"),
+        ("x",),
+    ), "a ws:// URL's path is the WebSocket path, not a topic"
     url = parser.parse_args(["sub", "-t", "x", "-L", "mqtt://u:from-url@h"])
     assert plan_from(url, {"RXMQTT_PASSWORD": "from-env"}).settings.credentials()[1] == b"from-url"
     flag = parser.parse_args(["sub", "-t", "x", "-L", "mqtt://u:from-url@h", "-P", "from-flag"])

@@ -139,6 +139,10 @@ def test_a_paho_name_the_adapter_would_shadow_is_named(monkeypatch: pytest.Monke
         "_disconnects",
         "_adapter_events",
         "_sockets",
+        "_websocket",
+        "_nonblocking",
+        "_auth_exchange",
+        "_auth_driver",
     ],
 )
 def test_only_the_adapter_imports_paho(module: str) -> None:

@@ -883,13 +883,17 @@ def test_from_url_overrides_win() -> None:
             "http://h",
             ValueError,
             "url: unknown scheme 'http' "
-            "(expected mqtt, mqtts, tcp, ssl, tls, mqttv311 or mqttv311s)",
+            "(expected mqtt, mqtts, tcp, ssl, tls, ws, wss, mqttv311 or mqttv311s)",
         ),
         ("broker", ValueError, "url: missing scheme (expected mqtt://, mqtts://, ...)"),
         ("mqtt://", ValueError, "url: missing host"),
         ("mqtt://h:99999", ValueError, "url: invalid port in 'h:99999'"),
         ("mqtt://h:abc", ValueError, "url: invalid port in 'h:abc'"),
-        ("mqtt://h/topic", ValueError, "url: unexpected path '/topic'"),
+        (
+            "mqtt://h/topic",
+            ValueError,
+            "url: unexpected path '/topic' (only ws:// and wss:// have one)",
+        ),
         ("mqtt://h#frag", ValueError, "url: unexpected fragment 'frag'"),
         ("mqtt://h?foo=1", ValueError, "url: unknown query parameter 'foo'"),
         (
@@ -915,7 +919,7 @@ def test_from_url_overrides_win() -> None:
         (
             "mqtt://h?ca_file=/x",
             ValueError,
-            "url: query parameter 'ca_file' needs a TLS scheme (mqtts, ssl, tls or mqttv311s)",
+            "url: query parameter 'ca_file' needs a TLS scheme (mqtts, ssl, tls, wss or mqttv311s)",
         ),
         ("mqtt://h?keep_alive=-1", ValueError, "keep_alive: must be >= 0 seconds, got -1"),
         ("mqtt://h?receive_maximum=0", ValueError, "receive_maximum: must be >= 1, got 0"),

@@ -46,11 +46,14 @@ class Plan:
 
 
 def _split_url(url: str) -> tuple[str, str | None]:
-    """``url`` without its path, and the path as a topic (mosquitto's ``-L`` carries one)."""
+    """``url`` without its path, and the path as a topic (mosquitto's ``-L`` carries one);
+    a ``ws://``/``wss://`` URL keeps its path, the WebSocket path."""
     try:
         parts = urlsplit(url.strip())
     except ValueError as exc:
         raise UsageError(f"-L/--url: {exc}") from None
+    if parts.scheme.lower() in ("ws", "wss"):
+        return url, None
     topic = unquote(parts.path[1:]) if parts.path.startswith("/") and len(parts.path) > 1 else None
     return urlunsplit(parts._replace(path="")), topic
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import math
-import socket
-import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +34,7 @@ from ._auth_exchange import AuthReceived
 from ._convert import _properties
 from ._publish_codec import MalformedPublish, decode_publish, encode_publish, remaining_length
 from ._seam_check import missing_paho_seams
+from ._sockets import OpenedSocket
 
 if TYPE_CHECKING:
     from paho.mqtt.client import _InPacket
@@ -85,7 +84,7 @@ class _PahoClient(paho.Client):
         super().__init__(*args, **kwargs)
         self.events = events
         """Where the adapter reports what it learns (the engine's event sink)."""
-        self.prepared_socket: socket.socket | ssl.SSLSocket | None = None
+        self.prepared_socket: OpenedSocket | None = None
         """The socket the next connect() uses (paho's own connect would block)."""
         self.announced_maximum_packet_size: int | None = None
         """The Maximum Packet Size this client announced in CONNECT (enforced on input)."""

@@ -41,7 +41,7 @@ from ._convert import (
     reason_text,
 )
 from ._paho_client import AuthSink, _PahoClient
-from ._sockets import OpenSocket
+from ._sockets import OpenedSocket
 
 log = logging.getLogger("rxmqtt.engine")
 
@@ -199,7 +199,7 @@ class PahoLink:
 
     def connect(
         self,
-        sock: OpenSocket,
+        sock: OpenedSocket,
         endpoint: Endpoint,
         *,
         clean_start: bool,

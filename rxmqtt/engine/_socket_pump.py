@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import select
 import socket
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -39,8 +38,9 @@ class PumpedLink(Protocol):
 
 
 def has_unread_bytes(sock: Any) -> bool:
-    """Whether ``sock`` has bytes waiting (TLS: decrypted ones included)."""
-    if isinstance(sock, ssl.SSLSocket) and sock.pending() > 0:
+    """Whether ``sock`` has bytes waiting (TLS and WebSocket streams: buffered ones included)."""
+    pending = getattr(sock, "pending", None)
+    if pending is not None and pending() > 0:
         return True
     try:
         readable, _, _ = select.select([sock], [], [], 0)

@@ -9,9 +9,9 @@ and :meth:`TlsSettings.ssl_context`.
 Private modules, one concept each: ``_checks`` (argument validation), ``_secrets`` (secret
 providers and secret files), ``_authenticator`` (MQTT 5 enhanced authentication's
 :class:`Authenticator`), ``_k8s_sat`` (its ``K8S-SAT`` flow over a watched token file),
-``_endpoint``, ``_tls``, ``_will``, ``_text`` (parsing URL and environment values), ``_url`` and
-``_env`` (the :meth:`ConnectionSettings.from_url` and :meth:`ConnectionSettings.from_env`
-parsers) and ``_connection`` (:class:`ConnectionSettings`).
+``_endpoint``, ``_tls``, ``_transport`` (TCP or WebSockets), ``_will``, ``_text`` (parsing URL
+and environment values), ``_url`` and ``_env`` (the :meth:`ConnectionSettings.from_url` and
+:meth:`ConnectionSettings.from_env` parsers) and ``_connection`` (:class:`ConnectionSettings`).
 """
 
 from ._authenticator import Authenticator
@@ -21,6 +21,7 @@ from ._k8s_sat import K8S_SAT_AUTH_METHOD, K8sSatAuthenticator
 from ._secrets import FileSecret
 from ._secrets import SecretProvider as SecretProvider
 from ._tls import TlsSettings
+from ._transport import WebSocketTransport
 from ._will import Will
 
 __all__ = [
@@ -31,5 +32,6 @@ __all__ = [
     "FileSecret",
     "K8sSatAuthenticator",
     "TlsSettings",
+    "WebSocketTransport",
     "Will",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -16,6 +15,7 @@ from .._checks import (
     check_host,
     check_int,
     check_path,
+    check_positive_seconds,
     check_secret,
     check_text,
 )
@@ -31,6 +31,7 @@ from ._protocol import (
 )
 from ._secrets import SecretProvider, _read_secret_file, _to_bytes
 from ._tls import TlsSettings, _path_repr
+from ._transport import TCP, WebSocketTransport, _check_transport
 from ._url import _url_arguments
 from ._will import Will
 
@@ -38,6 +39,10 @@ __all__ = ["ConnectionSettings"]
 
 _DEFAULT_PORT = 1883
 _DEFAULT_TLS_PORT = 8883
+_DEFAULT_WS_PORT = 80
+_DEFAULT_WSS_PORT = 443
+_HAPPY_EYEBALLS_DELAY = 0.25
+"""Seconds between starting connection attempts to a host's addresses (RFC 8305's default)."""
 _MASK = "'***'"
 
 NAMED_SESSION_EXPIRY = 3600
@@ -59,8 +64,15 @@ _BY_CLIENT_ID: Any = _ByClientId()
 class ConnectionSettings:
     """Everything needed to (re)connect: endpoints, session, credentials, TLS, Last Will.
 
-    ``port`` defaults to 8883 with ``tls`` and 1883 without. An empty ``client_id`` becomes
-    ``rxmqtt-`` + 12 random hex digits, fixed for this object.
+    ``port`` defaults to 8883 with ``tls`` and 1883 without (443 and 80 over WebSockets). An
+    empty ``client_id`` becomes ``rxmqtt-`` + 12 random hex digits, fixed for this object.
+
+    ``transport`` is ``"tcp"`` or a :class:`WebSocketTransport` (``"websockets"`` for its
+    defaults: path ``/mqtt``); ``tls`` applies to either. ``happy_eyeballs_delay``: when a host
+    name has several addresses, the next one is tried after this many seconds while the earlier
+    attempts go on, IPv6 and IPv4 interleaved, and the first to connect wins (RFC 8305, as
+    asyncio's ``create_connection``); ``None`` tries them one after another.
+    ``connect_timeout`` bounds the whole opening (lookup, TCP, TLS, WebSocket upgrade).
 
     The session rule: ``clean_start`` and ``session_expiry`` default by whether you named the
     client, since only a client that comes back under the same id can resume a session.
@@ -110,6 +122,8 @@ class ConnectionSettings:
     auth_data: bytes | Callable[[], bytes] | None = None
     protocol_version: int = 5
     authenticator: Authenticator | None = None
+    transport: str | WebSocketTransport = TCP
+    happy_eyeballs_delay: float | None = _HAPPY_EYEBALLS_DELAY
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -118,8 +132,9 @@ class ConnectionSettings:
         set_(self, "host", check_host("host", self.host))
         if self.tls is not None and not isinstance(self.tls, TlsSettings):
             raise TypeError(f"tls: must be a TlsSettings or None, got {type(self.tls).__name__}")
+        set_(self, "transport", _check_transport(self.transport))
         if self.port is None:
-            set_(self, "port", _DEFAULT_TLS_PORT if self.tls is not None else _DEFAULT_PORT)
+            set_(self, "port", self._default_port())
         else:
             check_int("port", self.port, 1, 65535)
         check_text("client_id", self.client_id)
@@ -149,6 +164,12 @@ class ConnectionSettings:
             raise TypeError(f"will: must be a Will or None, got {type(self.will).__name__}")
         set_(self, "endpoints", self._parse_endpoints())
         self._check_timeout()
+        if self.happy_eyeballs_delay is not None:
+            set_(
+                self,
+                "happy_eyeballs_delay",
+                check_positive_seconds("happy_eyeballs_delay", self.happy_eyeballs_delay),
+            )
         if self.receive_maximum is not None:
             check_int("receive_maximum", self.receive_maximum, 1, MAX_UINT16)
         if self.maximum_packet_size is not None:
@@ -212,13 +233,14 @@ class ConnectionSettings:
                 )
         return tuple(parsed)
 
+    def _default_port(self) -> int:
+        if isinstance(self.transport, WebSocketTransport):
+            return _DEFAULT_WSS_PORT if self.tls is not None else _DEFAULT_WS_PORT
+        return _DEFAULT_TLS_PORT if self.tls is not None else _DEFAULT_PORT
+
     def _check_timeout(self) -> None:
-        value: object = self.connect_timeout
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TypeError(f"connect_timeout: must be a number, got {type(value).__name__}")
-        if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"connect_timeout: must be > 0 seconds, got {value}")
-        object.__setattr__(self, "connect_timeout", float(value))
+        value = check_positive_seconds("connect_timeout", self.connect_timeout)
+        object.__setattr__(self, "connect_timeout", value)
 
     # -- resolved on every connection attempt ---------------------------------------------
 
@@ -276,16 +298,20 @@ class ConnectionSettings:
 
     @classmethod
     def from_url(cls, url: str, **overrides: Any) -> ConnectionSettings:
-        """Build settings from ``mqtt[s]://[user[:password]@]host[:port][?key=value&...]``.
+        """Build settings from ``scheme://[user[:password]@]host[:port][/path][?key=value&...]``.
 
-        Schemes: ``mqtt``/``tcp`` (port 1883) and ``mqtts``/``ssl``/``tls`` (port 8883, TLS);
+        Schemes: ``mqtt``/``tcp`` (port 1883), ``mqtts``/``ssl``/``tls`` (port 8883, TLS),
+        ``ws`` (MQTT over WebSockets, port 80) and ``wss`` (WebSockets over TLS, port 443);
         ``mqttv311`` and ``mqttv311s`` are ``mqtt`` and ``mqtts`` speaking MQTT 3.1.1
-        (``protocol_version=4``). User and password are URL-decoded. Query parameters:
-        ``client_id``, ``keep_alive``, ``session_expiry``, ``clean_start``, ``connect_timeout``,
-        ``receive_maximum``, ``protocol_version`` (5 or 4), ``sat_file`` (a Kubernetes
-        service-account token file: ``K8S-SAT`` enhanced authentication, a
-        :class:`K8sSatAuthenticator`), and with a TLS scheme ``ca_file``, ``cert_file``,
-        ``key_file``, ``verify_hostname``. Keyword ``overrides`` win over anything in the URL.
+        (``protocol_version=4``). Only ``ws``/``wss`` take a path, the WebSocket path (default
+        ``/mqtt``). User and password are URL-decoded. Query parameters: ``client_id``,
+        ``keep_alive``, ``session_expiry``, ``clean_start``, ``connect_timeout``,
+        ``receive_maximum``, ``protocol_version`` (5 or 4), ``happy_eyeballs_delay`` (seconds,
+        or ``none``), ``sat_file`` (a Kubernetes service-account token file: ``K8S-SAT``
+        enhanced authentication, a :class:`K8sSatAuthenticator`), and with a TLS scheme
+        ``ca_file``, ``cert_file``, ``key_file``, ``verify_hostname``, ``server_hostname`` and
+        ``alpn_protocols`` (comma-separated). Keyword ``overrides`` win over anything in the URL
+        (``transport=WebSocketTransport(headers=...)`` for headers, or a path with a query).
         Without a ``client_id`` the id is random and the session clean, ending with the
         connection (the session rule above).
         """
@@ -325,6 +351,16 @@ class ConnectionSettings:
           re-read on every attempt, and when the file changes the connection re-authenticates
           with the new token without dropping the link. Not combinable with
           ``AIO_MQTT_PASSWORD_FILE``.
+
+        rxmqtt's own variables, for what the AIO set does not cover:
+
+        - ``RXMQTT_TRANSPORT``: ``tcp`` (default) or ``websockets``.
+        - ``RXMQTT_WEBSOCKET_PATH``: the WebSocket path (default ``/mqtt``; needs
+          ``RXMQTT_TRANSPORT=websockets``).
+        - ``RXMQTT_TLS_SERVER_HOSTNAME``: the name for SNI and the certificate check.
+        - ``RXMQTT_TLS_ALPN_PROTOCOLS``: comma-separated ALPN protocols.
+        - ``RXMQTT_HAPPY_EYEBALLS_DELAY``: seconds between attempts to a host's addresses
+          (default 0.25), or ``none`` to try them one after another.
 
         A missing host, a malformed number or boolean, or a missing file raises ``ValueError``
         naming the variable (and its value).

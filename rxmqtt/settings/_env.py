@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,9 @@ from .._checks import MAX_UINT16, MAX_UINT32, check_host, check_path
 from ._k8s_sat import K8sSatAuthenticator
 from ._protocol import MQTT_3_1_1, check_protocol_version
 from ._secrets import FileSecret
-from ._text import _parse_bool, _parse_int
+from ._text import _parse_bool, _parse_int, _parse_list, _parse_optional_seconds
 from ._tls import TlsSettings
+from ._transport import WebSocketTransport, _check_transport
 
 __all__ = ["_env_arguments"]
 
@@ -86,6 +88,7 @@ def _env_arguments(
     if sat_file is not None:
         kwargs["authenticator"] = K8sSatAuthenticator(sat_file, argument="AIO_SAT_FILE")
 
+    kwargs.update(_rxmqtt_arguments(get))
     tls_vars = {
         "ca_file": "AIO_TLS_CA_FILE",
         "cert_file": "AIO_TLS_CERT_FILE",
@@ -97,6 +100,9 @@ def _env_arguments(
         for key, path in tls_paths.items():
             if path is not None:
                 raise ValueError(f"{tls_vars[key]}: set but AIO_MQTT_USE_TLS is false")
+        for name in _TLS_EXTRAS.values():
+            if get(name) is not None:
+                raise ValueError(f"{name}: set but AIO_MQTT_USE_TLS is false")
     else:
         cert_file = tls_paths["cert_file"]
         for key in ("key_file", "key_password_file"):
@@ -104,6 +110,7 @@ def _env_arguments(
                 raise ValueError(f"{tls_vars[key]}: requires AIO_TLS_CERT_FILE")
         key_password_file = tls_paths["key_password_file"]
         kwargs["tls"] = TlsSettings(
+            **_tls_extras(get),
             ca_file=tls_paths["ca_file"],
             cert_file=cert_file,
             key_file=tls_paths["key_file"],
@@ -114,3 +121,56 @@ def _env_arguments(
             ),
         )
     return kwargs
+
+
+_TLS_EXTRAS = {
+    "server_hostname": "RXMQTT_TLS_SERVER_HOSTNAME",
+    "alpn_protocols": "RXMQTT_TLS_ALPN_PROTOCOLS",
+}
+"""rxmqtt's own TLS variables (the AIO set has none for these): TlsSettings field -> variable."""
+
+
+def _rxmqtt_arguments(get: Callable[[str], str | None]) -> dict[str, Any]:
+    """What rxmqtt's own ``RXMQTT_*`` variables give: the transport and Happy Eyeballs."""
+    kwargs: dict[str, Any] = {}
+    transport = get("RXMQTT_TRANSPORT")
+    path = get("RXMQTT_WEBSOCKET_PATH")
+    if transport is not None:
+        kwargs["transport"] = _named("RXMQTT_TRANSPORT", _check_transport, transport.strip())
+    if path is not None:
+        if not isinstance(kwargs.get("transport"), WebSocketTransport):
+            raise ValueError("RXMQTT_WEBSOCKET_PATH: requires RXMQTT_TRANSPORT=websockets")
+        kwargs["transport"] = _named(
+            "RXMQTT_WEBSOCKET_PATH", lambda text: WebSocketTransport(path=text), path
+        )
+    delay = get("RXMQTT_HAPPY_EYEBALLS_DELAY")
+    if delay is not None:
+        kwargs["happy_eyeballs_delay"] = _parse_optional_seconds(
+            delay, "RXMQTT_HAPPY_EYEBALLS_DELAY"
+        )
+    return kwargs
+
+
+def _tls_extras(get: Callable[[str], str | None]) -> dict[str, Any]:
+    """The TlsSettings fields rxmqtt's own TLS variables give, checked under their names."""
+    extras: dict[str, Any] = {}
+    for key, name in _TLS_EXTRAS.items():
+        text = get(name)
+        if text is not None:
+            value = _parse_list(text) if key == "alpn_protocols" else text
+            extras[key] = _named(name, functools.partial(_checked_tls, key), value)
+    return extras
+
+
+def _checked_tls(key: str, value: Any) -> object:
+    """``value`` once a TlsSettings with it alone has accepted it."""
+    arguments: dict[str, Any] = {key: value}
+    return getattr(TlsSettings(**arguments), key)
+
+
+def _named(variable: str, build: Callable[[Any], Any], value: Any) -> Any:
+    """``build(value)``, a ``ValueError``/``TypeError`` re-raised naming ``variable``."""
+    try:
+        return build(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{variable}: {exc}") from None

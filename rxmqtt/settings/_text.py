@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["_parse_bool", "_parse_float", "_parse_int"]
+__all__ = ["_parse_bool", "_parse_float", "_parse_int", "_parse_list", "_parse_optional_seconds"]
 
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
@@ -30,3 +30,15 @@ def _parse_float(text: str, argument: str) -> float:
     except ValueError:
         raise ValueError(f"{argument}: must be a number, got {text!r}") from None
     return value
+
+
+def _parse_optional_seconds(text: str, argument: str) -> float | None:
+    """A number of seconds, or ``none``/``off`` for None (the setting is switched off)."""
+    if text.strip().lower() in ("none", "off"):
+        return None
+    return _parse_float(text, argument)
+
+
+def _parse_list(text: str) -> tuple[str, ...]:
+    """Comma-separated names, spaces around them dropped (the setting checks each)."""
+    return tuple(part.strip() for part in text.split(","))

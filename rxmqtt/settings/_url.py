@@ -1,5 +1,5 @@
-"""Parsing ``mqtt[s]://`` (and ``mqttv311[s]://``) URLs into :class:`ConnectionSettings` keyword
-arguments."""
+"""Parsing ``mqtt[s]://``, ``ws[s]://`` (and ``mqttv311[s]://``) URLs into
+:class:`ConnectionSettings` keyword arguments."""
 
 from __future__ import annotations
 
@@ -9,12 +9,28 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ._k8s_sat import K8sSatAuthenticator
 from ._protocol import MQTT_3_1_1, check_protocol_version
-from ._text import _parse_bool, _parse_float, _parse_int
+from ._text import _parse_bool, _parse_float, _parse_int, _parse_list, _parse_optional_seconds
 from ._tls import TlsSettings
+from ._transport import WebSocketTransport
 
 __all__ = ["_url_arguments"]
 
-_SCHEMES: dict[str, bool] = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True, "tls": True}
+_SCHEMES: dict[str, bool] = {
+    "mqtt": False,
+    "tcp": False,
+    "ws": False,
+    "mqtts": True,
+    "ssl": True,
+    "tls": True,
+    "wss": True,
+}
+"""Scheme -> whether it means TLS."""
+
+_WEBSOCKET_SCHEMES = frozenset({"ws", "wss"})
+
+_TLS_PARAMETERS = frozenset(
+    {"ca_file", "cert_file", "key_file", "verify_hostname", "server_hostname", "alpn_protocols"}
+)
 
 _V311_SCHEMES = {"mqttv311": "mqtt", "mqttv311s": "mqtts"}
 """Schemes that choose MQTT 3.1.1 (``protocol_version=4``), and the scheme they otherwise are."""
@@ -36,9 +52,10 @@ def _url_arguments(url: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError("url: missing scheme (expected mqtt://, mqtts://, ...)")
         raise ValueError(
             f"url: unknown scheme {parts.scheme!r} "
-            "(expected mqtt, mqtts, tcp, ssl, tls, mqttv311 or mqttv311s)"
+            "(expected mqtt, mqtts, tcp, ssl, tls, ws, wss, mqttv311 or mqttv311s)"
         )
     use_tls = _SCHEMES[scheme]
+    websocket = scheme in _WEBSOCKET_SCHEMES
     hostport = parts.netloc.rpartition("@")[2]  # never echo the userinfo: it holds secrets
     if not parts.hostname:
         raise ValueError("url: missing host")
@@ -46,8 +63,8 @@ def _url_arguments(url: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
         port = parts.port
     except ValueError:
         raise ValueError(f"url: invalid port in {hostport!r}") from None
-    if parts.path not in ("", "/"):
-        raise ValueError(f"url: unexpected path {parts.path!r}")
+    if parts.path not in ("", "/") and not websocket:
+        raise ValueError(f"url: unexpected path {parts.path!r} (only ws:// and wss:// have one)")
     if parts.fragment:
         raise ValueError(f"url: unexpected fragment {parts.fragment!r}")
 
@@ -73,6 +90,8 @@ def _url_arguments(url: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
             kwargs[key] = _parse_bool(value, name)
         elif key == "connect_timeout":
             kwargs[key] = _parse_float(value, name)
+        elif key == "happy_eyeballs_delay":
+            kwargs[key] = _parse_optional_seconds(value, name)
         elif key == "protocol_version":
             version = check_protocol_version(_parse_int(value, name), name)
             if v311_scheme and version != MQTT_3_1_1:
@@ -80,12 +99,22 @@ def _url_arguments(url: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
             kwargs[key] = version
         elif key == "sat_file":
             kwargs["authenticator"] = K8sSatAuthenticator(value, argument=name)
-        elif key in ("ca_file", "cert_file", "key_file", "verify_hostname"):
+        elif key in _TLS_PARAMETERS:
             if not use_tls:
-                raise ValueError(f"{name} needs a TLS scheme (mqtts, ssl, tls or mqttv311s)")
-            tls_kwargs[key] = _parse_bool(value, name) if key == "verify_hostname" else value
+                raise ValueError(f"{name} needs a TLS scheme (mqtts, ssl, tls, wss or mqttv311s)")
+            tls_kwargs[key] = _tls_value(key, value, name)
         else:
             raise ValueError(f"url: unknown query parameter {key!r}")
     if use_tls and "tls" not in overrides:
         kwargs["tls"] = TlsSettings(**tls_kwargs)
+    if websocket and "transport" not in overrides:
+        kwargs["transport"] = WebSocketTransport(path=parts.path or "/mqtt")
     return kwargs
+
+
+def _tls_value(key: str, value: str, name: str) -> object:
+    if key == "verify_hostname":
+        return _parse_bool(value, name)
+    if key == "alpn_protocols":
+        return _parse_list(value)
+    return value

@@ -54,6 +54,10 @@ class BrokerConfig:
       ``tls.ca_file``; ``use_identity_as_username`` takes the username from its CN.
     - ``max_packet_size`` / ``max_keepalive`` / ``max_inflight_messages`` / ``max_queued_messages``
       / ``message_expiry`` knobs map to the Mosquitto options of the same names.
+    - ``websockets``: also serve MQTT over WebSockets on a second loopback listener
+      (:attr:`MosquittoBroker.websockets_port`, TLS too with ``tls``: ``wss``). Debian's
+      Mosquitto 2.0 runs WebSockets through a libwebsockets built without external polling, so
+      a WebSockets-only broker does not start; the plain listener stays.
     - ``extra``: raw config lines appended at the end (listener-scoped when they follow it).
     """
 
@@ -71,6 +75,7 @@ class BrokerConfig:
     max_inflight_messages: int | None = None
     max_queued_messages: int | None = None
     retain_available: bool = True
+    websockets: bool = False
     extra: str = ""
     log_types: tuple[str, ...] = field(default=("all",))
 
@@ -134,6 +139,7 @@ class MosquittoBroker(BrokerProcess[BrokerConfig]):
         temp_dir = Path(tempfile.mkdtemp(prefix="rxmqtt-mosquitto-"))
         self._data_dir = temp_dir / "data"
         self._data_dir.mkdir()
+        self._websockets_port: int | None = None
         super().__init__(merged, Processes(temp_dir), port=port, startup_timeout=startup_timeout)
 
     # ----------------------------------------------------------------- properties
@@ -142,6 +148,21 @@ class MosquittoBroker(BrokerProcess[BrokerConfig]):
     def tls(self) -> bool:
         """Whether the listener speaks TLS."""
         return self._config.tls is not None
+
+    @property
+    def websockets_port(self) -> int:
+        """The WebSockets listener's port (``BrokerConfig(websockets=True)``), kept on restart."""
+        if not self._config.websockets:
+            raise RuntimeError("this broker has no WebSockets listener (BrokerConfig.websockets)")
+        if self._websockets_port is None:
+            raise RuntimeError("the broker has not been started yet; call start()")
+        return self._websockets_port
+
+    @property
+    def websockets_url(self) -> str:
+        """``ws://127.0.0.1:<websockets_port>/mqtt``, or ``wss://`` with TLS."""
+        scheme = "wss" if self.tls else "ws"
+        return f"{scheme}://{self.host}:{self.websockets_port}/mqtt"
 
     @property
     def data_dir(self) -> Path:
@@ -183,6 +204,8 @@ class MosquittoBroker(BrokerProcess[BrokerConfig]):
             last_error: Exception | None = None
             for _ in range(attempts):
                 self._pick_port()
+                if self._config.websockets and (self._starts == 0 or self._websockets_port is None):
+                    self._websockets_port = free_port()
                 log_offset = self._log_size()
                 self._write_config()
                 self._launch([executable, "-c", str(self.config_path)], cwd=self._temp_dir)
@@ -206,15 +229,19 @@ class MosquittoBroker(BrokerProcess[BrokerConfig]):
     def wait_ready(self, timeout: float = 10.0) -> None:
         """Poll-connect to the port until it accepts, the process dies, or ``timeout`` passes."""
         deadline = time.monotonic() + timeout
+        ports = [self.port]
+        if self._config.websockets and self._websockets_port is not None:
+            ports.append(self._websockets_port)
         while True:
             proc = self._started_proc()
             try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    pass
+                for port in ports:
+                    with socket.create_connection((self.host, port), timeout=0.5):
+                        pass
             except OSError:
                 if time.monotonic() >= deadline:
                     raise BrokerStartError(
-                        f"mosquitto did not accept connections on {self.host}:{self.port} "
+                        f"mosquitto did not accept connections on {self.host} port(s) {ports} "
                         f"within {timeout:.1f}s; log:\n{self.log_text()}"
                     ) from None
                 time.sleep(0.01)
@@ -295,23 +322,39 @@ class MosquittoBroker(BrokerProcess[BrokerConfig]):
         if not cfg.retain_available:
             lines.append("retain_available false")
         lines.append(f"listener {self.port} {self.host}")
-        if cfg.tls is not None:
-            cert, key = (
-                (cfg.tls.wrong_host_cert, cfg.tls.wrong_host_key)
-                if cfg.tls_wrong_host
-                else (cfg.tls.server_cert, cfg.tls.server_key)
-            )
+        lines += self._tls_lines()
+        if cfg.websockets:
+            # socket_domain: libwebsockets 4.1 otherwise binds [::] (every interface) when given
+            # an IPv4 address; with it the listener stays on 127.0.0.1.
             lines += [
-                f"cafile {cfg.tls.ca_file}",
-                f"certfile {cert}",
-                f"keyfile {key}",
-                f"require_certificate {'true' if cfg.require_certificate else 'false'}",
+                f"listener {self.websockets_port} {self.host}",
+                "protocol websockets",
+                "socket_domain ipv4",
+                *self._tls_lines(),
             ]
-            if cfg.use_identity_as_username:
-                lines.append("use_identity_as_username true")
         if cfg.extra:
             lines.append(cfg.extra.rstrip("\n"))
         return "\n".join(lines) + "\n"
+
+    def _tls_lines(self) -> list[str]:
+        """The listener-scoped TLS options (repeated for each listener)."""
+        cfg = self._config
+        if cfg.tls is None:
+            return []
+        cert, key = (
+            (cfg.tls.wrong_host_cert, cfg.tls.wrong_host_key)
+            if cfg.tls_wrong_host
+            else (cfg.tls.server_cert, cfg.tls.server_key)
+        )
+        lines = [
+            f"cafile {cfg.tls.ca_file}",
+            f"certfile {cert}",
+            f"keyfile {key}",
+            f"require_certificate {'true' if cfg.require_certificate else 'false'}",
+        ]
+        if cfg.use_identity_as_username:
+            lines.append("use_identity_as_username true")
+        return lines
 
     def _write_config(self) -> None:
         self.config_path.write_text(self._config_text())

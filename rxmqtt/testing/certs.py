@@ -29,7 +29,8 @@ class TlsFiles:
     (a client trusting only it must reject the server); ``wrong_host_cert``/``wrong_host_key`` are
     signed by the right CA but name only ``wrong.example`` (hostname verification must fail);
     ``other_client_cert``/``other_client_key`` are a client certificate signed by the unrelated CA
-    (a broker requiring client certificates must reject it).
+    (a broker requiring client certificates must reject it). ``encrypted_client_key`` is
+    ``client_key`` encrypted with the pass-phrase ``client_key_password`` (for ``key_password``).
     """
 
     directory: Path
@@ -45,6 +46,8 @@ class TlsFiles:
     other_client_cert: Path
     other_client_key: Path
     client_common_name: str = "client-1"
+    encrypted_client_key: Path | None = None
+    client_key_password: str = "rxmqtt-test-key-pass"
 
 
 def _import_cryptography() -> Any:
@@ -163,13 +166,15 @@ def _make_leaf(
     return key, builder.sign(ca_key, hashes.SHA256())
 
 
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> Path:
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey, password: str | None = None) -> Path:
     from cryptography.hazmat.primitives import serialization
 
     data = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
+        serialization.NoEncryption()
+        if password is None
+        else serialization.BestAvailableEncryption(password.encode()),
     )
     path.write_bytes(data)
     os.chmod(path, 0o600)
@@ -225,4 +230,7 @@ def make_tls_files(
         other_client_cert=_write_cert(out / "other-client.crt", other_client_cert),
         other_client_key=_write_key(out / "other-client.key", other_client_key),
         client_common_name=client_common_name,
+        encrypted_client_key=_write_key(
+            out / "client-encrypted.key", client_key, TlsFiles.client_key_password
+        ),
     )

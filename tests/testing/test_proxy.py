@@ -14,7 +14,7 @@ import pytest
 
 from rxmqtt.testing import FaultProxy, MosquittoBroker
 from rxmqtt.testing.plugin import BrokerFactory, ProxyFactory
-from tests._helpers import recv_exact
+from tests._helpers import ipv6_proxy, recv_exact
 
 pytestmark = pytest.mark.broker
 
@@ -302,3 +302,33 @@ def test_refuse_uses_econnrefused_errno(rxmqtt_fault_proxy: FaultProxy) -> None:
         assert (
             s.connect_ex((rxmqtt_fault_proxy.host, rxmqtt_fault_proxy.port)) == errno.ECONNREFUSED
         )
+
+
+def test_refuse_silently_leaves_connects_unanswered_until_accept(
+    rxmqtt_fault_proxy: FaultProxy,
+) -> None:
+    with mqtt_client(rxmqtt_fault_proxy, "existing") as existing:
+        rxmqtt_fault_proxy.refuse(silently=True)
+        assert rxmqtt_fault_proxy.is_refusing
+        with socket.socket() as s:  # no answer at all: neither accepted nor refused
+            s.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                s.connect((rxmqtt_fault_proxy.host, rxmqtt_fault_proxy.port))
+        ping(existing)  # existing connections are left alone
+        rxmqtt_fault_proxy.accept()
+        with mqtt_client(rxmqtt_fault_proxy, "again"):
+            pass
+    assert rxmqtt_fault_proxy.accepted == 2  # the queue filler was never proxied
+    with pytest.raises(ValueError, match="reset and silently exclude each other"):
+        rxmqtt_fault_proxy.refuse(reset=True, silently=True)
+
+
+def test_a_proxy_listens_on_ipv6_loopback_on_a_given_port(
+    rxmqtt_mosquitto: MosquittoBroker,
+) -> None:
+    with ipv6_proxy(rxmqtt_mosquitto) as proxy:
+        assert (proxy.host, proxy.port) == ("::1", rxmqtt_mosquitto.port)
+        assert proxy.url == f"mqtt://[::1]:{rxmqtt_mosquitto.port}"
+        with mqtt_client(proxy, "over-ipv6") as sock:
+            assert sock.family == socket.AF_INET6
+            ping(sock)

@@ -26,8 +26,10 @@ class FaultProxy(StartedOnEnter):
 
     Proxy-wide modes apply to every current connection and to new ones: :meth:`pass_through`,
     :meth:`blackhole`, :meth:`delay`. :meth:`reset` RSTs the current connections; :meth:`refuse`
-    makes new connection attempts fail (ECONNREFUSED, or accept-then-RST with ``reset=True``)
-    until :meth:`accept`. Per-connection controls live on :attr:`connections`.
+    makes new connection attempts fail (ECONNREFUSED, accept-then-RST with ``reset=True``, or
+    no answer at all with ``silently=True``) until :meth:`accept`. Per-connection controls live
+    on :attr:`connections`. ``listen_host`` may be ``::1``; ``listen_port`` fixes the port (e.g.
+    the port a broker has on the other loopback address, for a name with both).
     """
 
     def __init__(
@@ -38,9 +40,12 @@ class FaultProxy(StartedOnEnter):
         *,
         scheme: str = "mqtt",
         connect_timeout: float = 5.0,
+        listen_port: int | None = None,
     ) -> None:
         self._target = (target_host, int(target_port))
         self._listen_host = listen_host
+        self._listen_port = listen_port
+        self._family = socket.AF_INET6 if ":" in listen_host else socket.AF_INET
         self._scheme = scheme
         self._connect_timeout = connect_timeout
         self._port: int | None = None
@@ -51,6 +56,7 @@ class FaultProxy(StartedOnEnter):
         self._delay = 0.0
         self._refusing = False
         self._refuse_with_reset = False
+        self._stalling: socket.socket | None = None  # fills the accept queue (refuse(silently))
         self._ids = itertools.count(1)
         self._accepted = 0
         self._cond = threading.Condition()
@@ -63,7 +69,7 @@ class FaultProxy(StartedOnEnter):
 
     @property
     def host(self) -> str:
-        """Listening address (``127.0.0.1``)."""
+        """Listening address (``127.0.0.1`` unless ``listen_host`` said ``::1``)."""
         return self._listen_host
 
     @property
@@ -74,7 +80,8 @@ class FaultProxy(StartedOnEnter):
     @property
     def url(self) -> str:
         """``mqtt://127.0.0.1:<port>`` (scheme from the constructor, e.g. ``mqtts``)."""
-        return f"{self._scheme}://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self._scheme}://{host}:{self.port}"
 
     @property
     def target(self) -> tuple[str, int]:
@@ -183,12 +190,21 @@ class FaultProxy(StartedOnEnter):
         """RST every current connection (and any being set up). New ones are unaffected."""
         self._call(self._reset_all())
 
-    def refuse(self, *, reset: bool = False) -> None:
-        """Refuse new connections: ECONNREFUSED (listener shut), or accept-then-RST if ``reset``.
+    def refuse(self, *, reset: bool = False, silently: bool = False) -> None:
+        """Refuse new connections: ECONNREFUSED (listener shut), accept-then-RST if ``reset``,
+        or with ``silently`` no answer at all: the TCP handshake never completes (the accept
+        queue is kept full, so the kernel drops the SYNs), as with a host behind a firewall
+        that drops packets, and a client's connect() hangs until its own timeout.
 
         Existing connections are untouched; combine with :meth:`reset` to cut everything.
         """
-        self._call(self._set_refusing(True, reset))
+        if reset and silently:
+            raise ValueError("refuse: reset and silently exclude each other")
+        if silently:
+            self._call(self._set_refusing(False, False))
+            self._call(self._stall())
+        else:
+            self._call(self._set_refusing(True, reset))
 
     def accept(self) -> None:
         """Accept new connections again (undoes :meth:`refuse`)."""
@@ -260,9 +276,9 @@ class FaultProxy(StartedOnEnter):
 
     async def _astart(self) -> None:
         last: OSError | None = None
-        for _ in range(20):
-            port = free_port(self._listen_host)
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        for _ in range(1 if self._listen_port is not None else 20):
+            port = self._listen_port or free_port(self._listen_host)
+            sock = socket.socket(self._family, socket.SOCK_STREAM)
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 # An explicit port (not 0) keeps the port bound while refusing (see refuse()).
@@ -281,6 +297,9 @@ class FaultProxy(StartedOnEnter):
 
     async def _aclose(self) -> None:
         listener, self._listener = self._listener, None
+        if self._stalling is not None:
+            self._stalling.close()
+            self._stalling = None
         if listener is not None:
             asyncio.get_running_loop().remove_reader(listener)
             listener.close()
@@ -310,10 +329,46 @@ class FaultProxy(StartedOnEnter):
             else:
                 await conn._abort("reset by test")
 
+    async def _stall(self) -> None:
+        """Stop accepting and fill the accept queue (backlog 0 holds one connection): Linux
+        then drops new SYNs instead of answering them."""
+        listener = self._listener
+        if listener is None:
+            raise RuntimeError("the proxy is not listening")
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(listener)
+        listener.listen(0)
+        filler = socket.socket(self._family, socket.SOCK_STREAM)
+        filler.setblocking(False)
+        try:
+            await asyncio.wait_for(loop.sock_connect(filler, (self.host, self.port)), 1.0)
+        except BaseException:
+            filler.close()
+            listener.listen(128)
+            loop.add_reader(listener, self._on_acceptable)
+            raise
+        self._stalling = filler
+        self._refusing = True
+
+    def _unstall(self, listener: socket.socket) -> None:
+        """Undo :meth:`_stall`: drop the queued filler, listen and accept again."""
+        filler, self._stalling = self._stalling, None
+        if filler is None:
+            return
+        listener.listen(128)
+        with contextlib.suppress(OSError):
+            while True:  # only the filler waits in the queue: nothing else got in
+                queued, _ = listener.accept()
+                queued.close()
+        filler.close()
+        asyncio.get_running_loop().add_reader(listener, self._on_acceptable)
+        self._refusing = False
+
     async def _set_refusing(self, refusing: bool, with_reset: bool) -> None:
         listener = self._listener
         if listener is None:
             raise RuntimeError("the proxy is not listening")
+        self._unstall(listener)
         loop = asyncio.get_running_loop()
         was_shut = self._refusing and not self._refuse_with_reset
         want_shut = refusing and not with_reset
@@ -337,7 +392,7 @@ class FaultProxy(StartedOnEnter):
     def _rebind_listener(self, old: socket.socket) -> socket.socket:
         """Fallback for platforms where a shut-down listener cannot listen() again."""
         old.close()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(self._family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self._listen_host, self.port))
