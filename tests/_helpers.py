@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+import pytest
 from reactivex import Observable
 
 from rxmqtt import (
@@ -22,6 +23,7 @@ from rxmqtt import (
     PublishResult,
     ReconnectPolicy,
 )
+from rxmqtt.testing import FaultProxy
 from rxmqtt.testing.recorder import Recorder
 
 
@@ -87,10 +89,33 @@ def client_id(name: str) -> str:
     return f"{name}-{next(_ids)}"
 
 
+def named_settings(port: int, name: str, **overrides: object) -> ConnectionSettings:
+    """Settings for a client on ``127.0.0.1:port`` with a unique id from ``name`` (so its session
+    persists across reconnects); ``overrides`` replace any field."""
+    fields: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": port,
+        "client_id": client_id(name),
+        "keep_alive": 30,
+        "connect_timeout": 5.0,
+    }
+    fields.update(overrides)
+    return ConnectionSettings(**fields)  # type: ignore[arg-type]
+
+
 def connection(to: Endpoint, name: str) -> Connection:
     """A connection (not started) to ``to``, with a unique client id and FAST reconnects."""
     settings = ConnectionSettings(host=to.host, port=to.port, client_id=client_id(name))
     return Connection(settings, reconnect=FAST)
+
+
+def ipv6_proxy(to: Endpoint) -> FaultProxy:
+    """A started FaultProxy to ``to`` that listens on ``[::1]`` at ``to``'s own port; skips the
+    test where that cannot listen (no IPv6 loopback)."""
+    try:
+        return FaultProxy(to.host, to.port, "::1", listen_port=to.port).start()
+    except OSError as exc:
+        pytest.skip(f"cannot listen on [::1]:{to.port} (no IPv6 loopback?): {exc}")
 
 
 class FakePublisher(ABC):

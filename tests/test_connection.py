@@ -18,19 +18,17 @@ from rxmqtt import (
     Disconnected,
     DisconnectSource,
     GaveUp,
-    Jitter,
     ReconnectPolicy,
     SessionLost,
     Will,
 )
 from rxmqtt.testing import BrokerConfig, FaultProxy, MosquittoBroker
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import FAST, wait_log
 
 pytestmark = pytest.mark.broker
 
 _ids = itertools.count()
-
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.3, jitter=Jitter.FULL))
 
 
 def settings_for(host: str, port: int, name: str = "", **overrides: object) -> ConnectionSettings:
@@ -152,20 +150,11 @@ async def test_messages_are_refcounted_one_broker_subscription(
         assert all(m.payload != b"one" for m in a.items), "disposed subscriber gets nothing"
         b.dispose()
         # last dispose -> UNSUBSCRIBE: a fresh probe subscriber sees the broker log say so
-        await _wait_log(rxmqtt_mosquitto, f"Received UNSUBSCRIBE from {sub.settings.client_id}")
+        await wait_log(rxmqtt_mosquitto, f"Received UNSUBSCRIBE from {sub.settings.client_id}")
         assert (
             rxmqtt_mosquitto.log_text().count(f"Received SUBSCRIBE from {sub.settings.client_id}")
             == 1
         )
-
-
-async def _wait_log(broker: MosquittoBroker, text: str, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while text not in broker.log_text():
-        if loop.time() > deadline:
-            raise TimeoutError(f"broker log never said {text!r}")
-        await asyncio.sleep(0.02)
 
 
 # ---------------------------------------------------------------- the seed's three loss cases

@@ -20,6 +20,7 @@ from rxmqtt.engine import _sockets
 from rxmqtt.engine._sockets import Address, connect_first
 from rxmqtt.testing import FaultProxy, MosquittoBroker
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import ipv6_proxy
 
 V4 = socket.AF_INET
 V6 = socket.AF_INET6
@@ -40,12 +41,7 @@ def v6(port: int, host: str = "::1") -> Address:
 @pytest.fixture
 def dead_v6(rxmqtt_mosquitto: MosquittoBroker) -> Iterator[FaultProxy]:
     """``[::1]:<the broker's port>``, where connections are never answered."""
-    try:
-        proxy = FaultProxy(
-            rxmqtt_mosquitto.host, rxmqtt_mosquitto.port, "::1", listen_port=rxmqtt_mosquitto.port
-        ).start()
-    except OSError as exc:
-        pytest.skip(f"cannot listen on [::1]:{rxmqtt_mosquitto.port} (no IPv6 loopback?): {exc}")
+    proxy = ipv6_proxy(rxmqtt_mosquitto)
     try:
         proxy.refuse(silently=True)
         yield proxy

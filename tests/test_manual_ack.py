@@ -14,23 +14,20 @@ the peer before it.
 from __future__ import annotations
 
 import asyncio
-import itertools
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 import rxmqtt
 from rxmqtt import (
-    Backoff,
     Connected,
     Connection,
     ConnectionSettings,
     ConnectionState,
     Delivery,
-    Jitter,
     LifecycleEvent,
     Message,
-    ReconnectPolicy,
     SubscribeError,
 )
 from rxmqtt.binders import AioError, CommandExecutor, ErrorKind, Telemetry, TelemetryReceiver
@@ -53,25 +50,16 @@ from rxmqtt.testing._peer import (
 )
 from rxmqtt.testing._raw import mqtt_str, packet
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import FAST_NO_JITTER, named_settings
 
 pytestmark = pytest.mark.broker
 
-_ids = itertools.count()
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2, jitter=Jitter.NONE))
 DEADLINE = 15.0
 
 
 def settings(port: int, **overrides: object) -> ConnectionSettings:
     """A named client (its session persists across reconnects)."""
-    fields: dict[str, object] = {
-        "host": "127.0.0.1",
-        "port": port,
-        "client_id": f"ack-{next(_ids)}",
-        "keep_alive": 30,
-        "connect_timeout": 5.0,
-    }
-    fields.update(overrides)
-    return ConnectionSettings(**fields)  # type: ignore[arg-type]
+    return named_settings(port, "ack", **overrides)
 
 
 def payloads(deliveries: list[Delivery]) -> list[bytes]:
@@ -101,8 +89,8 @@ async def test_unacknowledged_messages_come_again_after_a_cut_and_acknowledged_o
 ) -> None:
     topic = f"ack/cut/{qos}"
     version = {"protocol_version": mqtt_version}
-    receiver = Connection(settings(rxmqtt_fault_proxy.port, **version), reconnect=FAST)
-    sender = Connection(settings(rxmqtt_mosquitto.port, **version), reconnect=FAST)
+    receiver = Connection(settings(rxmqtt_fault_proxy.port, **version), reconnect=FAST_NO_JITTER)
+    sender = Connection(settings(rxmqtt_mosquitto.port, **version), reconnect=FAST_NO_JITTER)
     events: Recorder[LifecycleEvent] = Recorder(receiver.lifecycle)
     got: Recorder[Delivery] = Recorder(receiver.messages(f"{topic}/#", qos, manual_ack=True))
     async with receiver, sender:
@@ -112,37 +100,33 @@ async def test_unacknowledged_messages_come_again_after_a_cut_and_acknowledged_o
             await asyncio.wait_for(sender.publish(f"{topic}/m", b"%d" % n, qos=qos), DEADLINE)
         first = list(await got.wait_for_count(6, DEADLINE))
         assert payloads(first) == [b"0", b"1", b"2", b"3", b"4", b"5"]
+
+        async def cut_then_mark(links: int, marker: bytes) -> list[Delivery]:
+            """Cut the link once the broker has read every acknowledgement, wait for the
+            ``links``-th CONNACK (the session kept), publish ``marker``: what came since."""
+            await read_by_broker(receiver)
+            seen = len(got.items)
+            rxmqtt_fault_proxy.reset()
+            assert (await connections(events, links)).session_present
+            await asyncio.wait_for(sender.publish(f"{topic}/m", marker, qos=qos), DEADLINE)
+            await got.wait_until(lambda items: marker in payloads(items), DEADLINE, repr(marker))
+            return got.items[seen:]
+
         first[1].ack()  # acknowledged out of order: 1 waits for 0
         first[0].ack()
-        await read_by_broker(receiver)
-
-        rxmqtt_fault_proxy.reset()  # the link dies with 2..5 unacknowledged
-        assert (await connections(events, 2)).session_present
-        await asyncio.wait_for(sender.publish(f"{topic}/m", b"marker", qos=qos), DEADLINE)
-        await got.wait_until(lambda items: b"marker" in payloads(items), DEADLINE, "marker")
-        second = got.items[6:]  # (a copy)
+        second = await cut_then_mark(2, b"marker")  # the link dies with 2..5 unacknowledged
         assert payloads(second) == [b"2", b"3", b"4", b"5", b"marker"]
 
         # The first link's deliveries: acknowledging them now does nothing (no error, and no
         # PUBACK/PUBREC that the broker would take for the new deliveries' packet ids).
         for delivery in first:
             delivery.ack()
-        await read_by_broker(receiver)
-        rxmqtt_fault_proxy.reset()
-        assert (await connections(events, 3)).session_present
-        await asyncio.wait_for(sender.publish(f"{topic}/m", b"marker 2", qos=qos), DEADLINE)
-        await got.wait_until(lambda items: b"marker 2" in payloads(items), DEADLINE, "marker 2")
-        third = got.items[6 + len(second) :]
+        third = await cut_then_mark(3, b"marker 2")
         assert payloads(third) == [b"2", b"3", b"4", b"5", b"marker", b"marker 2"]
 
         for delivery in third:  # acknowledged: nothing comes again after the next cut
             delivery.ack()
-        await read_by_broker(receiver)
-        rxmqtt_fault_proxy.reset()
-        assert (await connections(events, 4)).session_present
-        await asyncio.wait_for(sender.publish(f"{topic}/m", b"marker 3", qos=qos), DEADLINE)
-        await got.wait_until(lambda items: b"marker 3" in payloads(items), DEADLINE, "marker 3")
-        assert payloads(got.items[6 + len(second) + len(third) :]) == [b"marker 3"]
+        assert payloads(await cut_then_mark(4, b"marker 3")) == [b"marker 3"]
 
 
 async def test_receive_maximum_stops_the_broker_until_a_message_is_acknowledged(
@@ -284,72 +268,78 @@ async def sync(conn: Connection, wire: Wire, name: str) -> list[tuple[str, objec
     return await wire.wait_for(("PUBLISH", name))
 
 
+@contextlib.asynccontextmanager
+async def held_subscriber(
+    wire: Wire, topic_filter: str
+) -> AsyncIterator[tuple[Connection, Recorder[Delivery]]]:
+    """A connection to a scripted peer with one granted QoS 2 ``manual_ack`` subscription to
+    ``topic_filter``: the connection and what that subscription delivered."""
+    async with ScriptedPeer(peer_script(wire, 1)) as peer:
+        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
+        got: Recorder[Delivery] = Recorder(conn.messages(topic_filter, 2, manual_ack=True))
+        async with conn:
+            await asyncio.wait_for(conn.subscription_granted(topic_filter), DEADLINE)
+            yield conn, got
+
+
 async def test_acks_leave_in_arrival_order_whatever_order_the_application_acks_in() -> None:
     wire = Wire()
-    async with ScriptedPeer(peer_script(wire, 1)) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST)
-        got: Recorder[Delivery] = Recorder(conn.messages("order/#", 2, manual_ack=True))
-        async with conn:
-            await asyncio.wait_for(conn.subscription_granted("order/#"), DEADLINE)
-            for packet_id, qos in ((1, 1), (2, 2), (3, 1), (4, 1)):
-                wire.outbox.put_nowait(
-                    publish("order/t", b"%d" % packet_id, qos=qos, packet_id=packet_id)
-                )
-            d1, d2, d3, d4 = await got.wait_for_count(4, DEADLINE)
-            assert not any(d.acknowledged_early for d in (d1, d2, d3, d4))
-            d3.ack()
-            assert await sync(conn, wire, "sync/1") == [("PUBLISH", "sync/1")]
-            d1.ack()
-            await sync(conn, wire, "sync/2")
-            d4.ack()
-            await sync(conn, wire, "sync/3")
-            d2.ack()
-            assert await sync(conn, wire, "sync/4") == [
-                ("PUBLISH", "sync/1"),
-                ("PUBACK", 1),
-                ("PUBLISH", "sync/2"),
-                ("PUBLISH", "sync/3"),
-                ("PUBREC", 2),  # QoS 2 is acknowledged by PUBREC, in line with the PUBACKs
-                ("PUBACK", 3),
-                ("PUBACK", 4),
-                ("PUBLISH", "sync/4"),
-            ]
-            wire.outbox.put_nowait(pubrel(2))
-            await wire.wait_for(("PUBCOMP", 2))
+    async with held_subscriber(wire, "order/#") as (conn, got):
+        for packet_id, qos in ((1, 1), (2, 2), (3, 1), (4, 1)):
+            wire.outbox.put_nowait(
+                publish("order/t", b"%d" % packet_id, qos=qos, packet_id=packet_id)
+            )
+        d1, d2, d3, d4 = await got.wait_for_count(4, DEADLINE)
+        assert not any(d.acknowledged_early for d in (d1, d2, d3, d4))
+        d3.ack()
+        assert await sync(conn, wire, "sync/1") == [("PUBLISH", "sync/1")]
+        d1.ack()
+        await sync(conn, wire, "sync/2")
+        d4.ack()
+        await sync(conn, wire, "sync/3")
+        d2.ack()
+        assert await sync(conn, wire, "sync/4") == [
+            ("PUBLISH", "sync/1"),
+            ("PUBACK", 1),
+            ("PUBLISH", "sync/2"),
+            ("PUBLISH", "sync/3"),
+            ("PUBREC", 2),  # QoS 2 is acknowledged by PUBREC, in line with the PUBACKs
+            ("PUBACK", 3),
+            ("PUBACK", 4),
+            ("PUBLISH", "sync/4"),
+        ]
+        wire.outbox.put_nowait(pubrel(2))
+        await wire.wait_for(("PUBCOMP", 2))
 
 
 async def test_a_qos2_message_accepted_once_is_not_delivered_again_on_a_dup() -> None:
     wire = Wire()
-    async with ScriptedPeer(peer_script(wire, 1)) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST)
-        got: Recorder[Delivery] = Recorder(conn.messages("dup/#", 2, manual_ack=True))
-        async with conn:
-            await asyncio.wait_for(conn.subscription_granted("dup/#"), DEADLINE)
-            first = publish("dup/t", b"once", qos=2, packet_id=5)
-            wire.outbox.put_nowait(first)
-            (delivery,) = await got.wait_for_count(1, DEADLINE)
-            assert await sync(conn, wire, "sync/1") == [("PUBLISH", "sync/1")]  # held
-            delivery.ack()
-            await wire.wait_for(("PUBREC", 5))
-            wire.outbox.put_nowait(bytes((first[0] | 0x08,)) + first[1:])  # DUP, same id
-            wire.outbox.put_nowait(publish("dup/t", b"next", qos=1, packet_id=6))
-            await got.wait_for_count(2, DEADLINE)
-            assert payloads(got.items) == [b"once", b"next"]
-            got.items[1].ack()
-            wire.outbox.put_nowait(pubrel(5))
-            assert await wire.wait_for(("PUBCOMP", 5)) == [
-                ("PUBLISH", "sync/1"),
-                ("PUBREC", 5),
-                ("PUBREC", 5),  # the DUP is acknowledged again [MQTT-4.3.3-9], not delivered
-                ("PUBACK", 6),
-                ("PUBCOMP", 5),
-            ]
+    async with held_subscriber(wire, "dup/#") as (conn, got):
+        first = publish("dup/t", b"once", qos=2, packet_id=5)
+        wire.outbox.put_nowait(first)
+        (delivery,) = await got.wait_for_count(1, DEADLINE)
+        assert await sync(conn, wire, "sync/1") == [("PUBLISH", "sync/1")]  # held
+        delivery.ack()
+        await wire.wait_for(("PUBREC", 5))
+        wire.outbox.put_nowait(bytes((first[0] | 0x08,)) + first[1:])  # DUP, same id
+        wire.outbox.put_nowait(publish("dup/t", b"next", qos=1, packet_id=6))
+        await got.wait_for_count(2, DEADLINE)
+        assert payloads(got.items) == [b"once", b"next"]
+        got.items[1].ack()
+        wire.outbox.put_nowait(pubrel(5))
+        assert await wire.wait_for(("PUBCOMP", 5)) == [
+            ("PUBLISH", "sync/1"),
+            ("PUBREC", 5),
+            ("PUBREC", 5),  # the DUP is acknowledged again [MQTT-4.3.3-9], not delivered
+            ("PUBACK", 6),
+            ("PUBCOMP", 5),
+        ]
 
 
 async def test_a_message_several_subscribers_got_is_acknowledged_once_all_are_done() -> None:
     wire = Wire()
     async with ScriptedPeer(peer_script(wire, 3)) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST)
+        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
         plain: Recorder[Message] = Recorder(conn.messages("multi/#", 1))
         a: Recorder[Delivery] = Recorder(conn.messages("multi/a", 1, manual_ack=True))
         b: Recorder[Delivery] = Recorder(conn.messages("multi/+", 1, manual_ack=True))
@@ -393,7 +383,7 @@ async def test_a_message_several_subscribers_got_is_acknowledged_once_all_are_do
 async def test_without_manual_subscribers_a_message_is_acknowledged_once_dispatched() -> None:
     wire = Wire()
     async with ScriptedPeer(peer_script(wire, 1)) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST)
+        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
 
         def read(message: Message) -> None:
             conn.publish(f"sync/in-{message.payload.decode()}", b"", qos=0)
@@ -416,7 +406,7 @@ async def test_without_manual_subscribers_a_message_is_acknowledged_once_dispatc
 async def test_a_refused_subscribe_ends_the_manual_stream_with_the_reason() -> None:
     wire = Wire()
     async with ScriptedPeer(peer_script(wire, 1, refuse=True)) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST)
+        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
         got: Recorder[Delivery] = Recorder(conn.messages("denied/#", 1, manual_ack=True))
         async with conn:
             with pytest.raises(SubscribeError) as info:
@@ -430,7 +420,7 @@ async def test_a_refused_subscribe_ends_the_manual_stream_with_the_reason() -> N
 async def test_ack_after_close_does_nothing_and_plain_streams_still_ack_on_return() -> None:
     wire = Wire()
     async with ScriptedPeer(peer_script(wire, 2)) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST)
+        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
         got: Recorder[Delivery] = Recorder(conn.messages("late/#", 1, manual_ack=True))
         plain: Recorder[Message] = Recorder(conn.messages("plain/#", 1))
         async with conn:
@@ -478,7 +468,7 @@ async def test_an_executor_acknowledges_a_request_once_its_answer_was_acknowledg
         return sum(numbers)
 
     async with ScriptedPeer(peer_script(wire, 1, answer=True)) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST)
+        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
         async with conn:
             executor = CommandExecutor(conn, "rpc/add", add, command_name="add")
             await asyncio.wait_for(executor.start(), DEADLINE)  # the SUBACK is in
@@ -494,7 +484,7 @@ async def test_an_executor_acknowledges_a_request_once_its_answer_was_acknowledg
 async def test_a_telemetry_receiver_acknowledges_once_its_readers_returned() -> None:
     wire = Wire()
     async with ScriptedPeer(peer_script(wire, 1)) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST)
+        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
         async with conn:
             receiver: TelemetryReceiver[int] = TelemetryReceiver(conn, "tel/{senderId}")
             seen: list[int] = []
@@ -517,7 +507,7 @@ async def test_a_telemetry_receiver_acknowledges_once_its_readers_returned() -> 
 async def test_a_telemetry_receiver_start_needs_a_reader_and_reports_a_refusal() -> None:
     wire = Wire()
     async with ScriptedPeer(peer_script(wire, 1, refuse=True)) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST)
+        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
         async with conn:
             receiver: TelemetryReceiver[int] = TelemetryReceiver(conn, "tel/denied")
             with pytest.raises(RuntimeError, match="subscribe to telemetry"):

@@ -33,8 +33,8 @@ from rxmqtt.testing._amqtt import AmqttBroker, amqtt_available
 from rxmqtt.testing._peer import PeerLink, ScriptedPeer
 from rxmqtt.testing._raw import mqtt_str, packet
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import FAST
 
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2, jitter=Jitter.FULL))
 _ids = itertools.count()
 
 

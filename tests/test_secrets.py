@@ -41,10 +41,10 @@ from rxmqtt import (
 from rxmqtt.settings import FileSecret
 from rxmqtt.testing import BrokerConfig, FaultProxy, MosquittoBroker, TlsFiles
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import FAST
 
 TIMEOUT = 15.0
 
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.2, jitter=Jitter.FULL))
 NEVER_FATAL = ReconnectPolicy(
     backoff=Backoff(initial=0.05, maximum=0.2, jitter=Jitter.FULL), is_fatal=lambda _code: False
 )

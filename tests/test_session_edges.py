@@ -8,7 +8,6 @@ exactly as a broker would at that edge, and against Mosquitto where Mosquitto sh
 from __future__ import annotations
 
 import asyncio
-import itertools
 import ssl
 
 import pytest
@@ -55,23 +54,14 @@ from rxmqtt.testing._peer import (
 from rxmqtt.testing.certs import TlsFiles
 from rxmqtt.testing.plugin import BrokerFactory, ProxyFactory
 from rxmqtt.testing.recorder import Recorder
-from tests._helpers import FAST_NO_JITTER, until_delivered
-
-_ids = itertools.count()
+from tests._helpers import FAST_NO_JITTER, named_settings, until_delivered
 
 DEADLINE = 15.0
 
 
 def settings(port: int, **overrides: object) -> ConnectionSettings:
-    fields: dict[str, object] = {
-        "host": "127.0.0.1",
-        "port": port,
-        "client_id": f"edges-{next(_ids)}",
-        "keep_alive": 30,
-        "connect_timeout": 5.0,
-    }
-    fields.update(overrides)
-    return ConnectionSettings(**fields)  # type: ignore[arg-type]
+    """A named client (its session persists across reconnects)."""
+    return named_settings(port, "edges", **overrides)
 
 
 async def outcome(result: object) -> PublishResult | BaseException:
@@ -116,6 +106,18 @@ def refusing(
     return script, seen
 
 
+async def outcomes_of(script: Script, topics: tuple[str, ...]) -> tuple[list[object], int]:
+    """Publish one QoS 1 message to each of ``topics`` at once to a peer playing ``script``:
+    the outcomes in order, and how many connections that took."""
+    async with ScriptedPeer(script) as peer:
+        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
+        async with conn:
+            await conn.wait_for(ConnectionState.CONNECTED, DEADLINE)
+            results = [conn.publish(topic, b".", qos=1) for topic in topics]
+            outcomes = list(await asyncio.gather(*(outcome(r) for r in results)))
+    return outcomes, peer.connections
+
+
 @pytest.mark.parametrize("code", [0x99, 0x90, 0x95, 0x9A, 0x9B])
 async def test_a_publish_the_broker_disconnects_over_is_refused_and_the_rest_goes_out(
     code: int,
@@ -145,35 +147,25 @@ async def test_an_innocent_publish_the_broker_was_slow_to_ack_is_not_blamed() ->
     """The oldest unacknowledged publish is only a suspect: the next connection sends the QoS 1
     publishes one at a time, so the refusal lands on the one actually in flight."""
     script, seen = refusing("poison", 0x99, hold_acks_on_first=frozenset({"slow"}))
-    async with ScriptedPeer(script) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
-        async with conn:
-            await conn.wait_for(ConnectionState.CONNECTED, DEADLINE)
-            results = [conn.publish(topic, b".", qos=1) for topic in ("slow", "poison", "next")]
-            slow, bad, after = await asyncio.gather(*(outcome(r) for r in results))
+    (slow, bad, after), connections = await outcomes_of(script, ("slow", "poison", "next"))
     assert isinstance(slow, PublishResult), (slow, seen)
     refused(bad, 0x99)
     assert isinstance(after, PublishResult), (after, seen)
     # While isolating, nothing went out behind the suspect on the same connection.
-    for number in range(2, peer.connections):
+    for number in range(2, connections):
         sent = [topic for n, topic in seen if n == number]
         assert sent[-1] == "poison", seen
 
 
 async def test_two_poison_publishes_are_each_given_up_and_the_good_one_goes_out() -> None:
     script, seen = refusing("poison", 0x99)
-    async with ScriptedPeer(script) as peer:
-        conn = Connection(settings(peer.port), reconnect=FAST_NO_JITTER)
-        async with conn:
-            await conn.wait_for(ConnectionState.CONNECTED, DEADLINE)
-            results = [conn.publish(t, b".", qos=1) for t in ("poison/1", "poison/2", "good")]
-            first, second, good = await asyncio.gather(*(outcome(r) for r in results))
+    (first, second, good), connections = await outcomes_of(script, ("poison/1", "poison/2", "good"))
     refused(first, 0x99)
     refused(second, 0x99)
     assert isinstance(good, PublishResult), (good, seen)
     # Each is isolated and refused twice; one connection each, then a clean one.
     assert [topic for _, topic in seen].count("poison/2") == 2, seen
-    assert peer.connections == 5, seen
+    assert connections == 5, seen
 
 
 async def test_publishes_flow_freely_again_once_the_poison_is_given_up() -> None:

@@ -12,16 +12,13 @@ import pytest
 
 import rxmqtt
 from rxmqtt import (
-    Backoff,
     Connected,
     Connection,
     ConnectionSettings,
     ConnectionState,
     DropReason,
-    Jitter,
     LifecycleEvent,
     Message,
-    ReconnectPolicy,
     SubscribeError,
 )
 from rxmqtt.errors import MqttError
@@ -29,11 +26,11 @@ from rxmqtt.testing import BrokerConfig, MosquittoBroker
 from rxmqtt.testing._peer import PeerLink, ScriptedPeer, connack, reply
 from rxmqtt.testing.plugin import BrokerFactory
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import FAST
 
 pytestmark = pytest.mark.broker
 
 _ids = itertools.count()
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.3, jitter=Jitter.FULL))
 
 
 def _url(broker: MosquittoBroker, name: str = "s", version: int = 5) -> str:

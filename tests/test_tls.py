@@ -11,7 +11,6 @@ import warnings
 import pytest
 
 from rxmqtt import (
-    Backoff,
     Connected,
     ConnectFailed,
     Connecting,
@@ -20,22 +19,18 @@ from rxmqtt import (
     ConnectionState,
     DisconnectSource,
     GaveUp,
-    Jitter,
     LifecycleEvent,
     Message,
-    ReconnectPolicy,
     TlsSettings,
 )
 from rxmqtt.testing import BrokerConfig, MosquittoBroker, TlsFiles
 from rxmqtt.testing.plugin import BrokerFactory
 from rxmqtt.testing.recorder import Recorder
-from tests._helpers import wait_log
+from tests._helpers import FAST, wait_log
 
 pytestmark = pytest.mark.broker
 
 _ids = itertools.count()
-
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.3, jitter=Jitter.FULL))
 
 
 def tls_settings(broker: MosquittoBroker, tls: TlsSettings) -> ConnectionSettings:

@@ -6,27 +6,24 @@ from __future__ import annotations
 import asyncio
 import itertools
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
 
 from rxmqtt import (
-    Backoff,
     ConnectFailed,
     Connection,
     ConnectionSettings,
     ConnectionState,
-    Jitter,
     LifecycleEvent,
-    ReconnectPolicy,
     TlsSettings,
 )
 from rxmqtt.testing import BrokerConfig, TlsFiles
 from rxmqtt.testing.plugin import BrokerFactory
 from rxmqtt.testing.recorder import Recorder
-from tests._helpers import wait_log
+from tests._helpers import FAST, wait_log
 
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.3, jitter=Jitter.FULL))
 DEADLINE = 10.0
 CONNACK = b"\x20\x03\x00\x00\x00"  # MQTT 5 CONNACK: no session, success, no properties
 
@@ -75,19 +72,27 @@ def settings_for(port: int, tls: TlsSettings) -> ConnectionSettings:
 # ---------------------------------------------------------------- ALPN and SNI
 
 
+async def offered_by(
+    files: TlsFiles, settings: Callable[[int], ConnectionSettings | str]
+) -> Offered:
+    """Connect once to a :func:`tls_broker_stub` with ``settings(its port)``: what it was
+    offered."""
+    offered = Offered()
+    server = await tls_broker_stub(files, offered)
+    async with server, Connection(settings(server.sockets[0].getsockname()[1])) as conn:
+        await conn.wait_for(ConnectionState.CONNECTED, DEADLINE)
+    return offered
+
+
 async def test_the_server_is_offered_the_alpn_protocols_and_the_sni_override(
     rxmqtt_tls_files: TlsFiles,
 ) -> None:
-    offered = Offered()
-    server = await tls_broker_stub(rxmqtt_tls_files, offered)
-    port = server.sockets[0].getsockname()[1]
     tls = TlsSettings(
         ca_file=rxmqtt_tls_files.ca_file,
         server_hostname="localhost",
         alpn_protocols=("x-amzn-mqtt-ca",),
     )
-    async with server, Connection(settings_for(port, tls)) as conn:
-        await conn.wait_for(ConnectionState.CONNECTED, DEADLINE)
+    offered = await offered_by(rxmqtt_tls_files, lambda port: settings_for(port, tls))
     assert offered.server_names == ["localhost"]
     assert offered.alpn == ["x-amzn-mqtt-ca"]
 
@@ -95,28 +100,20 @@ async def test_the_server_is_offered_the_alpn_protocols_and_the_sni_override(
 async def test_without_alpn_or_override_none_is_offered_for_an_ip_host(
     rxmqtt_tls_files: TlsFiles,
 ) -> None:
-    offered = Offered()
-    server = await tls_broker_stub(rxmqtt_tls_files, offered)
-    port = server.sockets[0].getsockname()[1]
-    async with (
-        server,
-        Connection(settings_for(port, TlsSettings(ca_file=rxmqtt_tls_files.ca_file))) as conn,
-    ):
-        await conn.wait_for(ConnectionState.CONNECTED, DEADLINE)
+    tls = TlsSettings(ca_file=rxmqtt_tls_files.ca_file)
+    offered = await offered_by(rxmqtt_tls_files, lambda port: settings_for(port, tls))
     assert offered.server_names == [None]  # an IP address is never sent as SNI
     assert offered.alpn == [None]
 
 
 async def test_alpn_and_sni_come_from_the_url_too(rxmqtt_tls_files: TlsFiles) -> None:
-    offered = Offered()
-    server = await tls_broker_stub(rxmqtt_tls_files, offered)
-    port = server.sockets[0].getsockname()[1]
-    url = (
-        f"mqtts://127.0.0.1:{port}?ca_file={rxmqtt_tls_files.ca_file}"
-        "&server_hostname=localhost&alpn_protocols=mqtt"
+    offered = await offered_by(
+        rxmqtt_tls_files,
+        lambda port: (
+            f"mqtts://127.0.0.1:{port}?ca_file={rxmqtt_tls_files.ca_file}"
+            "&server_hostname=localhost&alpn_protocols=mqtt"
+        ),
     )
-    async with server, Connection(url) as conn:
-        await conn.wait_for(ConnectionState.CONNECTED, DEADLINE)
     assert offered.server_names == ["localhost"]
     assert offered.alpn == ["mqtt"]
 
@@ -124,14 +121,10 @@ async def test_alpn_and_sni_come_from_the_url_too(rxmqtt_tls_files: TlsFiles) ->
 async def test_a_user_context_with_its_own_alpn_is_used_as_given(
     rxmqtt_tls_files: TlsFiles,
 ) -> None:
-    offered = Offered()
-    server = await tls_broker_stub(rxmqtt_tls_files, offered)
-    port = server.sockets[0].getsockname()[1]
     context = ssl.create_default_context(cafile=str(rxmqtt_tls_files.ca_file))
     context.set_alpn_protocols(["mqtt"])
     tls = TlsSettings(context=context, server_hostname="localhost")
-    async with server, Connection(settings_for(port, tls)) as conn:
-        await conn.wait_for(ConnectionState.CONNECTED, DEADLINE)
+    offered = await offered_by(rxmqtt_tls_files, lambda port: settings_for(port, tls))
     assert offered.server_names == ["localhost"]
     assert offered.alpn == ["mqtt"]
 

@@ -12,27 +12,23 @@ from collections.abc import Callable
 import pytest
 
 from rxmqtt import (
-    Backoff,
     Connected,
     ConnectFailed,
     Connection,
     ConnectionSettings,
     ConnectionState,
-    Jitter,
     LifecycleEvent,
     Message,
     PublishResult,
-    ReconnectPolicy,
     WebSocketTransport,
 )
 from rxmqtt.testing import BrokerConfig, FaultProxy, MosquittoBroker, TlsFiles
 from rxmqtt.testing.plugin import BrokerFactory, ProxyFactory
 from rxmqtt.testing.recorder import Recorder
-from tests._helpers import wait_log
+from tests._helpers import FAST, wait_log
 
 pytestmark = pytest.mark.broker
 
-FAST = ReconnectPolicy(backoff=Backoff(initial=0.05, maximum=0.3, jitter=Jitter.FULL))
 DEADLINE = 10.0
 
 _ids = itertools.count()

@@ -14,7 +14,7 @@ import pytest
 
 from rxmqtt.testing import FaultProxy, MosquittoBroker
 from rxmqtt.testing.plugin import BrokerFactory, ProxyFactory
-from tests._helpers import recv_exact
+from tests._helpers import ipv6_proxy, recv_exact
 
 pytestmark = pytest.mark.broker
 
@@ -326,13 +326,7 @@ def test_refuse_silently_leaves_connects_unanswered_until_accept(
 def test_a_proxy_listens_on_ipv6_loopback_on_a_given_port(
     rxmqtt_mosquitto: MosquittoBroker,
 ) -> None:
-    try:
-        proxy = FaultProxy(
-            rxmqtt_mosquitto.host, rxmqtt_mosquitto.port, "::1", listen_port=rxmqtt_mosquitto.port
-        ).start()
-    except OSError as exc:
-        pytest.skip(f"cannot listen on [::1]:{rxmqtt_mosquitto.port} (no IPv6 loopback?): {exc}")
-    with proxy:
+    with ipv6_proxy(rxmqtt_mosquitto) as proxy:
         assert (proxy.host, proxy.port) == ("::1", rxmqtt_mosquitto.port)
         assert proxy.url == f"mqtt://[::1]:{rxmqtt_mosquitto.port}"
         with mqtt_client(proxy, "over-ipv6") as sock:
