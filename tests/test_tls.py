@@ -70,12 +70,38 @@ async def fails_once(conn: Connection) -> tuple[list[LifecycleEvent], float]:
 
 def assert_fatal_network_failure(events: list[LifecycleEvent], *words: str) -> str:
     attempts = [e for e in events if isinstance(e, Connecting)]
-    failed = [e for e in events if isinstance(e, ConnectFailed)]
     assert len(attempts) == 1, f"exactly one attempt, got {events!r}"
-    assert len(failed) == 1, events
+    return _assert_gave_up(events, *words)
+
+
+def assert_broker_refused_the_certificate(events: list[LifecycleEvent]) -> str:
+    """The broker refused this client's certificate with a TLS alert after the client's TLS 1.3
+    handshake had completed: FAILED, fatal, naming the certificate, and no storm of retries.
+
+    The broker sends its alert and closes, with a reset when the client's CONNECT is still
+    unread. Usually the client reads the alert and the first attempt is fatal. When the
+    attempt ends without the alert having been read (seen 1 in 15 runs under load, as "EOF"),
+    the client cannot tell that from a broker or network dropping a fresh connection, so
+    retrying is right; the next attempt reads the alert. Hence at most a few attempts, each one
+    before the last a retriable network loss, the last the fatal refusal."""
+    attempts = [e for e in events if isinstance(e, Connecting)]
+    failed = [e for e in events if isinstance(e, ConnectFailed)]
+    assert 1 <= len(attempts) <= 3, f"a storm of retries: {events!r}"
+    for lost in failed[:-1]:
+        assert not lost.disconnect.fatal, lost
+        assert lost.disconnect.source is DisconnectSource.NETWORK, lost
+        assert lost.retry_in is not None, lost
+    return _assert_gave_up(events, "certificate")
+
+
+def _assert_gave_up(events: list[LifecycleEvent], *words: str) -> str:
+    """Every attempt failed and the last failure was fatal, a network one naming ``words``."""
+    attempts = [e for e in events if isinstance(e, Connecting)]
+    failed = [e for e in events if isinstance(e, ConnectFailed)]
+    assert len(failed) == len(attempts), events
     assert not any(isinstance(e, Connected) for e in events)
     assert any(isinstance(e, GaveUp) for e in events)
-    failure = failed[0]
+    failure = failed[-1]
     assert failure.disconnect.fatal
     assert failure.disconnect.source is DisconnectSource.NETWORK
     assert failure.retry_in is None
@@ -237,7 +263,7 @@ async def test_missing_client_certificate_is_refused(
         tls_settings(broker, TlsSettings(ca_file=rxmqtt_tls_files.ca_file)), reconnect=FAST
     )
     events, took = await fails_once(conn)
-    reason = assert_fatal_network_failure(events, "certificate")
+    reason = assert_broker_refused_the_certificate(events)
     assert took < 2.0, f"FAILED after {took:.3f}s ({reason})"
 
 
@@ -251,7 +277,7 @@ async def test_client_certificate_from_an_unknown_ca_is_refused(
         key_file=rxmqtt_tls_files.other_client_key,
     )
     events, _ = await fails_once(Connection(tls_settings(broker, tls), reconnect=FAST))
-    assert_fatal_network_failure(events, "certificate")
+    assert_broker_refused_the_certificate(events)
 
 
 @pytest.mark.parametrize("case", ["wrong-host", "unknown-ca"])
