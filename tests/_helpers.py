@@ -7,7 +7,7 @@ import contextlib
 import itertools
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import pytest
@@ -31,14 +31,20 @@ class _Logging(Protocol):
     def log_text(self) -> str: ...
 
 
-async def wait_log(broker: _Logging, text: str, timeout: float = 5.0) -> None:
-    """Wait until ``text`` appears in the broker's log (what it received, from whom)."""
+async def until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    """Poll ``predicate`` on the loop until it holds; ``TimeoutError`` naming ``what`` after
+    ``timeout`` seconds (for state with no event to await, such as a log or a byte count)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while text not in broker.log_text():
+    while not predicate():
         if loop.time() > deadline:
-            raise TimeoutError(f"broker log never said {text!r}")
-        await asyncio.sleep(0.02)
+            raise TimeoutError(f"{what}: not within {timeout}s")
+        await asyncio.sleep(0.01)
+
+
+async def wait_log(broker: _Logging, text: str, timeout: float = 5.0) -> None:
+    """Wait until ``text`` appears in the broker's log (what it received, from whom)."""
+    await until(lambda: text in broker.log_text(), f"broker log never said {text!r}", timeout)
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from rxmqtt import (
 from rxmqtt.testing import BrokerConfig, FaultProxy, MosquittoBroker, TlsFiles
 from rxmqtt.testing.plugin import BrokerFactory, ProxyFactory
 from rxmqtt.testing.recorder import Recorder
-from tests._helpers import FAST, wait_log
+from tests._helpers import FAST, until, wait_log
 
 pytestmark = pytest.mark.broker
 
@@ -53,15 +53,6 @@ def ws_broker(rxmqtt_mosquitto_factory: BrokerFactory) -> MosquittoBroker:
 def ws_proxy(ws_broker: MosquittoBroker, rxmqtt_fault_proxy_factory: ProxyFactory) -> FaultProxy:
     """A FaultProxy in front of the broker's WebSockets port (it proxies the TCP under it)."""
     return rxmqtt_fault_proxy_factory(ws_broker.host, ws_broker.websockets_port)
-
-
-async def until(predicate: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout}s")
-        await asyncio.sleep(0.01)
 
 
 async def subscribed(conn: Connection, topic: str) -> Recorder[Message]:
@@ -135,7 +126,7 @@ async def _nothing_lost_across(
         await asyncio.gather(*before)
         cut()
         during = [Recorder(pub.publish("cut/x", f"during-{i}".encode(), qos=1)) for i in range(3)]
-        await until(lambda: pub.state is not ConnectionState.CONNECTED, "the cut seen")
+        await until(lambda: pub.state is not ConnectionState.CONNECTED, "the cut seen", DEADLINE)
         heal()
         await pub.wait_for(ConnectionState.CONNECTED, DEADLINE)
         after = [pub.publish("cut/x", f"after-{i}".encode(), qos=1) for i in range(3)]
@@ -193,7 +184,9 @@ async def test_a_broker_restart_with_qos1_in_flight_loses_nothing(
         written = link.bytes_from_client
         in_flight = [Recorder(pub.publish("restart/x", f"{i}".encode(), qos=1)) for i in range(5)]
         # five 17-byte PUBLISH packets (and their WebSocket framing) left the client
-        await until(lambda: link.bytes_from_client - written >= 5 * 17, "the publishes written")
+        await until(
+            lambda: link.bytes_from_client - written >= 5 * 17, "the publishes written", DEADLINE
+        )
         assert not any(r.items or r.completed for r in in_flight)  # none acknowledged
         ws_broker.stop()
         ws_broker.start()
@@ -271,7 +264,9 @@ async def test_header_providers_are_called_on_every_attempt(ws_broker: Mosquitto
     async with conn:
         await conn.wait_for(ConnectionState.CONNECTED, DEADLINE)
         ws_broker.restart()
-        await until(lambda: conn.state is not ConnectionState.CONNECTED, "the restart seen")
+        await until(
+            lambda: conn.state is not ConnectionState.CONNECTED, "the restart seen", DEADLINE
+        )
         await conn.wait_for(ConnectionState.CONNECTED, DEADLINE)
     assert next(tokens) == "token-2"  # one per attempt: 0 and 1 were used
 
