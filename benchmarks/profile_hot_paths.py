@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import importlib.util
 import pstats
 import time
 from collections.abc import Awaitable, Callable
@@ -228,11 +229,17 @@ def _end_to_end(
     host: str, port: int, count: int, qos: int, profiler: _Profiler
 ) -> dict[str, float]:
     """The end-to-end clients, rxmqtt and raw paho asyncio: msg/s, printing CPU µs/message."""
-    from benchmarks.throughput import _paho_asyncio, _rxmqtt, data_for
+    from benchmarks.throughput import _gmqtt, _paho_asyncio, _rxmqtt, data_for
 
     data = data_for(count)
     rates: dict[str, float] = {}
-    for name, client in (("rxmqtt", _rxmqtt), ("paho asyncio", _paho_asyncio)):
+    clients: list[tuple[str, Callable[..., Awaitable[Any]]]] = [
+        ("rxmqtt", _rxmqtt),
+        ("paho asyncio", _paho_asyncio),
+    ]
+    if importlib.util.find_spec("gmqtt") is not None:
+        clients.append(("gmqtt", _gmqtt))
+    for name, client in clients:
         asyncio.run(client(host, port, data, qos, 120))  # warm-up: imports, first connections
         cpu = time.process_time()
         if name == "rxmqtt" and profiler.profile is not None:
