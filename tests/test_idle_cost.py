@@ -5,10 +5,15 @@ without a scheduled observer per subscriber, CONNECT properties without per-inst
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -16,6 +21,8 @@ from rxmqtt import (
     Backoff,
     Connection,
     ConnectionSettings,
+    ConnectionState,
+    Disconnected,
     DroppedMessage,
     DropReason,
     Jitter,
@@ -27,12 +34,15 @@ from rxmqtt._current_value import CurrentValue
 from rxmqtt._publisher import HOUSEKEEPING_INTERVAL, Publisher
 from rxmqtt.broker_limits import BrokerLimits
 from rxmqtt.engine._convert import _properties
+from rxmqtt.engine._paho_client import _PahoClient
 from rxmqtt.lifecycle import Disconnect
 from rxmqtt.policies import PublishRetry, QueuePolicy
 from rxmqtt.queue import QueueStats
 from rxmqtt.testing._peer import PINGREQ, PeerLink, ScriptedPeer, connack
 from rxmqtt.testing._process import free_port
 from rxmqtt.testing._raw import packet
+from rxmqtt.testing.proxy import FaultProxy
+from rxmqtt.testing.recorder import Recorder
 
 # ----------------------------------------------------------------------------- keep-alive
 
@@ -66,6 +76,96 @@ async def test_an_idle_connection_pings_after_each_keep_alive_of_silence() -> No
     assert len(pings) == 3
     for gap in pings:
         assert keep_alive - 0.05 <= gap < 1.5 * keep_alive, pings
+
+
+async def test_an_idle_ping_is_written_without_watching_the_socket_for_writability(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A PINGREQ with nothing queued ahead of it goes out in one send(): no add_writer (an epoll
+    change, a wake-up and another epoll change per ping, for every idle connection)."""
+    pings: list[float] = []
+    three: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def script(link: PeerLink) -> None:
+        link.send(connack())
+        while len(pings) < 3:
+            raw = await link.read_raw()
+            if raw[0] >> 4 == PINGREQ:
+                pings.append(time.monotonic())
+                link.send(packet(0xD0, b""))
+        three.set_result(None)
+        await link.read_raw()  # (until the client goes)
+
+    loop = asyncio.get_running_loop()
+    watched: list[object] = []
+    async with ScriptedPeer(script) as peer:
+        settings = ConnectionSettings(
+            host="127.0.0.1", port=peer.port, client_id="idle-direct-ping", keep_alive=1
+        )
+        async with Connection(settings) as conn:
+            await conn.wait_for(ConnectionState.CONNECTED, 5)
+            add_writer = loop.add_writer
+
+            def counting_add_writer(fd: Any, callback: Callable[..., object], *args: Any) -> None:
+                watched.append(fd)
+                add_writer(fd, callback, *args)
+
+            monkeypatch.setattr(loop, "add_writer", counting_add_writer)
+            await asyncio.wait_for(three, 20)
+            while_idle = list(watched)  # (the DISCONNECT of the close may be queued)
+            assert conn.state is ConnectionState.CONNECTED
+    assert len(pings) == 3
+    assert while_idle == [], f"{len(while_idle)} add_writer calls for 3 idle pings"
+
+
+def test_a_ping_behind_a_full_socket_buffer_waits_for_the_socket() -> None:
+    """When the socket cannot take the PINGREQ now, it is queued the paho way (the socket is
+    watched for writability) and written once the peer reads."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        ours.setblocking(False)
+        client = _PahoClient(CallbackAPIVersion.VERSION2, client_id="ping-full")
+        registered: list[object] = []
+        client.on_socket_register_write = lambda _c, _u, sock: registered.append(sock)
+        client._sock = ours  # (the adapter's own socket, as connect() sets it)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                ours.send(b"x" * 65536)
+        assert client._send_pingreq() == paho.MQTT_ERR_SUCCESS
+        assert registered == [ours], "the socket is watched for writability"
+        theirs.setblocking(False)
+        drained = b""
+        for _ in range(10_000):  # bounded: until the PINGREQ is through
+            with contextlib.suppress(BlockingIOError):
+                drained += theirs.recv(1 << 20)
+            client.loop_write()
+            if drained.endswith(bytes((0xC0, 0))):
+                break
+        assert drained.endswith(bytes((0xC0, 0))), "the queued PINGREQ was written"
+        client._sock = None  # (closed by the with block, not by paho)
+
+
+async def test_pings_written_at_once_keep_a_slow_link_alive(
+    rxmqtt_fault_proxy: FaultProxy,
+) -> None:
+    """Through a proxy that delays every byte by 0.2 s each way, keep-alive 2 s (a PINGRESP may
+    take 0.8 s): the PINGREQs written straight to the socket and their late PINGRESPs keep the
+    link up for three keep-alive periods."""
+    settings = ConnectionSettings(
+        host=rxmqtt_fault_proxy.host,
+        port=rxmqtt_fault_proxy.port,
+        client_id="idle-slow-pings",
+        keep_alive=2,
+    )
+    conn = Connection(settings)
+    events = Recorder(conn.lifecycle)
+    async with conn:
+        await conn.wait_for(ConnectionState.CONNECTED, 5)
+        rxmqtt_fault_proxy.delay(0.2)
+        await asyncio.sleep(6.5)  # (the behaviour under test is staying up for that long)
+        assert conn.state is ConnectionState.CONNECTED
+        assert not [e for e in events.items if isinstance(e, Disconnected)]
+        rxmqtt_fault_proxy.delay(0)
 
 
 # ----------------------------------------------------------------------------- queue sweep

@@ -273,6 +273,22 @@ class _PahoClient(paho.Client):
             due = min(due, self._ping_t + keepalive)
         return due - paho.time_func()
 
+    def _send_pingreq(self) -> Any:
+        # An idle link's one packet: paho queues it and asks the loop to watch the socket for
+        # writability, then writes it on the next pass and stops watching (two epoll changes
+        # and a wake-up per PINGREQ, a hundred a second for a thousand idle connections).
+        # With nothing queued ahead of it, it is written at once instead.
+        if self._out_packet or self._sock is None:
+            return super()._send_pingreq()
+        try:
+            written = self._sock_send(_PINGREQ)
+        except BlockingIOError:
+            written = 0
+        if written < len(_PINGREQ):  # (the socket's buffer is full: paho's way for the rest)
+            self._packet_queue(paho.PINGREQ, _PINGREQ[written:], 0, 0)
+        self._ping_t = paho.time_func()
+        return paho.MQTT_ERR_SUCCESS
+
     def close_socket(self) -> None:
         """Close the socket paho did not notice was shut (paho's own close, callbacks included)."""
         self._sock_close()
@@ -577,6 +593,9 @@ _PUBACK_CODES: dict[int, ReasonCode] = {
 _PUBACK_SUCCESS = _PUBACK_CODES[0]
 """Success: a plain PUBACK's code, and the one paho passes to on_publish once a QoS 0 PUBLISH is
 written."""
+
+_PINGREQ = bytes((paho.PINGREQ, 0))
+"""A PINGREQ packet: its type and a zero remaining length."""
 
 _NO_PUBACK_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
 

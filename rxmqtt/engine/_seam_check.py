@@ -30,6 +30,7 @@ METHODS: dict[str, tuple[str, ...]] = {
     "_handle_pubackcomp": ("cmd",),
     "_handle_pubrec": (),
     "_handle_pubrel": (),
+    "_send_pingreq": (),
     # called by the adapter
     "_check_clean_session": (),
     "_send_puback": ("mid",),
