@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import socket
 import time
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
+import reactivex
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from reactivex.testing import TestScheduler
 
 from rxmqtt import (
     Backoff,
@@ -36,6 +40,7 @@ from rxmqtt.broker_limits import BrokerLimits
 from rxmqtt.engine._convert import _properties
 from rxmqtt.engine._paho_client import _PahoClient
 from rxmqtt.lifecycle import Disconnect
+from rxmqtt.operators import retry_with_backoff
 from rxmqtt.policies import PublishRetry, QueuePolicy
 from rxmqtt.queue import QueueStats
 from rxmqtt.testing._peer import PINGREQ, PeerLink, ScriptedPeer, connack
@@ -345,3 +350,29 @@ def test_shared_table_properties_pack_as_paho_does() -> None:
     assert "properties" not in vars(ours), "the tables are shared"
     with pytest.raises(Exception, match="does not apply"):
         ours.ServerKeepAlive = 5  # paho's own check still applies (a CONNACK-only property)
+
+
+# ----------------------------------------------------------------------------- held memory
+
+
+def _held_per_item(make: Callable[[], object], count: int = 200) -> float:
+    """Bytes of Python heap each of ``count`` results of ``make()`` keeps, while kept."""
+    kept: list[object] = []
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(count):
+            kept.append(make())
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    return held / count
+
+
+def test_a_waiting_retry_with_backoff_subscription_is_small() -> None:
+    """Every connection holds its reconnect loop's retry_with_backoff subscription for life:
+    built from retry_when, a Subject and flat_map it held 6.7 KiB; in one object, 2.3."""
+    retried = reactivex.never().pipe(retry_with_backoff(Backoff(1, 2), scheduler=TestScheduler()))
+    assert _held_per_item(lambda: retried.subscribe(lambda _: None)) < 4096

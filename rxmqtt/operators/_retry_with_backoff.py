@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Generic, TypeVar
 
-import reactivex
 from reactivex import Observable, abc
-from reactivex import operators as ops
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
 from rxmqtt._checks import (
@@ -23,8 +22,6 @@ from rxmqtt._checks import (
 )
 from rxmqtt.errors import RetriesExhausted
 from rxmqtt.policies import Backoff
-
-from ._retry_when import retry_when
 
 __all__ = ["RetryAttempt", "retry_with_backoff"]
 
@@ -62,7 +59,8 @@ def retry_with_backoff(
 ) -> Callable[[Observable[_T]], Observable[_T]]:
     """Resubscribe to the source after each error, waiting the next delay of ``backoff``.
 
-    Built on :func:`retry_when`. On each source error:
+    What :func:`retry_when` does with a notifier that waits each delay (one object per
+    subscription, a connection holds one for its life). On each source error:
 
     1. if ``is_retriable(error)`` is false, the result fails with that error, at once;
     2. if ``max_attempts`` retries have already been made, the result fails with
@@ -109,64 +107,229 @@ def retry_with_backoff(
         TypeError, ValueError: on a bad argument, at call time, with its name in the message.
     """
     _validate(backoff, max_attempts, is_retriable, scheduler, reset_after, rng, on_retry)
+    policy = _Policy(backoff, max_attempts, is_retriable, scheduler, reset_after, rng, on_retry)
 
     def _retry_with_backoff(source: Observable[_T]) -> Observable[_T]:
         def subscribe(
             observer: abc.ObserverBase[_T], scheduler_: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
             clock = _resolve_scheduler(scheduler, scheduler_)
-            state = _State(backoff.delays(rng))
-
-            def subscribe_source(
-                inner: abc.ObserverBase[_T], inner_scheduler: abc.SchedulerBase | None = None
-            ) -> abc.DisposableBase:
-                state.first_item_at = None
-
-                def on_next(value: _T) -> None:
-                    if state.first_item_at is None:
-                        state.first_item_at = clock.now
-                    inner.on_next(value)
-
-                return source.subscribe(
-                    on_next, inner.on_error, inner.on_completed, scheduler=inner_scheduler
-                )
-
-            def decide(error: Exception) -> Observable[int]:
-                if reset_after is not None and state.first_item_at is not None:
-                    lived = (clock.now - state.first_item_at).total_seconds()
-                    if lived >= reset_after:
-                        state.delays = backoff.delays(rng)
-                        state.attempts = 0
-                if not is_retriable(error):
-                    return reactivex.throw(error)
-                if max_attempts is not None and state.attempts >= max_attempts:
-                    return reactivex.throw(RetriesExhausted(state.attempts, error))
-                delay = next(state.delays)
-                state.attempts += 1
-                if on_retry is not None:
-                    on_retry(RetryAttempt(state.attempts, delay, error))
-                return reactivex.timer(delay, scheduler=clock)
-
-            def notifier(errors: Observable[Exception]) -> Observable[int]:
-                return errors.pipe(ops.flat_map(decide))
-
-            retried: Observable[_T] = Observable(subscribe_source).pipe(retry_when(notifier))
-            return retried.subscribe(observer, scheduler=scheduler_)
+            return _Retrying(source, policy, observer, clock, scheduler_).run()
 
         return Observable(subscribe)
 
     return _retry_with_backoff
 
 
-class _State:
-    """Per-subscription state of :func:`retry_with_backoff`."""
+@dataclass(frozen=True, slots=True)
+class _Policy:
+    """The arguments of one :func:`retry_with_backoff` call, shared by its subscriptions."""
 
-    __slots__ = ("attempts", "delays", "first_item_at")
+    backoff: Backoff
+    max_attempts: int | None
+    is_retriable: Callable[[Exception], bool]
+    scheduler: abc.SchedulerBase | None
+    reset_after: float | None
+    rng: random.Random | None
+    on_retry: Callable[[RetryAttempt], None] | None
 
-    def __init__(self, delays: Iterator[float]) -> None:
-        self.delays = delays
-        self.attempts = 0
-        self.first_item_at: datetime | None = None
+
+class _Retrying(abc.DisposableBase, Generic[_T]):
+    """One subscription of :func:`retry_with_backoff`: what ``retry_when`` with a notifier of
+    ``flat_map(decide -> timer)`` does, kept in one object. A connection holds one of these for
+    its whole life (the reconnect loop), so it is built from few objects: each source
+    subscription gets one small observer, a wait one scheduled action."""
+
+    __slots__ = (
+        "_attempts",
+        "_clock",
+        "_delays",
+        "_done",
+        "_first_item_at",
+        "_generation",
+        "_lock",
+        "_looping",
+        "_observer",
+        "_pending",
+        "_policy",
+        "_source",
+        "_source_subscription",
+        "_subscribe_scheduler",
+        "_wait",
+    )
+
+    def __init__(
+        self,
+        source: Observable[_T],
+        policy: _Policy,
+        observer: abc.ObserverBase[_T],
+        clock: abc.SchedulerBase,
+        subscribe_scheduler: abc.SchedulerBase | None,
+    ) -> None:
+        self._source = source
+        self._policy = policy
+        self._observer = observer
+        self._clock = clock
+        self._subscribe_scheduler = subscribe_scheduler
+        self._delays = policy.backoff.delays(policy.rng)
+        self._attempts = 0
+        self._first_item_at: datetime | None = None
+        self._lock = threading.RLock()
+        self._done = False
+        self._generation = 0
+        """Identifies the live source subscription; notifications of older ones are ignored."""
+        self._looping = False
+        """Trampoline: while a subscription is being made, a resubscribe only sets _pending."""
+        self._pending = False
+        self._source_subscription: abc.DisposableBase | None = None
+        self._wait: abc.DisposableBase | None = None
+
+    def run(self) -> abc.DisposableBase:
+        self._resubscribe()
+        return self
+
+    def dispose(self) -> None:
+        self._finish(None)
+
+    def _finish(self, notify: Callable[[], None] | None) -> None:
+        """End the subscription once: ``notify`` the observer, then let go of the source
+        subscription and the wait (as an auto-detaching observer would)."""
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+            subscription, self._source_subscription = self._source_subscription, None
+            wait, self._wait = self._wait, None
+        try:
+            if notify is not None:
+                notify()
+        finally:
+            if subscription is not None:
+                subscription.dispose()
+            if wait is not None:
+                wait.dispose()
+
+    # ------------------------------------------------------------ the source, (re)subscribed
+
+    def _resubscribe(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            if self._looping:
+                self._pending = True
+                return
+            self._looping = True
+        try:
+            while True:
+                with self._lock:
+                    if self._done:
+                        self._looping = False
+                        return
+                    self._pending = False
+                    self._generation += 1
+                    generation = self._generation
+                    previous, self._source_subscription = self._source_subscription, None
+                    self._first_item_at = None
+                if previous is not None:
+                    previous.dispose()
+                subscription: abc.DisposableBase | None = self._source.subscribe(
+                    _SourceObserver(self, generation), scheduler=self._subscribe_scheduler
+                )
+                with self._lock:
+                    if generation == self._generation and not self._done:
+                        self._source_subscription = subscription
+                        subscription = None
+                    if self._done or not self._pending:
+                        self._looping = False
+                        late = subscription
+                        break
+                if subscription is not None:
+                    subscription.dispose()
+            if late is not None:  # (disposed, or already replaced, while it was being made)
+                late.dispose()
+        except BaseException:
+            with self._lock:
+                self._looping = False
+            raise
+
+    def _current(self, generation: int) -> bool:
+        return not self._done and generation == self._generation
+
+    def source_next(self, generation: int, value: _T) -> None:
+        if not self._current(generation):
+            return
+        if self._first_item_at is None:
+            self._first_item_at = self._clock.now
+        self._observer.on_next(value)
+
+    def source_completed(self, generation: int) -> None:
+        if self._current(generation):
+            self._finish(self._observer.on_completed)
+
+    def source_error(self, generation: int, error: Exception) -> None:
+        if not self._current(generation):
+            return
+        try:
+            delay = self._decide(error)
+        except Exception as failure:  # (is_retriable or on_retry raised)
+            delay = failure
+        if isinstance(delay, Exception):
+            final = delay
+            self._finish(lambda: self._observer.on_error(final))
+            return
+        wait = self._clock.schedule_relative(delay, self._waited)
+        with self._lock:
+            if self._done:
+                late: abc.DisposableBase | None = wait
+            else:
+                late, self._wait = None, wait
+        if late is not None:
+            late.dispose()
+
+    # ------------------------------------------------------------ the decision and the wait
+
+    def _decide(self, error: Exception) -> float | Exception:
+        """The delay before the next subscription, or the error that ends the result."""
+        policy = self._policy
+        first = self._first_item_at
+        if policy.reset_after is not None and first is not None:
+            lived = (self._clock.now - first).total_seconds()
+            if lived >= policy.reset_after:
+                self._delays = policy.backoff.delays(policy.rng)
+                self._attempts = 0
+        if not policy.is_retriable(error):
+            return error
+        if policy.max_attempts is not None and self._attempts >= policy.max_attempts:
+            return RetriesExhausted(self._attempts, error)
+        delay = next(self._delays)
+        self._attempts += 1
+        if policy.on_retry is not None:
+            policy.on_retry(RetryAttempt(self._attempts, delay, error))
+        return delay
+
+    def _waited(self, _scheduler: abc.SchedulerBase, _state: object = None) -> None:
+        with self._lock:
+            self._wait = None
+        self._resubscribe()
+
+
+class _SourceObserver(abc.ObserverBase[_T], Generic[_T]):
+    """What one source subscription reports to its :class:`_Retrying`, with its generation."""
+
+    __slots__ = ("_generation", "_owner")
+
+    def __init__(self, owner: _Retrying[_T], generation: int) -> None:
+        self._owner = owner
+        self._generation = generation
+
+    def on_next(self, value: _T) -> None:
+        self._owner.source_next(self._generation, value)
+
+    def on_error(self, error: Exception) -> None:
+        self._owner.source_error(self._generation, error)
+
+    def on_completed(self) -> None:
+        self._owner.source_completed(self._generation)
 
 
 def _resolve_scheduler(
