@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from functools import partial
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from reactivex import Observable, abc
-from reactivex.disposable import (
-    CompositeDisposable,
-    Disposable,
-    SerialDisposable,
-    SingleAssignmentDisposable,
-)
 from reactivex.subject import Subject
 
 from rxmqtt._checks import check_callable
+
+from ._resubscriber import Resubscriber
 
 __all__ = ["retry_when"]
 
@@ -89,8 +83,11 @@ def retry_when(notifier: Notifier) -> Callable[[Observable[_T]], Observable[_T]]
     return _retry_when
 
 
-class _RetryWhen(Generic[_T]):
-    """The state of one subscription to ``retry_when(notifier)(source)``."""
+class _RetryWhen(Resubscriber[_T]):
+    """The state of one subscription to ``retry_when(notifier)(source)``; the side
+    subscription is the notifier's, made at the first error."""
+
+    __slots__ = ("_errors", "_notifier")
 
     def __init__(
         self,
@@ -99,81 +96,12 @@ class _RetryWhen(Generic[_T]):
         observer: abc.ObserverBase[_T],
         scheduler: abc.SchedulerBase | None,
     ) -> None:
-        self._source = source
+        super().__init__(source, observer, scheduler)
         self._notifier = notifier
-        self._observer = observer
-        self._scheduler = scheduler
-        self._lock = threading.RLock()
         self._errors: Subject[Exception] | None = None
-        self._done = False
-        # Identifies the live source subscription; notifications of older ones are ignored.
-        self._generation = 0
-        # Trampoline: while ``_looping``, a resubscribe request only sets ``_pending``.
-        self._looping = False
-        self._pending = False
-        self._source_subscription = SerialDisposable()
-        self._notifier_subscription = SingleAssignmentDisposable()
-        self._disposable = CompositeDisposable(
-            Disposable(self._mark_done), self._source_subscription, self._notifier_subscription
-        )
 
-    def run(self) -> abc.DisposableBase:
-        self._resubscribe()
-        return self._disposable
-
-    def _mark_done(self) -> None:
+    def source_error(self, error: Exception) -> None:
         with self._lock:
-            self._done = True
-
-    def _resubscribe(self) -> None:
-        with self._lock:
-            if self._done:
-                return
-            if self._looping:
-                self._pending = True
-                return
-            self._looping = True
-        try:
-            while True:
-                with self._lock:
-                    if self._done:
-                        self._looping = False
-                        return
-                    self._pending = False
-                    self._generation += 1
-                    generation = self._generation
-                inner = SingleAssignmentDisposable()
-                self._source_subscription.disposable = inner  # disposes the previous one
-                inner.disposable = self._source.subscribe(
-                    partial(self._on_source_next, generation),
-                    partial(self._on_source_error, generation),
-                    partial(self._on_source_completed, generation),
-                    scheduler=self._scheduler,
-                )
-                with self._lock:
-                    if self._done or not self._pending:
-                        self._looping = False
-                        return
-        except BaseException:
-            with self._lock:
-                self._looping = False
-            raise
-
-    def _is_current(self, generation: int) -> bool:
-        return not self._done and generation == self._generation
-
-    def _on_source_next(self, generation: int, value: _T) -> None:
-        if self._is_current(generation):
-            self._observer.on_next(value)
-
-    def _on_source_completed(self, generation: int) -> None:
-        if self._is_current(generation):
-            self._complete()
-
-    def _on_source_error(self, generation: int, error: Exception) -> None:
-        with self._lock:
-            if not self._is_current(generation):
-                return
             errors = self._errors
             first_error = errors is None
             if errors is None:
@@ -184,34 +112,12 @@ class _RetryWhen(Generic[_T]):
                 subscription = signals.subscribe(
                     lambda _: self._resubscribe(),
                     self._fail,
-                    self._complete,
-                    scheduler=self._scheduler,
+                    self.source_completed,
+                    scheduler=self._subscribe_scheduler,
                 )
             except Exception as ex:
                 self._fail(ex)
                 return
-            self._notifier_subscription.disposable = subscription
+            self._keep_side(subscription)
         if not self._done:
             errors.on_next(error)
-
-    def _terminate(self) -> bool:
-        """Mark the subscription finished; False if it already was."""
-        with self._lock:
-            if self._done:
-                return False
-            self._done = True
-            return True
-
-    def _complete(self) -> None:
-        if self._terminate():
-            try:
-                self._observer.on_completed()
-            finally:
-                self._disposable.dispose()
-
-    def _fail(self, error: Exception) -> None:
-        if self._terminate():
-            try:
-                self._observer.on_error(error)
-            finally:
-                self._disposable.dispose()

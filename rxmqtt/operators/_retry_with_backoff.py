@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 from reactivex import Observable, abc
 from reactivex.scheduler.eventloop import AsyncIOScheduler
@@ -22,6 +21,8 @@ from rxmqtt._checks import (
 )
 from rxmqtt.errors import RetriesExhausted
 from rxmqtt.policies import Backoff
+
+from ._resubscriber import Resubscriber
 
 __all__ = ["RetryAttempt", "retry_with_backoff"]
 
@@ -134,29 +135,12 @@ class _Policy:
     on_retry: Callable[[RetryAttempt], None] | None
 
 
-class _Retrying(abc.DisposableBase, Generic[_T]):
+class _Retrying(Resubscriber[_T]):
     """One subscription of :func:`retry_with_backoff`: what ``retry_when`` with a notifier of
-    ``flat_map(decide -> timer)`` does, kept in one object. A connection holds one of these for
-    its whole life (the reconnect loop), so it is built from few objects: each source
-    subscription gets one small observer, a wait one scheduled action."""
+    ``flat_map(decide -> timer)`` does, without the notifier's Subject and operators (a
+    connection holds one of these for its life); the side subscription is the wait."""
 
-    __slots__ = (
-        "_attempts",
-        "_clock",
-        "_delays",
-        "_done",
-        "_first_item_at",
-        "_generation",
-        "_lock",
-        "_looping",
-        "_observer",
-        "_pending",
-        "_policy",
-        "_source",
-        "_source_subscription",
-        "_subscribe_scheduler",
-        "_wait",
-    )
+    __slots__ = ("_attempts", "_clock", "_delays", "_first_item_at", "_policy")
 
     def __init__(
         self,
@@ -166,127 +150,30 @@ class _Retrying(abc.DisposableBase, Generic[_T]):
         clock: abc.SchedulerBase,
         subscribe_scheduler: abc.SchedulerBase | None,
     ) -> None:
-        self._source = source
+        super().__init__(source, observer, subscribe_scheduler)
         self._policy = policy
-        self._observer = observer
         self._clock = clock
-        self._subscribe_scheduler = subscribe_scheduler
         self._delays = policy.backoff.delays(policy.rng)
         self._attempts = 0
         self._first_item_at: datetime | None = None
-        self._lock = threading.RLock()
-        self._done = False
-        self._generation = 0
-        """Identifies the live source subscription; notifications of older ones are ignored."""
-        self._looping = False
-        """Trampoline: while a subscription is being made, a resubscribe only sets _pending."""
-        self._pending = False
-        self._source_subscription: abc.DisposableBase | None = None
-        self._wait: abc.DisposableBase | None = None
 
-    def run(self) -> abc.DisposableBase:
-        self._resubscribe()
-        return self
+    def _subscribing(self) -> None:
+        self._first_item_at = None
 
-    def dispose(self) -> None:
-        self._finish(None)
-
-    def _finish(self, notify: Callable[[], None] | None) -> None:
-        """End the subscription once: ``notify`` the observer, then let go of the source
-        subscription and the wait (as an auto-detaching observer would)."""
-        with self._lock:
-            if self._done:
-                return
-            self._done = True
-            subscription, self._source_subscription = self._source_subscription, None
-            wait, self._wait = self._wait, None
-        try:
-            if notify is not None:
-                notify()
-        finally:
-            if subscription is not None:
-                subscription.dispose()
-            if wait is not None:
-                wait.dispose()
-
-    # ------------------------------------------------------------ the source, (re)subscribed
-
-    def _resubscribe(self) -> None:
-        with self._lock:
-            if self._done:
-                return
-            if self._looping:
-                self._pending = True
-                return
-            self._looping = True
-        try:
-            while True:
-                with self._lock:
-                    if self._done:
-                        self._looping = False
-                        return
-                    self._pending = False
-                    self._generation += 1
-                    generation = self._generation
-                    previous, self._source_subscription = self._source_subscription, None
-                    self._first_item_at = None
-                if previous is not None:
-                    previous.dispose()
-                subscription: abc.DisposableBase | None = self._source.subscribe(
-                    _SourceObserver(self, generation), scheduler=self._subscribe_scheduler
-                )
-                with self._lock:
-                    if generation == self._generation and not self._done:
-                        self._source_subscription = subscription
-                        subscription = None
-                    if self._done or not self._pending:
-                        self._looping = False
-                        late = subscription
-                        break
-                if subscription is not None:
-                    subscription.dispose()
-            if late is not None:  # (disposed, or already replaced, while it was being made)
-                late.dispose()
-        except BaseException:
-            with self._lock:
-                self._looping = False
-            raise
-
-    def _current(self, generation: int) -> bool:
-        return not self._done and generation == self._generation
-
-    def source_next(self, generation: int, value: _T) -> None:
-        if not self._current(generation):
-            return
+    def source_next(self, value: _T) -> None:
         if self._first_item_at is None:
             self._first_item_at = self._clock.now
         self._observer.on_next(value)
 
-    def source_completed(self, generation: int) -> None:
-        if self._current(generation):
-            self._finish(self._observer.on_completed)
-
-    def source_error(self, generation: int, error: Exception) -> None:
-        if not self._current(generation):
-            return
+    def source_error(self, error: Exception) -> None:
         try:
             delay = self._decide(error)
         except Exception as failure:  # (is_retriable or on_retry raised)
             delay = failure
         if isinstance(delay, Exception):
-            final = delay
-            self._finish(lambda: self._observer.on_error(final))
+            self._fail(delay)
             return
-        wait = self._clock.schedule_relative(delay, self._waited)
-        with self._lock:
-            if self._done:
-                late: abc.DisposableBase | None = wait
-            else:
-                late, self._wait = None, wait
-        if late is not None:
-            late.dispose()
-
-    # ------------------------------------------------------------ the decision and the wait
+        self._keep_side(self._clock.schedule_relative(delay, self._waited))
 
     def _decide(self, error: Exception) -> float | Exception:
         """The delay before the next subscription, or the error that ends the result."""
@@ -308,28 +195,8 @@ class _Retrying(abc.DisposableBase, Generic[_T]):
         return delay
 
     def _waited(self, _scheduler: abc.SchedulerBase, _state: object = None) -> None:
-        with self._lock:
-            self._wait = None
+        self._keep_side(None)
         self._resubscribe()
-
-
-class _SourceObserver(abc.ObserverBase[_T], Generic[_T]):
-    """What one source subscription reports to its :class:`_Retrying`, with its generation."""
-
-    __slots__ = ("_generation", "_owner")
-
-    def __init__(self, owner: _Retrying[_T], generation: int) -> None:
-        self._owner = owner
-        self._generation = generation
-
-    def on_next(self, value: _T) -> None:
-        self._owner.source_next(self._generation, value)
-
-    def on_error(self, error: Exception) -> None:
-        self._owner.source_error(self._generation, error)
-
-    def on_completed(self) -> None:
-        self._owner.source_completed(self._generation)
 
 
 def _resolve_scheduler(
