@@ -6,13 +6,15 @@ from __future__ import annotations
 import doctest
 import heapq
 import itertools
+import logging
 import math
 from collections.abc import Callable
 
 import pytest
 
-from rxmqtt import _checks
+from rxmqtt import ConnectionSettings, _checks
 from rxmqtt.engine import _phase, _watchdog
+from rxmqtt.engine._paho_link import PahoLink
 from rxmqtt.engine._phase import TRANSITIONS, Phase, PhaseError, checked
 from rxmqtt.engine._watchdog import KeepAliveWatchdog, ping_timeout
 
@@ -239,3 +241,34 @@ def test_no_keep_alive_and_nothing_due_keeps_no_timer() -> None:
     dog.start(0)
     loop.advance(3600)
     assert wakes == []
+
+
+class _BrokenSockets:
+    """Socket hooks whose every call fails (a bug in the pump)."""
+
+    def opened(self, sock: object) -> None:
+        raise RuntimeError("opened: broken")
+
+    def closed(self, sock: object) -> None:
+        raise RuntimeError("closed: broken")
+
+    def want_write(self, sock: object) -> None:
+        raise RuntimeError("want_write: broken")
+
+    def wrote_all(self, sock: object) -> None:
+        raise RuntimeError("wrote_all: broken")
+
+
+def test_a_failing_paho_callback_is_logged_with_its_name(caplog: pytest.LogCaptureFixture) -> None:
+    """paho swallows what its callbacks raise: the adapter logs each with its traceback."""
+    link = PahoLink(ConnectionSettings(host="127.0.0.1", client_id="logged"))
+    link.wire(events=lambda _event: None, sockets=_BrokenSockets())
+    client = link._client
+    with caplog.at_level(logging.ERROR, logger="rxmqtt.engine"):
+        client.on_socket_open(client, None, "sock")
+        client.on_socket_register_write(client, None, "sock")
+    failures = [(r.getMessage(), str(r.exc_info[1]) if r.exc_info else "") for r in caplog.records]
+    assert failures == [
+        ("rxmqtt engine: _on_socket_open failed", "opened: broken"),
+        ("rxmqtt engine: _on_socket_register_write failed", "want_write: broken"),
+    ]

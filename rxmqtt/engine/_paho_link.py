@@ -7,6 +7,7 @@ paho's private parts stay in ``_paho_client``; this module uses paho's public AP
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -58,15 +59,18 @@ class SocketHooks(Protocol):
     def wrote_all(self, sock: Any) -> None: ...
 
 
-def _logged(callback: Callable[..., None]) -> Callable[..., None]:
+def _logged(method: Callable[..., None]) -> Callable[..., None]:
     """paho swallows exceptions raised in callbacks; log them with their traceback instead of
-    letting a bug hang a connection silently."""
+    letting a bug hang a connection silently. Applied to :class:`PahoLink`'s methods once, so a
+    connection hands paho bound methods, not a wrapper and a lambda per callback."""
+    name = method.__name__
 
-    def call(*args: Any) -> None:
+    @functools.wraps(method)
+    def call(self: Any, *args: Any) -> None:
         try:
-            callback(*args)
+            method(self, *args)
         except Exception:
-            log.exception("rxmqtt engine: %s failed", getattr(callback, "__name__", callback))
+            log.exception("rxmqtt engine: %s failed", name)
 
     return call
 
@@ -103,6 +107,7 @@ class PahoLink:
             client.will_set(will.topic, will.payload, will.qos, will.retain, will_props)
         self._settings = settings
         self._events: EventSink = lambda _event: None
+        self._sockets: SocketHooks  # (set by wire(), before paho calls any hook)
         # The socket pump's view of the client (see SocketPump), paho's own methods:
         self.socket: Callable[[], Any] = client.socket
         """The socket of the current attempt, or None."""
@@ -128,18 +133,38 @@ class PahoLink:
         client = self._client
         self._events = client.events = events
         client.auth_sink = auth
-        client.on_socket_open = _logged(lambda _c, _u, sock: sockets.opened(sock))
-        client.on_socket_close = _logged(lambda _c, _u, sock: sockets.closed(sock))
-        client.on_socket_register_write = _logged(lambda _c, _u, sock: sockets.want_write(sock))
-        client.on_socket_unregister_write = _logged(lambda _c, _u, sock: sockets.wrote_all(sock))
-        client.on_connect = _logged(self._on_connect)
-        client.on_disconnect = _logged(self._on_disconnect)
-        client.on_publish = _logged(self._on_publish)
-        client.on_subscribe = _logged(self._on_subscribe)
-        client.on_unsubscribe = _logged(self._on_unsubscribe)
+        self._sockets = sockets
+        client.on_socket_open = self._on_socket_open
+        client.on_socket_close = self._on_socket_close
+        client.on_socket_register_write = self._on_socket_register_write
+        client.on_socket_unregister_write = self._on_socket_unregister_write
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
+
+    # ------------------------------------------------ paho's socket callbacks, to the pump
+
+    @_logged
+    def _on_socket_open(self, _c: Any, _u: Any, sock: Any) -> None:
+        self._sockets.opened(sock)
+
+    @_logged
+    def _on_socket_close(self, _c: Any, _u: Any, sock: Any) -> None:
+        self._sockets.closed(sock)
+
+    @_logged
+    def _on_socket_register_write(self, _c: Any, _u: Any, sock: Any) -> None:
+        self._sockets.want_write(sock)
+
+    @_logged
+    def _on_socket_unregister_write(self, _c: Any, _u: Any, sock: Any) -> None:
+        self._sockets.wrote_all(sock)
 
     # ------------------------------------------------ paho's callbacks, as events
 
+    @_logged
     def _on_connect(
         self, _c: Any, _u: Any, flags: Any, code: ReasonCode, properties: Properties | None
     ) -> None:
@@ -161,6 +186,7 @@ class PahoLink:
             )
         )
 
+    @_logged
     def _on_disconnect(
         self, _c: Any, _u: Any, flags: Any, code: ReasonCode, properties: Properties | None
     ) -> None:
@@ -174,13 +200,16 @@ class PahoLink:
             )
         )
 
+    @_logged
     def _on_publish(self, _c: Any, _u: Any, mid: int, code: ReasonCode, _p: Any) -> None:
         qos = self._client.held_qos(mid) or 0  # (paho drops it after this callback)
         self._events(PublishCompleted(mid, qos, code.value, reason_text(code)))
 
+    @_logged
     def _on_subscribe(self, _c: Any, _u: Any, mid: int, codes: list[ReasonCode], _p: Any) -> None:
         self._events(SubackReceived(mid, _codes(codes)))
 
+    @_logged
     def _on_unsubscribe(self, _c: Any, _u: Any, mid: int, codes: list[ReasonCode], _p: Any) -> None:
         self._events(UnsubackReceived(mid, _codes(codes)))
 
