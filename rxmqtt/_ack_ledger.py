@@ -40,11 +40,16 @@ class Hold:
     released: bool = False
 
 
+_NO_TICKETS: deque[Ticket] = deque()
+"""Shared by every ledger that never held a ticket, never added to: an empty deque is 768
+bytes, and a connection whose messages are acknowledged at once never needs one."""
+
+
 class AckLedger:
     """Tickets in arrival order for the current link."""
 
     def __init__(self) -> None:
-        self._queue: deque[Ticket] = deque()
+        self._queue: deque[Ticket] = _NO_TICKETS
         self._generation = 0
 
     @property
@@ -57,6 +62,8 @@ class AckLedger:
         if qos not in (1, 2):
             raise ValueError(f"qos: only QoS 1 and 2 are acknowledged, got {qos!r}")
         ticket = Ticket(packet_id, qos, self._generation)
+        if self._queue is _NO_TICKETS:
+            self._queue = deque()
         self._queue.append(ticket)
         return self.hold(ticket)
 

@@ -37,6 +37,11 @@ class Claimed(NamedTuple):
     stale."""
 
 
+_NOTHING_KEPT: deque[_Kept] = deque()
+"""Shared by every buffer that never kept a message, never added to: an empty deque is 768
+bytes, and most connections never keep one."""
+
+
 class GraceBuffer:
     """Unmatched messages in arrival order, each kept until the grace period it arrived in ends,
     within the policy's message and byte bounds (the oldest is pushed out first).
@@ -48,7 +53,7 @@ class GraceBuffer:
     def __init__(self, policy: GracePeriod, clock: Callable[[], float]) -> None:
         self._policy = policy
         self._clock = clock
-        self._kept: deque[_Kept] = deque()
+        self._kept: deque[_Kept] = _NOTHING_KEPT
         self._bytes = 0
         self._window_end = -math.inf
 
@@ -79,6 +84,8 @@ class GraceBuffer:
         if self._clock() >= self._window_end or size > policy.max_bytes or policy.keeps_nothing:
             out.append(message)
             return out
+        if self._kept is _NOTHING_KEPT:
+            self._kept = deque()
         self._kept.append(_Kept(message, size, self._window_end, self._clock()))
         self._bytes += size
         while len(self._kept) > policy.max_messages or self._bytes > policy.max_bytes:

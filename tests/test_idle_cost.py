@@ -34,15 +34,17 @@ from rxmqtt import (
     PublishProperties,
     ReconnectPolicy,
 )
+from rxmqtt._ack_ledger import AckLedger
 from rxmqtt._current_value import CurrentValue
+from rxmqtt._grace_buffer import GraceBuffer
 from rxmqtt._publisher import HOUSEKEEPING_INTERVAL, Publisher
 from rxmqtt.broker_limits import BrokerLimits
 from rxmqtt.engine._convert import _properties
 from rxmqtt.engine._paho_client import _PahoClient
 from rxmqtt.lifecycle import Disconnect
 from rxmqtt.operators import retry_with_backoff
-from rxmqtt.policies import PublishRetry, QueuePolicy
-from rxmqtt.queue import QueueStats
+from rxmqtt.policies import GracePeriod, PublishRetry, QueuePolicy
+from rxmqtt.queue import OfflineQueue, QueueStats
 from rxmqtt.testing._peer import PINGREQ, PeerLink, ScriptedPeer, connack
 from rxmqtt.testing._process import free_port
 from rxmqtt.testing._raw import packet
@@ -376,3 +378,23 @@ def test_a_waiting_retry_with_backoff_subscription_is_small() -> None:
     built from retry_when, a Subject and flat_map it held 6.7 KiB; in one object, 2.3."""
     retried = reactivex.never().pipe(retry_with_backoff(Backoff(1, 2), scheduler=TestScheduler()))
     assert _held_per_item(lambda: retried.subscribe(lambda _: None)) < 4096
+
+
+def test_an_unused_queue_buffer_and_ledger_share_one_empty_deque() -> None:
+    """What a connection never uses costs no 768-byte deque each; the first use gives the
+    user one of its own, and the others stay empty."""
+    queues = [OfflineQueue(QueuePolicy()) for _ in range(2)]
+    buffers = [GraceBuffer(GracePeriod(), time.monotonic) for _ in range(2)]
+    ledgers = [AckLedger() for _ in range(2)]
+    assert _held_per_item(lambda: OfflineQueue(QueuePolicy())) < 768
+    assert _held_per_item(lambda: GraceBuffer(GracePeriod(), time.monotonic)) < 512
+    assert _held_per_item(AckLedger) < 256
+    queues[0].offer(Message("t", b"x", 1))
+    buffers[0].open_window()
+    assert buffers[0].offer(Message("t", b"y", 1)) == []
+    ledgers[0].receive(1, 1)
+    assert (len(queues[0]), len(queues[1])) == (1, 0)
+    assert (len(buffers[0]), len(buffers[1])) == (1, 0)
+    assert (ledgers[0].pending, ledgers[1].pending) == (1, 0)
+    assert queues[1].pop() is None
+    assert buffers[1].expire() == []

@@ -50,6 +50,11 @@ OnDrop = Callable[[DroppedMessage, QueuedMessage], None]
 _Drops = list[tuple[QueuedMessage, DropReason]]
 
 
+_NOTHING_QUEUED: deque[QueuedMessage] = deque()
+"""Shared by every queue that never held a message, never added to (see ``_growable``): an
+empty deque is 768 bytes, and most connections never queue one."""
+
+
 class OfflineQueue:
     """A bounded queue of outgoing messages with overflow, drain-order and expiry policies.
 
@@ -93,7 +98,7 @@ class OfflineQueue:
         self._use_policy(policy)
         # Arrival order: left = oldest, right = newest. FIFO pops left, LIFO pops right;
         # requeue_front pushes on the popping end.
-        self._items: deque[QueuedMessage] = deque()
+        self._items: deque[QueuedMessage] = _NOTHING_QUEUED
         self._bytes = 0
         self._dropped = 0
         self._drained = 0
@@ -226,7 +231,7 @@ class OfflineQueue:
             drops.append((item, self._full_reason))
             self._report(drops, now)
             return None
-        self._items.append(item)
+        self._growable().append(item)
         self._admitted(item, size)
         if self._persistent:
             self._store.add(QueuedMessage(seq, message, self._wall_clock()))
@@ -271,9 +276,9 @@ class OfflineQueue:
             self._report(drops, now)
             return
         if self._fifo:
-            self._items.appendleft(original)
+            self._growable().appendleft(original)
         else:
-            self._items.append(original)
+            self._growable().append(original)
         self._admitted(original, size)
         if drops:
             self._report(drops, now)
@@ -404,7 +409,7 @@ class OfflineQueue:
             raise TypeError(f"reason: must be a DropReason, got {reason!r}")
         now = self._clock()
         items = self._items
-        self._items = deque()
+        self._items = _NOTHING_QUEUED
         self._bytes = 0
         self._next_deadline = math.inf
         self._dropped += len(items)
@@ -472,6 +477,12 @@ class OfflineQueue:
         if not items:
             self._next_deadline = math.inf
         return True
+
+    def _growable(self) -> deque[QueuedMessage]:
+        """The items, to add to: a queue that never held anything shares one empty deque."""
+        if self._items is _NOTHING_QUEUED:
+            self._items = deque()
+        return self._items
 
     def _admitted(self, item: QueuedMessage, size: int) -> None:
         self._bytes += size
@@ -544,7 +555,7 @@ class OfflineQueue:
                 self._dropped += 1
                 drops.append((item, DropReason.OVERFLOW))
                 continue
-            self._items.append(item)
+            self._growable().append(item)
             self._admitted(item, size)
         self._next_seq = max(entry.seq for entry in stored) + 1
         if drops:
