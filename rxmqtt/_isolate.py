@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from reactivex import Observable, abc
-from reactivex.disposable import Disposable
 
 from ._aiter import Stream
 
@@ -26,25 +25,34 @@ def isolated(source: Observable[T], on_drop: Callable[[T], None] | None = None) 
     def subscribe(
         observer: abc.ObserverBase[T], scheduler: abc.SchedulerBase | None = None
     ) -> abc.DisposableBase:
-        def on_next(value: T) -> None:
-            try:
-                observer.on_next(value)
-            except Exception:
-                log.exception("a subscriber of an rxmqtt stream raised in on_next; ignored")
-
-        def on_error(error: Exception) -> None:
-            try:
-                observer.on_error(error)
-            except Exception:
-                log.exception("a subscriber of an rxmqtt stream raised in on_error; ignored")
-
-        def on_completed() -> None:
-            try:
-                observer.on_completed()
-            except Exception:
-                log.exception("a subscriber of an rxmqtt stream raised in on_completed; ignored")
-
-        subscription = source.subscribe(on_next, on_error, on_completed, scheduler=scheduler)
-        return Disposable(subscription.dispose)
+        return source.subscribe(_Fenced(observer), scheduler=scheduler)
 
     return Stream(subscribe, on_drop=on_drop)
+
+
+class _Fenced(abc.ObserverBase[T]):
+    """One subscriber, its exceptions logged and stopped here (one small object per subscriber:
+    a process may hold thousands of connections, each with its subscribers)."""
+
+    __slots__ = ("_observer",)
+
+    def __init__(self, observer: abc.ObserverBase[T]) -> None:
+        self._observer = observer
+
+    def on_next(self, value: T) -> None:
+        try:
+            self._observer.on_next(value)
+        except Exception:
+            log.exception("a subscriber of an rxmqtt stream raised in on_next; ignored")
+
+    def on_error(self, error: Exception) -> None:
+        try:
+            self._observer.on_error(error)
+        except Exception:
+            log.exception("a subscriber of an rxmqtt stream raised in on_error; ignored")
+
+    def on_completed(self) -> None:
+        try:
+            self._observer.on_completed()
+        except Exception:
+            log.exception("a subscriber of an rxmqtt stream raised in on_completed; ignored")
