@@ -39,6 +39,7 @@ from rxmqtt._ack_ledger import AckLedger
 from rxmqtt._current_value import CurrentValue
 from rxmqtt._grace_buffer import GraceBuffer
 from rxmqtt._isolate import isolated
+from rxmqtt._lazy_subject import LazySubject
 from rxmqtt._publisher import HOUSEKEEPING_INTERVAL, Publisher
 from rxmqtt.broker_limits import BrokerLimits
 from rxmqtt.engine._convert import _properties
@@ -47,6 +48,7 @@ from rxmqtt.lifecycle import Disconnect
 from rxmqtt.operators import retry_with_backoff
 from rxmqtt.policies import GracePeriod, PublishRetry, QueuePolicy
 from rxmqtt.queue import OfflineQueue, QueueStats
+from rxmqtt.testing import MosquittoBroker
 from rxmqtt.testing._peer import PINGREQ, PeerLink, ScriptedPeer, connack
 from rxmqtt.testing._process import free_port
 from rxmqtt.testing._raw import packet
@@ -408,3 +410,75 @@ def test_a_fenced_subscriber_is_one_small_object() -> None:
     a wrapping Disposable (2.5 KiB)."""
     stream = isolated(Subject[int]())
     assert _held_per_item(lambda: stream.subscribe(lambda _: None)) < 2200
+
+
+# ----------------------------------------------------------------------------- lazy streams
+
+
+def test_a_lazy_subject_made_late_replays_the_latest_value_then_follows() -> None:
+    stream: LazySubject[int] = LazySubject(current_value=True)
+    stream.on_next(1)
+    stream.on_next(2)
+    seen: list[object] = []
+    stream.subject().subscribe(seen.append, on_completed=lambda: seen.append("done"))
+    stream.on_next(3)
+    stream.on_completed()
+    assert seen == [2, 3, "done"]
+    after: list[object] = []
+    stream.subject().subscribe(after.append, on_completed=lambda: after.append("done"))
+    assert after == [3, "done"]
+
+
+def test_a_lazy_subject_completed_before_it_was_made_gives_the_last_value_and_completes() -> None:
+    current: LazySubject[str] = LazySubject(current_value=True)
+    hot: LazySubject[str] = LazySubject()
+    for stream in (current, hot):
+        stream.on_next("last")
+        stream.on_completed()
+        stream.on_next("after the end")
+    seen: list[str] = []
+    current.subject().subscribe(seen.append, on_completed=lambda: seen.append("done"))
+    hot.subject().subscribe(seen.append, on_completed=lambda: seen.append("done"))
+    assert seen == ["last", "done", "done"], "a hot stream replays nothing"
+
+
+def test_a_lazy_subject_is_observed_only_while_subscribed() -> None:
+    stream: LazySubject[int] = LazySubject()
+    assert not stream.observed
+    subscription = stream.subject().subscribe(lambda _: None)
+    assert stream.observed
+    subscription.dispose()
+    assert not stream.observed
+
+
+async def test_streams_subscribed_late_still_see_the_connection_as_it_is(
+    rxmqtt_mosquitto: MosquittoBroker,
+) -> None:
+    """A connection makes its streams' Subjects only when asked: subscribed after CONNECTED,
+    connection_state and queue_stats still start with the current value, lifecycle and
+    disconnects still hear what comes next, and after close() every one completes."""
+    conn = Connection(
+        ConnectionSettings(
+            host=rxmqtt_mosquitto.host, port=rxmqtt_mosquitto.port, client_id="lazy-streams"
+        )
+    )
+    async with conn:
+        await conn.wait_for(ConnectionState.CONNECTED, 5)
+        assert conn._lifecycle._subject is None, "nobody asked for lifecycle yet"
+        states = Recorder(conn.connection_state)
+        stats = Recorder(conn.queue_stats)
+        events = Recorder(conn.lifecycle)
+        disconnects = Recorder(conn.disconnects)
+        assert states.items == [ConnectionState.CONNECTED]
+        assert len(stats.items) == 1
+        assert stats.items[0].depth == 0
+    assert states.items[-1] is ConnectionState.CLOSED
+    assert [type(e).__name__ for e in events.items] == ["Disconnected", "Closed"]
+    assert [d.reason for d in disconnects.items] == ["closed by the application"]
+    for recorder in (states, stats, events, disconnects):
+        assert recorder.completed
+    late = Recorder(conn.connection_state)
+    assert late.items == [ConnectionState.CLOSED]
+    assert late.completed
+    assert Recorder(conn.dropped).completed
+    assert Recorder(conn.unmatched_messages).completed

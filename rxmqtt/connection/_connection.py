@@ -19,13 +19,12 @@ from reactivex import Observable, abc
 from reactivex import operators as ops
 from reactivex.disposable import Disposable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
-from reactivex.subject import Subject
 
 from .._aiter import Stream
 from .._checks import check_bool
-from .._current_value import CurrentValue
 from .._grace_buffer import GraceBuffer
 from .._isolate import isolated
+from .._lazy_subject import LazySubject
 from .._outcome import Outcome, settle_error, settle_value
 from .._publisher import Publisher
 from .._subscriptions import Subscription, SubscriptionRegistry
@@ -113,14 +112,14 @@ class Connection:
             )
         self._settings = settings
 
-        self._lifecycle: Subject[LifecycleEvent] = Subject()
+        self._lifecycle: LazySubject[LifecycleEvent] = LazySubject()
         # The state follows each lifecycle event before any lifecycle subscriber hears of it
         # (see _emit).
         self._current_state = ConnectionState.DISCONNECTED
-        self._states: CurrentValue[ConnectionState] = CurrentValue()
+        self._states: LazySubject[ConnectionState] = LazySubject(current_value=True)
         self._states.on_next(self._current_state)
-        self._stats: CurrentValue[QueueStats] = CurrentValue()
-        self._dropped: Subject[DroppedMessage] = Subject()
+        self._stats: LazySubject[QueueStats] = LazySubject(current_value=True)
+        self._dropped: LazySubject[DroppedMessage] = LazySubject()
 
         self._publisher = Publisher(
             queue or QueuePolicy(),
@@ -135,7 +134,7 @@ class Connection:
         self._grace_period = grace_period or GracePeriod()
         self._grace = GraceBuffer(self._grace_period, clock=self._now)
         self._grace_timer: asyncio.TimerHandle | None = None
-        self._unmatched: Subject[Message] = Subject()
+        self._unmatched: LazySubject[Message] = LazySubject()
         self._unmatched_logged_at = -math.inf
         self._unmatched_since_log = 0
         self._holds: dict[str, Backlog] = {}
@@ -164,12 +163,12 @@ class Connection:
     def lifecycle(self) -> Stream[LifecycleEvent]:
         """Every event of the connection's life, in order; the source the other streams derive
         from. Hot: subscribers see events from the moment they subscribe."""
-        return isolated(self._lifecycle)
+        return isolated(self._lifecycle.subject())
 
     @property
     def connection_state(self) -> Stream[ConnectionState]:
         """The current :class:`ConnectionState` on subscribe, then every change."""
-        return isolated(self._states.pipe(ops.distinct_until_changed()))
+        return isolated(self._states.subject().pipe(ops.distinct_until_changed()))
 
     @property
     def state(self) -> ConnectionState:
@@ -179,20 +178,20 @@ class Connection:
     @property
     def disconnects(self) -> Stream[Disconnect]:
         """Why each connection ended or each attempt was refused."""
-        return isolated(self._lifecycle.pipe(ops.flat_map(_disconnect_of)))
+        return isolated(self._lifecycle.subject().pipe(ops.flat_map(_disconnect_of)))
 
     @property
     def queue_stats(self) -> Stream[QueueStats]:
         """Offline-queue depth, bytes, dropped, drained and in-flight: the current value, then
         every change (while connected, coalesced to one per event-loop pass)."""
-        return isolated(self._stats.pipe(ops.distinct_until_changed()))
+        return isolated(self._stats.subject().pipe(ops.distinct_until_changed()))
 
     @property
     def dropped(self) -> Stream[DroppedMessage]:
         """Every message a policy discarded, with why: publishes the offline queue or the retry
         policy gave up on, and received messages that nobody took (``DropReason.UNMATCHED``:
         see :attr:`unmatched_messages`)."""
-        return isolated(self._dropped)
+        return isolated(self._dropped.subject())
 
     @property
     def unmatched_messages(self) -> Observable[Message]:
@@ -201,7 +200,7 @@ class Connection:
         (e.g. a resumed session's queue, or a message still on its way when its filter was
         disposed). Hot. While nobody observes this stream, each such message is reported on
         ``dropped`` (``DropReason.UNMATCHED``) instead, so none is lost unseen."""
-        return isolated(self._unmatched)
+        return isolated(self._unmatched.subject())
 
     @property
     def broker_limits(self) -> BrokerLimits | None:
@@ -837,7 +836,7 @@ class Connection:
         observer, else on ``dropped``; logged either way."""
         if not messages:
             return
-        observed = bool(self._unmatched.observers)
+        observed = self._unmatched.observed
         grace = self._grace_period
         now = self._now()
         self._unmatched_since_log += len(messages)
