@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -153,7 +153,8 @@ class _Retrying(Resubscriber[_T]):
         super().__init__(source, observer, subscribe_scheduler)
         self._policy = policy
         self._clock = clock
-        self._delays = policy.backoff.delays(policy.rng)
+        self._delays: Iterator[float] | None = None
+        """Made at the first error (a source that never fails never needs them)."""
         self._attempts = 0
         self._first_item_at: datetime | None = None
 
@@ -182,12 +183,14 @@ class _Retrying(Resubscriber[_T]):
         if policy.reset_after is not None and first is not None:
             lived = (self._clock.now - first).total_seconds()
             if lived >= policy.reset_after:
-                self._delays = policy.backoff.delays(policy.rng)
+                self._delays = None
                 self._attempts = 0
         if not policy.is_retriable(error):
             return error
         if policy.max_attempts is not None and self._attempts >= policy.max_attempts:
             return RetriesExhausted(self._attempts, error)
+        if self._delays is None:
+            self._delays = policy.backoff.delays(policy.rng)
         delay = next(self._delays)
         self._attempts += 1
         if policy.on_retry is not None:
