@@ -1,7 +1,8 @@
 """The reconnect loop: the :class:`ReconnectPolicy` applied to the engine as one Rx pipeline.
 
-    defer(round)                     a round: the attempt under way (adopted), or one attempt per
-                                     endpoint, failing over at once (``catch`` -> next endpoint)
+    Observable(round)                a round: the attempt under way (adopted), or one attempt per
+                                     endpoint, failing over at once (each end judged -> next
+                                     endpoint; what ``defer`` and ``catch`` did, in one object)
       .pipe(retry_with_backoff(...)) wait per the policy after a failed round or a lost link
                                      (``Connected`` resets the backoff), then defer again
 
@@ -16,9 +17,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
-import reactivex
 from reactivex import Observable, abc
-from reactivex import operators as ops
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
 from ..engine import AttemptEnded, Engine
@@ -104,7 +103,7 @@ class ReconnectLoop:
     def _subscribe(self) -> None:
         policy = self._policy
         self._subscription = (
-            reactivex.defer(self._round)
+            Observable(self._round)
             .pipe(
                 retry_with_backoff(
                     policy.backoff,
@@ -122,15 +121,17 @@ class ReconnectLoop:
 
     # ------------------------------------------------------------------ one round
 
-    def _round(self, _scheduler: abc.SchedulerBase | None = None) -> Observable[Connected]:
+    def _round(
+        self, observer: abc.ObserverBase[Connected], _scheduler: abc.SchedulerBase | None = None
+    ) -> abc.DisposableBase:
         """One backoff step: the attempt under way when there is one (a new policy takes it
         over), else a round over the endpoints."""
         engine = self._engine
         assert engine is not None
         if engine.link_up or engine.attempt_in_progress:
-            return engine.current_attempt().pipe(ops.catch(self._after_end))
+            return _Round(self, observer).follow(engine.current_attempt())
         self._round_failures = 0
-        return self._next_attempt()
+        return _Round(self, observer).follow(self._next_attempt())
 
     def _next_attempt(self) -> Observable[Connected]:
         engine = self._engine
@@ -139,18 +140,16 @@ class ReconnectLoop:
         endpoint = self._redirect or self._endpoints[self._endpoint_index % len(self._endpoints)]
         self._redirect = None  # a transient endpoint: the configured ones come next
         self._emit(Connecting(self._attempts_since_connected, str(endpoint)))
-        return engine.attempt(
-            endpoint, clean_start=self._clean_start and engine.connections == 0
-        ).pipe(ops.catch(self._after_end))
+        return engine.attempt(endpoint, clean_start=self._clean_start and engine.connections == 0)
 
-    def _after_end(self, error: Exception, _source: Observable[Connected]) -> Observable[Connected]:
-        """An attempt ended: judge it (fatal? a redirection?), then fail over to the next
-        endpoint at once, or end the round with the error for the retry to judge."""
+    def _after_end(self, error: Exception) -> Exception | None:
+        """An attempt ended: judge it (fatal? a redirection?). ``None``: fail over to the next
+        endpoint at once; else the error that ends the round, for the retry to judge."""
         if not isinstance(error, AttemptEnded):
-            return reactivex.throw(error)
+            return error
         if error.was_connected:
             disconnect = self._with_fatality(error.disconnect, "DISCONNECT")
-            return reactivex.throw(AttemptEnded(disconnect, was_connected=True))
+            return AttemptEnded(disconnect, was_connected=True)
         ended = AttemptEnded(self._with_fatality(error.disconnect, "CONNACK"), was_connected=False)
         if self._redirect is None:
             self._endpoint_index += 1
@@ -161,8 +160,8 @@ class ReconnectLoop:
             # Fail over (or follow a redirection) at once: the backoff waits between rounds
             # over all endpoints.
             self._emit(_failure_event(ended, self._attempts_since_connected, 0.0))
-            return reactivex.defer(lambda _: self._next_attempt())
-        return reactivex.throw(ended)
+            return None
+        return ended
 
     def _on_connected(self, _event: Connected) -> None:
         self._attempts_since_connected = 0
@@ -228,6 +227,58 @@ class ReconnectLoop:
             reason = "the first connection failed and retry_first_connect is False"
         self._emit(_failure_event(ended, self._attempts_since_connected, None))
         self._emit(GaveUp(f"{reason}: {ended.disconnect}", ended.disconnect))
+
+
+class _Round(abc.ObserverBase[Connected], abc.DisposableBase):
+    """One round's subscription: it follows the attempt under way, has each end judged
+    (``ReconnectLoop._after_end``) and follows the next endpoint's attempt, or ends the round
+    with the error. A connection holds one for its life: one small object where ``defer`` and
+    ``catch`` held a dozen, each with its lock."""
+
+    __slots__ = ("_attempt", "_done", "_loop", "_observer")
+
+    def __init__(self, loop: ReconnectLoop, observer: abc.ObserverBase[Connected]) -> None:
+        self._loop = loop
+        self._observer = observer
+        self._attempt: abc.DisposableBase | None = None
+        self._done = False
+
+    def follow(self, attempt: Observable[Connected]) -> _Round:
+        """Watch ``attempt`` (the one watched before is let go)."""
+        previous, self._attempt = self._attempt, None
+        if previous is not None:
+            previous.dispose()
+        subscription = attempt.subscribe(self)
+        if self._done:  # (ended or disposed while subscribing)
+            subscription.dispose()
+        elif self._attempt is None:
+            self._attempt = subscription
+        return self
+
+    def dispose(self) -> None:
+        self._done = True
+        attempt, self._attempt = self._attempt, None
+        if attempt is not None:
+            attempt.dispose()
+
+    def on_next(self, value: Connected) -> None:
+        if not self._done:
+            self._observer.on_next(value)
+
+    def on_error(self, error: Exception) -> None:
+        if self._done:
+            return
+        ended = self._loop._after_end(error)  # noqa: SLF001  (the loop's own round)
+        if ended is None:
+            self.follow(self._loop._next_attempt())  # noqa: SLF001
+            return
+        self._done = True
+        self._observer.on_error(ended)
+
+    def on_completed(self) -> None:
+        if not self._done:
+            self._done = True
+            self._observer.on_completed()
 
 
 def _failure_event(
