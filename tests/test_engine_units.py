@@ -64,10 +64,14 @@ class _VirtualLoop:
         end = self.now + seconds
         while self._timers and self._timers[0][0] <= end:
             at, _, timer = heapq.heappop(self._timers)
-            self.now = at
+            self.now = max(self.now, at)  # (a timer overdue after a stall runs late)
             if not timer.cancelled:
                 timer.callback()
         self.now = end
+
+    def stall(self, seconds: float) -> None:
+        """The loop is busy elsewhere for ``seconds``: no timer runs meanwhile."""
+        self.now += seconds
 
 
 class _Timer:
@@ -272,3 +276,44 @@ def test_a_failing_paho_callback_is_logged_with_its_name(caplog: pytest.LogCaptu
         ("rxmqtt engine: _on_socket_open failed", "opened: broken"),
         ("rxmqtt engine: _on_socket_register_write failed", "want_write: broken"),
     ]
+
+
+def _late_ping_watchdog(
+    loop: _VirtualLoop,
+) -> tuple[KeepAliveWatchdog, _PahoKeepAlive, list[float]]:
+    paho = _PahoKeepAlive(loop, 10, answer=False)
+    dead: list[float] = []
+    dog = KeepAliveWatchdog(
+        loop.call_later,
+        lambda: loop.now,
+        paho.housekeeping,
+        lambda silent_for, _keep_alive: dead.append(silent_for),
+        housekeeping_due=paho.due,
+        ping_sent_at=lambda: paho.pings[-1] if paho.pings else 0.0,
+    )
+    paho.dog = dog
+    dog.start(10)
+    loop.stall(13.9)  # the PINGREQ's timer was due at 10: the loop was busy elsewhere
+    loop.advance(0)
+    assert paho.pings == pytest.approx([13.9]), "the PINGREQ went out late"
+    return dog, paho, dead
+
+
+def test_a_ping_sent_late_by_a_busy_loop_still_has_its_ping_timeout() -> None:
+    """A thousand connections connecting at once on a loaded machine delayed PINGREQ timers by
+    seconds, and the silence verdict (keep_alive + ping_timeout after the last byte) then
+    came before the late PINGREQ could be answered: links declared dead that were alive."""
+    loop = _VirtualLoop()
+    dog, _paho, dead = _late_ping_watchdog(loop)
+    loop.advance(ping_timeout(10) - 0.1)
+    dog.heard()  # the PINGRESP, within ping_timeout of the PINGREQ
+    loop.advance(1)
+    assert dead == []
+
+
+def test_a_late_ping_left_unanswered_is_still_a_dead_link() -> None:
+    loop = _VirtualLoop()
+    _dog, _paho, dead = _late_ping_watchdog(loop)
+    loop.advance(ping_timeout(10) + 0.1)
+    assert len(dead) == 1
+    assert dead[0] == pytest.approx(13.9 + ping_timeout(10), abs=0.05)

@@ -120,6 +120,7 @@ class Engine:
             self._paho.housekeeping,
             self._keep_alive_expired,
             housekeeping_due=self._paho.keepalive_check_due,
+            ping_sent_at=self._paho.ping_sent_at,
         )
         self._linger = Linger(loop)
         self._pump = SocketPump(

@@ -289,6 +289,10 @@ class _PahoClient(paho.Client):
         self._ping_t = paho.time_func()
         return paho.MQTT_ERR_SUCCESS
 
+    def ping_sent_at(self) -> float:
+        """When the PINGREQ still unanswered went out (paho's clock), 0.0 when none is."""
+        return float(self._ping_t)
+
     def close_socket(self) -> None:
         """Close the socket paho did not notice was shut (paho's own close, callbacks included)."""
         self._sock_close()

@@ -119,6 +119,8 @@ class PahoLink:
         """paho's timers: keep-alive PINGREQ, and its own view of a silent link."""
         self.keepalive_check_due: Callable[[], float] = client.keepalive_check_due
         """Seconds until ``housekeeping`` next has something to do (``math.inf``: never)."""
+        self.ping_sent_at: Callable[[], float] = client.ping_sent_at
+        """When the unanswered PINGREQ went out (0.0: none is outstanding)."""
         # Enhanced authentication (paho has no AUTH API: the adapter's own packets):
         self.send_auth: Callable[[int, str, bytes | None], None] = client.send_auth
         """Queue an AUTH packet: (reason code, method, data)."""

@@ -119,6 +119,7 @@ ADAPTER_NAMES = (
     "forget_message",
     "forget_all_messages",
     "keepalive_check_due",
+    "ping_sent_at",
     "close_socket",
     "auth_sink",
     "_handle_auth",

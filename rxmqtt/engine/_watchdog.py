@@ -56,12 +56,14 @@ class KeepAliveWatchdog:
         housekeeping: Callable[[], object],
         dead: Callable[[float, float], None],
         housekeeping_due: Callable[[], float] | None = None,
+        ping_sent_at: Callable[[], float] | None = None,
     ) -> None:
         self._call_later = call_later
         self._clock = clock
         self._housekeeping = housekeeping
         self._housekeeping_due = housekeeping_due
         self._dead = dead
+        self._ping_sent_at = ping_sent_at
         self._timer: _Timer | None = None
         self._watch = 0
         """Counts start()/stop() calls: a tick from an earlier watch does nothing."""
@@ -102,9 +104,8 @@ class KeepAliveWatchdog:
             return tick_interval(keep_alive)
         wake = due()
         if keep_alive > 0:
-            verdict_at = self._last_inbound + keep_alive + ping_timeout(keep_alive)
             # (just past the verdict's moment: the tick judges "silent for more than")
-            wake = min(wake, verdict_at - self._clock() + MIN_WAKE)
+            wake = min(wake, self._verdict_at(keep_alive) - self._clock() + MIN_WAKE)
         return max(MIN_WAKE, wake)
 
     def _tick(self, watch: int) -> None:
@@ -115,8 +116,18 @@ class KeepAliveWatchdog:
         if watch != self._watch:
             return  # housekeeping ended the link (stop() or start() ran meanwhile)
         keep_alive = self._keep_alive
-        silent_for = self._clock() - self._last_inbound
-        if keep_alive > 0 and silent_for > keep_alive + ping_timeout(keep_alive):
-            self._dead(silent_for, keep_alive)
+        now = self._clock()
+        if keep_alive > 0 and now > self._verdict_at(keep_alive):
+            self._dead(now - self._last_inbound, keep_alive)
             return
         self._arm()
+
+    def _verdict_at(self, keep_alive: float) -> float:
+        """When the link is dead if nothing arrives before: ``keep_alive + ping_timeout`` of
+        silence, and never before the PINGREQ had its ``ping_timeout`` to be answered (a loop
+        too busy to run the PINGREQ's timer on time must not turn its lateness into a dead
+        link: a thousand connections connecting at once on a loaded machine did)."""
+        timeout = ping_timeout(keep_alive)
+        verdict_at = self._last_inbound + keep_alive + timeout
+        sent_at = self._ping_sent_at() if self._ping_sent_at is not None else 0.0
+        return max(verdict_at, sent_at + timeout) if sent_at else verdict_at
