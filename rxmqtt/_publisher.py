@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 Result = Outcome[PublishResult]
 
+WRITTEN = "Success"
+"""The reason of a QoS 0 publish's result: written to the socket (PUBACK's Success code)."""
+
 HOUSEKEEPING_INTERVAL = 1.0
 """Seconds between sweeps of expired queued messages and flushes of a persistent store. The
 sweep runs only while something is queued (or a persistent store is used): an idle connection
@@ -231,6 +234,19 @@ class Publisher:
                 settle_error(result, PublishError(reason_code, reason, message.topic))
             else:
                 settle_value(result, PublishResult(message.topic, message.qos, reason_code, reason))
+        self.drain()
+
+    def written(self, mids: tuple[int, ...]) -> None:
+        """QoS 0 publishes written to the socket: each succeeded (a QoS 0 publish has no
+        acknowledgement; written is as far as MQTT follows it). One drain for the batch."""
+        unacked = self._unacked
+        for mid in mids:
+            entry = unacked.pop(mid, None)
+            if entry is None:
+                continue
+            if entry.item is not None:
+                self._queue.acknowledge(entry.item.seq)
+            settle_value(entry.result, PublishResult(entry.message.topic, 0, 0, WRITTEN))
         self.drain()
 
     def uncertain(self, mid: int, reason_code: int, reason: str) -> None:

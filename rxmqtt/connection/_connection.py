@@ -813,6 +813,9 @@ class Connection:
     def on_publish_done(self, mid: int, reason_code: int, reason: str) -> None:
         self._publisher.acknowledged(mid, reason_code, reason)
 
+    def on_publishes_written(self, mids: tuple[int, ...]) -> None:
+        self._publisher.written(mids)
+
     def on_publish_uncertain(self, mid: int, reason_code: int, reason: str) -> None:
         self._publisher.uncertain(mid, reason_code, reason)
 

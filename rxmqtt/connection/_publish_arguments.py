@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..broker_limits import BrokerLimits
-from ..message import NO_PROPERTIES, Message, PublishProperties, check_qos
+from ..message import NO_PROPERTIES, Message, PublishProperties, check_qos, checked_message
 from ..settings._protocol import MQTT5_NEEDED, mqtt5_only_properties
 from ..topics import validate_topic
 
@@ -45,7 +45,7 @@ def message_from_arguments(
             properties, message_expiry_interval=message_expiry_interval
         )
     _check_properties(properties, data)
-    message = Message(topic, data, qos, retain, properties)
+    message = checked_message(topic, data, qos, retain, properties)
     refusal = None if limits is None else limits.refusal(message)
     if refusal is not None:
         argument, _, limit = refusal

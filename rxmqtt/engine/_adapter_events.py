@@ -74,6 +74,14 @@ class PublishCompleted:
 
 
 @dataclass(frozen=True, slots=True)
+class PublishesWritten:
+    """QoS 0 publishes written to the socket, in order (one event per ``send()``, which joins
+    many under load)."""
+
+    mids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class PubrecReceived:
     """A PUBREC arrived with a reason code (paho keeps only whether it failed)."""
 
@@ -123,6 +131,7 @@ class SocketFailed:
 AdapterEvent = (
     MessageReceived
     | PublishCompleted
+    | PublishesWritten
     | PubrecReceived
     | SubackReceived
     | UnsubackReceived

@@ -31,6 +31,7 @@ from ._adapter_events import (
     MessageReceived,
     PacketRefused,
     PublishCompleted,
+    PublishesWritten,
     PubrecReceived,
     SocketFailed,
     SubackReceived,
@@ -72,6 +73,10 @@ class EngineHandler(Protocol):
     def on_message(self, message: Message) -> None: ...
 
     def on_publish_done(self, mid: int, reason_code: int, reason: str) -> None: ...
+
+    def on_publishes_written(self, mids: tuple[int, ...]) -> None:
+        """QoS 0 publishes written to the socket, in order (their outcome: success)."""
+        ...
 
     def on_publish_uncertain(self, mid: int, reason_code: int, reason: str) -> None:
         """A QoS 2 exchange ended without the broker confirming it holds the message (PUBCOMP
@@ -461,6 +466,8 @@ class Engine:
             match event:
                 case MessageReceived(message):
                     self._handler.on_message(message)
+                case PublishesWritten(mids):
+                    self._handler.on_publishes_written(mids)
                 case PublishCompleted():
                     self._publish_completed(event)
                 case PubrecReceived(mid, code, reason):

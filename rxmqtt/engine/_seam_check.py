@@ -38,6 +38,7 @@ METHODS: dict[str, tuple[str, ...]] = {
     "_mid_generate": (),
     "_packet_queue": ("command", "packet", "mid", "qos", "info"),
     "_do_on_publish": ("mid", "reason_code", "properties"),
+    "_update_inflight": (),
     # relied on unchanged: without manual acks, paho's PUBREL handling pops the _in_messages
     # record and hands it to _handle_on_message, which (no on_message set) delivers nothing
     "_handle_on_message": ("message",),
@@ -102,7 +103,10 @@ ADAPTER_NAMES = (
     "_accept",
     "_incoming_size",
     "_incoming_too_large",
-    "_handle_buffered_packet",
+    "_handle_buffered_packets",
+    "_handle_whole",
+    "_publish_received",
+    "_puback_received",
     "_packet_too_large",
     "prepared_socket",
     "announced_maximum_packet_size",
