@@ -221,9 +221,23 @@ class Publisher:
 
     def acknowledged(self, mid: int, reason_code: int, reason: str) -> None:
         """PUBACK / PUBCOMP (QoS 2 carries the PUBREC's code) or, for QoS 0, written."""
+        if self._settle(mid, reason_code, reason):
+            self.drain()
+
+    def acknowledged_all(self, acks: list[tuple[int, int, str]]) -> None:
+        """Several ``acknowledged`` at once, in order, ``(mid, reason_code, reason)`` each: the
+        window is refilled once for them all."""
+        settled = False
+        for mid, reason_code, reason in acks:
+            settled |= self._settle(mid, reason_code, reason)
+        if settled:
+            self.drain()
+
+    def _settle(self, mid: int, reason_code: int, reason: str) -> bool:
+        """Resolve (or retry) one acknowledged publish; False when it is not ours (any more)."""
         entry = self._untrack(mid)
         if entry is None:
-            return
+            return False
         message, result = entry.message, entry.result
         if reason_code >= 0x80 and self._retry_refused(entry, reason_code):
             pass
@@ -234,7 +248,7 @@ class Publisher:
                 settle_error(result, PublishError(reason_code, reason, message.topic))
             else:
                 settle_value(result, PublishResult(message.topic, message.qos, reason_code, reason))
-        self.drain()
+        return True
 
     def written(self, mids: tuple[int, ...]) -> None:
         """QoS 0 publishes written to the socket: each succeeded (a QoS 0 publish has no

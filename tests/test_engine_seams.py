@@ -117,6 +117,31 @@ def test_a_changed_packet_record_is_named(monkeypatch: pytest.MonkeyPatch) -> No
     assert "retries" in problem
 
 
+def test_a_new_field_of_pahos_message_record_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The adapter builds paho's session records (MQTTMessage) itself: a field paho adds would
+    be left unset, so the seam check names it."""
+    import paho.mqtt.client as paho
+
+    monkeypatch.setattr(paho.MQTTMessage, "__slots__", (*paho.MQTTMessage.__slots__, "expiry"))
+    (problem,) = rxmqtt_engine.missing_paho_seams()
+    assert problem.startswith("MQTTMessage has the slots")
+    assert "expiry" in problem
+
+
+def test_the_adapters_session_record_is_the_one_paho_makes() -> None:
+    import paho.mqtt.client as paho
+
+    from rxmqtt.engine._paho_client import _session_message
+
+    ours = _session_message(5, b"t/x", b"p", 1, True, None)
+    theirs = paho.MQTTMessage(5, b"t/x")
+    theirs.payload, theirs.qos, theirs.retain, theirs.properties = b"p", 1, True, None
+    for name in paho.MQTTMessage.__slots__:
+        if name not in ("timestamp", "info"):
+            assert getattr(ours, name) == getattr(theirs, name), name
+    assert ours.topic == "t/x"
+
+
 def test_a_paho_name_the_adapter_would_shadow_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     import paho.mqtt.client as paho
 
@@ -683,7 +708,7 @@ def test_a_plain_puback_completes_its_publish_without_paho_and_sends_the_next_he
     and, one publish at a time, sends the one held back; the engine hears PublishCompleted."""
     import paho.mqtt.client as paho
 
-    from rxmqtt.engine._adapter_events import PublishCompleted
+    from rxmqtt.engine._adapter_events import PublishCompleted, PublishesAcknowledged
 
     monkeypatch.setattr(
         paho.Client, "_do_on_publish", lambda *_: pytest.fail("paho's _do_on_publish was used")
@@ -697,11 +722,49 @@ def test_a_plain_puback_completes_its_publish_without_paho_and_sends_the_next_he
         client._out_packet.clear()
         client._read_buf, client._read_pos = packet(0x40, bytes((0, first))), 0
         assert client._packet_read() == 0
-        assert events == [PublishCompleted(first, 1, 0, "Success")]
+        assert events == [PublishesAcknowledged((PublishCompleted(first, 1, 0, "Success"),))]
         assert list(client._out_messages) == [second]
         assert client._out_messages[second].state == paho.mqtt_ms_wait_for_puback
         assert client._inflight_messages == 1
         assert [entry["mid"] for entry in client._out_packet] == [second], "sent on the ack"
+    finally:
+        client._sock.close()
+        far.close()
+
+
+def test_pubacks_read_together_are_told_together_and_before_any_other_packet() -> None:
+    """PUBACKs read in one pass reach the engine in one event (the publisher refills its
+    window once), but never after a packet that followed them: a SUBACK between two runs of
+    PUBACKs splits them, in order."""
+    from rxmqtt.engine._adapter_events import (
+        PublishCompleted,
+        PublishesAcknowledged,
+        SubackReceived,
+    )
+
+    client, far, events = _socketpair_writer()
+    client.on_subscribe = lambda _c, _u, mid, codes, _p: events.append(
+        SubackReceived(mid, tuple((c.value, str(c)) for c in codes))
+    )
+    try:
+        mids = [client.send_publish("a", b"x", 1, False, None) for _ in range(3)]
+        client._read_buf = b"".join(
+            [
+                packet(0x40, bytes((0, mids[0]))),
+                packet(0x40, bytes((0, mids[1]))),
+                packet(0x90, b"\x00\x09\x00\x01"),  # SUBACK 9: granted QoS 1
+                packet(0x40, bytes((0, mids[2]))),
+            ]
+        )
+        client._read_pos = 0
+        assert client._packet_read() == 0
+        done = [PublishCompleted(mid, 1, 0, "Success") for mid in mids]
+        assert events == [
+            PublishesAcknowledged((done[0], done[1])),
+            SubackReceived(9, ((1, "Granted QoS 1"),)),
+            PublishesAcknowledged((done[2],)),
+        ]
+        assert not client._out_messages
     finally:
         client._sock.close()
         far.close()

@@ -74,6 +74,14 @@ class PublishCompleted:
 
 
 @dataclass(frozen=True, slots=True)
+class PublishesAcknowledged:
+    """PUBACKs that arrived together (one read), in order: told at once, so the publisher
+    refills the in-flight window once for them all."""
+
+    acks: tuple[PublishCompleted, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class PublishesWritten:
     """QoS 0 publishes written to the socket, in order (one event per ``send()``, which joins
     many under load)."""
@@ -131,6 +139,7 @@ class SocketFailed:
 AdapterEvent = (
     MessageReceived
     | PublishCompleted
+    | PublishesAcknowledged
     | PublishesWritten
     | PubrecReceived
     | SubackReceived

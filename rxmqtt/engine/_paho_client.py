@@ -27,6 +27,7 @@ from ._adapter_events import (
     MessageReceived,
     PacketRefused,
     PublishCompleted,
+    PublishesAcknowledged,
     PublishesWritten,
     PubrecReceived,
     SocketFailed,
@@ -297,6 +298,10 @@ class _PahoClient(paho.Client):
 
     def _packet_read(self) -> Any:
         if self._in_packet["command"] == 0:
+            if self._read_pos >= len(self._read_buf):
+                rc = self._fill_read_buffer()
+                if rc is not None:
+                    return rc
             rc = self._handle_buffered_packets()
             if rc is not None:
                 return rc
@@ -304,6 +309,21 @@ class _PahoClient(paho.Client):
         if rc == paho.MQTT_ERR_AGAIN and self._incoming_too_large():  # still arriving
             return self._packet_too_large()
         return rc
+
+    def _fill_read_buffer(self) -> Any | None:
+        """One large recv() into the read buffer, so that even the first packet of a read takes
+        the whole-packet path; paho's code for what stops it (as its reader answers a failed
+        first recv), or None once bytes are buffered."""
+        try:
+            data = self._sock_recv_raw(_READ_SIZE)
+        except BlockingIOError:
+            return paho.MQTT_ERR_AGAIN
+        except OSError:  # (told as SocketFailed by _sock_recv_raw)
+            return paho.MQTT_ERR_CONN_LOST
+        if not data:
+            return paho.MQTT_ERR_CONN_LOST  # the peer closed the connection
+        self._read_buf, self._read_pos = data, 0
+        return None
 
     def _handle_buffered_packets(self) -> Any | None:
         # Every packet that lies whole in the read buffer, handled in one pass: PUBLISH and a
@@ -316,6 +336,8 @@ class _PahoClient(paho.Client):
         limit = self.announced_maximum_packet_size
         v5 = self._protocol == paho.MQTTv5
         rc: Any = None
+        acks: list[PublishCompleted] = []
+        """Plain PUBACKs, told in one event (one drain of the publisher for them all)."""
         while pos < size:
             start = pos
             pos += 1
@@ -342,13 +364,23 @@ class _PahoClient(paho.Client):
             if limit is not None and end - start > limit:
                 command = 0  # paho's route, which refuses it by size
             if command == paho.PUBLISH:
+                if acks:
+                    self.events(PublishesAcknowledged(tuple(acks)))
+                    acks.clear()
                 rc = self._publish_received(header, body)
             elif command == paho.PUBACK and (code := _plain_puback_code(body, v5=v5)) is not None:
-                rc = self._puback_received((body[0] << 8) | body[1], code)
+                rc, ack = self._settle_puback((body[0] << 8) | body[1], code)
+                if ack is not None:
+                    acks.append(ack)
             else:
+                if acks:  # (told before what follows them)
+                    self.events(PublishesAcknowledged(tuple(acks)))
+                    acks.clear()
                 rc = self._handle_whole(header, data[start + 1 : end - length], length, body)
             if rc or self._read_buf is not data:  # an error, or the socket went
                 break
+        if acks:
+            self.events(PublishesAcknowledged(tuple(acks)))
         if rc is None:
             return None
         if self._read_buf is data and pos >= size:
@@ -493,12 +525,9 @@ class _PahoClient(paho.Client):
         packet = encode_publish(name, payload, qos, retain, mid, block)
         if not qos:
             if self._sock is not None:  # (without a socket a QoS 0 message is gone, as in paho)
-                self._packet_queue(paho.PUBLISH, packet, mid, 0, _WRITTEN)
+                self._packet_queue(paho.PUBLISH, packet, mid, 0, _NOBODY_WAITS)
             return mid
-        message = paho.MQTTMessage(mid, name)
-        message.timestamp = paho.time_func()
-        message.payload, message.qos, message.retain = payload, qos, retain
-        message.properties = properties
+        message = _session_message(mid, name, payload, qos, retain, properties)
         with self._out_message_mutex:
             if mid in self._out_messages:
                 return None
@@ -582,20 +611,26 @@ class _PahoClient(paho.Client):
         return self._puback_received((packet[0] << 8) | packet[1], reason_code)
 
     def _puback_received(self, mid: int, code: ReasonCode) -> Any:
+        rc, ack = self._settle_puback(mid, code)
+        if ack is not None:
+            self.events(ack)
+        return rc
+
+    def _settle_puback(self, mid: int, code: ReasonCode) -> tuple[Any, PublishCompleted | None]:
         """A PUBACK without properties: its publish leaves paho's session (what paho's
-        ``_do_on_publish`` does, without its callback locks and per-message condition), then
-        the engine hears of it."""
+        ``_do_on_publish`` does, without its callback locks) and the one held back for the
+        in-flight window, if any, is sent; returns paho's code and what to tell the engine
+        (None: paho held no such publish)."""
         with self._out_message_mutex:
             message = self._out_messages.pop(mid, None)
             if message is None:
-                return paho.MQTT_ERR_SUCCESS
+                return paho.MQTT_ERR_SUCCESS, None
             rc = paho.MQTT_ERR_SUCCESS
             if message.qos:
                 self._inflight_messages -= 1
                 if self._max_inflight_messages > 0:
                     rc = self._update_inflight()
-        self.events(PublishCompleted(mid, message.qos, code.value, _PUBACK_TEXTS[code.value]))
-        return rc
+        return rc, PublishCompleted(mid, message.qos, code.value, _PUBACK_TEXTS[code.value])
 
     def _handle_pubrec(self) -> Any:
         from paho.mqtt import _packet
@@ -623,9 +658,30 @@ written."""
 
 _NO_PUBACK_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
 
-_WRITTEN = paho.MQTTMessageInfo(0)
-"""Stands in for the per-message ``MQTTMessageInfo`` of QoS 0 packets: paho marks it published
-once the packet is written, which nobody waits on."""
+_NOBODY_WAITS = paho.MQTTMessageInfo(0)
+"""Stands in for the per-message ``MQTTMessageInfo`` (with its ``threading.Condition``) that
+paho's ``publish()`` hands its caller to wait on: paho marks it published once the packet is
+written or acknowledged, and nobody here waits on it."""
+
+
+def _session_message(
+    mid: int, topic: bytes, payload: bytes, qos: int, retain: bool, properties: Properties | None
+) -> paho.MQTTMessage:
+    """paho's record of a QoS 1/2 publish in its session (``_out_messages``), as its
+    ``publish()`` makes it, but sharing one ``MQTTMessageInfo``: ``MQTTMessage()`` builds one
+    per message, with a ``threading.Condition``."""
+    message: paho.MQTTMessage = object.__new__(paho.MQTTMessage)
+    message.timestamp = paho.time_func()
+    message.state = paho.mqtt_ms_invalid
+    message.dup = False
+    message.mid = mid
+    message._topic = topic  # noqa: SLF001 - MQTTMessage's topic slot (its setter takes str)
+    message.payload = payload
+    message.qos = qos
+    message.retain = retain
+    message.info = _NOBODY_WAITS
+    message.properties = properties
+    return message
 
 
 def _awaiting_pubrel(mid: int) -> paho.MQTTMessage:

@@ -108,6 +108,8 @@ class PahoLink:
         """The socket of the current attempt, or None."""
         self.write: Callable[[], object] = client.loop_write
         """Write what is queued, as far as the socket takes it."""
+        self.wants_write: Callable[[], bool] = client.want_write
+        """Whether packets are still queued (the socket took only part of them)."""
         self.close_socket: Callable[[], None] = client.close_socket
         """Close a socket paho did not notice was shut (paho reports the end)."""
         self.housekeeping: Callable[[], object] = client.loop_misc

@@ -83,6 +83,11 @@ IN_PACKET_KEYS = frozenset(
 OUT_PACKET_KEYS = frozenset({"command", "mid", "qos", "pos", "to_process", "packet", "info"})
 """An entry of ``Client._out_packet``: a packet queued for writing (the adapter batches them)."""
 
+MESSAGE_SLOTS = frozenset(
+    {"_topic", "dup", "info", "mid", "payload", "properties", "qos", "retain", "state", "timestamp"}
+)
+"""``MQTTMessage``'s fields: the adapter builds paho's session records itself, setting each."""
+
 MESSAGE_STATES = (
     "mqtt_ms_publish",
     "mqtt_ms_queued",
@@ -107,6 +112,8 @@ ADAPTER_NAMES = (
     "_handle_whole",
     "_publish_received",
     "_puback_received",
+    "_settle_puback",
+    "_fill_read_buffer",
     "_packet_too_large",
     "prepared_socket",
     "announced_maximum_packet_size",
@@ -203,12 +210,12 @@ def _instance_problems() -> list[str]:
                 f"Client._out_packet entries have keys {sorted(entry)}, "
                 f"not {sorted(OUT_PACKET_KEYS)}"
             )
-    message = paho.MQTTMessage(mid=1)
-    problems += [
-        f"MQTTMessage.{name} is gone"
-        for name in ("state", "qos", "mid")
-        if not hasattr(message, name)
-    ]
+    slots = set(getattr(paho.MQTTMessage, "__slots__", ()))
+    if slots != MESSAGE_SLOTS:
+        problems.append(
+            f"MQTTMessage has the slots {sorted(slots)}, not {sorted(MESSAGE_SLOTS)} (the "
+            "adapter fills each one of its session records)"
+        )
     return problems
 
 
