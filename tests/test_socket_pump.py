@@ -45,6 +45,15 @@ class _BufferedLink:
         return True
 
 
+def _pumped(loop: asyncio.AbstractEventLoop) -> tuple[SocketPump, _BufferedLink, socket.socket]:
+    """A pump over a link on a real socketpair; returns it, the link and the far end."""
+    near, far = socket.socketpair()
+    near.setblocking(False)
+    link = _BufferedLink(near)
+    pump = SocketPump(loop, link, heard=lambda: None, after_close=lambda _s: None)
+    return pump, link, far
+
+
 def _receive_all(far: socket.socket, size: int) -> bytes:
     data = bytearray()
     while len(data) < size:
@@ -56,10 +65,8 @@ def _receive_all(far: socket.socket, size: int) -> bytes:
 
 async def test_packets_queued_together_go_out_in_one_write_without_watching_the_socket() -> None:
     loop = asyncio.get_running_loop()
-    near, far = socket.socketpair()
-    near.setblocking(False)
-    link = _BufferedLink(near)
-    pump = SocketPump(loop, link, heard=lambda: None, after_close=lambda _s: None)
+    pump, link, far = _pumped(loop)
+    near = link.socket()
     watched: list[object] = []
     real_add_writer = loop.add_writer
     loop.add_writer = lambda *args: (watched.append(args[0]), real_add_writer(*args))  # type: ignore[method-assign]
@@ -79,10 +86,8 @@ async def test_packets_queued_together_go_out_in_one_write_without_watching_the_
 
 async def test_a_full_socket_is_watched_until_it_takes_the_rest() -> None:
     loop = asyncio.get_running_loop()
-    near, far = socket.socketpair()
-    near.setblocking(False)
-    link = _BufferedLink(near)
-    pump = SocketPump(loop, link, heard=lambda: None, after_close=lambda _s: None)
+    pump, link, far = _pumped(loop)
+    near = link.socket()
     payload = bytes(range(256)) * 40_000  # ~10 MB: more than the socket buffers hold
     try:
         link.queued += payload
@@ -99,10 +104,8 @@ async def test_a_full_socket_is_watched_until_it_takes_the_rest() -> None:
 
 
 async def test_a_flush_for_a_socket_that_is_gone_writes_nothing() -> None:
-    loop = asyncio.get_running_loop()
-    near, far = socket.socketpair()
-    link = _BufferedLink(near)
-    pump = SocketPump(loop, link, heard=lambda: None, after_close=lambda _s: None)
+    pump, link, far = _pumped(asyncio.get_running_loop())
+    near = link.socket()
     link.queued += b"late"
     pump.want_write(near)
     link.sock = None  # the link ended before the loop came round
