@@ -87,15 +87,20 @@ def validate_topic(topic: object, *, argument: str = "topic") -> str:
         raise InvalidTopicError(
             f"{argument}: wildcards '+' and '#' are not allowed in a publish topic: {value!r}"
         )
-    if len(_VALID_TOPICS) >= VALID_TOPICS_REMEMBERED:
-        _VALID_TOPICS.clear()
-    _VALID_TOPICS.add(value)
+    if len(value) <= REMEMBERED_TOPIC_LENGTH:
+        if len(_VALID_TOPICS) >= VALID_TOPICS_REMEMBERED:
+            _VALID_TOPICS.clear()
+        _VALID_TOPICS.add(value)
     return value
 
 
 VALID_TOPICS_REMEMBERED = 4096
 """Topic names ``validate_topic`` remembers as valid: an application publishes to a few topics
 over and over, and each is checked once (a set lookup after that)."""
+
+REMEMBERED_TOPIC_LENGTH = 512
+"""Longer topics are not remembered (by ``validate_topic`` or a trie's matches), so the memory
+the remembering takes stays small (a topic may be 65,535 bytes long)."""
 
 _VALID_TOPICS: set[str] = set()
 
@@ -209,8 +214,9 @@ class TopicTrie(Generic[V]):
     filter) or several times under one filter. Shared filters are keyed by their filter part.
 
     Matches are remembered per topic until the next ``add``/``remove`` (at most
-    :data:`MATCH_CACHE_SIZE` topics): a stream of messages on a few topics costs one dict lookup
-    each, however many filters are stored.
+    :data:`MATCH_CACHE_SIZE` topics, none longer than :data:`REMEMBERED_TOPIC_LENGTH`): a
+    stream of messages on a few topics costs one dict lookup each, however many filters are
+    stored.
     """
 
     __slots__ = ("_matched", "_root", "_size")
@@ -298,10 +304,11 @@ class TopicTrie(Generic[V]):
         found = self._matched.get(topic)
         if found is None:
             found = self._walk(topic)
-            matched = self._matched
-            if len(matched) >= MATCH_CACHE_SIZE:
-                matched.clear()  # (a topic space wider than the cache: start over)
-            matched[topic] = found
+            if len(topic) <= REMEMBERED_TOPIC_LENGTH:
+                matched = self._matched
+                if len(matched) >= MATCH_CACHE_SIZE:
+                    matched.clear()  # (a topic space wider than the cache: start over)
+                matched[topic] = found
         return found
 
     def _walk(self, topic: str) -> list[V]:

@@ -91,3 +91,23 @@ def test_outcomes_share_one_settle_lock_and_still_serve_other_threads() -> None:
     thread.join(10)
     assert not thread.is_alive()
     assert sorted(got) == list(range(200))
+
+
+def test_remembering_topics_stays_bounded() -> None:
+    """Every distinct topic published is remembered only up to a count and a length: a long
+    or endless stream of new topics does not grow memory without bound."""
+    from rxmqtt import topics
+
+    for index in range(topics.VALID_TOPICS_REMEMBERED + 10):
+        validate_topic(f"many/{index}")
+    assert len(topics._VALID_TOPICS) <= topics.VALID_TOPICS_REMEMBERED
+    long_topic = "x" * (topics.REMEMBERED_TOPIC_LENGTH + 1)
+    assert validate_topic(long_topic) == long_topic
+    assert long_topic not in topics._VALID_TOPICS
+    trie: topics.TopicTrie[int] = topics.TopicTrie()
+    trie.add("#", 1)
+    for index in range(topics.MATCH_CACHE_SIZE + 10):
+        assert trie.match(f"t/{index}") == [1]
+    assert trie.match(long_topic) == [1]
+    assert len(trie._matched) <= topics.MATCH_CACHE_SIZE
+    assert long_topic not in trie._matched
