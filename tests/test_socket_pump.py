@@ -64,6 +64,9 @@ def _receive_all(far: socket.socket, size: int) -> bytes:
 
 
 async def test_packets_queued_together_go_out_in_one_write_without_watching_the_socket() -> None:
+    """The first write on a socket waits for the loop's readiness (what the peer sent first is
+    read first); after it, packets queued together go out in one write once the callbacks at
+    hand are done, without the socket being watched."""
     loop = asyncio.get_running_loop()
     pump, link, far = _pumped(loop)
     near = link.socket()
@@ -71,11 +74,18 @@ async def test_packets_queued_together_go_out_in_one_write_without_watching_the_
     real_add_writer = loop.add_writer
     loop.add_writer = lambda *args: (watched.append(args[0]), real_add_writer(*args))  # type: ignore[method-assign]
     try:
+        link.queued += b"connect"
+        pump.want_write(near)
+        assert watched == [near], "the first write (the CONNECT) waits for readiness"
+        assert await asyncio.wait_for(asyncio.to_thread(far.recv, 100), 5) == b"connect"
+        loop.remove_writer(near)  # (paho unregisters once its queue is empty)
+        watched.clear()
         link.queued += b"one"
         pump.want_write(near)
         link.queued += b"two"  # (queued in the same pass: paho asks only once)
+        writes = link.writes
         await asyncio.sleep(0)
-        assert link.writes == 1
+        assert link.writes == writes + 1
         assert far.recv(100) == b"onetwo"
         assert watched == [], "a socket with room is written without watching it"
     finally:
@@ -90,6 +100,7 @@ async def test_a_full_socket_is_watched_until_it_takes_the_rest() -> None:
     near = link.socket()
     payload = bytes(range(256)) * 40_000  # ~10 MB: more than the socket buffers hold
     try:
+        pump._written_before = near  # (past the first write)
         link.queued += payload
         pump.want_write(near)
         await asyncio.sleep(0)
@@ -106,6 +117,7 @@ async def test_a_full_socket_is_watched_until_it_takes_the_rest() -> None:
 async def test_a_flush_for_a_socket_that_is_gone_writes_nothing() -> None:
     pump, link, far = _pumped(asyncio.get_running_loop())
     near = link.socket()
+    pump._written_before = near  # (past the first write)
     link.queued += b"late"
     pump.want_write(near)
     link.sock = None  # the link ended before the loop came round

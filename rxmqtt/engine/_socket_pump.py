@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 MAX_READS_PER_EVENT = 256
@@ -55,6 +55,8 @@ class SocketPump:
     """Called on every readable event (the keep-alive watchdog listens)."""
     after_close: Callable[[Any], None]
     """Called with each socket paho closed (the linger close listens)."""
+    _written_before: Any = field(default=None, init=False, repr=False)
+    """The socket written to at least once (later writes are flushed without watching it)."""
 
     # ------------------------------------------------ hooks paho calls (wired by the adapter)
 
@@ -64,14 +66,22 @@ class SocketPump:
 
     def closed(self, sock: Any) -> None:
         """paho closed the socket: stop watching it."""
+        self._written_before = None
         self._forget(sock)
         self.after_close(sock)
 
     def want_write(self, sock: Any) -> None:
         """paho queued bytes: write them once the callbacks at hand are done, so that packets
         queued together go out in one send(). The loop watches the socket for room only when
-        it was full (watching it always costs two system calls per write)."""
-        self.loop.call_soon(self._flush, sock)
+        it was full (watching it always costs two system calls per write) -- and for the first
+        write on a socket (the CONNECT), so that what the peer already sent is read before it:
+        a TLS 1.3 broker refuses a client certificate with an alert after the handshake, and
+        a CONNECT written after the broker closed draws a reset that discards the unread
+        alert, leaving a plain EOF where the refusal was."""
+        if sock is self._written_before:
+            self.loop.call_soon(self._flush, sock)
+        else:
+            self.loop.add_writer(sock, self._on_writable)
 
     def wrote_all(self, sock: Any) -> None:
         """paho's queue is empty: stop waiting for the socket to be writable."""
@@ -125,4 +135,5 @@ class SocketPump:
             self.loop.add_writer(sock, self._on_writable)
 
     def _on_writable(self) -> None:
+        self._written_before = self.link.socket()
         self.link.write()
