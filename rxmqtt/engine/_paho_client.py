@@ -336,8 +336,7 @@ class _PahoClient(paho.Client):
         limit = self.announced_maximum_packet_size
         v5 = self._protocol == paho.MQTTv5
         rc: Any = None
-        acks: list[PublishCompleted] = []
-        """Plain PUBACKs, told in one event (one drain of the publisher for them all)."""
+        acks: list[PublishCompleted] = []  # plain PUBACKs: one event, one publisher drain
         while pos < size:
             start = pos
             pos += 1
