@@ -145,7 +145,7 @@ class Outcome(Observable[T], Generic[T]):
 
 def settle_value(outcome: Outcome[T], value: T) -> None:
     """The producer's side, kept off the public surface: settle ``outcome`` with ``value``."""
-    outcome._resolve(value)  # noqa: SLF001 - Outcome's producer side is this module's
+    outcome._settle(value, None)  # noqa: SLF001 - Outcome's producer side is this module's
 
 
 def settle_error(outcome: Outcome[Any], error: Exception) -> None:

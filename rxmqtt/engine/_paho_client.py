@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import itertools
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,9 @@ PAHO_VERSION = (
 _READ_SIZE = 65536
 """Bytes asked of the socket per recv(): paho's 1-byte, 1-byte, rest reads are served from it."""
 
+QOS0_IDS_FROM = 0x10000
+"""The ids of QoS 0 publishes start here, above every packet id (1..65535)."""
+
 _WRITE_BATCH = 65536
 """Bytes of queued packets joined into one send()."""
 
@@ -97,6 +101,7 @@ class _PahoClient(paho.Client):
         an AUTH is refused as a protocol error."""
         self._read_buf = b""
         self._read_pos = 0
+        self._qos0_ids = itertools.count(QOS0_IDS_FROM)
 
     @property
     def has_buffered_input(self) -> bool:
@@ -515,17 +520,33 @@ class _PahoClient(paho.Client):
         """The one send route of a PUBLISH, whatever its QoS: encoded here, queued on paho's
         out-queue; a QoS 1/2 one also enters paho's session (``_out_messages``, as paho's
         ``publish()`` does), so paho matches its acks and re-sends it (DUP) after a reconnect.
-        Returns its packet id, or None when that id is still in flight (65535 are)."""
+        Returns its packet id, or None when that id is still in flight (65535 are). A QoS 0
+        PUBLISH has no packet id: it gets an id of its own, above 65535 (never a packet id),
+        which its ``PublishesWritten`` carries."""
         name = topic.encode("utf-8")
         block = None
         if self._protocol == paho.MQTTv5:
             block = b"\x00" if properties is None else properties.pack()  # type: ignore[no-untyped-call]
-        mid: int = self._mid_generate()
-        packet = encode_publish(name, payload, qos, retain, mid, block)
         if not qos:
+            mid = next(self._qos0_ids)
             if self._sock is not None:  # (without a socket a QoS 0 message is gone, as in paho)
-                self._packet_queue(paho.PUBLISH, packet, mid, 0, _NOBODY_WAITS)
+                packet = encode_publish(name, payload, 0, retain, 0, block)
+                # paho's _packet_queue, without its checks for a thread it does not run here
+                self._out_packet.append(
+                    {
+                        "command": paho.PUBLISH,
+                        "mid": mid,
+                        "qos": 0,
+                        "pos": 0,
+                        "to_process": len(packet),
+                        "packet": packet,
+                        "info": _NOBODY_WAITS,
+                    }
+                )
+                self._call_socket_register_write()
             return mid
+        mid = self._mid_generate()
+        packet = encode_publish(name, payload, qos, retain, mid, block)
         message = _session_message(mid, name, payload, qos, retain, properties)
         with self._out_message_mutex:
             if mid in self._out_messages:

@@ -39,6 +39,7 @@ METHODS: dict[str, tuple[str, ...]] = {
     "_packet_queue": ("command", "packet", "mid", "qos", "info"),
     "_do_on_publish": ("mid", "reason_code", "properties"),
     "_update_inflight": (),
+    "_call_socket_register_write": (),
     # relied on unchanged: without manual acks, paho's PUBREL handling pops the _in_messages
     # record and hands it to _handle_on_message, which (no on_message set) delivers nothing
     "_handle_on_message": ("message",),
@@ -114,6 +115,7 @@ ADAPTER_NAMES = (
     "_puback_received",
     "_settle_puback",
     "_fill_read_buffer",
+    "_qos0_ids",
     "_packet_too_large",
     "prepared_socket",
     "announced_maximum_packet_size",
