@@ -31,6 +31,13 @@ def _noop() -> None:
     pass
 
 
+_SETTLE_LOCK = threading.Lock()
+"""Guards every outcome's settlement against a subscription from another thread. Shared (one
+outcome is built per ``publish()``): it is held for a few assignments, never while a subscriber
+runs."""
+
+_UNUSED_LOCK = threading.RLock()
+
 _DONE = Disposable(_noop)
 """What subscribing to a settled outcome returns: there is nothing left to dispose."""
 
@@ -40,9 +47,14 @@ class Outcome(Observable[T], Generic[T]):
     later subscribers. Subscribe or ``await`` from any thread; an exception raised by a
     subscriber is logged and goes no further."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._settle_lock = threading.Lock()
+    lock = _UNUSED_LOCK
+    """reactivex's per-observable lock, unused here: one outcome is built per ``publish()``, so
+    ``Observable.__init__`` (an ``RLock`` each) is skipped."""
+
+    _settle_lock = _SETTLE_LOCK
+
+    def __init__(self) -> None:  # (Observable.__init__ skipped on purpose: see ``lock``)
+        self._subscribe = None
         self._settled = False
         self._value: T | None = None
         self._error: Exception | None = None
@@ -133,7 +145,7 @@ class Outcome(Observable[T], Generic[T]):
 
 def settle_value(outcome: Outcome[T], value: T) -> None:
     """The producer's side, kept off the public surface: settle ``outcome`` with ``value``."""
-    outcome._resolve(value)  # noqa: SLF001 - Outcome's producer side is this module's
+    outcome._settle(value, None)  # noqa: SLF001 - Outcome's producer side is this module's
 
 
 def settle_error(outcome: Outcome[Any], error: Exception) -> None:

@@ -37,6 +37,12 @@ if TYPE_CHECKING:
 
 Result = Outcome[PublishResult]
 
+WRITTEN = "Success"
+"""The reason of a QoS 0 publish's result: written to the socket (PUBACK's Success code)."""
+
+WRITTEN_RESULTS_REMEMBERED = 256
+"""Topics whose QoS 0 result a publisher keeps to share (the count is bounded, not the use)."""
+
 HOUSEKEEPING_INTERVAL = 1.0
 """Seconds between sweeps of expired queued messages and flushes of a persistent store. The
 sweep runs only while something is queued (or a persistent store is used): an idle connection
@@ -134,6 +140,8 @@ class Publisher:
         self._housekeeping: Timer | None = None
         self._closed = False
         self._stats_scheduled = False
+        self._written_results: dict[str, PublishResult] = {}
+        """The result of a written QoS 0 publish, by topic (frozen, so shared)."""
 
     # ------------------------------------------------------------------ wiring
 
@@ -199,7 +207,9 @@ class Publisher:
                 self._queue.acknowledge(item.seq)
             settle_error(result, exc)
             return
-        self._track(mid, _InFlight(message, result, self._clock(), item))
+        # (sent_at serves the ack timeout, which only QoS 1/2 has: QoS 0 skips the clock)
+        sent_at = self._clock() if message.qos else 0.0
+        self._track(mid, _InFlight(message, result, sent_at, item))
 
     def _track(self, mid: int, entry: _InFlight) -> None:
         self._unacked[mid] = entry
@@ -218,9 +228,23 @@ class Publisher:
 
     def acknowledged(self, mid: int, reason_code: int, reason: str) -> None:
         """PUBACK / PUBCOMP (QoS 2 carries the PUBREC's code) or, for QoS 0, written."""
+        if self._settle(mid, reason_code, reason):
+            self.drain()
+
+    def acknowledged_all(self, acks: list[tuple[int, int, str]]) -> None:
+        """Several ``acknowledged`` at once, in order, ``(mid, reason_code, reason)`` each: the
+        window is refilled once for them all."""
+        settled = False
+        for mid, reason_code, reason in acks:
+            settled |= self._settle(mid, reason_code, reason)
+        if settled:
+            self.drain()
+
+    def _settle(self, mid: int, reason_code: int, reason: str) -> bool:
+        """Resolve (or retry) one acknowledged publish; False when it is not ours (any more)."""
         entry = self._untrack(mid)
         if entry is None:
-            return
+            return False
         message, result = entry.message, entry.result
         if reason_code >= 0x80 and self._retry_refused(entry, reason_code):
             pass
@@ -231,6 +255,26 @@ class Publisher:
                 settle_error(result, PublishError(reason_code, reason, message.topic))
             else:
                 settle_value(result, PublishResult(message.topic, message.qos, reason_code, reason))
+        return True
+
+    def written(self, mids: tuple[int, ...]) -> None:
+        """QoS 0 publishes written to the socket: each succeeded (a QoS 0 publish has no
+        acknowledgement; written is as far as MQTT follows it). One drain for the batch."""
+        unacked = self._unacked
+        results = self._written_results
+        for mid in mids:
+            entry = unacked.pop(mid, None)
+            if entry is None:
+                continue
+            if entry.item is not None:
+                self._queue.acknowledge(entry.item.seq)
+            topic = entry.message.topic
+            written = results.get(topic)
+            if written is None:  # (the same frozen result serves every QoS 0 publish to topic)
+                if len(results) >= WRITTEN_RESULTS_REMEMBERED:
+                    results.clear()
+                written = results[topic] = PublishResult(topic, 0, 0, WRITTEN)
+            settle_value(entry.result, written)
         self.drain()
 
     def uncertain(self, mid: int, reason_code: int, reason: str) -> None:

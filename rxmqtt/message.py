@@ -130,6 +130,38 @@ class Message:
         return len(self.topic.encode()) + len(self.payload) + extra
 
 
+_new_object = object.__new__
+_slots = Message.__dict__  # each field's slot descriptor
+_set_topic = _slots["topic"].__set__
+_set_payload = _slots["payload"].__set__
+_set_qos = _slots["qos"].__set__
+_set_retain = _slots["retain"].__set__
+_set_properties = _slots["properties"].__set__
+_set_packet_id = _slots["_packet_id"].__set__
+
+
+def checked_message(
+    topic: str,
+    payload: bytes,
+    qos: int,
+    retain: bool,
+    properties: PublishProperties,
+    packet_id: int = 0,
+) -> Message:
+    """A :class:`Message` from fields already checked (a decoded PUBLISH, ``publish()``'s
+    validated arguments): the same object as ``Message(...)`` builds, in half the time (the
+    frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``). One is
+    built per message sent and per message received."""
+    message: Message = _new_object(Message)
+    _set_topic(message, topic)
+    _set_payload(message, payload)
+    _set_qos(message, qos)
+    _set_retain(message, retain)
+    _set_properties(message, properties)
+    _set_packet_id(message, packet_id)
+    return message
+
+
 def packet_id_of(message: Message) -> int:
     """The packet id ``message`` arrived with (0: QoS 0, or not received from a broker)."""
     return message._packet_id  # noqa: SLF001 - the field is this module's

@@ -80,12 +80,29 @@ def validate_topic(topic: object, *, argument: str = "topic") -> str:
     over 65535 UTF-8 bytes, one with a ``+``/``#`` wildcard, or with U+0000 (or another code point
     the spec forbids or discourages: lone surrogates, controls, non-characters).
     """
+    if type(topic) is str and topic in _VALID_TOPICS:  # (a str subclass is checked anew)
+        return topic
     value = _check_string(topic, argument)
     if _WILDCARD.search(value) is not None:
         raise InvalidTopicError(
             f"{argument}: wildcards '+' and '#' are not allowed in a publish topic: {value!r}"
         )
+    if len(value) <= REMEMBERED_TOPIC_LENGTH:
+        if len(_VALID_TOPICS) >= VALID_TOPICS_REMEMBERED:
+            _VALID_TOPICS.clear()
+        _VALID_TOPICS.add(value)
     return value
+
+
+VALID_TOPICS_REMEMBERED = 4096
+"""Topic names ``validate_topic`` remembers as valid: an application publishes to a few topics
+over and over, and each is checked once (a set lookup after that)."""
+
+REMEMBERED_TOPIC_LENGTH = 512
+"""Longer topics are not remembered (by ``validate_topic`` or a trie's matches), so the memory
+the remembering takes stays small (a topic may be 65,535 bytes long)."""
+
+_VALID_TOPICS: set[str] = set()
 
 
 def _check_filter_levels(topic_filter: str, shown: str, argument: str) -> None:
@@ -169,6 +186,10 @@ def matches(topic_filter: str, topic: str) -> bool:
     return len(filter_levels) == len(topic_levels)
 
 
+MATCH_CACHE_SIZE = 4096
+"""Topics whose matches a ``TopicTrie`` remembers at once (see ``TopicTrie.match``)."""
+
+
 class _Node(Generic[V]):
     """One level of the trie: literal children, a ``+`` child, and values ending here."""
 
@@ -191,13 +212,19 @@ class TopicTrie(Generic[V]):
     depends on the topic's depth and the matching branches, not on how many filters are stored.
     The same value may be added under several filters (it is then returned once per matching
     filter) or several times under one filter. Shared filters are keyed by their filter part.
+
+    Matches are remembered per topic until the next ``add``/``remove`` (at most
+    :data:`MATCH_CACHE_SIZE` topics, none longer than :data:`REMEMBERED_TOPIC_LENGTH`): a
+    stream of messages on a few topics costs one dict lookup each, however many filters are
+    stored.
     """
 
-    __slots__ = ("_root", "_size")
+    __slots__ = ("_matched", "_root", "_size")
 
     def __init__(self) -> None:
         self._root: _Node[V] = _Node()
         self._size = 0
+        self._matched: dict[str, list[V]] = {}
 
     def add(self, topic_filter: str, value: V) -> None:
         """Store ``value`` under ``topic_filter`` (validated; raises :class:`InvalidTopicError`)."""
@@ -214,6 +241,7 @@ class TopicTrie(Generic[V]):
                 node = self._child(node, level)
             node.values.append(value)
         self._size += 1
+        self._matched.clear()
 
     @staticmethod
     def _child(node: _Node[V], level: str) -> _Node[V]:
@@ -258,6 +286,7 @@ class TopicTrie(Generic[V]):
         except ValueError:
             return False
         self._size -= 1
+        self._matched.clear()
         # Prune nodes left empty, deepest first, so removed filters do not leak memory.
         for parent, level in reversed(path):
             child = parent.plus if level == "+" else parent.children[level]
@@ -270,7 +299,20 @@ class TopicTrie(Generic[V]):
         return True
 
     def match(self, topic: str) -> list[V]:
-        """Every value whose filter matches the topic name ``topic`` (not validated)."""
+        """Every value whose filter matches the topic name ``topic`` (not validated). The list
+        is shared with later calls for the same topic: read it, never change it."""
+        found = self._matched.get(topic)
+        if found is None:
+            found = self._walk(topic)
+            if len(topic) <= REMEMBERED_TOPIC_LENGTH:
+                matched = self._matched
+                if len(matched) >= MATCH_CACHE_SIZE:
+                    matched.clear()  # (a topic space wider than the cache: start over)
+                matched[topic] = found
+        return found
+
+    def _walk(self, topic: str) -> list[V]:
+        """``match`` without the cache: the trie walk."""
         levels = topic.split("/")
         depth = len(levels)
         dollar = topic.startswith("$")

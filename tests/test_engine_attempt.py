@@ -45,6 +45,12 @@ class _Handler:
     def on_publish_done(self, mid: int, reason_code: int, reason: str) -> None:
         pass
 
+    def on_publishes_written(self, mids: tuple[int, ...]) -> None:
+        pass
+
+    def on_publishes_done(self, done: list[tuple[int, int, str]]) -> None:
+        pass
+
     def on_publish_uncertain(self, mid: int, reason_code: int, reason: str) -> None:
         pass
 

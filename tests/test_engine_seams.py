@@ -31,7 +31,7 @@ from rxmqtt import (
 )
 from rxmqtt import engine as rxmqtt_engine
 from rxmqtt.engine._adapter_events import MessageReceived
-from rxmqtt.engine._paho_client import _plain_puback_code
+from rxmqtt.engine._paho_client import QOS0_IDS_FROM, _plain_puback_code
 from rxmqtt.testing import BrokerConfig, MosquittoBroker
 from rxmqtt.testing._raw import mqtt_str, packet
 from rxmqtt.testing.plugin import BrokerFactory
@@ -115,6 +115,31 @@ def test_a_changed_packet_record_is_named(monkeypatch: pytest.MonkeyPatch) -> No
     (problem,) = rxmqtt_engine.missing_paho_seams()
     assert problem.startswith("Client._out_packet entries have keys")
     assert "retries" in problem
+
+
+def test_a_new_field_of_pahos_message_record_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The adapter builds paho's session records (MQTTMessage) itself: a field paho adds would
+    be left unset, so the seam check names it."""
+    import paho.mqtt.client as paho
+
+    monkeypatch.setattr(paho.MQTTMessage, "__slots__", (*paho.MQTTMessage.__slots__, "expiry"))
+    (problem,) = rxmqtt_engine.missing_paho_seams()
+    assert problem.startswith("MQTTMessage has the slots")
+    assert "expiry" in problem
+
+
+def test_the_adapters_session_record_is_the_one_paho_makes() -> None:
+    import paho.mqtt.client as paho
+
+    from rxmqtt.engine._paho_client import _session_message
+
+    ours = _session_message(5, b"t/x", b"p", 1, True, None)
+    theirs = paho.MQTTMessage(5, b"t/x")
+    theirs.payload, theirs.qos, theirs.retain, theirs.properties = b"p", 1, True, None
+    for name in paho.MQTTMessage.__slots__:
+        if name not in ("timestamp", "info"):
+            assert getattr(ours, name) == getattr(theirs, name), name
+    assert ours.topic == "t/x"
 
 
 def test_a_paho_name_the_adapter_would_shadow_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -387,8 +412,8 @@ def _client_with_buffer(data: bytes) -> tuple[Any, list[tuple[str, bytes]]]:
 def test_whole_buffered_packets_are_handled_without_paho_reader(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Packets that lie whole in the read buffer skip paho's byte-at-a-time reader; a packet
-    still arriving is left to it, untouched."""
+    """Packets that lie whole in the read buffer skip paho's byte-at-a-time reader, all in one
+    read; a packet still arriving is left to it, untouched."""
     first, second = _publish_packet("a/1", b"one"), _publish_packet("a/2", b"two")
     partial = _publish_packet("a/3", b"three")[:6]
     client, got = _client_with_buffer(first + second + partial)
@@ -398,16 +423,15 @@ def test_whole_buffered_packets_are_handled_without_paho_reader(
 
     monkeypatch.setattr("paho.mqtt.client.Client._packet_read", paho_reader)
     assert client._packet_read() == 0
-    assert client._packet_read() == 0
     assert got == [("a/1", b"one"), ("a/2", b"two")]
     assert client._in_packet["command"] == 0, "the packet record is reset after each"
-    assert client._handle_buffered_packet() is None, "a partial packet waits for paho's reader"
+    assert client._handle_buffered_packets() is None, "a partial packet waits for paho's reader"
     assert client._read_buf[client._read_pos :] == partial
 
 
 def test_a_fifth_length_byte_is_left_to_paho_to_refuse() -> None:
     client, got = _client_with_buffer(b"\x30\xff\xff\xff\xff\x01" + b"x" * 10)
-    assert client._handle_buffered_packet() is None
+    assert client._handle_buffered_packets() is None
     assert got == []
 
 
@@ -508,9 +532,9 @@ def test_every_publish_is_encoded_exactly_as_paho_encodes_it_and_held_as_paho_ho
     ours, theirs = _offline_writer(v311), _offline_writer(v311)
     mid = ours.send_publish(topic, payload, qos, retain, _paho_properties(content_type))
     theirs.publish(topic, payload, qos, retain, _paho_properties(content_type))
-    assert mid == 1
+    assert mid == (1 if qos else QOS0_IDS_FROM), "QoS 0 has no packet id: one of our own"
     assert ours._out_packet[-1]["packet"] == theirs._out_packet[-1]["packet"]
-    assert ours._out_packet[-1]["mid"] == theirs._out_packet[-1]["mid"]
+    assert ours._out_packet[-1]["mid"] == (theirs._out_packet[-1]["mid"] if qos else mid)
     assert ours._out_packet[-1]["qos"] == theirs._out_packet[-1]["qos"]
     assert ours._inflight_messages == theirs._inflight_messages
     assert list(ours._out_messages) == list(theirs._out_messages)
@@ -604,16 +628,143 @@ def test_a_qos2_publish_is_delivered_once_however_often_it_is_re_sent() -> None:
     client, got = _client_with_buffer(first + _publish_qos2(7, "q2/a", b"one", dup=True))
     client._sock = _QueueOnlySocket()
     client.on_socket_register_write = lambda *_: None
-    assert client._packet_read() == 0
-    assert client._packet_read() == 0
+    assert client._packet_read() == 0  # (both: whole packets are read in one pass)
     assert got == [("q2/a", b"one")]
     pubrecs = [bytes(p["packet"]) for p in client._out_packet]
     assert pubrecs == [b"\x50\x02\x00\x07"] * 2
+    client._out_packet.clear()
     client._read_buf, client._read_pos = (
         packet(0x62, b"\x00\x07") + _publish_qos2(7, "q2/b", b"two"),
         0,
     )
-    assert client._packet_read() == 0  # PUBREL
-    assert bytes(client._out_packet[-1]["packet"]) == b"\x70\x02\x00\x07"  # PUBCOMP
-    assert client._packet_read() == 0
+    assert client._packet_read() == 0  # PUBREL, then the new PUBLISH
+    answers = [bytes(p["packet"]) for p in client._out_packet]
+    assert answers == [b"\x70\x02\x00\x07", b"\x50\x02\x00\x07"]  # PUBCOMP, PUBREC
     assert got == [("q2/a", b"one"), ("q2/b", b"two")]
+
+
+# ---------------------------------------------------------------- batched writes, direct acks
+
+
+def _socketpair_writer() -> tuple[Any, Any, list[object]]:
+    """A client "connected" through a socketpair (the far end returned), recording events."""
+    import socket
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from rxmqtt.engine._paho_client import _PahoClient
+
+    near, far = socket.socketpair()
+    near.setblocking(False)
+    client = _PahoClient(CallbackAPIVersion.VERSION2, client_id="batch", protocol=paho.MQTTv5)
+    client._sock = near
+    client.on_socket_register_write = lambda *_: None
+    events: list[object] = []
+    client.events = events.append
+    return client, far, events
+
+
+def test_queued_packets_go_out_in_one_send_and_qos0_publishes_are_told_in_one_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under load paho would write one packet per send() and call on_publish (building a
+    ReasonCode and a Properties) for each QoS 0 publish; the adapter joins them and reports the
+    written QoS 0 publishes, in order, in one PublishesWritten event."""
+    from rxmqtt.engine._adapter_events import PublishesWritten
+
+    client, far, events = _socketpair_writer()
+    client.on_publish = lambda *_: pytest.fail("on_publish is not how writes are told")
+    sends: list[int] = []
+    real_send = client._sock_send
+
+    def counting_send(buf: bytes) -> int:
+        sends.append(len(buf))
+        return int(real_send(buf))
+
+    monkeypatch.setattr(client, "_sock_send", counting_send)
+    mids = [client.send_publish("w/0", b"zero", 0, False, None) for _ in range(3)]
+    qos1 = client.send_publish("w/1", b"one", 1, False, None)
+    client._send_puback(9)
+    expected = b"".join(bytes(entry["packet"]) for entry in client._out_packet)
+    try:
+        assert client._packet_write() == 0
+        assert len(sends) == 1, sends
+        assert far.recv(65536) == expected
+        assert events == [PublishesWritten(tuple(mids))]
+        assert qos1 not in mids
+        assert qos1 in client._out_messages, "a QoS 1 publish waits for its PUBACK"
+        assert not client._out_packet
+    finally:
+        client._sock.close()
+        far.close()
+
+
+def test_a_plain_puback_completes_its_publish_without_paho_and_sends_the_next_held_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A PUBACK without properties takes the publish out of paho's session (not through
+    paho's _do_on_publish, with its locks and per-message condition), frees the in-flight slot
+    and, one publish at a time, sends the one held back; the engine hears PublishCompleted."""
+    import paho.mqtt.client as paho
+
+    from rxmqtt.engine._adapter_events import PublishCompleted, PublishesAcknowledged
+
+    monkeypatch.setattr(
+        paho.Client, "_do_on_publish", lambda *_: pytest.fail("paho's _do_on_publish was used")
+    )
+    client, far, events = _socketpair_writer()
+    try:
+        client.one_publish_at_a_time(True)
+        first = client.send_publish("a/1", b"1", 1, False, None)
+        second = client.send_publish("a/2", b"2", 1, False, None)
+        assert client._out_messages[second].state == paho.mqtt_ms_queued
+        client._out_packet.clear()
+        client._read_buf, client._read_pos = packet(0x40, bytes((0, first))), 0
+        assert client._packet_read() == 0
+        assert events == [PublishesAcknowledged((PublishCompleted(first, 1, 0, "Success"),))]
+        assert list(client._out_messages) == [second]
+        assert client._out_messages[second].state == paho.mqtt_ms_wait_for_puback
+        assert client._inflight_messages == 1
+        assert [entry["mid"] for entry in client._out_packet] == [second], "sent on the ack"
+    finally:
+        client._sock.close()
+        far.close()
+
+
+def test_pubacks_read_together_are_told_together_and_before_any_other_packet() -> None:
+    """PUBACKs read in one pass reach the engine in one event (the publisher refills its
+    window once), but never after a packet that followed them: a SUBACK between two runs of
+    PUBACKs splits them, in order."""
+    from rxmqtt.engine._adapter_events import (
+        PublishCompleted,
+        PublishesAcknowledged,
+        SubackReceived,
+    )
+
+    client, far, events = _socketpair_writer()
+    client.on_subscribe = lambda _c, _u, mid, codes, _p: events.append(
+        SubackReceived(mid, tuple((c.value, str(c)) for c in codes))
+    )
+    try:
+        mids = [client.send_publish("a", b"x", 1, False, None) for _ in range(3)]
+        client._read_buf = b"".join(
+            [
+                packet(0x40, bytes((0, mids[0]))),
+                packet(0x40, bytes((0, mids[1]))),
+                packet(0x90, b"\x00\x09\x00\x01"),  # SUBACK 9: granted QoS 1
+                packet(0x40, bytes((0, mids[2]))),
+            ]
+        )
+        client._read_pos = 0
+        assert client._packet_read() == 0
+        done = [PublishCompleted(mid, 1, 0, "Success") for mid in mids]
+        assert events == [
+            PublishesAcknowledged((done[0], done[1])),
+            SubackReceived(9, ((1, "Granted QoS 1"),)),
+            PublishesAcknowledged((done[2],)),
+        ]
+        assert not client._out_messages
+    finally:
+        client._sock.close()
+        far.close()

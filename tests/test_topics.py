@@ -433,3 +433,58 @@ def test_a_valid_topic_is_also_a_valid_filter(text: str) -> None:
     except InvalidTopicError:
         return
     assert validate_filter(text) == text
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("add"), _filters()),
+            st.tuples(st.just("remove"), st.integers(0, 20)),
+            st.tuples(st.just("match"), _topics),
+        ),
+        max_size=30,
+    )
+)
+def test_trie_matches_stay_right_between_changes(ops: list[tuple[str, object]]) -> None:
+    """Matches are remembered per topic: every add and remove must forget them."""
+    trie: TopicTrie[int] = TopicTrie()
+    stored: list[tuple[str, int]] = []
+    for index, (op, arg) in enumerate(ops):
+        if op == "add":
+            assert isinstance(arg, str)
+            trie.add(arg, index)
+            stored.append((arg, index))
+        elif op == "remove" and stored:
+            assert isinstance(arg, int)
+            topic_filter, value = stored.pop(arg % len(stored))
+            assert trie.remove(topic_filter, value)
+        elif op == "match":
+            assert isinstance(arg, str)
+            expected = sorted(v for f, v in stored if matches(f, arg))
+            assert sorted(trie.match(arg)) == expected
+            assert sorted(trie.match(arg)) == expected  # (the remembered answer)
+
+
+def test_trie_remembers_a_topics_matches_until_it_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stream of messages on one topic walks the trie once, however many filters it holds."""
+    trie: TopicTrie[int] = TopicTrie()
+    for index in range(1000):
+        trie.add(f"devices/{index}/+", index)
+    walks = 0
+    real_walk = TopicTrie._walk
+
+    def counting_walk(self: TopicTrie[int], topic: str) -> list[int]:
+        nonlocal walks
+        walks += 1
+        return real_walk(self, topic)
+
+    monkeypatch.setattr(TopicTrie, "_walk", counting_walk)
+    for _ in range(100):
+        assert trie.match("devices/7/temp") == [7]
+    assert walks == 1
+    trie.add("devices/#", -1)
+    assert sorted(trie.match("devices/7/temp")) == [-1, 7]
+    assert walks == 2

@@ -812,6 +812,12 @@ class Connection:
     def on_publish_done(self, mid: int, reason_code: int, reason: str) -> None:
         self._publisher.acknowledged(mid, reason_code, reason)
 
+    def on_publishes_written(self, mids: tuple[int, ...]) -> None:
+        self._publisher.written(mids)
+
+    def on_publishes_done(self, done: list[tuple[int, int, str]]) -> None:
+        self._publisher.acknowledged_all(done)
+
     def on_publish_uncertain(self, mid: int, reason_code: int, reason: str) -> None:
         self._publisher.uncertain(mid, reason_code, reason)
 

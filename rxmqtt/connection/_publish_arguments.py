@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..broker_limits import BrokerLimits
-from ..message import NO_PROPERTIES, Message, PublishProperties, check_qos
+from ..message import NO_PROPERTIES, Message, PublishProperties, check_qos, checked_message
 from ..settings._protocol import MQTT5_NEEDED, mqtt5_only_properties
 from ..topics import validate_topic
 
@@ -26,10 +26,14 @@ def message_from_arguments(
     argument otherwise (``limits``: what the broker's CONNACK allows, once connected; ``v311``:
     the connection speaks MQTT 3.1.1, whose PUBLISH has no properties)."""
     topic = validate_topic(topic)
-    qos = check_qos(qos)
+    if type(qos) is not int or not 0 <= qos <= 2:  # (a bool is refused too, by check_qos)
+        qos = check_qos(qos)
     if not isinstance(retain, bool):
         raise TypeError(f"retain: must be a bool, got {type(retain).__name__}")
-    data = as_payload(payload)
+    data = payload if type(payload) is bytes else as_payload(payload)
+    if properties is None and message_expiry_interval is None:
+        message = checked_message(topic, data, qos, retain, NO_PROPERTIES)
+        return message if limits is None else _within(message, limits)
     if properties is None:
         properties = NO_PROPERTIES
     elif not isinstance(properties, PublishProperties):
@@ -45,8 +49,13 @@ def message_from_arguments(
             properties, message_expiry_interval=message_expiry_interval
         )
     _check_properties(properties, data)
-    message = Message(topic, data, qos, retain, properties)
-    refusal = None if limits is None else limits.refusal(message)
+    message = checked_message(topic, data, qos, retain, properties)
+    return message if limits is None else _within(message, limits)
+
+
+def _within(message: Message, limits: BrokerLimits) -> Message:
+    """``message`` if the broker's CONNACK allows it, else ``ValueError`` naming the argument."""
+    refusal = limits.refusal(message)
     if refusal is not None:
         argument, _, limit = refusal
         raise ValueError(f"{argument}: {limit}")

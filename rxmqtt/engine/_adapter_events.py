@@ -74,6 +74,22 @@ class PublishCompleted:
 
 
 @dataclass(frozen=True, slots=True)
+class PublishesAcknowledged:
+    """PUBACKs that arrived together (one read), in order: told at once, so the publisher
+    refills the in-flight window once for them all."""
+
+    acks: tuple[PublishCompleted, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PublishesWritten:
+    """QoS 0 publishes written to the socket, in order (one event per ``send()``, which joins
+    many under load)."""
+
+    mids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class PubrecReceived:
     """A PUBREC arrived with a reason code (paho keeps only whether it failed)."""
 
@@ -123,6 +139,8 @@ class SocketFailed:
 AdapterEvent = (
     MessageReceived
     | PublishCompleted
+    | PublishesAcknowledged
+    | PublishesWritten
     | PubrecReceived
     | SubackReceived
     | UnsubackReceived

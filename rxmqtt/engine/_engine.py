@@ -31,6 +31,8 @@ from ._adapter_events import (
     MessageReceived,
     PacketRefused,
     PublishCompleted,
+    PublishesAcknowledged,
+    PublishesWritten,
     PubrecReceived,
     SocketFailed,
     SubackReceived,
@@ -72,6 +74,14 @@ class EngineHandler(Protocol):
     def on_message(self, message: Message) -> None: ...
 
     def on_publish_done(self, mid: int, reason_code: int, reason: str) -> None: ...
+
+    def on_publishes_written(self, mids: tuple[int, ...]) -> None:
+        """QoS 0 publishes written to the socket, in order (their outcome: success)."""
+        ...
+
+    def on_publishes_done(self, done: list[tuple[int, int, str]]) -> None:
+        """Several ``on_publish_done`` at once, in order: ``(mid, reason_code, reason)``."""
+        ...
 
     def on_publish_uncertain(self, mid: int, reason_code: int, reason: str) -> None:
         """A QoS 2 exchange ended without the broker confirming it holds the message (PUBCOMP
@@ -462,8 +472,16 @@ class Engine:
             match event:
                 case MessageReceived(message):
                     self._handler.on_message(message)
+                case PublishesWritten(mids):
+                    self._handler.on_publishes_written(mids)
                 case PublishCompleted():
                     self._publish_completed(event)
+                case PublishesAcknowledged(acks):
+                    done: list[tuple[int, int, str]] = []
+                    for ack in acks:
+                        self._publish_completed(ack, done)
+                    if done:
+                        self._handler.on_publishes_done(done)
                 case PubrecReceived(mid, code, reason):
                     self._pubrec_codes[mid] = (code, reason)
                 case UnsubackReceived(mid, codes):
@@ -563,7 +581,10 @@ class Engine:
             return disconnect
         return dataclasses.replace(disconnect, reason_code=None)
 
-    def _publish_completed(self, done: PublishCompleted) -> None:
+    def _publish_completed(
+        self, done: PublishCompleted, batch: list[tuple[int, int, str]] | None = None
+    ) -> None:
+        """One publish paho is done with: to the handler, or (``batch``) collected for it."""
         mid = done.mid
         pubrec = self._pubrec_codes.pop(mid, None)
         if self._isolating:
@@ -579,7 +600,10 @@ class Engine:
             )
             return
         code, reason = pubrec if pubrec is not None else (done.reason_code, done.reason)
-        self._handler.on_publish_done(mid, code, reason)
+        if batch is None:
+            self._handler.on_publish_done(mid, code, reason)
+        else:
+            batch.append((mid, code, reason))
 
     def _end_isolation_after(self, mid: int) -> None:
         """Back to sending publishes freely once nothing waits behind the one acknowledged."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import itertools
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -26,12 +27,15 @@ from ._adapter_events import (
     EventSink,
     MessageReceived,
     PacketRefused,
+    PublishCompleted,
+    PublishesAcknowledged,
+    PublishesWritten,
     PubrecReceived,
     SocketFailed,
 )
 from ._auth_driver import Refusal
 from ._auth_exchange import AuthReceived
-from ._convert import _properties
+from ._convert import _properties, reason_text
 from ._publish_codec import MalformedPublish, decode_publish, encode_publish, remaining_length
 from ._seam_check import missing_paho_seams
 from ._sockets import OpenedSocket
@@ -60,6 +64,9 @@ PAHO_VERSION = (
 
 _READ_SIZE = 65536
 """Bytes asked of the socket per recv(): paho's 1-byte, 1-byte, rest reads are served from it."""
+
+QOS0_IDS_FROM = 0x10000
+"""The ids of QoS 0 publishes start here, above every packet id (1..65535)."""
 
 _WRITE_BATCH = 65536
 """Bytes of queued packets joined into one send()."""
@@ -94,6 +101,7 @@ class _PahoClient(paho.Client):
         an AUTH is refused as a protocol error."""
         self._read_buf = b""
         self._read_pos = 0
+        self._qos0_ids = itertools.count(QOS0_IDS_FROM)
 
     @property
     def has_buffered_input(self) -> bool:
@@ -315,7 +323,11 @@ class _PahoClient(paho.Client):
 
     def _packet_read(self) -> Any:
         if self._in_packet["command"] == 0:
-            rc = self._handle_buffered_packet()
+            if self._read_pos >= len(self._read_buf):
+                rc = self._fill_read_buffer()
+                if rc is not None:
+                    return rc
+            rc = self._handle_buffered_packets()
             if rc is not None:
                 return rc
         rc = super()._packet_read()
@@ -323,44 +335,95 @@ class _PahoClient(paho.Client):
             return self._packet_too_large()
         return rc
 
-    def _handle_buffered_packet(self) -> Any | None:
-        # A packet that lies whole in the read buffer goes straight to paho's handler. paho's
-        # reader takes it a byte at a time (type, each length byte, then the rest) through a
-        # dict of partial state and two clock reads: about a tenth of the end-to-end profile.
-        # None: no whole packet is buffered; paho's reader takes it from here.
-        data, start = self._read_buf, self._read_pos
-        size = len(data)
-        pos = start + 1
-        length, multiplier = 0, 1
-        length_bytes: list[int] = []
-        while True:
-            if pos >= size or len(length_bytes) == 4:
-                return None  # (a fifth length byte is paho's to refuse)
-            byte = data[pos]
-            pos += 1
-            length_bytes.append(byte)
-            length += (byte & 0x7F) * multiplier
-            multiplier *= 128
-            if not byte & 0x80:
-                break
-        end = pos + length
-        if end > size:
-            return None
-        if end == size:
-            self._read_buf, self._read_pos = b"", 0
-        else:
-            self._read_pos = end
-        self._in_packet = _in_packet(
-            data[start], length_bytes, multiplier, length, bytearray(data[pos:end])
-        )
+    def _fill_read_buffer(self) -> Any | None:
+        """One large recv() into the read buffer, so that even the first packet of a read takes
+        the whole-packet path; paho's code for what stops it (as its reader answers a failed
+        first recv), or None once bytes are buffered."""
         try:
-            rc = self._packet_handle()
-        except MalformedPacket:
-            rc = paho.MQTT_ERR_PROTOCOL
-        self._in_packet = _in_packet(0, [], 1, 0, bytearray())
+            data = self._sock_recv_raw(_READ_SIZE)
+        except BlockingIOError:
+            return paho.MQTT_ERR_AGAIN
+        except OSError:  # (told as SocketFailed by _sock_recv_raw)
+            return paho.MQTT_ERR_CONN_LOST
+        if not data:
+            return paho.MQTT_ERR_CONN_LOST  # the peer closed the connection
+        self._read_buf, self._read_pos = data, 0
+        return None
+
+    def _handle_buffered_packets(self) -> Any | None:
+        # Every packet that lies whole in the read buffer, handled in one pass: PUBLISH and a
+        # plain PUBACK straight from the bytes, the others through paho's handler. paho's reader
+        # takes a packet a byte at a time (type, each length byte, then the rest) through a dict
+        # of partial state and two clock reads, and paho's loop_read() one packet per call.
+        # None: no whole packet is buffered; paho's reader takes it from here.
+        data, pos = self._read_buf, self._read_pos
+        size = len(data)
+        limit = self.announced_maximum_packet_size
+        v5 = self._protocol == paho.MQTTv5
+        rc: Any = None
+        acks: list[PublishCompleted] = []  # plain PUBACKs: one event, one publisher drain
+        while pos < size:
+            start = pos
+            pos += 1
+            length, shift = 0, 0
+            while True:
+                if pos >= size or shift == 28:
+                    pos = start  # not whole yet (a fifth length byte is paho's to refuse)
+                    break
+                byte = data[pos]
+                pos += 1
+                length |= (byte & 0x7F) << shift
+                shift += 7
+                if not byte & 0x80:
+                    break
+            end = pos + length
+            if pos == start or end > size:
+                pos = start
+                break
+            self._read_pos = end  # (consumed before it is handled: a handler may read on)
+            header = data[start]
+            command = header & 0xF0
+            body = data[pos:end]
+            pos = end
+            if limit is not None and end - start > limit:
+                command = 0  # paho's route, which refuses it by size
+            if command == paho.PUBLISH:
+                if acks:
+                    self.events(PublishesAcknowledged(tuple(acks)))
+                    acks.clear()
+                rc = self._publish_received(header, body)
+            elif command == paho.PUBACK and (code := _plain_puback_code(body, v5=v5)) is not None:
+                rc, ack = self._settle_puback((body[0] << 8) | body[1], code)
+                if ack is not None:
+                    acks.append(ack)
+            else:
+                if acks:  # (told before what follows them)
+                    self.events(PublishesAcknowledged(tuple(acks)))
+                    acks.clear()
+                rc = self._handle_whole(header, data[start + 1 : end - length], length, body)
+            if rc or self._read_buf is not data:  # an error, or the socket went
+                break
+        if acks:
+            self.events(PublishesAcknowledged(tuple(acks)))
+        if rc is None:
+            return None
+        if self._read_buf is data and pos >= size:
+            self._read_buf, self._read_pos = b"", 0
         with self._msgtime_mutex:
             self._last_bytes_received = paho.time_func()
         return rc
+
+    def _handle_whole(self, header: int, length_bytes: bytes, length: int, body: bytes) -> Any:
+        """A whole packet through paho's own handler (its record of the packet filled in)."""
+        self._in_packet = _in_packet(
+            header, list(length_bytes), 128 ** len(length_bytes), length, bytearray(body)
+        )
+        try:
+            return self._packet_handle()
+        except MalformedPacket:
+            return paho.MQTT_ERR_PROTOCOL
+        finally:
+            self._in_packet = _in_packet(0, [], 1, 0, bytearray())
 
     def _packet_handle(self) -> Any:
         if self._incoming_too_large():  # arrived whole in one read
@@ -423,6 +486,9 @@ class _PahoClient(paho.Client):
         )
 
     def _handle_publish(self) -> Any:
+        return self._publish_received(self._in_packet["command"], self._in_packet["packet"])
+
+    def _publish_received(self, header: int, body: bytes | bytearray) -> Any:
         # The one receive route of a PUBLISH, whatever its QoS: decoded here (no MQTTMessage,
         # properties only when there are some) and handed to the engine as MessageReceived.
         # A QoS 2 message is delivered on its PUBLISH (MQTT 5 4.3.3's first method); once its
@@ -430,18 +496,16 @@ class _PahoClient(paho.Client):
         # re-sent PUBLISH with that id is answered with PUBREC, not delivered twice.
         # Under manual acknowledgement the PUBACK/PUBREC waits for ``acknowledge``.
         try:
-            incoming = decode_publish(
-                self._in_packet["command"], self._in_packet["packet"], self._protocol == paho.MQTTv5
-            )
+            message, mid, _ = decode_publish(header, body, self._protocol == paho.MQTTv5)
         except MalformedPublish as exc:  # (a topic that is not UTF-8, too: MQTT 5 1.5.4)
             return self._refuse(0x81, f"Malformed Packet: {exc}", DisconnectSource.CLIENT)
-        message, mid = incoming.message, incoming.mid
-        if message.qos == 2 and mid in self._in_messages:  # accepted already [MQTT-4.3.3-9]
+        qos = message.qos
+        if qos == 2 and mid in self._in_messages:  # accepted already [MQTT-4.3.3-9]
             return self._send_pubrec(mid)
         self.events(MessageReceived(message))
-        if self._manual_ack or not message.qos:
+        if self._manual_ack or not qos:
             return paho.MQTT_ERR_SUCCESS
-        return self._accept(mid, message.qos)
+        return self._accept(mid, qos)
 
     def acknowledge(self, mid: int, qos: int) -> None:
         """Manual acknowledgement: the PUBACK (QoS 1) or PUBREC (QoS 2) of a received message.
@@ -476,21 +540,34 @@ class _PahoClient(paho.Client):
         """The one send route of a PUBLISH, whatever its QoS: encoded here, queued on paho's
         out-queue; a QoS 1/2 one also enters paho's session (``_out_messages``, as paho's
         ``publish()`` does), so paho matches its acks and re-sends it (DUP) after a reconnect.
-        Returns its packet id, or None when that id is still in flight (65535 are)."""
+        Returns its packet id, or None when that id is still in flight (65535 are). A QoS 0
+        PUBLISH has no packet id: it gets an id of its own, above 65535 (never a packet id),
+        which its ``PublishesWritten`` carries."""
         name = topic.encode("utf-8")
         block = None
         if self._protocol == paho.MQTTv5:
             block = b"\x00" if properties is None else properties.pack()  # type: ignore[no-untyped-call]
-        mid: int = self._mid_generate()
-        packet = encode_publish(name, payload, qos, retain, mid, block)
         if not qos:
+            mid = next(self._qos0_ids)
             if self._sock is not None:  # (without a socket a QoS 0 message is gone, as in paho)
-                self._packet_queue(paho.PUBLISH, packet, mid, 0, _WRITTEN)
+                packet = encode_publish(name, payload, 0, retain, 0, block)
+                # paho's _packet_queue, without its checks for a thread it does not run here
+                self._out_packet.append(
+                    {
+                        "command": paho.PUBLISH,
+                        "mid": mid,
+                        "qos": 0,
+                        "pos": 0,
+                        "to_process": len(packet),
+                        "packet": packet,
+                        "info": _NOBODY_WAITS,
+                    }
+                )
+                self._call_socket_register_write()
             return mid
-        message = paho.MQTTMessage(mid, name)
-        message.timestamp = paho.time_func()
-        message.payload, message.qos, message.retain = payload, qos, retain
-        message.properties = properties
+        mid = self._mid_generate()
+        packet = encode_publish(name, payload, qos, retain, mid, block)
+        message = _session_message(mid, name, payload, qos, retain, properties)
         with self._out_message_mutex:
             if mid in self._out_messages:
                 return None
@@ -510,56 +587,56 @@ class _PahoClient(paho.Client):
         return mid
 
     def _packet_write(self) -> Any:
-        # paho writes one packet per send(): under load one system call per PUBLISH and per
-        # PUBACK. Join consecutive queued packets (up to _WRITE_BATCH bytes) into one send()
-        # and complete each fully written one as paho does (QoS 0: on_publish, info published).
+        # paho writes one packet per send() and, for each QoS 0 PUBLISH, builds a ReasonCode
+        # and a Properties for its on_publish. Here consecutive queued packets (up to
+        # _WRITE_BATCH bytes) go out in one send(), and the QoS 0 publishes written are told in
+        # one PublishesWritten event. A DISCONNECT is left to paho (it closes the socket after).
         out = self._out_packet
-        if len(out) < 2:
-            return super()._packet_write()
-        partial = False
-        while len(out) >= 2:
-            parts: list[bytes | bytearray] = []
-            size = 0
-            for entry in out:
-                if (entry["command"] & 0xF0) == paho.DISCONNECT:
-                    break  # paho closes the socket after it: leave that one to paho
-                pos = entry["pos"]
-                parts.append(entry["packet"][pos:] if pos else entry["packet"])
-                size += entry["to_process"]
-                if size >= _WRITE_BATCH:
-                    break
-            if len(parts) < 2:
-                break
-            try:
-                written = self._sock_send(b"".join(parts))
-            except (AttributeError, ValueError):
-                return paho.MQTT_ERR_SUCCESS
-            except BlockingIOError:
-                return paho.MQTT_ERR_AGAIN
-            except OSError:
-                return paho.MQTT_ERR_CONN_LOST
-            on_publish: Any = self.on_publish
-            while written > 0:
-                entry = out[0]
-                done = min(written, entry["to_process"])
-                entry["to_process"] -= done
-                entry["pos"] += done
-                written -= done
-                if entry["to_process"]:
-                    break
-                out.popleft()
-                if (entry["command"] & 0xF0) == paho.PUBLISH and entry["qos"] == 0:
-                    if on_publish is not None:
-                        on_publish(self, self._userdata, entry["mid"], _PUBACK_SUCCESS, None)
-                    if entry["info"] is not None:  # as paho marks a written QoS 0 packet:
-                        entry["info"]._set_as_published()  # noqa: SLF001
-            if out and out[0]["pos"]:
-                partial = True  # the rest once the socket is writable again
-                break
-        rc = paho.MQTT_ERR_SUCCESS if partial or not out else super()._packet_write()
-        with self._msgtime_mutex:
-            self._last_msg_out = paho.time_func()
-        return rc
+        written: list[int] = []
+        sent_any = False
+        try:
+            while out:
+                parts: list[bytes | bytearray] = []
+                size = 0
+                for entry in out:
+                    if (entry["command"] & 0xF0) == paho.DISCONNECT:
+                        break
+                    pos = entry["pos"]
+                    parts.append(entry["packet"][pos:] if pos else entry["packet"])
+                    size += entry["to_process"]
+                    if size >= _WRITE_BATCH:
+                        break
+                if not parts:  # a DISCONNECT is next
+                    return super()._packet_write()
+                try:
+                    sent = self._sock_send(parts[0] if len(parts) == 1 else b"".join(parts))
+                except (AttributeError, ValueError):  # no socket (any more)
+                    return paho.MQTT_ERR_SUCCESS
+                except BlockingIOError:
+                    return paho.MQTT_ERR_AGAIN
+                except OSError:
+                    return paho.MQTT_ERR_CONN_LOST
+                sent_any = True
+                while sent > 0:
+                    entry = out[0]
+                    done = min(sent, entry["to_process"])
+                    entry["to_process"] -= done
+                    entry["pos"] += done
+                    sent -= done
+                    if entry["to_process"]:
+                        break
+                    out.popleft()
+                    if (entry["command"] & 0xF0) == paho.PUBLISH and entry["qos"] == 0:
+                        written.append(entry["mid"])
+                if out and out[0]["pos"]:
+                    return paho.MQTT_ERR_SUCCESS  # the rest once the socket is writable again
+            return paho.MQTT_ERR_SUCCESS
+        finally:
+            if sent_any:
+                with self._msgtime_mutex:
+                    self._last_msg_out = paho.time_func()
+            if written:
+                self.events(PublishesWritten(tuple(written)))
 
     def _handle_pubackcomp(self, cmd: Any) -> Any:
         # A PUBACK is usually the packet id alone, or with a reason code and no properties.
@@ -571,11 +648,29 @@ class _PahoClient(paho.Client):
         reason_code = _plain_puback_code(packet, v5=self._protocol == paho.MQTTv5)
         if reason_code is None:  # properties, or a code PUBACK does not define: paho's way
             return super()._handle_pubackcomp(cmd)
-        mid = (packet[0] << 8) | packet[1]
+        return self._puback_received((packet[0] << 8) | packet[1], reason_code)
+
+    def _puback_received(self, mid: int, code: ReasonCode) -> Any:
+        rc, ack = self._settle_puback(mid, code)
+        if ack is not None:
+            self.events(ack)
+        return rc
+
+    def _settle_puback(self, mid: int, code: ReasonCode) -> tuple[Any, PublishCompleted | None]:
+        """A PUBACK without properties: its publish leaves paho's session (what paho's
+        ``_do_on_publish`` does, without its callback locks) and the one held back for the
+        in-flight window, if any, is sent; returns paho's code and what to tell the engine
+        (None: paho held no such publish)."""
         with self._out_message_mutex:
-            if mid in self._out_messages:
-                return self._do_on_publish(mid, reason_code, _NO_PUBACK_PROPERTIES)
-        return paho.MQTT_ERR_SUCCESS
+            message = self._out_messages.pop(mid, None)
+            if message is None:
+                return paho.MQTT_ERR_SUCCESS, None
+            rc = paho.MQTT_ERR_SUCCESS
+            if message.qos:
+                self._inflight_messages -= 1
+                if self._max_inflight_messages > 0:
+                    rc = self._update_inflight()
+        return rc, PublishCompleted(mid, message.qos, code.value, _PUBACK_TEXTS[code.value])
 
     def _handle_pubrec(self) -> Any:
         from paho.mqtt import _packet
@@ -594,6 +689,9 @@ _PUBACK_CODES: dict[int, ReasonCode] = {
 }
 """One shared, read-only ReasonCode per code a PUBACK may carry (MQTT 5, 3.4.2.1)."""
 
+_PUBACK_TEXTS = {value: reason_text(code) for value, code in _PUBACK_CODES.items()}
+"""Each PUBACK code's name, as paho says it ("Success", "Quota exceeded", ...)."""
+
 _PUBACK_SUCCESS = _PUBACK_CODES[0]
 """Success: a plain PUBACK's code, and the one paho passes to on_publish once a QoS 0 PUBLISH is
 written."""
@@ -603,9 +701,30 @@ _PINGREQ = bytes((paho.PINGREQ, 0))
 
 _NO_PUBACK_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
 
-_WRITTEN = paho.MQTTMessageInfo(0)
-"""Stands in for the per-message ``MQTTMessageInfo`` of QoS 0 packets: paho marks it published
-once the packet is written, which nobody waits on."""
+_NOBODY_WAITS = paho.MQTTMessageInfo(0)
+"""Stands in for the per-message ``MQTTMessageInfo`` (with its ``threading.Condition``) that
+paho's ``publish()`` hands its caller to wait on: paho marks it published once the packet is
+written or acknowledged, and nobody here waits on it."""
+
+
+def _session_message(
+    mid: int, topic: bytes, payload: bytes, qos: int, retain: bool, properties: Properties | None
+) -> paho.MQTTMessage:
+    """paho's record of a QoS 1/2 publish in its session (``_out_messages``), as its
+    ``publish()`` makes it, but sharing one ``MQTTMessageInfo``: ``MQTTMessage()`` builds one
+    per message, with a ``threading.Condition``."""
+    message: paho.MQTTMessage = object.__new__(paho.MQTTMessage)
+    message.timestamp = paho.time_func()
+    message.state = paho.mqtt_ms_invalid
+    message.dup = False
+    message.mid = mid
+    message._topic = topic  # noqa: SLF001 - MQTTMessage's topic slot (its setter takes str)
+    message.payload = payload
+    message.qos = qos
+    message.retain = retain
+    message.info = _NOBODY_WAITS
+    message.properties = properties
+    return message
 
 
 def _awaiting_pubrel(mid: int) -> paho.MQTTMessage:

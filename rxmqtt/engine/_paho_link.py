@@ -21,7 +21,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ..broker_limits import V311_LIMITS, BrokerLimits
 from ..errors import NotConnectedError
-from ..message import Message
+from ..message import NO_PROPERTIES, Message
 from ..settings import ConnectionSettings, Endpoint
 from ..settings._protocol import MQTT_3_1_1
 from ..subscription_options import SubscriptionOptions
@@ -113,6 +113,8 @@ class PahoLink:
         """The socket of the current attempt, or None."""
         self.write: Callable[[], object] = client.loop_write
         """Write what is queued, as far as the socket takes it."""
+        self.wants_write: Callable[[], bool] = client.want_write
+        """Whether packets are still queued (the socket took only part of them)."""
         self.close_socket: Callable[[], None] = client.close_socket
         """Close a socket paho did not notice was shut (paho reports the end)."""
         self.housekeeping: Callable[[], object] = client.loop_misc
@@ -273,7 +275,10 @@ class PahoLink:
 
     def publish(self, message: Message) -> int:
         """Queue ``message`` for sending; returns the packet id its completion will carry."""
-        properties = _to_paho_properties(message.properties, PacketTypes.PUBLISH)
+        props = message.properties
+        properties = (
+            None if props is NO_PROPERTIES else _to_paho_properties(props, PacketTypes.PUBLISH)
+        )
         mid = self._client.send_publish(
             message.topic, message.payload, message.qos, message.retain, properties
         )

@@ -11,9 +11,9 @@ alone) without paho at all.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from typing import NamedTuple
 
-from ..message import NO_PROPERTIES, Message, PublishProperties
+from ..message import NO_PROPERTIES, Message, PublishProperties, checked_message
 from ._convert import unpack_publish_properties
 
 PUBLISH = 0x30
@@ -29,9 +29,9 @@ class MalformedPublish(ValueError):
     """A PUBLISH that cannot be decoded (MQTT 5: a Malformed Packet, reason code 0x81)."""
 
 
-@dataclass(frozen=True, slots=True)
-class IncomingPublish:
-    """A decoded PUBLISH: the message and its packet id (0 for QoS 0)."""
+class IncomingPublish(NamedTuple):
+    """A decoded PUBLISH: the message and its packet id (0 for QoS 0). (A tuple: one is built
+    per message received.)"""
 
     message: Message
     mid: int
@@ -71,8 +71,8 @@ def encode_publish(
         raise ValueError(
             f"payload: a PUBLISH of {size} bytes is over MQTT's limit of {MAX_REMAINING_LENGTH}"
         )
-    packet = bytearray((PUBLISH | (qos << 1) | retain,))
-    packet += remaining_length(size)
+    packet = bytearray(_HEADERS[(qos << 1) | retain])
+    packet += _SIZES[size] if size < 0x80 else remaining_length(size)
     packet += len(topic).to_bytes(2, "big")
     packet += topic
     if qos:
@@ -81,6 +81,13 @@ def encode_publish(
         packet += properties
     packet += payload
     return packet
+
+
+_HEADERS = [bytes((PUBLISH | flags,)) for flags in range(8)]
+"""The fixed header's first byte for each QoS and retain (DUP 0), by ``qos << 1 | retain``."""
+
+_SIZES = [bytes((size,)) for size in range(0x80)]
+"""The one-byte remaining lengths."""
 
 
 def decode_publish(header: int, body: bytes | bytearray, with_properties: bool) -> IncomingPublish:
@@ -108,15 +115,29 @@ def decode_publish(header: int, body: bytes | bytearray, with_properties: bool) 
         topic = raw_topic.decode("utf-8")
     except UnicodeDecodeError:
         raise MalformedPublish(f"a PUBLISH topic is not valid UTF-8: {raw_topic!r}") from None
-    message = Message(topic, bytes(body[pos:]), qos, bool(header & 0x01), props, _packet_id=mid)
+    message = checked_message(topic, bytes(body[pos:]), qos, bool(header & 0x01), props, mid)
     return IncomingPublish(message, mid, bool(header & 0x08))
 
 
 def _decode_properties(body: bytes | bytearray, pos: int) -> tuple[PublishProperties, int]:
     """The property block at ``pos``: (properties, position after it)."""
-    if body[pos] == 0:
+    length = body[pos]
+    if length == 0:
         return NO_PROPERTIES, pos + 1
-    identified = only_identifiers(body, pos)
+    if length < 0x80:  # (a one-byte length: seen before, the same block gives the same answer)
+        end = pos + 1 + length
+        block = bytes(body[pos:end])
+        known = _KNOWN_BLOCKS.get(block)
+        if known is not None:
+            return known, end
+        identified = only_identifiers(body, pos)
+        if identified is not None:
+            if len(_KNOWN_BLOCKS) >= KNOWN_BLOCKS_SIZE:
+                _KNOWN_BLOCKS.clear()
+            _KNOWN_BLOCKS[block] = identified[0]
+            return identified
+    else:
+        identified = only_identifiers(body, pos)
     if identified is not None:
         return identified
     try:
@@ -124,6 +145,13 @@ def _decode_properties(body: bytes | bytearray, pos: int) -> tuple[PublishProper
     except Exception as exc:  # paho raises several kinds for a bad block
         raise MalformedPublish(f"a PUBLISH property block cannot be decoded: {exc}") from None
     return props, pos + used
+
+
+KNOWN_BLOCKS_SIZE = 1024
+"""Property blocks of Subscription Identifiers alone, remembered with their decoded properties
+(a subscription's messages all carry the same block)."""
+
+_KNOWN_BLOCKS: dict[bytes, PublishProperties] = {}
 
 
 @functools.lru_cache(maxsize=1024)

@@ -39,6 +39,8 @@ METHODS: dict[str, tuple[str, ...]] = {
     "_mid_generate": (),
     "_packet_queue": ("command", "packet", "mid", "qos", "info"),
     "_do_on_publish": ("mid", "reason_code", "properties"),
+    "_update_inflight": (),
+    "_call_socket_register_write": (),
     # relied on unchanged: without manual acks, paho's PUBREL handling pops the _in_messages
     # record and hands it to _handle_on_message, which (no on_message set) delivers nothing
     "_handle_on_message": ("message",),
@@ -83,6 +85,11 @@ IN_PACKET_KEYS = frozenset(
 OUT_PACKET_KEYS = frozenset({"command", "mid", "qos", "pos", "to_process", "packet", "info"})
 """An entry of ``Client._out_packet``: a packet queued for writing (the adapter batches them)."""
 
+MESSAGE_SLOTS = frozenset(
+    {"_topic", "dup", "info", "mid", "payload", "properties", "qos", "retain", "state", "timestamp"}
+)
+"""``MQTTMessage``'s fields: the adapter builds paho's session records itself, setting each."""
+
 MESSAGE_STATES = (
     "mqtt_ms_publish",
     "mqtt_ms_queued",
@@ -103,7 +110,13 @@ ADAPTER_NAMES = (
     "_accept",
     "_incoming_size",
     "_incoming_too_large",
-    "_handle_buffered_packet",
+    "_handle_buffered_packets",
+    "_handle_whole",
+    "_publish_received",
+    "_puback_received",
+    "_settle_puback",
+    "_fill_read_buffer",
+    "_qos0_ids",
     "_packet_too_large",
     "prepared_socket",
     "announced_maximum_packet_size",
@@ -201,12 +214,12 @@ def _instance_problems() -> list[str]:
                 f"Client._out_packet entries have keys {sorted(entry)}, "
                 f"not {sorted(OUT_PACKET_KEYS)}"
             )
-    message = paho.MQTTMessage(mid=1)
-    problems += [
-        f"MQTTMessage.{name} is gone"
-        for name in ("state", "qos", "mid")
-        if not hasattr(message, name)
-    ]
+    slots = set(getattr(paho.MQTTMessage, "__slots__", ()))
+    if slots != MESSAGE_SLOTS:
+        problems.append(
+            f"MQTTMessage has the slots {sorted(slots)}, not {sorted(MESSAGE_SLOTS)} (the "
+            "adapter fills each one of its session records)"
+        )
     return problems
 
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import select
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 MAX_READS_PER_EVENT = 256
@@ -25,6 +24,7 @@ class PumpedLink(Protocol):
 
     socket: Callable[[], Any]
     write: Callable[[], object]
+    wants_write: Callable[[], bool]
     close_socket: Callable[[], None]
 
     @property
@@ -37,16 +37,12 @@ class PumpedLink(Protocol):
         ...
 
 
-def has_unread_bytes(sock: Any) -> bool:
-    """Whether ``sock`` has bytes waiting (TLS and WebSocket streams: buffered ones included)."""
+def has_pending_bytes(sock: Any) -> bool:
+    """Whether ``sock`` holds bytes already taken off the wire that the loop's readiness will
+    not signal again (a TLS or WebSocket stream's buffered ones). Bytes still in the kernel
+    need no check: the loop's selector is level-triggered and calls back while there are."""
     pending = getattr(sock, "pending", None)
-    if pending is not None and pending() > 0:
-        return True
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return False
-    return bool(readable)
+    return pending is not None and pending() > 0
 
 
 @dataclass(eq=False)
@@ -59,6 +55,8 @@ class SocketPump:
     """Called on every readable event (the keep-alive watchdog listens)."""
     after_close: Callable[[Any], None]
     """Called with each socket paho closed (the linger close listens)."""
+    _written_before: Any = field(default=None, init=False, repr=False)
+    """The socket written to at least once (later writes are flushed without watching it)."""
 
     # ------------------------------------------------ hooks paho calls (wired by the adapter)
 
@@ -68,12 +66,22 @@ class SocketPump:
 
     def closed(self, sock: Any) -> None:
         """paho closed the socket: stop watching it."""
+        self._written_before = None
         self._forget(sock)
         self.after_close(sock)
 
     def want_write(self, sock: Any) -> None:
-        """paho queued bytes: write them when the socket can take them."""
-        self.loop.add_writer(sock, self._on_writable)
+        """paho queued bytes: write them once the callbacks at hand are done, so that packets
+        queued together go out in one send(). The loop watches the socket for room only when
+        it was full (watching it always costs two system calls per write) -- and for the first
+        write on a socket (the CONNECT), so that what the peer already sent is read before it:
+        a TLS 1.3 broker refuses a client certificate with an alert after the handshake, and
+        a CONNECT written after the broker closed draws a reset that discards the unread
+        alert, leaving a plain EOF where the refusal was."""
+        if sock is self._written_before:
+            self.loop.call_soon(self._flush, sock)
+        else:
+            self.loop.add_writer(sock, self._on_writable)
 
     def wrote_all(self, sock: Any) -> None:
         """paho's queue is empty: stop waiting for the socket to be writable."""
@@ -111,12 +119,21 @@ class SocketPump:
                 return
             if not link.read():
                 return
-            if not link.has_buffered_input and not has_unread_bytes(sock):
+            if not link.has_buffered_input and not has_pending_bytes(sock):
                 return
         if link.socket() is sock and link.has_buffered_input:
             # The budget is spent with packets already read into our buffer: the socket may not
             # signal readable again (its bytes are with us), so come back by ourselves.
             self.loop.call_soon(self._on_readable)
 
+    def _flush(self, sock: Any) -> None:
+        link = self.link
+        if link.socket() is not sock:
+            return  # (the socket is gone: its packets went with it)
+        link.write()
+        if link.socket() is sock and link.wants_write():  # the socket is full
+            self.loop.add_writer(sock, self._on_writable)
+
     def _on_writable(self) -> None:
+        self._written_before = self.link.socket()
         self.link.write()
