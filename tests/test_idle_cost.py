@@ -45,6 +45,7 @@ from rxmqtt.broker_limits import BrokerLimits
 from rxmqtt.connection._reconnect_loop import ReconnectLoop
 from rxmqtt.engine._convert import _properties
 from rxmqtt.engine._paho_client import _PahoClient
+from rxmqtt.engine._socket_pump import SocketPump
 from rxmqtt.lifecycle import Disconnect
 from rxmqtt.operators import retry_with_backoff
 from rxmqtt.policies import GracePeriod, PublishRetry, QueuePolicy
@@ -90,11 +91,12 @@ async def test_an_idle_connection_pings_after_each_keep_alive_of_silence() -> No
         assert keep_alive - 0.05 <= gap < 1.5 * keep_alive, pings
 
 
-async def test_an_idle_ping_is_written_without_watching_the_socket_for_writability(
+async def test_an_idle_ping_is_written_at_once_without_a_later_write(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A PINGREQ with nothing queued ahead of it goes out in one send(): no add_writer (an epoll
-    change, a wake-up and another epoll change per ping, for every idle connection)."""
+    """A PINGREQ with nothing queued ahead of it goes out in one send() from the keep-alive
+    tick: the socket pump is never asked to write it later (another loop callback per ping,
+    or, when the socket was full, an epoll change and a wake-up, for every idle connection)."""
     pings: list[float] = []
     three: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -108,26 +110,25 @@ async def test_an_idle_ping_is_written_without_watching_the_socket_for_writabili
         three.set_result(None)
         await link.read_raw()  # (until the client goes)
 
-    loop = asyncio.get_running_loop()
-    watched: list[object] = []
+    asked: list[object] = []
     async with ScriptedPeer(script) as peer:
         settings = ConnectionSettings(
             host="127.0.0.1", port=peer.port, client_id="idle-direct-ping", keep_alive=1
         )
         async with Connection(settings) as conn:
             await conn.wait_for(ConnectionState.CONNECTED, 5)
-            add_writer = loop.add_writer
+            want_write = SocketPump.want_write
 
-            def counting_add_writer(fd: Any, callback: Callable[..., object], *args: Any) -> None:
-                watched.append(fd)
-                add_writer(fd, callback, *args)
+            def counting_want_write(pump: SocketPump, sock: Any) -> None:
+                asked.append(sock)
+                want_write(pump, sock)
 
-            monkeypatch.setattr(loop, "add_writer", counting_add_writer)
+            monkeypatch.setattr(SocketPump, "want_write", counting_want_write)
             await asyncio.wait_for(three, 20)
-            while_idle = list(watched)  # (the DISCONNECT of the close may be queued)
+            while_idle = list(asked)  # (the DISCONNECT of the close may be queued)
             assert conn.state is ConnectionState.CONNECTED
     assert len(pings) == 3
-    assert while_idle == [], f"{len(while_idle)} add_writer calls for 3 idle pings"
+    assert while_idle == [], f"{len(while_idle)} writes left to the loop for 3 idle pings"
 
 
 def test_a_ping_behind_a_full_socket_buffer_waits_for_the_socket() -> None:
