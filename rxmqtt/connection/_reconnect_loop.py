@@ -129,18 +129,21 @@ class ReconnectLoop:
         engine = self._engine
         assert engine is not None
         if engine.link_up or engine.attempt_in_progress:
-            return _Round(self, observer).follow(engine.current_attempt())
+            return _Round(self, observer).follow(engine.watch_current_attempt)
         self._round_failures = 0
-        return _Round(self, observer).follow(self._next_attempt())
+        return _Round(self, observer).follow(self._next_attempt)
 
-    def _next_attempt(self) -> Observable[Connected]:
+    def _next_attempt(self, observer: abc.ObserverBase[Connected]) -> abc.DisposableBase:
+        """Start the next attempt, watched by ``observer``."""
         engine = self._engine
         assert engine is not None
         self._attempts_since_connected += 1
         endpoint = self._redirect or self._endpoints[self._endpoint_index % len(self._endpoints)]
         self._redirect = None  # a transient endpoint: the configured ones come next
         self._emit(Connecting(self._attempts_since_connected, str(endpoint)))
-        return engine.attempt(endpoint, clean_start=self._clean_start and engine.connections == 0)
+        return engine.watch_new_attempt(
+            observer, endpoint, clean_start=self._clean_start and engine.connections == 0
+        )
 
     def _after_end(self, error: Exception) -> Exception | None:
         """An attempt ended: judge it (fatal? a redirection?). ``None``: fail over to the next
@@ -243,12 +246,17 @@ class _Round(abc.ObserverBase[Connected], abc.DisposableBase):
         self._attempt: abc.DisposableBase | None = None
         self._done = False
 
-    def follow(self, attempt: Observable[Connected]) -> _Round:
-        """Watch ``attempt`` (the one watched before is let go)."""
+    def follow(self, watch: Callable[[_Round], abc.DisposableBase]) -> _Round:
+        """Watch the attempt ``watch(self)`` starts or adopts (the one watched before is let
+        go); what it raises ends the round, as an Rx subscription's error would."""
         previous, self._attempt = self._attempt, None
         if previous is not None:
             previous.dispose()
-        subscription = attempt.subscribe(self)
+        try:
+            subscription = watch(self)
+        except Exception as error:
+            self.on_error(error)
+            return self
         if self._done:  # (ended or disposed while subscribing)
             subscription.dispose()
         elif self._attempt is None:
@@ -270,7 +278,7 @@ class _Round(abc.ObserverBase[Connected], abc.DisposableBase):
             return
         ended = self._loop._after_end(error)  # noqa: SLF001  (the loop's own round)
         if ended is None:
-            self.follow(self._loop._next_attempt())  # noqa: SLF001
+            self.follow(self._loop._next_attempt)  # noqa: SLF001
             return
         self._done = True
         self._observer.on_error(ended)

@@ -13,7 +13,6 @@ from typing import Protocol
 
 import reactivex
 from reactivex import Observable, abc
-from reactivex.disposable import Disposable
 
 from .._outcome import Outcome
 from ..broker_limits import BrokerLimits
@@ -196,11 +195,19 @@ class Engine:
         def subscribe(
             observer: abc.ObserverBase[Connected], scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
-            disposable = self._watch(observer)
-            self._start_attempt(endpoint, clean_start=clean_start)
-            return disposable
+            return self.watch_new_attempt(observer, endpoint, clean_start=clean_start)
 
         return reactivex.create(subscribe)
+
+    def watch_new_attempt(
+        self, observer: abc.ObserverBase[Connected], endpoint: Endpoint, *, clean_start: bool
+    ) -> abc.DisposableBase:
+        """What subscribing to :meth:`attempt` does, for an observer that is no Rx pipeline
+        (the reconnect loop's round: it watches an attempt for the connection's whole life, and
+        an observable and its subscription are a dozen objects more per connection)."""
+        disposable = self._watch(observer)
+        self._start_attempt(endpoint, clean_start=clean_start)
+        return disposable
 
     def current_attempt(self) -> Observable[Connected]:
         """The attempt under way, as :meth:`attempt` reports it (``Connected`` at once when its
@@ -209,26 +216,30 @@ class Engine:
         def subscribe(
             observer: abc.ObserverBase[Connected], scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
-            if self._phase is Phase.IDLE:
-                raise RuntimeError("engine: no attempt under way to watch")
-            disposable = self._watch(observer)
-            if self._phase is Phase.CONNECTED:
-                observer.on_next(self._connected_event())
-            return disposable
+            return self.watch_current_attempt(observer)
 
         return reactivex.create(subscribe)
+
+    def watch_current_attempt(self, observer: abc.ObserverBase[Connected]) -> abc.DisposableBase:
+        """What subscribing to :meth:`current_attempt` does (see :meth:`watch_new_attempt`);
+        ``RuntimeError`` when no attempt is under way."""
+        if self._phase is Phase.IDLE:
+            raise RuntimeError("engine: no attempt under way to watch")
+        disposable = self._watch(observer)
+        if self._phase is Phase.CONNECTED:
+            observer.on_next(self._connected_event())
+        return disposable
 
     def _watch(self, observer: abc.ObserverBase[Connected]) -> abc.DisposableBase:
         if self._watcher is not None:
             self._watcher.disposed = True  # a new subscriber takes over
         watcher = self._watcher = AttemptWatcher(observer)
+        return _Unwatch(self, watcher)
 
-        def dispose() -> None:
-            watcher.disposed = True
-            if self._watcher is watcher:
-                self._watcher = None
-
-        return Disposable(dispose)
+    def _unwatch(self, watcher: AttemptWatcher) -> None:
+        watcher.disposed = True
+        if self._watcher is watcher:
+            self._watcher = None
 
     def _connected_event(self) -> Connected:
         return Connected(self.session_present, str(self._endpoint))
@@ -610,3 +621,16 @@ class Engine:
         if not self._paho.any_held_back(besides=mid):
             self._isolating = False
             self._paho.one_publish_at_a_time(False)
+
+
+class _Unwatch(abc.DisposableBase):
+    """Ends one watch of the attempt under way (idempotent; one small object per watch)."""
+
+    __slots__ = ("_engine", "_watcher")
+
+    def __init__(self, engine: Engine, watcher: AttemptWatcher) -> None:
+        self._engine = engine
+        self._watcher = watcher
+
+    def dispose(self) -> None:
+        self._engine._unwatch(self._watcher)  # noqa: SLF001  (the engine's own watch)
