@@ -486,9 +486,7 @@ class Connection:
                 observer.on_completed()
                 return Disposable()
             self._call_on_loop(self._add_subscriber, topic_filter, qos, wanted, observer)
-            return Disposable(
-                lambda: self._call_on_loop(self._remove_subscriber, topic_filter, observer)
-            )
+            return _Unsubscribe(self, topic_filter, observer)
 
         return isolated(reactivex.create(subscribe), on_drop=self._report_unread)
 
@@ -960,3 +958,25 @@ def _disconnect_of(event: LifecycleEvent) -> Observable[Disconnect]:
     if isinstance(event, Disconnected | ConnectFailed):
         return reactivex.just(event.disconnect)
     return reactivex.empty()
+
+
+class _Unsubscribe(abc.DisposableBase):
+    """Ends one ``messages()`` subscriber (on the connection's loop; a second call finds it
+    gone). One small object per subscriber: a process may hold thousands."""
+
+    __slots__ = ("_connection", "_observer", "_topic_filter")
+
+    def __init__(
+        self, connection: Connection, topic_filter: str, observer: abc.ObserverBase[Message]
+    ) -> None:
+        self._connection = connection
+        self._topic_filter = topic_filter
+        self._observer = observer
+
+    def dispose(self) -> None:
+        connection = self._connection
+        connection._call_on_loop(  # noqa: SLF001  (the connection's own subscriber)
+            connection._remove_subscriber,  # noqa: SLF001
+            self._topic_filter,
+            self._observer,
+        )

@@ -8,7 +8,6 @@ import logging
 from collections.abc import Callable
 
 from reactivex import abc
-from reactivex.disposable import Disposable
 
 from .._outcome import Outcome, settle_error, settle_value
 from ..engine import Engine
@@ -29,7 +28,8 @@ class Reauthentication:
         self._emit = emit
         self._engine: Engine | None = None
         self._closed = False
-        self._requests: abc.DisposableBase = Disposable()
+        self._requests: abc.DisposableBase | None = None
+        """The authenticator's requests followed (none without an authenticator)."""
         self._waiting: dict[Outcome[int], Outcome[Reauthenticated]] = {}
         """Each exchange's outcome (the engine's) and the one handed to the application."""
 
@@ -45,7 +45,8 @@ class Reauthentication:
     def stop(self) -> None:
         """The connection closes: no more requests (the engine fails what is under way)."""
         self._closed = True
-        self._requests.dispose()
+        if self._requests is not None:
+            self._requests.dispose()
 
     def reauthenticate(self, result: Outcome[Reauthenticated]) -> None:
         """Settle ``result`` with the next re-authentication's end (on the loop)."""
