@@ -1,4 +1,5 @@
-"""Profile rxmqtt's hot paths, each in isolation, beside raw paho on asyncio (the ceiling).
+"""Profile rxmqtt's hot paths, each in isolation, beside raw paho on asyncio (and, end to end,
+gmqtt when it is installed: the record issue 23 chases).
 
 ``python -m benchmarks.profile_hot_paths [--path receive|publish|e2e] [--qos 0|1] [--count N]
 [--profile] [--top N] [--repeat N]``
@@ -11,8 +12,10 @@
   nobody subscribes to; the rate is from the first call to the last outcome (QoS 0: written,
   QoS 1: PUBACK).
 - **e2e** (both): the end-to-end benchmark's publisher and subscriber in one process, after one
-  warm-up run; reported as CPU time per message (``time.process_time()``, steadier than a
-  rate on a shared machine) beside the rate.
+  warm-up run of each client; reported as CPU time per message (``time.process_time()``,
+  steadier than a rate on a shared machine) beside the rate. ``--repeat N`` interleaves N runs
+  of each client and keeps the least CPU time and the best rate (the least disturbed run).
+- **receive** and **publish** print their CPU time per message too.
 
 ``--profile`` runs rxmqtt under cProfile and prints the ``--top`` functions by own time. The
 numbers it prints are for the machine and load at hand; compare rxmqtt with the paho line of

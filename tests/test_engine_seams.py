@@ -768,3 +768,40 @@ def test_pubacks_read_together_are_told_together_and_before_any_other_packet() -
     finally:
         client._sock.close()
         far.close()
+
+
+def test_the_first_packet_of_a_read_takes_the_whole_packet_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An empty buffer is filled with one recv() and every whole packet in it handled at once,
+    the first one included (paho's byte-at-a-time reader used to take each read's first)."""
+    import socket
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from rxmqtt.engine._adapter_events import MessageReceived
+    from rxmqtt.engine._paho_client import _PahoClient
+
+    near, far = socket.socketpair()
+    near.setblocking(False)
+    client = _PahoClient(CallbackAPIVersion.VERSION2, client_id="fill", protocol=paho.MQTTv5)
+    client._sock = near
+    got: list[str] = []
+    client.events = lambda event: (
+        got.append(event.message.topic) if isinstance(event, MessageReceived) else None
+    )
+
+    def paho_reader(_self: object) -> int:
+        raise AssertionError("paho's reader was used for a whole packet")
+
+    monkeypatch.setattr(paho.Client, "_packet_read", paho_reader)
+    try:
+        far.sendall(b"".join(packet(0x30, mqtt_str(f"f/{i}") + b"\x00x") for i in range(3)))
+        assert client._packet_read() == 0
+        assert got == ["f/0", "f/1", "f/2"]
+        assert client._packet_read() == paho.MQTT_ERR_AGAIN, "nothing more to read"
+        far.close()
+        assert client._packet_read() == paho.MQTT_ERR_CONN_LOST, "the peer closed"
+    finally:
+        near.close()

@@ -111,3 +111,27 @@ def test_remembering_topics_stays_bounded() -> None:
     assert trie.match(long_topic) == [1]
     assert len(trie._matched) <= topics.MATCH_CACHE_SIZE
     assert long_topic not in trie._matched
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        b"\x02\x0b\x05",  # Subscription Identifier 5 alone: remembered
+        b"\x04\x03\x00\x01a",  # Content Type "a": paho's, never remembered
+        b"\x02\x01\x01",  # Payload Format Indicator 1: paho's, never remembered
+    ],
+)
+def test_a_remembered_property_block_decodes_as_it_did_the_first_time(block: bytes) -> None:
+    """Property blocks of identifiers alone are remembered by their bytes: decoding one again
+    gives the same properties, and no other block is taken for one."""
+    from rxmqtt.engine._publish_codec import decode_publish
+
+    body = b"\x00\x01t" + block + b"payload"
+    first = decode_publish(0x30, body, True).message
+    again = decode_publish(0x30, body, True).message
+    assert again == first
+    assert again.payload == b"payload"
+    if block == b"\x02\x0b\x05":
+        assert again.properties.subscription_identifiers == (5,)
+    else:
+        assert again.properties.subscription_identifiers == ()
