@@ -7,7 +7,7 @@ naming the argument, instead of the broker closing the connection later.
 from __future__ import annotations
 
 import re
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = [
     "MAX_TOPIC_BYTES",
@@ -190,19 +190,35 @@ MATCH_CACHE_SIZE = 4096
 """Topics whose matches a ``TopicTrie`` remembers at once (see ``TopicTrie.match``)."""
 
 
+_NO_CHILDREN: dict[str, Any] = {}
+"""The children of every node that has none yet (never written to: a node gets a dict of its own
+with its first child). A connection's trie is mostly leaves; empty containers cost memory."""
+
+_NONE_HERE: tuple[()] = ()
+"""The values of a node where no filter ends (a node gets a list with its first value)."""
+
+
 class _Node(Generic[V]):
     """One level of the trie: literal children, a ``+`` child, and values ending here."""
 
     __slots__ = ("children", "hash_values", "plus", "values")
 
     def __init__(self) -> None:
-        self.children: dict[str, _Node[V]] = {}
+        self.children: dict[str, _Node[V]] = _NO_CHILDREN
         self.plus: _Node[V] | None = None
-        self.values: list[V] = []  # filters ending at this node
-        self.hash_values: list[V] = []  # filters ending with '/#' below this node
+        self.values: list[V] | tuple[()] = _NONE_HERE  # filters ending at this node
+        self.hash_values: list[V] | tuple[()] = _NONE_HERE  # filters ending with '/#' below it
 
     def is_empty(self) -> bool:
         return not (self.children or self.plus or self.values or self.hash_values)
+
+
+def _with(bucket: list[V] | tuple[()], value: V) -> list[V]:
+    """``bucket`` with ``value`` added: the node's own list (made on its first value)."""
+    if isinstance(bucket, list):
+        bucket.append(value)
+        return bucket
+    return [value]
 
 
 class TopicTrie(Generic[V]):
@@ -235,11 +251,11 @@ class TopicTrie(Generic[V]):
         if levels[-1] == "#":
             for level in levels[:-1]:
                 node = self._child(node, level)
-            node.hash_values.append(value)
+            node.hash_values = _with(node.hash_values, value)
         else:
             for level in levels:
                 node = self._child(node, level)
-            node.values.append(value)
+            node.values = _with(node.values, value)
         self._size += 1
         self._matched.clear()
 
@@ -250,12 +266,17 @@ class TopicTrie(Generic[V]):
             if node.plus is None:
                 node.plus = _Node()
             return node.plus
-        child = node.children.get(level)
+        children = node.children
+        child = children.get(level)
         if child is None:
-            child = node.children[level] = _Node()
+            if children is _NO_CHILDREN:
+                children = node.children = {}
+            child = children[level] = _Node()
         return child
 
-    def _find(self, topic_filter: str) -> tuple[list[tuple[_Node[V], str]], list[V]] | None:
+    def _find(
+        self, topic_filter: str
+    ) -> tuple[list[tuple[_Node[V], str]], list[V] | tuple[()]] | None:
         """The path of (parent, level) steps to ``topic_filter``'s value list, or ``None``."""
         try:
             _, pattern = split_shared(topic_filter)
@@ -281,10 +302,9 @@ class TopicTrie(Generic[V]):
         if found is None:
             return False
         path, bucket = found
-        try:
-            bucket.remove(value)
-        except ValueError:
+        if not isinstance(bucket, list) or value not in bucket:
             return False
+        bucket.remove(value)
         self._size -= 1
         self._matched.clear()
         # Prune nodes left empty, deepest first, so removed filters do not leak memory.

@@ -488,3 +488,26 @@ def test_trie_remembers_a_topics_matches_until_it_changes(
     trie.add("devices/#", -1)
     assert sorted(trie.match("devices/7/temp")) == [-1, 7]
     assert walks == 2
+
+
+def test_leaves_share_their_empty_containers_and_never_write_to_them() -> None:
+    """A connection's trie is mostly leaves: they share one empty children dict and one empty
+    value tuple until they need their own, and the shared ones stay empty."""
+    from rxmqtt import topics
+
+    trie: TopicTrie[int] = TopicTrie()
+    trie.add("a/b", 1)
+    trie.add("a/c/#", 2)
+    leaf = trie._root.children["a"].children["b"]
+    assert leaf.children is topics._NO_CHILDREN
+    assert leaf.hash_values is topics._NONE_HERE
+    trie.add("a/b/d", 3)  # the leaf gets children of its own
+    trie.add("a/b/#", 4)
+    assert leaf.children is not topics._NO_CHILDREN
+    assert topics._NO_CHILDREN == {}
+    assert topics._NONE_HERE == ()
+    assert sorted(trie.match("a/b")) == [1, 4]
+    assert sorted(trie.match("a/b/d")) == [3, 4]
+    assert not trie.remove("a/b/x", 9)
+    assert trie.remove("a/b/d", 3)
+    assert sorted(trie.match("a/b/d")) == [4]
