@@ -693,13 +693,10 @@ _PUBACK_TEXTS = {value: reason_text(code) for value, code in _PUBACK_CODES.items
 """Each PUBACK code's name, as paho says it ("Success", "Quota exceeded", ...)."""
 
 _PUBACK_SUCCESS = _PUBACK_CODES[0]
-"""Success: a plain PUBACK's code, and the one paho passes to on_publish once a QoS 0 PUBLISH is
-written."""
+"""Success: the code of a PUBACK that is the packet id alone."""
 
 _PINGREQ = bytes((paho.PINGREQ, 0))
 """A PINGREQ packet: its type and a zero remaining length."""
-
-_NO_PUBACK_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
 
 _NOBODY_WAITS = paho.MQTTMessageInfo(0)
 """Stands in for the per-message ``MQTTMessageInfo`` (with its ``threading.Condition``) that

@@ -21,7 +21,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ..broker_limits import V311_LIMITS, BrokerLimits
 from ..errors import NotConnectedError
-from ..message import NO_PROPERTIES, Message
+from ..message import Message
 from ..settings import ConnectionSettings, Endpoint
 from ..settings._protocol import MQTT_3_1_1
 from ..subscription_options import SubscriptionOptions
@@ -275,10 +275,7 @@ class PahoLink:
 
     def publish(self, message: Message) -> int:
         """Queue ``message`` for sending; returns the packet id its completion will carry."""
-        props = message.properties
-        properties = (
-            None if props is NO_PROPERTIES else _to_paho_properties(props, PacketTypes.PUBLISH)
-        )
+        properties = _to_paho_properties(message.properties, PacketTypes.PUBLISH)
         mid = self._client.send_publish(
             message.topic, message.payload, message.qos, message.retain, properties
         )

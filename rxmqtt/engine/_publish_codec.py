@@ -124,20 +124,8 @@ def _decode_properties(body: bytes | bytearray, pos: int) -> tuple[PublishProper
     length = body[pos]
     if length == 0:
         return NO_PROPERTIES, pos + 1
-    if length < 0x80:  # (a one-byte length: seen before, the same block gives the same answer)
-        end = pos + 1 + length
-        block = bytes(body[pos:end])
-        known = _KNOWN_BLOCKS.get(block)
-        if known is not None:
-            return known, end
-        identified = only_identifiers(body, pos)
-        if identified is not None:
-            if len(_KNOWN_BLOCKS) >= KNOWN_BLOCKS_SIZE:
-                _KNOWN_BLOCKS.clear()
-            _KNOWN_BLOCKS[block] = identified[0]
-            return identified
-    else:
-        identified = only_identifiers(body, pos)
+    # (a one-byte length: the common block, remembered by its bytes)
+    identified = _remembered(body, pos) if length < 0x80 else only_identifiers(body, pos)
     if identified is not None:
         return identified
     try:
@@ -152,6 +140,22 @@ KNOWN_BLOCKS_SIZE = 1024
 (a subscription's messages all carry the same block)."""
 
 _KNOWN_BLOCKS: dict[bytes, PublishProperties] = {}
+
+
+def _remembered(body: bytes | bytearray, pos: int) -> tuple[PublishProperties, int] | None:
+    """``only_identifiers`` for the block at ``pos`` (its length in one byte), answered from
+    :data:`_KNOWN_BLOCKS` when the same bytes were seen before."""
+    end = pos + 1 + body[pos]
+    block = bytes(body[pos:end])
+    known = _KNOWN_BLOCKS.get(block)
+    if known is None:
+        identified = only_identifiers(body, pos)
+        if identified is None:
+            return None
+        if len(_KNOWN_BLOCKS) >= KNOWN_BLOCKS_SIZE:
+            _KNOWN_BLOCKS.clear()
+        known = _KNOWN_BLOCKS[block] = identified[0]
+    return known, end
 
 
 @functools.lru_cache(maxsize=1024)
