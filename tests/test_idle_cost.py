@@ -58,6 +58,7 @@ from rxmqtt.testing._process import free_port
 from rxmqtt.testing._raw import packet
 from rxmqtt.testing.proxy import FaultProxy
 from rxmqtt.testing.recorder import Recorder
+from tests._helpers import until
 
 # ----------------------------------------------------------------------------- keep-alive
 
@@ -176,8 +177,11 @@ async def test_pings_written_at_once_keep_a_slow_link_alive(
     events = Recorder(conn.lifecycle)
     async with conn:
         await conn.wait_for(ConnectionState.CONNECTED, 5)
+        (link,) = rxmqtt_fault_proxy.connections
+        answered = link.bytes_to_client
         rxmqtt_fault_proxy.delay(0.2)
-        await asyncio.sleep(6.5)  # (the behaviour under test is staying up for that long)
+        # three PINGRESPs (2 bytes each) through the slow proxy: three keep-alive periods
+        await until(lambda: link.bytes_to_client >= answered + 6, "three PINGRESPs", 10)
         assert conn.state is ConnectionState.CONNECTED
         assert not [e for e in events.items if isinstance(e, Disconnected)]
         rxmqtt_fault_proxy.delay(0)
